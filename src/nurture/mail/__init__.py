@@ -1,0 +1,1 @@
+"""Email: templates, MIME messages, SMTP sending."""

@@ -1,0 +1,156 @@
+"""Email templates: sandboxed Jinja2 files in `email_templates/`, HTML plus a text part.
+
+`NAME.html` is required; `NAME.txt` is the plain-text alternative and is derived from
+the HTML when absent. The same environment renders subjects.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, nodes, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from nurture.errors import Diagnostic, NurtureError
+from nurture.hints import did_you_mean
+
+TEMPLATE_NAMES = ("lead", "score", "scenario", "unsubscribe_url", "link", "now")
+
+
+class TemplateError(NurtureError):
+    pass
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+def _environment(root: Path | None) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(str(root)) if root else None,
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env
+
+
+_TAG = re.compile(r"<[^>]+>")
+_BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr|table)>|<br\s*/?>", re.I)
+_LINK = re.compile(r'<a\s[^>]*href="([^"]+)"[^>]*>(.*?)</a>', re.I | re.S)
+
+
+def html_to_text(markup: str) -> str:
+    """A readable plain-text version of an email's HTML, for clients that want text."""
+    body = re.sub(r"(?is)<(head|style|script)\b.*?</\1>", "", markup)
+    body = _LINK.sub(lambda m: f"{_TAG.sub('', m[2]).strip()} ({m[1]})", body)
+    body = _BLOCK_END.sub("\n", body)
+    body = html.unescape(_TAG.sub("", body))
+    lines = [line.strip() for line in body.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def lead_fields_used(tree: nodes.Node) -> list[tuple[str, int]]:
+    """(field, line) for every `lead.X` / `lead['X']` in a template or expression tree."""
+    found = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node.node, nodes.Name) and node.node.name == "lead":
+            if isinstance(node, nodes.Getattr):
+                found.append((node.attr, node.lineno))
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                found.append((node.arg.value, node.lineno))
+    return found
+
+
+class TemplateStore:
+    """Loads, checks and renders the templates of one `email_templates/` folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = _environment(root)
+        self._strings = _environment(None)
+
+    def exists(self, name: str) -> bool:
+        return (self.root / f"{name}.html").is_file()
+
+    def check(self, name: str, lead_fields: Iterable[str]) -> list[Diagnostic]:
+        """Problems in template `name`: missing file, syntax, unknown variables."""
+        known = set(lead_fields)
+        problems: list[Diagnostic] = []
+        for suffix in (".html", ".txt"):
+            path = self.root / f"{name}{suffix}"
+            if not path.is_file():
+                continue
+            try:
+                source = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(Diagnostic(str(path), 1, f"template is not UTF-8: {exc.reason}"))
+                continue
+            problems += check_template_source(source, str(path), known)
+        return problems
+
+    def render(self, name: str, subject: str, context: Mapping[str, Any]) -> RenderedEmail:
+        try:
+            html_body = self.env.get_template(f"{name}.html").render(context)
+            text_path = self.root / f"{name}.txt"
+            text_body = (
+                self.env.get_template(f"{name}.txt").render(context)
+                if text_path.is_file()
+                else html_to_text(html_body)
+            )
+            subject_text = self._strings.from_string(subject).render(context)
+        except Exception as exc:  # any template failure is the marketer's to fix
+            raise TemplateError(f"template '{name}': {exc}") from exc
+        return RenderedEmail(" ".join(subject_text.split()), html_body, text_body)
+
+    def render_string(self, source: str, context: Mapping[str, Any]) -> str:
+        return self._strings.from_string(source).render(context)
+
+
+def check_template_source(
+    source: str, filename: str, lead_fields: set[str], line: int = 0
+) -> list[Diagnostic]:
+    """Syntax and variable problems of one template text (`line` offsets inline strings)."""
+    env = _environment(None)
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        return [Diagnostic(filename, line + (exc.lineno or 1), f"template syntax error: {exc.message}")]
+    problems = []
+    for field, at in lead_fields_used(tree):
+        if field not in lead_fields:
+            problems.append(
+                Diagnostic(
+                    filename,
+                    line + at,
+                    f"template uses lead.{field}, which no lead field provides",
+                    did_you_mean(field, lead_fields) + " (custom fields go in the scenario's lead_fields)",
+                )
+            )
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for name_node in tree.find_all(nodes.Name):
+        if (
+            name_node.ctx == "load"
+            and name_node.name not in TEMPLATE_NAMES
+            and name_node.name not in assigned
+        ):
+            problems.append(
+                Diagnostic(
+                    filename,
+                    line + name_node.lineno,
+                    f"template uses unknown variable '{name_node.name}'",
+                    did_you_mean(name_node.name, TEMPLATE_NAMES),
+                )
+            )
+    return problems
+
+
+LinkMaker = Callable[[str, str], str]

@@ -1,0 +1,58 @@
+"""What a step asks the outside world to do; adapters (store, mail) carry it out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SendEmail:
+    step: str
+    template: str
+    subject: str
+    sender: str
+    reply_to: str | None
+    idempotency_key: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class NotifySales:
+    step: str
+    message: str
+    idempotency_key: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class UpdateLead:
+    step: str
+    set: Mapping[str, Any]
+    add_tags: tuple[str, ...]
+    remove_tags: tuple[str, ...]
+    score_delta: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The lead left the scenario: `completed` (reached the end) or `exited` (exit condition)."""
+
+    status: str
+    reason: str
+    at: datetime
+
+
+Effect = SendEmail | NotifySales | UpdateLead | Finished
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why the lead went where it went; printed by `nurture simulate`, kept in the audit log."""
+
+    at: datetime
+    step: str
+    text: str

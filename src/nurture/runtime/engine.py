@@ -1,0 +1,302 @@
+"""`step()`: advance one lead through its compiled scenario as far as it can go now.
+
+Pure: it reads its inputs (position, lead, events, recent sends, `now`) and returns the
+new position, the effects to carry out and the decisions taken. The daemon and the
+simulator are both thin loops around it, which is why a simulated timeline is what a
+real lead would live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from nurture.errors import ExpressionError, NurtureError
+from nurture.runtime.effects import Decision, Effect, Finished, NotifySales, SendEmail, UpdateLead
+from nurture.scenario import model as m
+from nurture.scenario.compiler import CompiledScenario, Turn, stable_bucket
+from nurture.scenario.expr import EventRecord, EventsView, Record
+from nurture.scenario.graph import END
+from nurture.timeutil import parse_duration, zone
+
+MAX_MOVES = 200
+
+ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a lead stands in a scenario: plain data, stored as columns of its enrolment."""
+
+    state: str
+    entered_at: datetime
+    due_at: datetime | None
+    seq: int = 0
+    status: str = ACTIVE
+
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
+
+@dataclass(frozen=True)
+class LeadView:
+    """What the runtime may know of a lead."""
+
+    key: str
+    fields: Mapping[str, Any]
+    score: Mapping[str, Any] = field(
+        default_factory=lambda: {"fit": 0, "engagement": 0, "total": 0, "grade": "D"}
+    )
+
+    @property
+    def lifecycle(self) -> str:
+        return str(self.fields.get("lifecycle_stage") or "cold")
+
+    @property
+    def timezone(self) -> str | None:
+        value = self.fields.get("timezone")
+        return str(value) if value else None
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    """At most `max_sends` emails to one lead in any `period`, across all scenarios."""
+
+    max_sends: int = 3
+    period: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    position: Position
+    effects: list[Effect]
+    decisions: list[Decision]
+    lead: LeadView
+    log: list[Decision | Effect] = field(default_factory=list)
+
+
+def start(compiled: CompiledScenario, now: datetime) -> Position:
+    """The position of a lead that enrols now: at the first step, due at once."""
+    return Position(compiled.first, now, now)
+
+
+def step(
+    compiled: CompiledScenario,
+    position: Position,
+    lead: LeadView,
+    events: Sequence[EventRecord],
+    now: datetime,
+    *,
+    recent_sends: Sequence[datetime] = (),
+    cap: FrequencyCap | None = None,
+    ref: str = "",
+) -> StepResult:
+    """Move the lead through every step that can complete at `now`; stop at the first that waits.
+
+    `recent_sends` are this lead's send times (all scenarios) for the frequency cap;
+    `ref` identifies the enrolment and goes into idempotency keys.
+    """
+    return _Walk(compiled, lead, events, now, list(recent_sends), cap, ref or lead.key).run(position)
+
+
+class _Walk:
+    def __init__(
+        self,
+        compiled: CompiledScenario,
+        lead: LeadView,
+        events: Sequence[EventRecord],
+        now: datetime,
+        sends: list[datetime],
+        cap: FrequencyCap | None,
+        ref: str,
+    ) -> None:
+        self.c = compiled
+        self.lead = lead
+        self.events = events
+        self.now = now
+        self.sends = sends
+        self.cap = cap
+        self.ref = ref
+        self.effects: list[Effect] = []
+        self.decisions: list[Decision] = []
+        self.log: list[Decision | Effect] = []
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "lead": Record(self.lead.fields),
+            "score": Record(self.lead.score),
+            "events": EventsView(self.events, self.now),
+            "lifecycle": self.lead.lifecycle,
+            "now": self.now,
+        }
+
+    def note(self, at: datetime, step: str, text: str) -> None:
+        decision = Decision(at, step, text)
+        self.decisions.append(decision)
+        self.log.append(decision)
+
+    def emit(self, effect: Effect) -> None:
+        self.effects.append(effect)
+        self.log.append(effect)
+
+    def key(self, kind: str, state: str, seq: int) -> str:
+        raw = f"{self.ref}|{self.c.id}|{self.c.version}|{state}|{seq}|{kind}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def zone_name(self) -> str:
+        if self.c.window_zone == "lead":
+            return self.lead.timezone or self.c.fallback_zone
+        return self.c.window_zone
+
+    def finish(self, position: Position, status: str, reason: str, at: datetime) -> Position:
+        self.emit(Finished(status, reason, at))
+        return replace(position, due_at=None, status=status)
+
+    def exit_reason(self) -> str | None:
+        context = self.context()
+        for label, condition in self.c.exit_conditions:
+            try:
+                if condition.test(context):
+                    return label
+            except ExpressionError:
+                continue
+        return None
+
+    def move(self, position: Position, trigger: str, at: datetime, turn: Turn | None = None) -> Position:
+        turn = turn or Turn(self.context())
+        target = self.c.fire(position.state, trigger, turn)
+        for error in turn.errors:
+            self.note(at, position.state, error)
+        if turn.chosen:
+            self.note(at, position.state, f"took {turn.chosen} → {target}")
+        return Position(target, at, at, position.seq + 1)
+
+    # -- the walk --------------------------------------------------------------------------
+
+    def run(self, position: Position) -> StepResult:
+        if not position.active:
+            return StepResult(position, [], [], self.lead, [])
+        for _ in range(MAX_MOVES):
+            if position.state == END:
+                position = self.finish(position, COMPLETED, "reached the end", position.entered_at)
+                break
+            reason = self.exit_reason()
+            if reason is not None:
+                position = self.finish(
+                    position,
+                    EXITED,
+                    reason,
+                    max(position.entered_at, min(self.now, position.due_at or self.now)),
+                )
+                break
+            position, waiting = self.act(position)
+            if waiting or not position.active:
+                break
+        else:
+            raise NurtureError(f"scenario '{self.c.id}' moved {MAX_MOVES} times without waiting")
+        return StepResult(position, self.effects, self.decisions, self.lead, self.log)
+
+    def act(self, position: Position) -> tuple[Position, bool]:
+        """Complete the current step and move on, or (position with due_at, True) to wait."""
+        step = self.c.steps[position.state]
+        at = position.entered_at
+        if isinstance(step, m.Wait):
+            return self.wait(position, step)
+        if isinstance(step, m.WaitFor):
+            return self.wait_for(position, step)
+        if isinstance(step, m.SendEmail):
+            return self.send(position, step)
+        if isinstance(step, m.Update):
+            self.update(step, at)
+        elif isinstance(step, m.NotifySales):
+            self.emit(NotifySales(step.id, step.message, self.key("notify", step.id, position.seq), at))
+        elif isinstance(step, m.Split):
+            turn = Turn(self.context(), bucket=stable_bucket(self.lead.key, self.c.id, step.id))
+            return self.move(position, "advance", at, turn), False
+        elif isinstance(step, m.Exit):
+            moved = self.move(position, "advance", at)
+            return self.finish(moved, COMPLETED, step.reason, at), False
+        return self.move(position, "advance", at), False
+
+    def wait(self, position: Position, step: m.Wait) -> tuple[Position, bool]:
+        until = self.c.until(step.id)
+        if until is not None:
+            target = until.next_after(position.entered_at, zone(self.zone_name()))
+        else:
+            target = position.entered_at + parse_duration(step.duration or "")
+        if self.now < target:
+            return replace(position, due_at=target), True
+        return self.move(position, "advance", target), False
+
+    def wait_for(self, position: Position, step: m.WaitFor) -> tuple[Position, bool]:
+        deadline = position.entered_at + self.c.durations[step.id]
+        horizon = min(self.now, deadline)
+        where = self.c.wait_where.get(step.id)
+        for event in sorted(self.events, key=lambda e: e.at):
+            if event.type != step.event or not position.entered_at <= event.at <= horizon:
+                continue
+            if where is not None:
+                context = self.context() | {"event": event.as_record()}
+                try:
+                    if not where.test(context):
+                        continue
+                except ExpressionError:
+                    continue
+            self.note(event.at, step.id, f"{step.event} arrived at {event.at:%Y-%m-%d %H:%M} UTC")
+            return self.move(position, "event", event.at), False
+        if self.now >= deadline:
+            self.note(deadline, step.id, f"no {step.event} within {step.timeout}: timed out")
+            return self.move(position, "timeout", deadline), False
+        return replace(position, due_at=deadline), True
+
+    def send(self, position: Position, step: m.SendEmail) -> tuple[Position, bool]:
+        tz = zone(self.zone_name())
+        opening = self.c.send_window.next_open(self.now, tz)
+        if opening > self.now:
+            self.note(self.now, step.id, f"outside send window; deferred to {opening:%Y-%m-%d %H:%M} UTC")
+            return replace(position, due_at=opening), True
+        if self.cap is not None:
+            window_start = self.now - self.cap.period
+            recent = sorted(t for t in self.sends if window_start < t <= self.now)
+            if len(recent) >= self.cap.max_sends:
+                free_at = recent[len(recent) - self.cap.max_sends] + self.cap.period
+                self.note(
+                    self.now, step.id, f"frequency cap reached; deferred to {free_at:%Y-%m-%d %H:%M} UTC"
+                )
+                return replace(position, due_at=free_at), True
+        self.emit(
+            SendEmail(
+                step.id,
+                step.template,
+                step.subject,
+                step.from_ or self.c.scenario.from_,
+                step.reply_to,
+                self.key("email", step.id, position.seq),
+                self.now,
+            )
+        )
+        self.sends.append(self.now)
+        return self.move(position, "advance", self.now), False
+
+    def update(self, step: m.Update, at: datetime) -> None:
+        fields = dict(self.lead.fields)
+        fields.update(step.set)
+        tags = [t for t in fields.get("tags") or [] if t not in step.remove_tags]
+        tags += [t for t in step.add_tags if t not in tags]
+        fields["tags"] = tags
+        score = dict(self.lead.score)
+        if step.adjust_score:
+            score["engagement"] = score.get("engagement", 0) + step.adjust_score
+            score["total"] = score.get("total", 0) + step.adjust_score
+        self.lead = replace(self.lead, fields=fields, score=score)
+        self.emit(
+            UpdateLead(
+                step.id, dict(step.set), tuple(step.add_tags), tuple(step.remove_tags), step.adjust_score, at
+            )
+        )

@@ -1,0 +1,1 @@
+"""The scenario language: model, loader and validation, expressions, compiler, graph."""

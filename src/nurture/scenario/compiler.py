@@ -1,0 +1,181 @@
+"""Compile a validated scenario into one shared `transitions` state machine.
+
+One machine per scenario *version* serves every lead: a lead's position is plain data
+(state, entered_at, due_at), and stepping a lead sets the state on one reusable model
+object and fires a trigger. Building a machine per lead would cost far more.
+
+Triggers: `advance` (leave a step that is done), `event` and `timeout` (leave a
+`wait_for`). Branch cases and split variants are conditional transitions that
+`transitions` tries in order, so "first matching case wins" is the library's semantics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from transitions import Machine
+
+from nurture.scenario.expr import Expression
+from nurture.scenario.graph import END
+from nurture.scenario.loader import LoadedScenario
+from nurture.scenario.model import (
+    EXIT_SHORTCUTS,
+    Branch,
+    Exit,
+    Goto,
+    Split,
+    Step,
+    WaitFor,
+)
+from nurture.timeutil import SendWindow, WeekdayTime, parse_clock_time, parse_duration
+
+
+@dataclass
+class Turn:
+    """Per-call scratch passed to condition callbacks: the expression context and the choice."""
+
+    context: dict[str, Any]
+    bucket: float = 0.0
+    chosen: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+class Cursor:
+    """The one model object a compiled machine moves; `state` is set before each trigger."""
+
+    state: str
+
+    def __init__(self, initial: str) -> None:
+        self.state = initial
+
+
+def _case(expression: Expression, label: str) -> Callable[[Turn], bool]:
+    def condition(turn: Turn) -> bool:
+        from nurture.errors import ExpressionError
+
+        try:
+            result = expression.test(turn.context)
+        except ExpressionError as exc:
+            turn.errors.append(f"{expression.source!r} could not be evaluated ({exc}); treated as false")
+            return False
+        if result:
+            turn.chosen = label
+        return bool(result)
+
+    return condition
+
+
+def _bucket_range(low: float, high: float, label: str) -> Callable[[Turn], bool]:
+    def condition(turn: Turn) -> bool:
+        if low <= turn.bucket < high:
+            turn.chosen = label
+            return True
+        return False
+
+    return condition
+
+
+def stable_bucket(*parts: str) -> float:
+    """A number in [0, 1) that depends only on `parts`: stable A/B assignment per lead."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class CompiledScenario:
+    """A scenario version ready to step leads through."""
+
+    def __init__(self, loaded: LoadedScenario) -> None:
+        self.loaded = loaded
+        self.scenario = loaded.scenario
+        self.id = loaded.scenario.id
+        self.version = loaded.version
+        self.steps: dict[str, Step] = {s.id: s for s in self.scenario.steps}
+        self.first = self.scenario.steps[0].id
+        self.following = self._following()
+        self.durations = {
+            s.id: parse_duration(s.timeout) for s in self.scenario.steps if isinstance(s, WaitFor)
+        }
+        self.wait_where = {
+            s.id: Expression(s.where) for s in self.scenario.steps if isinstance(s, WaitFor) and s.where
+        }
+        self.exit_conditions = [
+            (item, Expression(EXIT_SHORTCUTS.get(item, item))) for item in self.scenario.exit_when
+        ]
+        entry = self.scenario.entry.when
+        self.entry_condition = Expression(entry) if entry else None
+        window = self.scenario.send_window
+        self.send_window = SendWindow(
+            window.day_numbers(), parse_clock_time(window.start), parse_clock_time(window.end)
+        )
+        self.window_zone = window.timezone
+        self.fallback_zone = window.fallback_timezone
+        self.cursor = Cursor(self.first)
+        self.machine = Machine(
+            model=None,
+            states=[*self.steps, END],
+            initial=self.first,
+            auto_transitions=False,
+            send_event=False,
+        )
+        for step in self.scenario.steps:
+            self._add_transitions(step)
+        self.machine.add_model(self.cursor, initial=self.first)
+
+    def _following(self) -> dict[str, str]:
+        ordered = self.scenario.steps
+        return {
+            s.id: s.next or (ordered[i + 1].id if i + 1 < len(ordered) else END)
+            for i, s in enumerate(ordered)
+        }
+
+    def _add_transitions(self, step: Step) -> None:
+        add = self.machine.add_transition
+        if isinstance(step, WaitFor):
+            add("event", step.id, step.on_event)
+            add("timeout", step.id, step.on_timeout)
+        elif isinstance(step, Branch):
+            for number, case in enumerate(step.cases, start=1):
+                label = f"case {number}: {case.if_}"
+                add("advance", step.id, case.goto, conditions=[_case(Expression(case.if_), label)])
+            add("advance", step.id, step.else_, after=[lambda turn: setattr(turn, "chosen", "else")])
+        elif isinstance(step, Split):
+            total = sum(v.weight for v in step.variants)
+            low = 0.0
+            for index, variant in enumerate(step.variants):
+                high = 1.0 if index == len(step.variants) - 1 else low + variant.weight / total
+                label = variant.name or chr(ord("a") + index)
+                add("advance", step.id, variant.goto, conditions=[_bucket_range(low, high, label)])
+                low = high
+        elif isinstance(step, Goto):
+            add("advance", step.id, step.target)
+        elif isinstance(step, Exit):
+            add("advance", step.id, END)
+        else:
+            add("advance", step.id, self.following[step.id])
+
+    def fire(self, state: str, trigger: str, turn: Turn) -> str:
+        """Fire `trigger` from `state` and return the state the machine moved to."""
+        cursor = self.cursor
+        cursor.state = state
+        cursor.trigger(trigger, turn)
+        return cursor.state
+
+    def until(self, step_id: str) -> WeekdayTime | None:
+        step = self.steps[step_id]
+        until = getattr(step, "until", None)
+        return WeekdayTime.parse(until) if until else None
+
+
+_CACHE: dict[tuple[str, str], CompiledScenario] = {}
+
+
+def compile_scenario(loaded: LoadedScenario) -> CompiledScenario:
+    """The compiled machine for this scenario version, built once per process."""
+    key = (loaded.id, loaded.version)
+    compiled = _CACHE.get(key)
+    if compiled is None or compiled.loaded.templates.root != loaded.templates.root:
+        compiled = _CACHE[key] = CompiledScenario(loaded)
+    return compiled

@@ -1,0 +1,412 @@
+"""Loading and validating scenario files, reporting every problem with `file:line`."""
+
+from __future__ import annotations
+
+import hashlib
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from nurture.errors import Diagnostic, ExpressionError, ValidationFailed
+from nurture.hints import did_you_mean
+from nurture.leadfields import READ_ONLY_FIELDS, STANDARD_FIELDS
+from nurture.mail.templates import TemplateStore, check_template_source
+from nurture.scenario import graph as journey
+from nurture.scenario.expr import (
+    BASE_NAMES,
+    EVENT_TYPES,
+    EVENTS_METHODS,
+    SCORE_FIELDS,
+    Expression,
+)
+from nurture.scenario.model import (
+    EXIT_SHORTCUTS,
+    Branch,
+    Scenario,
+    SendEmail,
+    Split,
+    Step,
+    Update,
+    WaitFor,
+)
+from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml
+
+_STEP = TypeAdapter(Step)
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A valid scenario with where it came from and its content version."""
+
+    scenario: Scenario
+    path: Path
+    version: str
+    templates: TemplateStore
+    step_lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.scenario.id
+
+
+def content_version(text: str) -> str:
+    """A scenario version: the first 12 hex digits of the SHA-256 of the file's text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def default_templates_dir(scenario_path: Path) -> Path:
+    sibling = scenario_path.resolve().parent.parent / "email_templates"
+    return sibling if sibling.is_dir() else Path("email_templates")
+
+
+def scenario_files(paths: Iterable[Path]) -> list[Path]:
+    """Expand folders into their `*.yaml` / `*.yml` files, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            found.append(path)
+    return found
+
+
+def load_scenario(path: Path, templates_dir: Path | None = None) -> LoadedScenario:
+    """Load one scenario file; raise ValidationFailed listing every problem."""
+    loaded, problems = check_scenario(path, templates_dir)
+    if problems or loaded is None:
+        raise ValidationFailed(problems)
+    return loaded
+
+
+def check_scenario(
+    path: Path, templates_dir: Path | None = None
+) -> tuple[LoadedScenario | None, list[Diagnostic]]:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [Diagnostic(name, 1, "no such file")]
+    except UnicodeDecodeError as exc:
+        return None, [Diagnostic(name, 1, f"file is not UTF-8 ({exc.reason})")]
+    data, problems = parse_yaml(text, name)
+    if data is None and not problems:
+        problems = [Diagnostic(name, 1, "the file is empty", "a scenario needs id, name and steps")]
+    if problems:
+        return None, problems
+    if not isinstance(data, LineDict):
+        return None, [Diagnostic(name, 1, "a scenario file must be a mapping of keys to values")]
+    templates = TemplateStore(templates_dir or default_templates_dir(path))
+    checker = _Checker(name, data, templates)
+    scenario = checker.run()
+    if checker.problems or scenario is None:
+        return None, sorted(set(checker.problems), key=lambda d: (d.line, d.message))
+    return LoadedScenario(scenario, path, content_version(text), templates, checker.step_lines), []
+
+
+class _Checker:
+    """Structural checks (pydantic) then semantic checks (references, graph, expressions)."""
+
+    def __init__(self, filename: str, data: LineDict, templates: TemplateStore) -> None:
+        self.file = filename
+        self.data = data
+        self.templates = templates
+        self.problems: list[Diagnostic] = []
+        self.step_lines: dict[str, int] = {}
+
+    def report(self, line: int, message: str, hint: str = "") -> None:
+        self.problems.append(Diagnostic(self.file, line, message, hint))
+
+    def run(self) -> Scenario | None:
+        scenario: Scenario | None = None
+        try:
+            scenario = Scenario.model_validate(self.data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                self._structural(error)
+        steps = self._steps_that_parse()
+        fields = set(STANDARD_FIELDS) | {
+            str(f) for f in self.data.get("lead_fields", []) or [] if isinstance(f, str)
+        }
+        self._semantic(steps, fields)
+        return scenario
+
+    # -- structure -------------------------------------------------------------------------
+
+    def _structural(self, error: Any) -> None:
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        line = line_of(self.data, loc)
+        where = _describe(loc, self.data)
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            self.report(line, f"unknown key '{key}'{where}", did_you_mean(key, _allowed_keys(loc, self.data)))
+        elif kind == "missing":
+            self.report(line_of(self.data, loc[:-1]), f"missing key '{loc[-1]}'{where}")
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            tag = _get(self.data, (*loc, "type"))
+            choices = [s for s in _step_types()]
+            if tag is None:
+                self.report(line, f"step has no 'type'{where}", "expected one of: " + ", ".join(choices))
+            else:
+                self.report(
+                    line_of(self.data, (*loc, "type")),
+                    f"unknown step type '{tag}'{where}",
+                    did_you_mean(str(tag), choices),
+                )
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            self.report(line, f"{'.'.join(str(p) for p in _clean(loc, self.data)) or 'file'}: {message}")
+
+    def _steps_that_parse(self) -> list[tuple[Step, int]]:
+        raw = self.data.get("steps")
+        if not isinstance(raw, LineList):
+            return []
+        steps: list[tuple[Step, int]] = []
+        seen: dict[str, int] = {}
+        for index, item in enumerate(raw):
+            line = raw.item_lines[index]
+            step_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(step_id, str):
+                if step_id in seen:
+                    self.report(line, f"duplicate step id '{step_id}'", f"first used on line {seen[step_id]}")
+                seen.setdefault(step_id, line)
+                self.step_lines.setdefault(step_id, line)
+            try:
+                steps.append((_STEP.validate_python(item), line))
+            except ValidationError:
+                continue
+        self._all_ids = set(seen)
+        return steps
+
+    # -- meaning ---------------------------------------------------------------------------
+
+    def _semantic(self, steps: list[tuple[Step, int]], fields: set[str]) -> None:
+        ids = getattr(self, "_all_ids", set())
+        for step, line in steps:
+            for label, target in journey.step_targets(step):
+                if target not in ids:
+                    self.report(
+                        _line_near(self.data, line, label),
+                        f"step '{step.id}' refers to unknown step '{target}' ({label})",
+                        did_you_mean(target, ids),
+                    )
+            self._check_step(step, line, fields)
+        if len(steps) == len(self.data.get("steps") or []) and steps and not self.problems:
+            self._check_graph([s for s, _ in steps])
+        self._check_top_level(fields, ids)
+
+    def _check_step(self, step: Step, line: int, fields: set[str]) -> None:
+        if isinstance(step, SendEmail):
+            self._check_template(step, line, fields)
+        elif isinstance(step, WaitFor):
+            if step.event not in EVENT_TYPES:
+                self.report(
+                    _line_near(self.data, line, "event"),
+                    f"step '{step.id}' waits for unknown event '{step.event}'",
+                    did_you_mean(step.event, EVENT_TYPES),
+                )
+            if step.where:
+                self._check_expression(step.where, _line_near(self.data, line, "where"), fields, event=True)
+        elif isinstance(step, Branch):
+            raw_cases = _get_step(self.data, step.id).get("cases", [])
+            for index, case in enumerate(step.cases):
+                case_line = raw_cases.item_lines[index] if isinstance(raw_cases, LineList) else line
+                self._check_expression(case.if_, case_line, fields)
+        elif isinstance(step, Update):
+            for name in step.set:
+                if name in READ_ONLY_FIELDS:
+                    self.report(line, f"step '{step.id}' cannot set '{name}'", "it is managed by nurture")
+                elif name not in fields:
+                    self.report(
+                        line,
+                        f"step '{step.id}' sets unknown lead field '{name}'",
+                        did_you_mean(name, fields) + " (declare custom fields in lead_fields)",
+                    )
+        elif isinstance(step, Split):
+            names = [v.name for v in step.variants if v.name]
+            if len(names) != len(set(names)):
+                self.report(line, f"step '{step.id}' has two variants with the same name")
+
+    def _check_template(self, step: SendEmail, line: int, fields: set[str]) -> None:
+        if not self.templates.exists(step.template):
+            available = (
+                sorted(p.stem for p in self.templates.root.glob("*.html"))
+                if self.templates.root.is_dir()
+                else []
+            )
+            self.report(
+                _line_near(self.data, line, "template"),
+                f"step '{step.id}' uses missing template '{step.template}' "
+                f"(no {self.templates.root / (step.template + '.html')})",
+                did_you_mean(step.template, available),
+            )
+        else:
+            self.problems += self.templates.check(step.template, fields)
+        subject_line = _line_near(self.data, line, "subject")
+        self.problems += check_template_source(step.subject, self.file, fields, line=subject_line - 1)
+
+    def _check_expression(self, source: str, line: int, fields: set[str], *, event: bool = False) -> None:
+        try:
+            expression = Expression(source)
+        except ExpressionError as exc:
+            self.report(line, f"bad expression: {exc}")
+            return
+        usage = expression.usage
+        allowed = set(BASE_NAMES) | ({"event"} if event else set())
+        for name in sorted(usage.names - allowed):
+            self.report(line, f"expression uses unknown name '{name}'", did_you_mean(name, allowed))
+        for name in sorted(usage.lead_fields - fields):
+            self.report(
+                line,
+                f"expression uses lead.{name}, which no lead field provides",
+                did_you_mean(name, fields) + " (declare custom fields in lead_fields)",
+            )
+        for name in sorted(usage.score_fields - set(SCORE_FIELDS)):
+            self.report(line, f"expression uses unknown score.{name}", did_you_mean(name, SCORE_FIELDS))
+        for name in sorted(usage.event_methods - set(EVENTS_METHODS)):
+            self.report(line, f"expression uses unknown events.{name}", did_you_mean(name, EVENTS_METHODS))
+        for name in sorted(usage.event_types - set(EVENT_TYPES)):
+            self.report(line, f"expression counts unknown event '{name}'", did_you_mean(name, EVENT_TYPES))
+
+    def _check_top_level(self, fields: set[str], ids: set[str]) -> None:
+        entry = self.data.get("entry")
+        if isinstance(entry, LineDict) and isinstance(entry.get("when"), str):
+            self._check_expression(entry["when"], entry.key_lines["when"], fields)
+        exits = self.data.get("exit_when")
+        if isinstance(exits, LineList):
+            for index, item in enumerate(exits):
+                if isinstance(item, str) and item not in EXIT_SHORTCUTS:
+                    if item.isidentifier() and "." not in item:
+                        self.report(
+                            exits.item_lines[index],
+                            f"unknown exit condition '{item}'",
+                            did_you_mean(item, EXIT_SHORTCUTS) + " or write an expression",
+                        )
+                    else:
+                        self._check_expression(item, exits.item_lines[index], fields)
+        migrate = self.data.get("migrate")
+        if isinstance(migrate, LineDict):
+            for old, new in migrate.items():
+                if isinstance(new, str) and new not in ids:
+                    self.report(
+                        migrate.key_lines[old],
+                        f"migration moves '{old}' to unknown step '{new}'",
+                        did_you_mean(new, ids),
+                    )
+
+    def _check_graph(self, steps: list[Step]) -> None:
+        for step_id in journey.unreachable(steps):
+            self.report(
+                self.step_lines.get(step_id, 1),
+                f"step '{step_id}' can never be reached",
+                "nothing leads to it: add a goto/next or remove it",
+            )
+        for loop in journey.waitless_loops(steps):
+            first = min(loop, key=lambda s: self.step_lines.get(s, 0))
+            self.report(
+                self.step_lines.get(first, 1),
+                f"steps {', '.join(sorted(loop))} form a loop without a wait",
+                "a lead would spin (and could be emailed) endlessly: add a wait or wait_for",
+            )
+
+
+def _get(data: Any, loc: Sequence[Any]) -> Any:
+    current = data
+    for part in loc:
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
+            current = current[part]
+        elif isinstance(current, dict | list):
+            continue
+        else:
+            return None
+    return current
+
+
+def _get_step(data: LineDict, step_id: str) -> LineDict:
+    for item in data.get("steps") or []:
+        if isinstance(item, LineDict) and item.get("id") == step_id:
+            return item
+    return LineDict()
+
+
+def _line_near(data: LineDict, step_line: int, key: str) -> int:
+    """Line of `key` inside the step that starts on `step_line`."""
+    for item in data.get("steps") or []:
+        if isinstance(item, LineDict) and item.line == step_line:
+            return item.key_lines.get(key, step_line)
+    return step_line
+
+
+def _clean(loc: tuple[Any, ...], data: Any) -> list[Any]:
+    """`loc` without pydantic's internal parts (union tags, validator names)."""
+    cleaned: list[Any] = []
+    current = data
+    for part in loc:
+        if isinstance(current, dict) and part in current:
+            cleaned.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int):
+            cleaned.append(part)
+            current = current[part] if 0 <= part < len(current) else None
+    return cleaned
+
+
+def _describe(loc: tuple[Any, ...], data: Any) -> str:
+    """' in step 'x'' when the problem sits inside a step."""
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        step = _get(data, loc[:2])
+        if isinstance(step, dict) and isinstance(step.get("id"), str):
+            return f" in step '{step['id']}'"
+        return f" in step #{loc[1] + 1}"
+    return ""
+
+
+def _step_types() -> list[str]:
+    members = typing.get_args(typing.get_args(Step)[0])
+    return [typing.get_args(m.model_fields["type"].annotation)[0] for m in members]
+
+
+def _allowed_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
+    """Keys the model accepts at the mapping that holds loc[-1]."""
+    model: Any = Scenario
+    for part in _clean(loc[:-1], data):
+        model = _descend(model, part, data, loc)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f.alias or name for name, f in model.model_fields.items()]
+    return []
+
+
+def _descend(model: Any, part: Any, data: Any, loc: tuple[Any, ...]) -> Any:
+    model = _unwrap(model)
+    if isinstance(part, int):
+        args = typing.get_args(model)
+        item = _unwrap(args[0]) if args else None
+        if item is not None and typing.get_origin(item) in (typing.Union, types.UnionType):
+            index = loc.index(part) if part in loc else -1
+            tag = _get(data, (*loc[:index + 1], "type")) if index >= 0 else None
+            for member in typing.get_args(item):
+                if typing.get_args(member.model_fields["type"].annotation)[0] == tag:
+                    return member
+        return item
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        for name, info in model.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+    return None
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return tp

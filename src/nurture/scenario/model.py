@@ -1,0 +1,239 @@
+"""The scenario format, as marketers write it in `scenarios/*.yaml`.
+
+These pydantic models are the single definition of the format: the loader validates
+files against them and `nurture schema` publishes them as JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nurture.errors import DurationError
+from nurture.timeutil import (
+    WeekdayTime,
+    is_valid_zone,
+    parse_clock_time,
+    parse_duration,
+    parse_weekday,
+)
+
+STEP_ID = r"^[a-z][a-z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    Field(description="A duration: '3d', '36h', '90m', '1w2d'."),
+]
+
+
+class _StepBase(_Strict):
+    id: str = Field(pattern=STEP_ID, description="Unique name of the step within the scenario.")
+    next: str | None = Field(
+        default=None, description="Step to continue with; default is the following step."
+    )
+    note: str | None = Field(default=None, description="Free text for authors; ignored.")
+
+
+class SendEmail(_StepBase):
+    """Send one templated email."""
+
+    type: Literal["send_email"]
+    template: str = Field(description="Name of a template in email_templates/ (without extension).")
+    subject: str = Field(description="Subject line; may use {{ lead.* }} variables.")
+    from_: str | None = Field(default=None, alias="from", description="Sender; default: scenario's.")
+    reply_to: str | None = None
+
+
+class Wait(_StepBase):
+    """Pause for a duration, or until a weekday and local time."""
+
+    type: Literal["wait"]
+    duration: Duration | None = None
+    until: str | None = Field(default=None, description="Weekday and local time, e.g. 'tuesday 10:00'.")
+
+    @field_validator("until")
+    @classmethod
+    def _v_until(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                WeekdayTime.parse(value)
+            except DurationError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Wait:
+        if (self.duration is None) == (self.until is None):
+            raise ValueError("a wait needs exactly one of 'duration' or 'until'")
+        return self
+
+
+class WaitFor(_StepBase):
+    """Wait for a behavioural event, with a timeout and a branch for each outcome."""
+
+    type: Literal["wait_for"]
+    event: str = Field(description="Event type: open, click, page_view, form_fill, download, ...")
+    where: str | None = Field(
+        default=None, description="Extra condition on `event`, e.g. event.link == 'demo'."
+    )
+    timeout: Duration
+    on_event: str = Field(description="Step to go to when the event arrives in time.")
+    on_timeout: str = Field(description="Step to go to when the timeout passes first.")
+
+
+class Case(_Strict):
+    if_: str = Field(alias="if", description="Condition in the expression language.")
+    goto: str
+
+
+class Branch(_StepBase):
+    """Take the first case whose condition holds, else the `else` step."""
+
+    type: Literal["branch"]
+    cases: list[Case] = Field(min_length=1)
+    else_: str = Field(alias="else")
+
+
+class Variant(_Strict):
+    name: str | None = None
+    weight: float = Field(gt=0)
+    goto: str
+
+
+class Split(_StepBase):
+    """Weighted random A/B split; a lead always lands in the same variant."""
+
+    type: Literal["split"]
+    variants: list[Variant] = Field(min_length=2)
+
+
+class Update(_StepBase):
+    """Set lead fields, add or remove tags, adjust the engagement score."""
+
+    type: Literal["update"]
+    set: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    add_tags: list[str] = Field(default_factory=list)
+    remove_tags: list[str] = Field(default_factory=list)
+    adjust_score: int = 0
+
+
+class NotifySales(_StepBase):
+    """Hand the lead to sales with a message."""
+
+    type: Literal["notify_sales"]
+    message: str = "Lead ready for sales"
+
+
+class Goto(_StepBase):
+    type: Literal["goto"]
+    target: str
+
+
+class Exit(_StepBase):
+    type: Literal["exit"]
+    reason: str = "completed"
+
+
+Step = Annotated[
+    SendEmail | Wait | WaitFor | Branch | Split | Update | NotifySales | Goto | Exit,
+    Field(discriminator="type"),
+]
+
+DAY_NAMES = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class SendWindowSpec(_Strict):
+    days: list[DAY_NAMES] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    start: str = "09:00"
+    end: str = "17:00"
+    timezone: str = Field(
+        default="lead",
+        description="'lead' uses each lead's own time zone; or an IANA name like 'Asia/Tokyo'.",
+    )
+    fallback_timezone: str = Field(default="UTC", description="Used when a lead has no zone.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _v_time(cls, value: str) -> str:
+        try:
+            parse_clock_time(value)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("timezone", "fallback_timezone")
+    @classmethod
+    def _v_zone(cls, value: str) -> str:
+        if value != "lead" and not is_valid_zone(value):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name like 'Europe/Berlin'")
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> SendWindowSpec:
+        if parse_clock_time(self.start) >= parse_clock_time(self.end):
+            raise ValueError("send window must start before it ends")
+        if not self.days:
+            raise ValueError("send window needs at least one day")
+        return self
+
+    def day_numbers(self) -> frozenset[int]:
+        return frozenset(parse_weekday(d) for d in self.days)
+
+
+class Entry(_Strict):
+    when: str | None = Field(default=None, description="Which leads enrol, as an expression.")
+    source: list[str] = Field(default_factory=list, description="Only leads from these sources.")
+
+
+class Reentry(_Strict):
+    policy: Literal["never", "after_exit", "always"] = "never"
+    cooldown: Duration | None = None
+
+
+EXIT_SHORTCUTS = {
+    "became_hot": 'lifecycle in ["hot", "accepted"]',
+    "unsubscribed": "lead.unsubscribed",
+    "bounced": "lead.bounced",
+    "converted": 'lifecycle == "customer"',
+    "recycled": 'lifecycle == "recycled"',
+    "rejected": 'lifecycle == "rejected"',
+}
+
+
+class Scenario(_Strict):
+    """One scenario file."""
+
+    id: str = Field(pattern=STEP_ID)
+    name: str
+    description: str = ""
+    entry: Entry = Field(default_factory=Entry)
+    reentry: Reentry = Field(default_factory=Reentry)
+    exit_when: list[str] = Field(
+        default_factory=lambda: ["unsubscribed", "bounced"],
+        description=f"Shortcuts ({', '.join(EXIT_SHORTCUTS)}) or expressions.",
+    )
+    send_window: SendWindowSpec = Field(default_factory=SendWindowSpec)
+    from_: str = Field(alias="from", default="Marketing <marketing@example.com>")
+    lead_fields: list[str] = Field(
+        default_factory=list, description="Custom lead fields this scenario reads."
+    )
+    migrate: dict[str, str] = Field(
+        default_factory=dict,
+        description="Move leads on an older version from step (key) to step (value) of this one.",
+    )
+    steps: list[Step] = Field(min_length=1)

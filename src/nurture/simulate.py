@@ -1,0 +1,188 @@
+"""Walk one lead through a scenario on a simulated clock, sending nothing.
+
+The simulator uses the same `runtime.step` as the daemon; it only decides *when* to call
+it: at the lead's next due time or when the next event happens, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nurture.errors import Diagnostic, NurtureError, ValidationFailed
+from nurture.runtime import effects as fx
+from nurture.runtime.engine import FrequencyCap, LeadView, Position, start, step
+from nurture.scenario.compiler import CompiledScenario
+from nurture.scenario.expr import EVENT_TYPES, EventRecord, Record
+from nurture.timeutil import parse_duration, zone
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    step: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    entries: list[TimelineEntry]
+    final: Position
+    lead: LeadView
+    sent: int
+
+
+def simulate(
+    compiled: CompiledScenario,
+    lead: LeadView,
+    events: Sequence[EventRecord],
+    begin: datetime,
+    until: timedelta,
+    cap: FrequencyCap | None = FrequencyCap(),
+) -> Timeline:
+    end = begin + until
+    pending = sorted(events, key=lambda e: e.at)
+    position = start(compiled, begin)
+    now = begin
+    entries: list[TimelineEntry] = [TimelineEntry(begin, compiled.first, "enrolled")]
+    sends: list[datetime] = []
+    while position.active and now <= end:
+        lead = _apply_lifecycle_events(lead, [e for e in pending if e.at <= now])
+        visible = [e for e in pending if e.at <= now]
+        result = step(compiled, position, lead, visible, now, recent_sends=sends, cap=cap)
+        lead = result.lead
+        for item in result.log:
+            if isinstance(item, fx.Decision):
+                entries.append(TimelineEntry(item.at, item.step, item.text))
+            else:
+                entries += _describe(item, compiled, lead)
+            if isinstance(item, fx.SendEmail):
+                sends.append(item.at)
+        position = result.position
+        upcoming = [e.at for e in pending if e.at > now]
+        candidates = [t for t in (position.due_at, upcoming[0] if upcoming else None) if t is not None]
+        if not position.active or not candidates:
+            break
+        now = max(min(candidates), now)
+    entries = [e for e in entries if e.at <= end]
+    if position.active:
+        entries.append(
+            TimelineEntry(end, position.state, f"still at '{position.state}' when the simulation ends")
+        )
+    return Timeline(entries, position, lead, len(sends))
+
+
+def _apply_lifecycle_events(lead: LeadView, seen: Sequence[EventRecord]) -> LeadView:
+    flags = {"unsubscribe": "unsubscribed", "bounce": "bounced"}
+    updates = {flags[e.type]: True for e in seen if e.type in flags}
+    if not updates or all(lead.fields.get(k) for k in updates):
+        return lead
+    return LeadView(lead.key, {**lead.fields, **updates}, lead.score)
+
+
+def _describe(effect: fx.Effect, compiled: CompiledScenario, lead: LeadView) -> list[TimelineEntry]:
+    if isinstance(effect, fx.SendEmail):
+        context = {
+            "lead": Record(lead.fields),
+            "score": Record(lead.score),
+            "scenario": compiled.scenario.name,
+        }
+        try:
+            subject = compiled.loaded.templates.render_string(effect.subject, context)
+        except Exception as exc:  # shown to the author, never raised: nothing is sent here
+            subject = f"<subject does not render: {exc}>"
+        return [TimelineEntry(effect.at, effect.step, f"✉ email '{effect.template}' — subject: {subject}")]
+    if isinstance(effect, fx.NotifySales):
+        return [TimelineEntry(effect.at, effect.step, f"☎ notify sales: {effect.message}")]
+    if isinstance(effect, fx.UpdateLead):
+        parts = [f"{k}={v!r}" for k, v in effect.set.items()]
+        parts += [f"+tag {t}" for t in effect.add_tags] + [f"-tag {t}" for t in effect.remove_tags]
+        if effect.score_delta:
+            parts.append(f"score {effect.score_delta:+d}")
+        return [TimelineEntry(effect.at, effect.step, "update " + ", ".join(parts))]
+    if isinstance(effect, fx.Finished):
+        return [TimelineEntry(effect.at, "", f"■ {effect.status}: {effect.reason}")]
+    return []
+
+
+def format_timeline(timeline: Timeline, compiled: CompiledScenario) -> str:
+    tz = zone(timeline.lead.timezone)
+    lines = []
+    for entry in sorted(timeline.entries, key=lambda e: e.at):
+        local = entry.at.astimezone(tz)
+        lines.append(
+            f"{entry.at:%Y-%m-%d %H:%M} UTC  ({local:%a %H:%M} local)  {entry.step:<22} {entry.text}"
+        )
+    final = timeline.final
+    lines.append(f"-- {timeline.sent} email(s); final: {final.status} at '{final.state}'")
+    return "\n".join(lines)
+
+
+# -- input files -------------------------------------------------------------------------------
+
+_RELATIVE = re.compile(r"^\+(.+)$")
+
+
+def parse_when(value: Any, begin: datetime, where: str) -> datetime:
+    """'+2d3h' (after the simulation start) or an ISO 8601 instant (UTC when no zone)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value).strip()
+    match = _RELATIVE.match(text)
+    try:
+        if match:
+            return begin + parse_duration(match[1])
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise NurtureError(
+            f"{where}: bad time {text!r}: use '+2d' or '2026-03-02T10:00:00Z' ({exc})"
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def load_lead_file(path: Path) -> LeadView:
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or "email" not in data:
+        raise ValidationFailed([Diagnostic(str(path), 1, "a lead file is a mapping with at least 'email'")])
+    score = {"fit": 0, "engagement": 0, "total": 0, "grade": "D"}
+    score.update(data.pop("score", None) or {})
+    score.setdefault("total", score["fit"] + score["engagement"])
+    fields: dict[str, Any] = {"tags": [], "unsubscribed": False, "bounced": False, "lifecycle_stage": "cold"}
+    fields.update(data)
+    return LeadView(str(data["email"]), fields, score)
+
+
+def load_events_file(path: Path, begin: datetime) -> list[EventRecord]:
+    data = _read_yaml(path) or []
+    if not isinstance(data, list):
+        raise ValidationFailed([Diagnostic(str(path), 1, "an events file is a list of events")])
+    events = []
+    for number, item in enumerate(data, start=1):
+        where = f"{path}: event #{number}"
+        if not isinstance(item, dict) or "type" not in item or "at" not in item:
+            raise NurtureError(f"{where}: each event needs 'type' and 'at'")
+        props = {k: v for k, v in item.items() if k not in ("type", "at")}
+        if item["type"] not in EVENT_TYPES:
+            raise NurtureError(
+                f"{where}: unknown event type {item['type']!r}; expected one of {', '.join(EVENT_TYPES)}"
+            )
+        events.append(
+            EventRecord(str(item["type"]), parse_when(item["at"], begin, where), props, f"sim-{number}")
+        )
+    return events
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise NurtureError(f"{path}: no such file") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise NurtureError(f"{path}:{mark.line + 1 if mark else 1}: YAML syntax error") from exc
