@@ -44,9 +44,10 @@ def simulate(
     events: Sequence[EventRecord],
     begin: datetime,
     until: timedelta,
-    cap: FrequencyCap | None = FrequencyCap(),
+    cap: FrequencyCap | None = None,
 ) -> Timeline:
     end = begin + until
+    cap = cap or FrequencyCap()
     pending = sorted(events, key=lambda e: e.at)
     position = start(compiled, begin)
     now = begin

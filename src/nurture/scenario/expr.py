@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
@@ -60,9 +60,8 @@ class _Sandbox(SandboxedEnvironment):
                 raise SecurityError(f"exponent {right} is too large")
             return left**right
         for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(count, int):
-                if len(seq) * count > _MAX_SEQUENCE:
-                    raise SecurityError("repetition is too large")
+            if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > _MAX_SEQUENCE:
+                raise SecurityError("repetition is too large")
         return operator.mul(left, right)
 
 
@@ -190,7 +189,10 @@ class Expression:
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         try:
-            return self._run(context)
+            result = self._run(context)
+            if isinstance(result, Undefined):
+                result._fail_with_undefined_error()
+            return result
         except (UndefinedError, SecurityError, TypeError, ZeroDivisionError, ValueError) as exc:
             raise ExpressionError(f"{self.source!r}: {exc}") from exc
 

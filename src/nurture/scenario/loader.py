@@ -191,7 +191,7 @@ class _Checker:
             for label, target in journey.step_targets(step):
                 if target not in ids:
                     self.report(
-                        _line_near(self.data, line, label),
+                        _target_line(self.data, line, label, target),
                         f"step '{step.id}' refers to unknown step '{target}' ({label})",
                         did_you_mean(target, ids),
                     )
@@ -340,6 +340,19 @@ def _line_near(data: LineDict, step_line: int, key: str) -> int:
     """Line of `key` inside the step that starts on `step_line`."""
     for item in data.get("steps") or []:
         if isinstance(item, LineDict) and item.line == step_line:
+            return item.key_lines.get(key, step_line)
+    return step_line
+
+
+def _target_line(data: LineDict, step_line: int, key: str, target: str) -> int:
+    """Line of the reference to `target` under `key` (for cases/variants: the item's goto)."""
+    for item in data.get("steps") or []:
+        if isinstance(item, LineDict) and item.line == step_line:
+            nested = item.get(key)
+            if isinstance(nested, LineList):
+                for entry in nested:
+                    if isinstance(entry, LineDict) and entry.get("goto") == target:
+                        return entry.key_lines["goto"]
             return item.key_lines.get(key, step_line)
     return step_line
 

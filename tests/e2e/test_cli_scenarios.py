@@ -1,0 +1,103 @@
+"""The scenario commands, run as a marketer would run them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def nurture(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nurture", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_validate_accepts_the_samples() -> None:
+    result = nurture("validate", "scenarios/")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: 3 file(s) valid" in result.stdout
+
+
+def test_validate_reports_precise_errors_on_a_broken_copy(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
+    shutil.copytree(ROOT / "email_templates", tmp_path / "email_templates")
+    path = tmp_path / "scenarios" / "whitepaper_nurture.yaml"
+    text = path.read_text()
+    text = text.replace("event: click", "event: clik").replace("goto: hand_off", "goto: handoff")
+    path.write_text(text)
+    result = nurture("validate", "scenarios/", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    click_line = text.splitlines().index("    event: clik") + 1
+    goto_line = next(i for i, line in enumerate(text.splitlines(), 1) if "goto: handoff" in line)
+    assert (f"scenarios/whitepaper_nurture.yaml:{click_line}: step 'await_case_study_click' waits for "
+            "unknown event 'clik' — did you mean 'click'?") in lines
+    assert any(line.startswith(f"scenarios/whitepaper_nurture.yaml:{goto_line}: step 'route' refers to "
+                               "unknown step 'handoff'") for line in lines), lines
+    assert "2 problem(s) in 3 file(s)" in result.stderr
+
+
+def test_schema_is_json_schema_with_every_step_type() -> None:
+    result = nurture("schema")
+    document = json.loads(result.stdout)
+    assert document["$schema"].startswith("https://json-schema.org/")
+    assert {"id", "name", "steps", "send_window", "entry"} <= set(document["properties"])
+    kinds = {d["properties"]["type"]["const"] for name, d in document["$defs"].items() if "type" in d.get("properties", {})
+             and "const" in d["properties"]["type"]}
+    assert kinds == {"send_email", "wait", "wait_for", "branch", "split", "update", "notify_sales", "goto", "exit"}
+
+
+def test_graph_prints_mermaid_and_dot() -> None:
+    mermaid = nurture("graph", "scenarios/reengagement.yaml")
+    assert mermaid.stdout.startswith("%% Re-engage quiet leads\nflowchart TD")
+    assert 'subject_test -->|"question 50%"| ask_question' in mermaid.stdout
+    dot = nurture("graph", "scenarios/reengagement.yaml", "--format", "dot")
+    assert dot.stdout.startswith('digraph "reengagement"')
+
+
+def test_simulate_engaged_lead_is_handed_to_sales() -> None:
+    result = nurture("simulate", "scenarios/whitepaper_nurture.yaml", "--lead", "examples/lead_engaged.yaml",
+                     "--events", "examples/events_engaged.yaml", "--start", "2026-03-02T08:00:00Z")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    emails = [line for line in out if "✉ email" in line]
+    assert [line.split("'")[1] for line in emails] == ["welcome", "case_study", "webinar_invite"]
+    assert emails[0].startswith("2026-03-02 08:00 UTC  (Mon 09:00 local)")
+    assert "Your copy of Modern Manufacturing Analytics, Jane" in emails[0]
+    assert emails[1].startswith("2026-03-04 08:00 UTC")
+    assert any("took case 1" in line and "→ hand_off" in line for line in out)
+    assert any("☎ notify sales" in line for line in out)
+    assert out[-1] == "-- 3 email(s); final: completed at '__end__'"
+
+
+def test_simulate_quiet_lead_gets_reminder_and_slow_track() -> None:
+    result = nurture("simulate", "scenarios/whitepaper_nurture.yaml", "--lead", "examples/lead_quiet.yaml",
+                     "--start", "2026-03-02T08:00:00Z", "--until", "40d")
+    out = result.stdout
+    assert "outside send window; deferred to 2026-03-02 15:00 UTC" in out  # 09:00 in Chicago
+    assert "no click within 3d: timed out" in out
+    assert "✉ email 'case_study_reminder'" in out
+    assert "took else → slow_track" in out
+    assert "☎" not in out
+
+
+def test_simulate_japanese_scenario_renders_utf8_subjects() -> None:
+    result = nurture("simulate", "scenarios/seminar_followup_ja.yaml", "--lead", "examples/lead_ja.yaml",
+                     "--events", "examples/events_ja.yaml", "--start", "2026-03-02T08:00:00Z")
+    assert "【御礼】製造業のデータ活用セミナー2026へのご参加ありがとうございました" in result.stdout
+    assert "鈴木様：講演資料と導入事例のご案内" in result.stdout
+    assert "deferred to 2026-03-09 00:30 UTC" in result.stdout  # Friday evening JST → Monday 09:30 JST
+
+
+def test_simulate_reports_a_bad_events_file(tmp_path: Path) -> None:
+    events = tmp_path / "events.yaml"
+    events.write_text("- {type: clik, at: +1d}\n")
+    result = nurture("simulate", "scenarios/reengagement.yaml", "--lead", "examples/lead_quiet.yaml",
+                     "--events", str(events))
+    assert result.returncode == 1
+    assert "event #1: unknown event type 'clik'" in result.stderr

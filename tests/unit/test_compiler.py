@@ -1,0 +1,63 @@
+"""The compiler: one shared transitions machine per scenario version, and its diagrams."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from nurture.scenario.compiler import CompiledScenario, compile_scenario
+from nurture.scenario.graph import END, edges, to_dot, to_mermaid
+from nurture.scenario.loader import load_scenario
+from tests.unit.test_runtime import BRANCHY, WAIT_FOR_CLICK
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def transitions_of(compiled: CompiledScenario) -> set[tuple[str, str, str]]:
+    found = set()
+    for name, event in compiled.machine.events.items():
+        for source, transitions in event.transitions.items():
+            for transition in transitions:
+                found.add((source, name, transition.dest))
+    return found
+
+
+def test_wait_for_compiles_to_event_and_timeout_transitions(compile_text: Callable[..., CompiledScenario]) -> None:
+    compiled = compile_text(WAIT_FOR_CLICK)
+    assert set(compiled.machine.states) == {"hello", "await_click", "nudge", "clicked", "done", END}
+    assert transitions_of(compiled) == {
+        ("hello", "advance", "await_click"),
+        ("await_click", "event", "clicked"),
+        ("await_click", "timeout", "nudge"),
+        ("nudge", "advance", "done"),
+        ("clicked", "advance", "done"),
+        ("done", "advance", END),
+    }
+
+
+def test_branch_cases_become_ordered_conditional_transitions(compile_text: Callable[..., CompiledScenario]) -> None:
+    compiled = compile_text(BRANCHY.replace("name: Branchy", "name: Branchy\nlead_fields: [track]"))
+    route = compiled.machine.events["advance"].transitions["route"]
+    assert [t.dest for t in route] == ["big", "browsing", "small"]
+    assert [len(t.conditions) for t in route] == [1, 1, 0]
+
+
+def test_one_machine_per_version_is_shared(project: Callable[..., Path]) -> None:
+    path = project(WAIT_FOR_CLICK)
+    before = compile_scenario(load_scenario(path))
+    assert compile_scenario(load_scenario(path)) is before
+    path.write_text(path.read_text() + "\n# changed\n")
+    after = compile_scenario(load_scenario(path))
+    assert after is not before and after.version != before.version
+
+
+def test_diagrams_show_every_step_and_edge() -> None:
+    loaded = load_scenario(ROOT / "scenarios" / "whitepaper_nurture.yaml", ROOT / "email_templates")
+    steps = loaded.scenario.steps
+    mermaid = to_mermaid(steps)
+    dot = to_dot(steps)
+    for step in steps:
+        assert f"    {step.id}" in mermaid and f"    {step.id} [" in dot
+    for source, _, target in edges(steps):
+        assert f"{source} -->" in mermaid and f"{source} -> {target}" in dot
+    assert "await_case_study_click -->|\"timeout\"| case_study_reminder" in mermaid
