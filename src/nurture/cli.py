@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from nurture.clock import SystemClock
+from nurture.config import Settings
 from nurture.errors import NurtureError, ValidationFailed
 from nurture.scenario.compiler import compile_scenario
 from nurture.scenario.graph import to_dot, to_mermaid
 from nurture.scenario.loader import check_scenario, load_scenario, scenario_files
 from nurture.scenario.model import Scenario
+from nurture.store.db import make_engine
+from nurture.store.repo import Store
 from nurture.timeutil import parse_duration
 
 app = typer.Typer(help="nurture: B2B lead nurturing and qualification.", no_args_is_help=True)
@@ -107,6 +109,151 @@ def simulate(
     typer.echo(format_timeline(timeline, compiled))
 
 
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+leads_app = typer.Typer(help="Import and inspect leads.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(leads_app, name="leads")
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: $NURTURE_DATABASE_URL or sqlite:///nurture.db)"),
+]
+
+
+def _settings(db: str | None = None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if db:
+        values["database_url"] = db
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _store(settings: Settings) -> Store:
+    return Store(make_engine(settings.database_url), SystemClock())
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DatabaseOption = None) -> None:
+    """Create or migrate the database schema to the latest version."""
+    from nurture.store.migrate import current_revision, upgrade
+
+    engine = make_engine(_settings(db).database_url)
+    upgrade(engine)
+    typer.echo(f"database at revision {current_revision(engine)}")
+
+
+@leads_app.command("import")
+def leads_import(path: Path, db: DatabaseOption = None) -> None:
+    """Upsert leads by email from CSV, JSON (array) or JSON Lines; report bad rows by line."""
+    from nurture.leads import import_leads
+
+    try:
+        report = import_leads(_store(_settings(db)), path)
+    except NurtureError as exc:
+        fail(str(exc))
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    for problem in report.problems:
+        typer.echo(str(problem), err=True)
+    typer.echo(f"{report.created} created, {report.updated} updated, {len(report.problems)} rejected")
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@leads_app.command("show")
+def leads_show(email: str, db: DatabaseOption = None) -> None:
+    """Show one lead: fields, score, enrolments and recent emails."""
+    from nurture.store.repo import E, S
+
+    store = _store(_settings(db))
+    lead = store.lead_by_email(email)
+    if lead is None:
+        fail(f"no lead with email {email}")
+        return
+    data = dict(lead._mapping)
+    custom = data.pop("custom") or {}
+    for key, value in data.items():
+        typer.echo(f"{key:>18}: {value}")
+    for key, value in custom.items():
+        typer.echo(f"{key:>18}: {value}  (custom)")
+    from sqlalchemy import select
+
+    with store.engine.connect() as conn:
+        typer.echo("enrolments:")
+        for row in conn.execute(select(E).where(E.c.lead_id == lead.id).order_by(E.c.id)):
+            typer.echo(
+                f"  {row.scenario_id} v{row.scenario_version}: {row.status} at '{row.state}'"
+                f"{f', due {row.due_at:%Y-%m-%d %H:%M} UTC' if row.due_at else ''}"
+                f"{f' ({row.exit_reason})' if row.exit_reason else ''}"
+            )
+        typer.echo("emails:")
+        for row in conn.execute(select(S).where(S.c.lead_id == lead.id).order_by(S.c.id)):
+            when = row.sent_at or row.next_attempt_at
+            typer.echo(
+                f"  {when:%Y-%m-%d %H:%M} {row.status:<10} {row.scenario_id}/{row.step} '{row.template}'"
+                f"{f' — {row.last_error}' if row.last_error else ''}"
+            )
+
+
+@app.command()
+def run(db: DatabaseOption = None) -> None:
+    """Run the daemon: enrol, advance and send on a schedule until SIGTERM/SIGINT."""
+    import asyncio
+    import logging
+
+    from nurture.daemon import Daemon
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(db)
+    daemon = Daemon(settings, SystemClock())
+    try:
+        daemon.load()
+    except ValidationFailed as exc:
+        fail(f"scenarios have problems; nothing started:\n{exc}")
+    totals = asyncio.run(daemon.run())
+    typer.echo(f"stopped: {totals.enrolled} enrolled, {totals.advanced} steps, {totals.sent} sent")
+
+
+@app.command()
+def status(db: DatabaseOption = None) -> None:
+    """Enrolments per scenario and state, outbox backlog, recent failures."""
+    from rich.console import Console
+    from rich.table import Table
+
+    info = _store(_settings(db)).status()
+    console = Console()
+    table = Table(
+        title=f"Enrolments ({info['leads']} leads, {info['due_now']} due now)", title_justify="left"
+    )
+    for column in ("scenario", "status", "state", "count"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for scenario_id, state_status, state, count in info["enrolments"]:
+        table.add_row(scenario_id, state_status, state, str(count))
+    console.print(table)
+    sends = info["sends"]
+    oldest = info["oldest_pending"]
+    console.print(
+        f"outbox: {sends.get('pending', 0)} pending ({info['retrying']} retrying), "
+        f"{sends.get('sending', 0)} sending, {sends.get('sent', 0)} sent, "
+        f"{sends.get('bounced', 0)} bounced, {sends.get('failed', 0)} failed, "
+        f"{sends.get('suppressed', 0)} suppressed"
+        + (f"; oldest pending due {oldest:%Y-%m-%d %H:%M} UTC" if oldest else "")
+    )
+    for row in info["failures"]:
+        console.print(f"  {row.status}: {row.email} {row.step}: {row.last_error}")
+
+
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(help="Simulated days")] = 21,
+    seconds_per_day: Annotated[float, typer.Option(help="Real seconds per simulated day")] = 1.0,
+    workdir: Annotated[Path, typer.Option(help="Where the database and maildir go")] = Path("nurture-demo"),
+) -> None:
+    """Run nurture end to end on SQLite with a local SMTP capture and an accelerated clock."""
+    from nurture.demo import run_demo
+
+    run_demo(Path.cwd(), workdir, days=days, seconds_per_day=seconds_per_day)
+
+
 def _load(path: Path, templates: Path | None):  # type: ignore[no-untyped-def]
     try:
         return load_scenario(path, templates)
@@ -120,6 +267,3 @@ def main() -> None:  # pragma: no cover - entry point
     except NurtureError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
-
-
-_ = (UTC, datetime)

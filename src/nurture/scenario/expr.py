@@ -60,7 +60,11 @@ class _Sandbox(SandboxedEnvironment):
                 raise SecurityError(f"exponent {right} is too large")
             return left**right
         for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > _MAX_SEQUENCE:
+            if (
+                isinstance(seq, str | list | tuple)
+                and isinstance(count, int)
+                and len(seq) * count > _MAX_SEQUENCE
+            ):
                 raise SecurityError("repetition is too large")
         return operator.mul(left, right)
 

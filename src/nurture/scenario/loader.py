@@ -48,6 +48,7 @@ class LoadedScenario:
     version: str
     templates: TemplateStore
     step_lines: dict[str, int] = field(default_factory=dict)
+    text: str = ""
 
     @property
     def id(self) -> str:
@@ -86,6 +87,7 @@ def load_scenario(path: Path, templates_dir: Path | None = None) -> LoadedScenar
 def check_scenario(
     path: Path, templates_dir: Path | None = None
 ) -> tuple[LoadedScenario | None, list[Diagnostic]]:
+    """Load and check one scenario file: the scenario when valid, and every problem found."""
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -93,6 +95,21 @@ def check_scenario(
         return None, [Diagnostic(name, 1, "no such file")]
     except UnicodeDecodeError as exc:
         return None, [Diagnostic(name, 1, f"file is not UTF-8 ({exc.reason})")]
+    return check_scenario_text(text, path, templates_dir or default_templates_dir(path))
+
+
+def load_scenario_text(text: str, path: Path, templates_dir: Path) -> LoadedScenario:
+    """Load a scenario from its text (e.g. an older version kept in the store)."""
+    loaded, problems = check_scenario_text(text, path, templates_dir)
+    if problems or loaded is None:
+        raise ValidationFailed(problems)
+    return loaded
+
+
+def check_scenario_text(
+    text: str, path: Path, templates_dir: Path
+) -> tuple[LoadedScenario | None, list[Diagnostic]]:
+    name = str(path)
     data, problems = parse_yaml(text, name)
     if data is None and not problems:
         problems = [Diagnostic(name, 1, "the file is empty", "a scenario needs id, name and steps")]
@@ -100,12 +117,13 @@ def check_scenario(
         return None, problems
     if not isinstance(data, LineDict):
         return None, [Diagnostic(name, 1, "a scenario file must be a mapping of keys to values")]
-    templates = TemplateStore(templates_dir or default_templates_dir(path))
-    checker = _Checker(name, data, templates)
+    checker = _Checker(name, data, TemplateStore(templates_dir))
     scenario = checker.run()
     if checker.problems or scenario is None:
         return None, sorted(set(checker.problems), key=lambda d: (d.line, d.message))
-    return LoadedScenario(scenario, path, content_version(text), templates, checker.step_lines), []
+    return LoadedScenario(
+        scenario, path, content_version(text), checker.templates, checker.step_lines, text
+    ), []
 
 
 class _Checker:
@@ -403,7 +421,7 @@ def _descend(model: Any, part: Any, data: Any, loc: tuple[Any, ...]) -> Any:
         item = _unwrap(args[0]) if args else None
         if item is not None and typing.get_origin(item) in (typing.Union, types.UnionType):
             index = loc.index(part) if part in loc else -1
-            tag = _get(data, (*loc[:index + 1], "type")) if index >= 0 else None
+            tag = _get(data, (*loc[: index + 1], "type")) if index >= 0 else None
             for member in typing.get_args(item):
                 if typing.get_args(member.model_fields["type"].annotation)[0] == tag:
                     return member

@@ -1,0 +1,173 @@
+"""The advance job: claim due enrolments, step each lead, write results in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from nurture.catalog import Catalog
+from nurture.clock import Clock
+from nurture.runtime import effects as fx
+from nurture.runtime.engine import FrequencyCap, Position, step
+from nurture.store.repo import Claimed, EnrollmentUpdate, Store, lead_view
+
+
+@dataclass(frozen=True)
+class AdvanceStats:
+    claimed: int = 0
+    applied: int = 0
+    lost: int = 0
+    emails: int = 0
+    finished: int = 0
+
+
+class Advancer:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        clock: Clock,
+        *,
+        worker: str,
+        batch_size: int = 500,
+        lease: timedelta = timedelta(minutes=2),
+        cap: FrequencyCap | None = None,
+        events_lookback: timedelta = timedelta(days=120),
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.worker = worker
+        self.batch_size = batch_size
+        self.lease = lease
+        self.cap = cap or FrequencyCap()
+        self.events_lookback = events_lookback
+
+    def run_once(self) -> AdvanceStats:
+        """One batch: at most `batch_size` due enrolments."""
+        now = self.clock.now()
+        claimed = self.store.claim_due(self.worker, now, self.batch_size, self.lease)
+        if not claimed:
+            return AdvanceStats()
+        lead_ids = sorted({c.lead_id for c in claimed})
+        leads, events, sends = self.store.load_context(
+            lead_ids, now - self.events_lookback, now - self.cap.period
+        )
+        updates = []
+        emails = finished = 0
+        for item in claimed:
+            row = leads.get(item.lead_id)
+            if row is None:
+                continue
+            update = self._step(item, row, events.get(item.lead_id, []), sends.get(item.lead_id, []), now)
+            emails += len(update.sends)
+            finished += update.status != "active"
+            updates.append(update)
+        applied, lost = self.store.apply(self.worker, updates)
+        return AdvanceStats(len(claimed), applied, lost, emails, finished)
+
+    def run_until_idle(self, max_batches: int = 10_000) -> AdvanceStats:
+        total = AdvanceStats()
+        for _ in range(max_batches):
+            stats = self.run_once()
+            if stats.claimed == 0:
+                break
+            total = AdvanceStats(
+                *(
+                    a + b
+                    for a, b in zip(
+                        (total.claimed, total.applied, total.lost, total.emails, total.finished),
+                        (stats.claimed, stats.applied, stats.lost, stats.emails, stats.finished),
+                        strict=True,
+                    )
+                )
+            )
+        return total
+
+    def _step(
+        self, item: Claimed, row: Any, events: list[Any], sends: list[datetime], now: datetime
+    ) -> EnrollmentUpdate:
+        compiled = self.catalog.get(item.scenario_id, item.scenario_version)
+        position = Position(item.state, item.entered_at, item.due_at, item.seq, item.status)
+        result = step(
+            compiled,
+            position,
+            lead_view(row._mapping),
+            events,
+            now,
+            recent_sends=sends,
+            cap=self.cap,
+            ref=f"enrollment:{item.id}",
+        )
+        new = result.position
+        outbox: list[dict[str, Any]] = []
+        changes: dict[str, Any] = {"set": {}, "add_tags": [], "remove_tags": [], "score_delta": 0}
+        finished_at = exit_reason = None
+        notified = []
+        for effect in result.effects:
+            if isinstance(effect, fx.SendEmail):
+                outbox.append(
+                    {
+                        "idempotency_key": effect.idempotency_key,
+                        "kind": "email",
+                        "lead_id": item.lead_id,
+                        "enrollment_id": item.id,
+                        "scenario_id": compiled.id,
+                        "scenario_version": compiled.version,
+                        "step": effect.step,
+                        "template": effect.template,
+                        "subject": effect.subject,
+                        "sender": effect.sender,
+                        "reply_to": effect.reply_to,
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": now,
+                        "next_attempt_at": now,
+                    }
+                )
+            elif isinstance(effect, fx.UpdateLead):
+                changes["set"].update(effect.set)
+                changes["add_tags"] += effect.add_tags
+                changes["remove_tags"] += effect.remove_tags
+                changes["score_delta"] += effect.score_delta
+            elif isinstance(effect, fx.NotifySales):
+                notified.append(
+                    {"step": effect.step, "message": effect.message, "key": effect.idempotency_key}
+                )
+            elif isinstance(effect, fx.Finished):
+                finished_at, exit_reason = effect.at, effect.reason
+        has_changes = bool(
+            changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"]
+        )
+        audit = None
+        if result.decisions or result.effects:
+            audit = {
+                "at": now,
+                "lead_id": item.lead_id,
+                "enrollment_id": item.id,
+                "kind": "step",
+                "detail": {
+                    "scenario": compiled.id,
+                    "from": item.state,
+                    "to": new.state,
+                    "decisions": [d.text for d in result.decisions],
+                    "emails": [s["template"] for s in outbox],
+                    "notify_sales": notified,
+                },
+            }
+        return EnrollmentUpdate(
+            id=item.id,
+            old_seq=item.seq,
+            state=new.state,
+            status=new.status,
+            seq=new.seq,
+            entered_at=new.entered_at,
+            due_at=new.due_at,
+            finished_at=finished_at,
+            exit_reason=exit_reason,
+            sends=outbox,
+            lead_changes=changes if has_changes else None,
+            audit=audit,
+            lead_id=item.lead_id,
+        )

@@ -1,0 +1,57 @@
+"""Settings, from environment variables (`NURTURE_*`) or explicit values.
+
+Defaults give the embedded set-up: SQLite in `./nurture.db`, SMTP to localhost:1025.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NURTURE_", extra="ignore")
+
+    database_url: str = Field(default="sqlite:///nurture.db", description="SQLAlchemy URL")
+    scenarios_dir: Path = Path("scenarios")
+    templates_dir: Path = Path("email_templates")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_timeout: float = 30.0
+    smtp_pool_size: int = 4
+    send_rate: float = Field(default=0.0, description="Messages per second across the pool; 0 = unlimited")
+    max_attempts: int = 6
+    retry_base_seconds: float = 60.0
+
+    base_url: str = "http://localhost:8025"
+    secret_key: str = Field(default="change-me", description="Signs tracking and unsubscribe links")
+    mail_domain: str = "nurture.local"
+    unsubscribe_mailto: str | None = None
+
+    frequency_cap: int = 3
+    frequency_period_days: int = 7
+
+    batch_size: int = 500
+    lease_seconds: int = 120
+    tick_seconds: float = 5.0
+    send_seconds: float = 2.0
+    enrol_seconds: float = 60.0
+    events_lookback_days: int = 120
+
+    worker_id: str | None = None
+
+    @property
+    def frequency_period(self) -> timedelta:
+        return timedelta(days=self.frequency_period_days)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)

@@ -1,0 +1,204 @@
+"""`nurture run`: APScheduler drives a few periodic jobs; per-lead timing lives in `due_at`.
+
+Jobs: enrol (put matching leads into scenarios), advance (step due enrolments), send
+(drain the outbox) and housekeeping (reload changed scenario files). Each job runs at
+most once at a time; SIGTERM/SIGINT stop the scheduler, let running jobs finish their
+batch, and close SMTP connections. All state is in the database, so a restart resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from nurture.advance import Advancer, AdvanceStats
+from nurture.catalog import Catalog
+from nurture.clock import Clock
+from nurture.config import Settings
+from nurture.enrol import Enroller
+from nurture.mail.sender import SmtpPool
+from nurture.outbox import DrainStats, Outbox
+from nurture.runtime.engine import FrequencyCap
+from nurture.store.db import make_engine
+from nurture.store.repo import Store
+
+log = logging.getLogger("nurture.daemon")
+# A job still running when its next interval comes is skipped by design (max_instances=1).
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+
+
+def worker_name(settings: Settings) -> str:
+    return settings.worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Totals:
+    enrolled: int = 0
+    advanced: int = 0
+    sent: int = 0
+    failed: int = 0
+    ticks: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, clock: Clock, store: Store | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = store or Store(make_engine(settings.database_url), clock)
+        self.worker = worker_name(settings)
+        self.catalog = Catalog(self.store, settings.scenarios_dir, settings.templates_dir)
+        cap = FrequencyCap(settings.frequency_cap, settings.frequency_period)
+        lookback = timedelta(days=settings.events_lookback_days)
+        self.advancer = Advancer(
+            self.store,
+            self.catalog,
+            clock,
+            worker=self.worker,
+            batch_size=settings.batch_size,
+            lease=settings.lease,
+            cap=cap,
+            events_lookback=lookback,
+        )
+        self.enroller = Enroller(self.store, self.catalog, clock, events_lookback=lookback)
+        self.pool: SmtpPool | None = None
+        self.outbox: Outbox | None = None
+        self.totals = Totals()
+        self._stop = asyncio.Event()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- jobs (each also callable directly, e.g. by tests and the demo) -----------------------
+
+    def load(self) -> list[str]:
+        return self.catalog.reload()
+
+    async def enrol(self) -> int:
+        counts = await asyncio.to_thread(self.enroller.run_once)
+        self.totals.enrolled += sum(counts.values())
+        return sum(counts.values())
+
+    async def advance(self) -> AdvanceStats:
+        stats = await asyncio.to_thread(self.advancer.run_until_idle)
+        self.totals.advanced += stats.applied
+        return stats
+
+    async def send(self) -> DrainStats:
+        outbox = self._outbox()
+        stats = await outbox.drain_until_idle()
+        self.totals.sent += stats.sent
+        self.totals.failed += stats.failed + stats.bounced
+        self.totals.errors += stats.errors[-5:]
+        return stats
+
+    async def housekeeping(self) -> None:
+        for note in await asyncio.to_thread(self.catalog.reload):
+            log.info("scenario loaded: %s", note)
+
+    async def tick(self) -> None:
+        """One round of every job, in order: what a scheduler would do, but deterministic."""
+        await self.enrol()
+        await self.advance()
+        await self.send()
+        self.totals.ticks += 1
+
+    def _outbox(self) -> Outbox:
+        if self.outbox is None:
+            self.pool = SmtpPool(self.settings)
+            names = {sid: c.scenario.name for sid, c in self.catalog.current.items()}
+            self.outbox = Outbox(
+                self.store,
+                self.settings,
+                self.clock,
+                self.pool,
+                worker=self.worker,
+                templates_dir=self.settings.templates_dir,
+                scenario_names=names,
+            )
+        return self.outbox
+
+    # -- the scheduled daemon ----------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(
+        self, *, install_signals: bool = True, on_tick: Callable[[], Awaitable[None]] | None = None
+    ) -> Totals:
+        self._stop = asyncio.Event()
+        if not self.catalog.current:
+            self.load()
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        scheduler = AsyncIOScheduler(
+            event_loop=loop, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        s = self.settings
+        jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
+            ("enrol", self.enrol, s.enrol_seconds),
+            ("advance", self.advance, s.tick_seconds),
+            ("send", self.send, s.send_seconds),
+            ("housekeeping", self.housekeeping, max(60.0, s.enrol_seconds)),
+        ]
+        if on_tick is not None:
+            jobs.append(("progress", on_tick, s.tick_seconds))
+        for name, job, seconds in jobs:
+            scheduler.add_job(
+                self._guarded(name, job),
+                "interval",
+                seconds=seconds,
+                id=name,
+                name=name,
+                next_run_time=_now_for_scheduler(),
+            )
+        scheduler.start()
+        log.info("daemon %s running", self.worker)
+        try:
+            await self._stop.wait()
+        finally:
+            # Let running jobs finish their batch before the scheduler goes: shutting it down
+            # first would cancel them mid-send.
+            scheduler.pause()
+            for lock in list(self._locks.values()):
+                async with lock:
+                    pass
+            scheduler.shutdown(wait=False)
+            if self.pool is not None:
+                await self.pool.close()
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        log.info("daemon %s stopped", self.worker)
+        return self.totals
+
+    def _guarded(self, name: str, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+
+        async def run() -> None:
+            if self._stop.is_set() or lock.locked():
+                return
+            async with lock:
+                try:
+                    await job()
+                except Exception:  # a failed job is logged and retried on its next interval
+                    log.exception("job %s failed", name)
+
+        return run
+
+
+def _now_for_scheduler() -> object:
+    # APScheduler schedules in real time: the first run of each job is "now" on the wall
+    # clock. This is the only wall-clock read outside SystemClock: the scheduler is the edge.
+    from datetime import datetime
+
+    return datetime.now().astimezone()

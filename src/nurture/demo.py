@@ -1,0 +1,235 @@
+"""`nurture demo`: the whole product on one machine with nothing configured.
+
+Creates an SQLite database, imports the sample leads, starts an in-process SMTP server
+(aiosmtpd) that writes every message to a Maildir, and runs the real daemon on an
+accelerated clock through the sample scenarios. A small audience model opens and
+clicks some emails (deterministically), so waits, branches and timeouts all happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mailbox
+import shutil
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from nurture.clock import AcceleratedClock
+from nurture.config import Settings
+from nurture.daemon import Daemon
+from nurture.leads import import_leads
+from nurture.store.db import make_engine
+from nurture.store.migrate import upgrade
+from nurture.store.repo import S, Store
+
+START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday morning in Europe
+
+# What a reader of each email does, by template: (link clicked, chance of a click, follow-up event).
+AUDIENCE: dict[str, tuple[str, float, str | None]] = {
+    "welcome": ("whitepaper", 0.5, None),
+    "case_study": ("case-study", 0.45, None),
+    "case_study_reminder": ("case-study", 0.3, None),
+    "webinar_invite": ("webinar", 0.4, "webinar_registered"),
+    "pricing_followup": ("pricing-call", 0.3, None),
+    "reengage_question": ("still-interested", 0.35, None),
+    "reengage_value": ("benchmarks", 0.35, None),
+    "reengage_last": ("keep-me", 0.2, None),
+    "ja_seminar_thanks": ("", 0.0, None),
+    "ja_materials": ("materials", 0.5, "download"),
+    "ja_consultation": ("consultation", 0.4, None),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def chance(*parts: object) -> float:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class DemoResult:
+    database: Path
+    maildir: Path
+    delivered: int
+    summary: dict[str, Any]
+
+
+class Audience:
+    """Turns sent emails into opens, clicks and page views, as real readers would."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.seen = 0
+
+    def react(self) -> int:
+        made = 0
+        with self.store.engine.begin() as conn:
+            rows = conn.execute(
+                select(S.c.id, S.c.lead_id, S.c.template, S.c.sent_at, S.c.idempotency_key)
+                .where(S.c.status == "sent", S.c.id > self.seen)
+                .order_by(S.c.id)
+            ).all()
+            for row in rows:
+                self.seen = max(self.seen, row.id)
+                link, click_rate, follow_up = AUDIENCE.get(row.template, ("", 0.2, None))
+                roll = chance(row.idempotency_key)
+                if roll < 0.6:
+                    opened = row.sent_at + timedelta(minutes=20 + int(roll * 600))
+                    self.store.record_event(
+                        conn, row.lead_id, "open", opened, {"send": row.id}, f"demo-open-{row.id}"
+                    )
+                    made += 1
+                if link and roll < click_rate:
+                    clicked = row.sent_at + timedelta(hours=1 + int(roll * 20))
+                    self.store.record_event(
+                        conn,
+                        row.lead_id,
+                        "click",
+                        clicked,
+                        {"link": link, "send": row.id},
+                        f"demo-click-{row.id}",
+                    )
+                    made += 1
+                    if follow_up:
+                        self.store.record_event(
+                            conn,
+                            row.lead_id,
+                            follow_up,
+                            clicked + timedelta(minutes=5),
+                            {"send": row.id},
+                            f"demo-follow-{row.id}",
+                        )
+                    if chance("pricing", row.lead_id) < 0.3:
+                        for n in range(2):
+                            self.store.record_event(
+                                conn,
+                                row.lead_id,
+                                "page_view",
+                                clicked + timedelta(minutes=30 + n),
+                                {"url": "https://acme-analytics.example/pricing"},
+                                f"demo-pricing-{row.id}-{n}",
+                            )
+        return made
+
+
+def run_demo(
+    root: Path, workdir: Path, days: int = 21, seconds_per_day: float = 1.0, console: Console | None = None
+) -> DemoResult:
+    console = console or Console()
+    scenarios, templates, leads_file = (
+        root / "scenarios",
+        root / "email_templates",
+        root / "examples" / "leads.csv",
+    )
+    for needed in (scenarios, templates, leads_file):
+        if not needed.exists():
+            raise SystemExit(f"nurture demo: {needed} not found; run it from the nurture checkout")
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    maildir = workdir / "maildir"
+    database = workdir / "nurture.db"
+    port = free_port()
+    tick = max(0.02, seconds_per_day / 24)
+    settings = Settings(
+        database_url=f"sqlite:///{database}",
+        scenarios_dir=scenarios,
+        templates_dir=templates,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_pool_size=4,
+        tick_seconds=tick,
+        send_seconds=tick,
+        enrol_seconds=seconds_per_day,
+        lease_seconds=3600,
+        base_url="http://localhost:8025",
+        secret_key="demo-secret",
+        worker_id="demo",
+    )
+    clock = AcceleratedClock(START, factor=86400 / seconds_per_day)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    store = Store(engine, clock)
+    report = import_leads(store, leads_file)
+    console.print(f"[bold]nurture demo[/] · database {database} · SMTP capture 127.0.0.1:{port} → {maildir}")
+    console.print(
+        f"imported {report.created} leads from {leads_file.name}"
+        + (f" ({len(report.problems)} rows rejected)" if report.problems else "")
+    )
+    controller = Controller(Mailbox(str(maildir)), hostname="127.0.0.1", port=port)
+    controller.start()
+    daemon = Daemon(settings, clock, store)
+    for note in daemon.load():
+        console.print(f"scenario {note}")
+    audience = Audience(store)
+    end = START + timedelta(days=days)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("simulated days", total=days, info="")
+
+            async def on_tick() -> None:
+                await asyncio.to_thread(audience.react)
+                now = clock.now()
+                elapsed = min(days, (now - START).total_seconds() / 86400)
+                progress.update(
+                    task, completed=elapsed, info=f"{now:%a %d %b %H:%M} UTC · {daemon.totals.sent} sent"
+                )
+                if now >= end:
+                    daemon.stop()
+
+            asyncio.run(daemon.run(install_signals=False, on_tick=on_tick))
+            progress.update(task, completed=days, info=f"{daemon.totals.sent} sent")
+    finally:
+        controller.stop()
+    delivered = len(mailbox.Maildir(str(maildir), create=False))
+    summary = summarise(store, daemon)
+    print_summary(console, summary, delivered)
+    return DemoResult(database, maildir, delivered, summary)
+
+
+def summarise(store: Store, daemon: Daemon) -> dict[str, Any]:
+    status = store.status()
+    funnels = {sid: store.funnel(sid) for sid in sorted(daemon.catalog.current)}
+    return {"status": status, "funnels": funnels, "totals": daemon.totals}
+
+
+def print_summary(console: Console, summary: dict[str, Any], delivered: int) -> None:
+    status = summary["status"]
+    sends = status["sends"]
+    console.print(
+        f"\n[bold]Summary[/]: {status['leads']} leads · {sum(f['enrolled'] for f in summary['funnels'].values())} "
+        f"enrolments · {sends.get('sent', 0)} emails sent · {delivered} in the maildir · "
+        f"{sends.get('pending', 0) + sends.get('sending', 0)} queued · "
+        f"{sends.get('failed', 0) + sends.get('bounced', 0)} failed"
+    )
+    for scenario_id, funnel in summary["funnels"].items():
+        table = Table(title=f"{scenario_id}: {funnel['enrolled']} enrolled", title_justify="left")
+        table.add_column("step")
+        table.add_column("emails sent", justify="right")
+        for step, count in sorted(funnel["sent_by_step"].items(), key=lambda kv: -kv[1]):
+            table.add_row(step, str(count))
+        for reason, count in sorted(funnel["finished"].items(), key=lambda kv: -kv[1]):
+            table.add_row(f"[dim]finished: {reason}[/]", f"[dim]{count}[/]")
+        console.print(table)

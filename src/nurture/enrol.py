@@ -1,0 +1,115 @@
+"""The enrol job: put leads that meet a scenario's entry criteria into it.
+
+Incremental runs look only at leads changed since the scenario's watermark; a full
+sweep (at start and once a day) also catches criteria that turn true as time passes,
+such as "no activity for 60 days".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from nurture.catalog import Catalog
+from nurture.clock import Clock
+from nurture.errors import ExpressionError
+from nurture.runtime.engine import start
+from nurture.scenario.compiler import CompiledScenario
+from nurture.scenario.expr import EventsView, Record
+from nurture.store.repo import Store, lead_view
+
+CHUNK = 1000
+FULL_SWEEP_EVERY = timedelta(days=1)
+
+
+class Enroller:
+    def __init__(
+        self, store: Store, catalog: Catalog, clock: Clock, events_lookback: timedelta = timedelta(days=120)
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.events_lookback = events_lookback
+
+    def run_once(self) -> dict[str, int]:
+        now = self.clock.now()
+        return {sid: self._scenario(compiled, now) for sid, compiled in self.catalog.current.items()}
+
+    def _scenario(self, compiled: CompiledScenario, now: datetime) -> int:
+        key_mark, key_full = f"enrol:{compiled.id}:{compiled.version}", f"enrol-full:{compiled.id}"
+        with self.store.engine.connect() as conn:
+            mark = self.store.get_setting(conn, key_mark)
+            last_full = self.store.get_setting(conn, key_full)
+        full = (
+            mark is None or last_full is None or datetime.fromisoformat(last_full) + FULL_SWEEP_EVERY <= now
+        )
+        since = None if full else datetime.fromisoformat(mark or "")
+        uses_events = (
+            compiled.entry_condition is not None and "events" in compiled.entry_condition.usage.names
+        )
+        sources = set(compiled.scenario.entry.source)
+        policy = compiled.scenario.reentry
+        cooldown = None
+        if policy.cooldown:
+            from nurture.timeutil import parse_duration
+
+            cooldown = parse_duration(policy.cooldown)
+        enrolled = 0
+        after_id = 0
+        while True:
+            with self.store.engine.begin() as conn:
+                rows = self.store.enrolment_candidates(conn, since, after_id, CHUNK)
+                if not rows:
+                    break
+                after_id = rows[-1].id
+                ids = [r.id for r in rows]
+                history = self.store.enrolment_history(conn, compiled.id, ids)
+                events = self.store.events_for(conn, ids, now - self.events_lookback) if uses_events else {}
+                new = []
+                for row in rows:
+                    active, finished = history.get(row.id, (False, None))
+                    if active or (row.id in history and policy.policy == "never"):
+                        continue
+                    if finished is not None and cooldown is not None and finished + cooldown > now:
+                        continue
+                    if sources and row.source not in sources:
+                        continue
+                    if not self._matches(compiled, row, events.get(row.id, []), now):
+                        continue
+                    position = start(compiled, now)
+                    new.append(
+                        {
+                            "lead_id": row.id,
+                            "scenario_id": compiled.id,
+                            "scenario_version": compiled.version,
+                            "state": position.state,
+                            "status": "active",
+                            "seq": 0,
+                            "entered_at": now,
+                            "due_at": now,
+                            "enrolled_at": now,
+                        }
+                    )
+                enrolled += self.store.enrol(conn, new)
+        with self.store.engine.begin() as conn:
+            self.store.put_setting(conn, key_mark, now.isoformat())
+            if full:
+                self.store.put_setting(conn, key_full, now.isoformat())
+        return enrolled
+
+    @staticmethod
+    def _matches(compiled: CompiledScenario, row: object, events: list[object], now: datetime) -> bool:
+        condition = compiled.entry_condition
+        if condition is None:
+            return True
+        lead = lead_view(row._mapping)  # type: ignore[attr-defined]
+        context = {
+            "lead": Record(lead.fields),
+            "score": Record(lead.score),
+            "lifecycle": lead.lifecycle,
+            "events": EventsView(events, now),
+            "now": now,
+        }  # type: ignore[arg-type]
+        try:
+            return condition.test(context)
+        except ExpressionError:
+            return False

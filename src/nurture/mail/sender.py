@@ -1,0 +1,137 @@
+"""SMTP delivery: a pool of reused aiosmtplib connections, a rate limit, and error classes.
+
+Errors are sorted into what to do next: a 4xx reply or a network failure is worth
+retrying later; a 5xx reply about the recipient is a bounce and suppresses the address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from nurture.config import Settings
+
+RETRY, BOUNCE, FAIL = "retry", "bounce", "fail"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str
+    code: int | None
+    text: str
+
+
+def classify(exc: BaseException) -> Outcome:
+    """What to do after `exc` was raised while sending one message."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        return Outcome(BOUNCE if any(c >= 500 for c in codes) else RETRY, max(codes, default=None), text)
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return Outcome(
+            FAIL if exc.code >= 500 else RETRY, exc.code, f"sender refused: {exc.code} {exc.message}"
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(
+        exc, aiosmtplib.SMTPServerDisconnected
+    ):
+        return Outcome(BOUNCE if exc.code >= 500 else RETRY, exc.code, f"{exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPException | OSError | asyncio.TimeoutError):
+        return Outcome(RETRY, None, f"{type(exc).__name__}: {exc}")
+    return Outcome(FAIL, None, f"{type(exc).__name__}: {exc}")
+
+
+class RateLimiter:
+    """Token bucket shared by all connections; rate 0 means no limit."""
+
+    def __init__(self, rate: float, burst: int | None = None) -> None:
+        self.rate = rate
+        self.capacity = float(burst or max(1, int(rate)))
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class SmtpPool:
+    """Up to `size` open SMTP connections, each used by one message at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.size = max(1, settings.smtp_pool_size)
+        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._created = 0
+        self.limiter = RateLimiter(settings.send_rate)
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password,
+            use_tls=s.smtp_tls,
+            start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout,
+            validate_certs=s.smtp_tls or s.smtp_starttls,
+        )
+
+    async def _acquire(self) -> aiosmtplib.SMTP:
+        if self._idle.empty() and self._created < self.size:
+            self._created += 1
+            return self._client()
+        return await self._idle.get()
+
+    async def send(self, message: EmailMessage) -> None:
+        await self.limiter.acquire()
+        client = await self._acquire()
+        healthy = True
+        try:
+            if not client.is_connected:
+                await client.connect()
+            await client.send_message(message)
+        except aiosmtplib.SMTPResponseException as exc:
+            healthy = not isinstance(exc, aiosmtplib.SMTPServerDisconnected) and await self._reset(client)
+            raise
+        except BaseException:
+            healthy = False
+            raise
+        finally:
+            if not healthy:
+                client.close()
+                client = self._client()
+            self._idle.put_nowait(client)
+
+    @staticmethod
+    async def _reset(client: aiosmtplib.SMTP) -> bool:
+        """After a refused message, RSET so the connection can carry the next one."""
+        try:
+            await client.rset()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                    client.close()
+        self._created = 0

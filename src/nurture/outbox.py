@@ -1,0 +1,185 @@
+"""The send job: drain the outbox through the SMTP pool, exactly once per idempotency key.
+
+A row is leased (status `sending`) before its message goes out and marked `sent` right
+after the server accepts it; marks are written by one task in small group commits. The
+only window for a duplicate is a crash between the server's acceptance and that commit;
+the Message-ID is derived from the idempotency key, so even then the resend carries the
+same Message-ID and receivers can recognise it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from nurture.clock import Clock
+from nurture.config import Settings
+from nurture.mail.message import MessageError, build_message, message_id_for
+from nurture.mail.sender import BOUNCE, FAIL, RETRY, SmtpPool, classify
+from nurture.mail.templates import TemplateError, TemplateStore
+from nurture.mail.tracking import Links
+from nurture.scenario.expr import Record
+from nurture.store.repo import Store, lead_view
+
+
+@dataclass
+class DrainStats:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    bounced: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        pool: SmtpPool,
+        *,
+        worker: str,
+        templates_dir: Path | None = None,
+        scenario_names: dict[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.pool = pool
+        self.worker = worker
+        self.templates = TemplateStore(templates_dir or settings.templates_dir)
+        self.scenario_names = scenario_names or {}
+        self.lease = timedelta(seconds=max(settings.lease_seconds, settings.smtp_timeout * 3))
+
+    async def drain_once(self, limit: int | None = None) -> DrainStats:
+        limit = limit or self.settings.batch_size
+        rows = await asyncio.to_thread(
+            self.store.claim_sends, self.worker, self.clock.now(), limit, self.lease
+        )
+        stats = DrainStats(claimed=len(rows))
+        if not rows:
+            return stats
+        leads = await asyncio.to_thread(self.store.leads_by_id, sorted({r.lead_id for r in rows}))
+        marks: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
+        marker = asyncio.create_task(self._mark_sent(marks))
+        work: asyncio.Queue[Any] = asyncio.Queue()
+        for row in rows:
+            work.put_nowait(row)
+
+        async def worker() -> None:
+            while not work.empty():
+                row = work.get_nowait()
+                await self._deliver(row, leads.get(row.lead_id), marks, stats)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(self.pool.size, len(rows)))))
+        finally:
+            marks.put_nowait(None)
+            await marker
+        return stats
+
+    async def drain_until_idle(self, max_batches: int = 1000) -> DrainStats:
+        total = DrainStats()
+        for _ in range(max_batches):
+            stats = await self.drain_once()
+            if stats.claimed == 0:
+                break
+            for name in ("claimed", "sent", "retried", "bounced", "failed", "suppressed"):
+                setattr(total, name, getattr(total, name) + getattr(stats, name))
+            total.errors += stats.errors
+            if stats.sent == 0 and stats.suppressed == 0 and stats.bounced == 0 and stats.failed == 0:
+                break
+        return total
+
+    async def _mark_sent(self, marks: asyncio.Queue[tuple[int, str] | None]) -> None:
+        done = False
+        while not done:
+            batch = [await marks.get()]
+            while not marks.empty():
+                batch.append(marks.get_nowait())
+            done = None in batch
+            items = [item for item in batch if item is not None]
+            if items:
+                await asyncio.to_thread(self.store.mark_sent_many, self.worker, items, self.clock.now())
+
+    async def _deliver(
+        self, row: Any, lead: Any, marks: asyncio.Queue[tuple[int, str] | None], stats: DrainStats
+    ) -> None:
+        now = self.clock.now()
+        if lead is None or row.unsubscribed or row.bounced or row.suppressed:
+            await self._finish(row.id, "suppressed", "recipient is unsubscribed, bounced or suppressed")
+            stats.suppressed += 1
+            return
+        try:
+            message = self._build(row, lead)
+        except (TemplateError, MessageError) as exc:
+            await self._after_error(row, RETRY if isinstance(exc, TemplateError) else FAIL, str(exc), stats)
+            return
+        try:
+            await self.pool.send(message)
+        except Exception as exc:  # classified below: every SMTP or network failure has a next step
+            outcome = classify(exc)
+            await self._after_error(row, outcome.action, outcome.text, stats)
+            return
+        _ = now
+        stats.sent += 1
+        marks.put_nowait((row.id, message["Message-ID"]))
+
+    async def _after_error(self, row: Any, action: str, error: str, stats: DrainStats) -> None:
+        stats.errors.append(f"{row.lead_email}: {error}")
+        if action == BOUNCE:
+            stats.bounced += 1
+            await self._finish(row.id, "bounced", error, suppress=(row.lead_email, "bounce"))
+        elif action == RETRY and row.attempts < self.settings.max_attempts:
+            stats.retried += 1
+            delay = self.settings.retry_base_seconds * 2 ** max(row.attempts - 1, 0)
+            await self._finish(row.id, "pending", error, retry_at=self.clock.now() + timedelta(seconds=delay))
+        else:
+            stats.failed += 1
+            await self._finish(row.id, "failed", error)
+        _ = FAIL
+
+    async def _finish(self, send_id: int, status: str, error: str | None, **kwargs: Any) -> None:
+        await asyncio.to_thread(
+            self.store.finish_send, self.worker, send_id, status, self.clock.now(), error=error, **kwargs
+        )
+
+    def _build(self, row: Any, lead_row: Any) -> Any:
+        lead = lead_view(lead_row._mapping)
+        links = Links(self.settings.base_url, self.settings.secret_key, row.id, lead_row.id)
+        context = {
+            "lead": Record(lead.fields),
+            "score": Record(lead.score),
+            "scenario": self.scenario_names.get(row.scenario_id, row.scenario_id),
+            "unsubscribe_url": links.unsubscribe(),
+            "link": links.click,
+            "now": self.clock.now(),
+        }
+        rendered = self.templates.render(row.template, row.subject, context)
+        pixel = f'<img src="{links.open_pixel()}" width="1" height="1" alt="">'
+        html = (
+            rendered.html.replace("</body>", pixel + "</body>")
+            if "</body>" in rendered.html
+            else rendered.html + pixel
+        )
+        name = " ".join(p for p in (lead_row.first_name, lead_row.last_name) if p)
+        return build_message(
+            sender=row.sender,
+            to_email=lead_row.email,
+            to_name=name,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=html,
+            message_id=message_id_for(row.idempotency_key, self.settings.mail_domain),
+            unsubscribe_url=links.unsubscribe(),
+            unsubscribe_mailto=self.settings.unsubscribe_mailto,
+            idempotency_key=row.idempotency_key,
+            reply_to=row.reply_to,
+            date=self.clock.now(),
+        )

@@ -1,0 +1,595 @@
+"""The repository: every read and write the daemon, the CLI and the API make.
+
+Hot paths (claiming due enrolments, applying a batch of step results, claiming and
+marking sends) use SQLAlchemy Core on the SQLModel tables; they are written so a
+tick costs O(due rows) and so that several daemons can share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, Row
+
+from nurture.clock import Clock
+from nurture.leadfields import STANDARD_FIELDS
+from nurture.runtime.engine import LeadView
+from nurture.scenario.expr import EventRecord
+from nurture.store.db import is_postgres
+from nurture.store.tables import (
+    AuditLog,
+    Enrollment,
+    Event,
+    Lead,
+    ScenarioVersion,
+    Send,
+    Setting,
+    Suppression,
+)
+
+L = Lead.__table__  # type: ignore[attr-defined]
+E = Enrollment.__table__  # type: ignore[attr-defined]
+EV = Event.__table__  # type: ignore[attr-defined]
+S = Send.__table__  # type: ignore[attr-defined]
+SV = ScenarioVersion.__table__  # type: ignore[attr-defined]
+SUP = Suppression.__table__  # type: ignore[attr-defined]
+A = AuditLog.__table__  # type: ignore[attr-defined]
+KV = Setting.__table__  # type: ignore[attr-defined]
+
+LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in L.c]
+
+
+def lead_view(row: Mapping[str, Any]) -> LeadView:
+    """The runtime's view of a lead row: standard columns, custom fields, score."""
+    fields: dict[str, Any] = dict(row["custom"] or {})
+    for name in LEAD_COLUMNS:
+        fields[name] = row[name]
+    fields["id"] = row["id"]
+    fit, engagement = row["score_fit"] or 0, row["score_engagement"] or 0
+    score = {"fit": fit, "engagement": engagement, "total": fit + engagement, "grade": row["grade"] or "D"}
+    return LeadView(row["email"], fields, score)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An enrolment this worker holds a lease on."""
+
+    id: int
+    lead_id: int
+    scenario_id: str
+    scenario_version: str
+    state: str
+    status: str
+    seq: int
+    entered_at: datetime
+    due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EnrollmentUpdate:
+    """The new position of an enrolment plus what the step produced, applied atomically."""
+
+    id: int
+    old_seq: int
+    state: str
+    status: str
+    seq: int
+    entered_at: datetime
+    due_at: datetime | None
+    finished_at: datetime | None
+    exit_reason: str | None
+    sends: list[dict[str, Any]]
+    lead_changes: dict[str, Any] | None
+    audit: dict[str, Any] | None
+    lead_id: int
+
+
+def _insert_ignore(engine: Engine, table: Any) -> Any:
+    dialect = postgresql if is_postgres(engine) else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+class Store:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.postgres = is_postgres(engine)
+
+    # -- leads -----------------------------------------------------------------------------
+
+    def upsert_lead(self, conn: Connection, data: Mapping[str, Any]) -> tuple[int, bool]:
+        """Insert or update one lead by email; returns (id, created)."""
+        now = self.clock.now()
+        email = str(data["email"]).strip().lower()
+        existing = conn.execute(select(L.c.id, L.c.custom, L.c.tags).where(L.c.email == email)).first()
+        columns = {k: v for k, v in data.items() if k in L.c and k not in ("id", "email", "custom", "tags")}
+        custom = dict(data.get("custom") or {})
+        if existing is None:
+            values = {
+                "email": email,
+                "custom": custom,
+                "tags": list(data.get("tags") or []),
+                "created_at": now,
+                "updated_at": now,
+                **columns,
+            }
+            lead_id = conn.execute(insert(L).values(**values).returning(L.c.id)).scalar_one()
+            return int(lead_id), True
+        merged_custom = {**(existing.custom or {}), **custom}
+        tags = list(dict.fromkeys([*(existing.tags or []), *(data.get("tags") or [])]))
+        conn.execute(
+            update(L)
+            .where(L.c.id == existing.id)
+            .values(custom=merged_custom, tags=tags, updated_at=now, **columns)
+        )
+        return int(existing.id), False
+
+    def lead_by_email(self, email: str) -> Row[Any] | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(L).where(L.c.email == email.strip().lower())).first()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        conn: Connection,
+        lead_id: int,
+        type_: str,
+        at: datetime,
+        props: Mapping[str, Any] | None = None,
+        external_id: str | None = None,
+    ) -> bool:
+        """Store an event (ignored when its external id was seen) and wake the lead's enrolments."""
+        values = {
+            "lead_id": lead_id,
+            "type": type_,
+            "at": at,
+            "props": dict(props or {}),
+            "external_id": external_id,
+            "received_at": self.clock.now(),
+        }
+        result = conn.execute(_insert_ignore(self.engine, EV).values(**values))
+        if result.rowcount == 0:
+            return False
+        flags = {"unsubscribe": {"unsubscribed": True}, "bounce": {"bounced": True}}.get(type_)
+        if flags:
+            conn.execute(update(L).where(L.c.id == lead_id).values(updated_at=self.clock.now(), **flags))
+        conn.execute(
+            update(E).where(E.c.lead_id == lead_id, E.c.status == "active", E.c.due_at > at).values(due_at=at)
+        )
+        return True
+
+    def events_for(
+        self, conn: Connection, lead_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[EventRecord]]:
+        found: dict[int, list[EventRecord]] = defaultdict(list)
+        if not lead_ids:
+            return found
+        rows = conn.execute(
+            select(EV.c.lead_id, EV.c.type, EV.c.at, EV.c.props, EV.c.id)
+            .where(EV.c.lead_id.in_(lead_ids), EV.c.at >= since)
+            .order_by(EV.c.at)
+        )
+        for row in rows:
+            found[row.lead_id].append(EventRecord(row.type, row.at, row.props or {}, str(row.id)))
+        return found
+
+    def recent_sends(
+        self, conn: Connection, lead_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[datetime]]:
+        found: dict[int, list[datetime]] = defaultdict(list)
+        if not lead_ids:
+            return found
+        when = func.coalesce(S.c.sent_at, S.c.created_at)
+        rows = conn.execute(
+            select(S.c.lead_id, S.c.sent_at, S.c.created_at).where(
+                S.c.lead_id.in_(lead_ids),
+                S.c.kind == "email",
+                S.c.created_at >= since - timedelta(days=1),
+                S.c.status.in_(("pending", "sending", "sent")),
+            )
+        )
+        _ = when
+        for row in rows:
+            at = row.sent_at or row.created_at
+            if at >= since:
+                found[row.lead_id].append(at)
+        return found
+
+    # -- suppression -----------------------------------------------------------------------
+
+    def suppress(self, conn: Connection, email: str, reason: str, detail: str | None = None) -> None:
+        email = email.strip().lower()
+        conn.execute(
+            _insert_ignore(self.engine, SUP).values(
+                email=email, reason=reason, detail=detail, created_at=self.clock.now()
+            )
+        )
+        flag = {"bounce": {"bounced": True}}.get(reason, {"unsubscribed": True})
+        conn.execute(update(L).where(L.c.email == email).values(updated_at=self.clock.now(), **flag))
+
+    # -- scenario versions -----------------------------------------------------------------
+
+    def register_version(
+        self, scenario_id: str, version: str, path: str, source: str, migrate: Mapping[str, str]
+    ) -> int:
+        """Record the current version of a scenario; move leads per its migration map.
+
+        Returns how many enrolments were migrated.
+        """
+        now = self.clock.now()
+        moved = 0
+        with self.engine.begin() as conn:
+            known = conn.execute(
+                select(SV.c.version).where(SV.c.scenario_id == scenario_id, SV.c.version == version)
+            ).first()
+            conn.execute(update(SV).where(SV.c.scenario_id == scenario_id).values(is_current=False))
+            if known is None:
+                conn.execute(
+                    insert(SV).values(
+                        scenario_id=scenario_id,
+                        version=version,
+                        path=path,
+                        source=source,
+                        loaded_at=now,
+                        is_current=True,
+                    )
+                )
+            else:
+                conn.execute(
+                    update(SV)
+                    .where(SV.c.scenario_id == scenario_id, SV.c.version == version)
+                    .values(is_current=True)
+                )
+            for old_state, new_state in migrate.items():
+                result = conn.execute(
+                    update(E)
+                    .where(
+                        E.c.scenario_id == scenario_id,
+                        E.c.scenario_version != version,
+                        E.c.status == "active",
+                        E.c.state == old_state,
+                    )
+                    .values(
+                        scenario_version=version, state=new_state, entered_at=now, due_at=now, seq=E.c.seq + 1
+                    )
+                )
+                moved += result.rowcount
+            if moved:
+                conn.execute(
+                    insert(A).values(
+                        at=now,
+                        kind="migrated",
+                        detail={"scenario": scenario_id, "version": version, "enrollments": moved},
+                    )
+                )
+        return moved
+
+    def version_source(self, scenario_id: str, version: str) -> tuple[str, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(SV.c.path, SV.c.source).where(SV.c.scenario_id == scenario_id, SV.c.version == version)
+            ).first()
+        return (row.path, row.source) if row else None
+
+    # -- enrolment -------------------------------------------------------------------------
+
+    def get_setting(self, conn: Connection, key: str) -> str | None:
+        return conn.execute(select(KV.c.value).where(KV.c.key == key)).scalar_one_or_none()
+
+    def put_setting(self, conn: Connection, key: str, value: str) -> None:
+        if conn.execute(update(KV).where(KV.c.key == key).values(value=value)).rowcount == 0:
+            conn.execute(insert(KV).values(key=key, value=value))
+
+    def enrolment_candidates(
+        self, conn: Connection, since: datetime | None, after_id: int, limit: int
+    ) -> list[Row[Any]]:
+        query = select(L).where(L.c.unsubscribed.is_(False), L.c.bounced.is_(False), L.c.id > after_id)
+        if since is not None:
+            query = query.where(L.c.updated_at >= since)
+        return list(conn.execute(query.order_by(L.c.id).limit(limit)))
+
+    def enrolment_history(
+        self, conn: Connection, scenario_id: str, lead_ids: Sequence[int]
+    ) -> dict[int, tuple[bool, datetime | None]]:
+        """lead id → (has an active enrolment, latest finish time) for one scenario."""
+        history: dict[int, tuple[bool, datetime | None]] = {}
+        rows = conn.execute(
+            select(E.c.lead_id, E.c.status, E.c.finished_at).where(
+                E.c.scenario_id == scenario_id, E.c.lead_id.in_(lead_ids)
+            )
+        )
+        for row in rows:
+            active, last = history.get(row.lead_id, (False, None))
+            finished = row.finished_at
+            if finished is not None and (last is None or finished > last):
+                last = finished
+            history[row.lead_id] = (active or row.status == "active", last)
+        return history
+
+    def enrol(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        result = conn.execute(_insert_ignore(self.engine, E), rows)
+        return max(result.rowcount, 0)
+
+    # -- advancing -------------------------------------------------------------------------
+
+    def claim_due(self, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
+        """Lease up to `limit` due enrolments (SKIP LOCKED on PostgreSQL)."""
+        due = (
+            select(E.c.id)
+            .where(
+                E.c.status == "active",
+                E.c.due_at <= now,
+                or_(E.c.lease_until.is_(None), E.c.lease_until < now),
+            )
+            .order_by(E.c.due_at)
+            .limit(limit)
+        )
+        if self.postgres:
+            due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(E)
+            .where(E.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=worker, lease_until=now + lease)
+            .returning(
+                E.c.id,
+                E.c.lead_id,
+                E.c.scenario_id,
+                E.c.scenario_version,
+                E.c.state,
+                E.c.status,
+                E.c.seq,
+                E.c.entered_at,
+                E.c.due_at,
+            )
+        )
+        with self.engine.begin() as conn:
+            rows = conn.execute(statement).all()
+        return [Claimed(*row) for row in rows]
+
+    def load_context(
+        self, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
+    ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
+        with self.engine.connect() as conn:
+            leads = {row.id: row for row in conn.execute(select(L).where(L.c.id.in_(lead_ids)))}
+            events = self.events_for(conn, lead_ids, events_since)
+            sends = self.recent_sends(conn, lead_ids, sends_since)
+        return leads, events, sends
+
+    def apply(self, worker: str, updates: Iterable[EnrollmentUpdate]) -> tuple[int, int]:
+        """Write a batch of step results in one transaction; returns (applied, lost leases).
+
+        Each enrolment is updated only if this worker still holds its lease at the same
+        `seq`; its outbox rows are inserted only then, and are unique by idempotency key,
+        so a step re-run after a crash or a lost lease cannot queue an email twice.
+        """
+        applied = lost = 0
+        guarded = (
+            update(E)
+            .where(E.c.id == bindparam("e_id"), E.c.seq == bindparam("e_old_seq"), E.c.lease_owner == worker)
+            .values(
+                state=bindparam("state"),
+                status=bindparam("status"),
+                seq=bindparam("seq"),
+                entered_at=bindparam("entered_at"),
+                due_at=bindparam("due_at"),
+                finished_at=bindparam("finished_at"),
+                exit_reason=bindparam("exit_reason"),
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+        sends: list[dict[str, Any]] = []
+        audits: list[dict[str, Any]] = []
+        with self.engine.begin() as conn:
+            for item in updates:
+                params = {
+                    "e_id": item.id,
+                    "e_old_seq": item.old_seq,
+                    "state": item.state,
+                    "status": item.status,
+                    "seq": item.seq,
+                    "entered_at": item.entered_at,
+                    "due_at": item.due_at,
+                    "finished_at": item.finished_at,
+                    "exit_reason": item.exit_reason,
+                }
+                if conn.execute(guarded, params).rowcount != 1:
+                    lost += 1
+                    continue
+                applied += 1
+                sends += item.sends
+                if item.lead_changes:
+                    self._change_lead(conn, item.lead_id, item.lead_changes)
+                if item.audit:
+                    audits.append(item.audit)
+            if sends:
+                conn.execute(_insert_ignore(self.engine, S), sends)
+            if audits:
+                conn.execute(insert(A), audits)
+        return applied, lost
+
+    def _change_lead(self, conn: Connection, lead_id: int, changes: Mapping[str, Any]) -> None:
+        row = conn.execute(
+            select(L.c.custom, L.c.tags, L.c.score_engagement).where(L.c.id == lead_id)
+        ).first()
+        if row is None:
+            return
+        values: dict[str, Any] = {"updated_at": self.clock.now()}
+        custom = dict(row.custom or {})
+        for key, value in (changes.get("set") or {}).items():
+            if key in L.c:
+                values[key] = value
+            else:
+                custom[key] = value
+        values["custom"] = custom
+        tags = [t for t in row.tags or [] if t not in changes.get("remove_tags", ())]
+        tags += [t for t in changes.get("add_tags", ()) if t not in tags]
+        values["tags"] = tags
+        if changes.get("score_delta"):
+            values["score_engagement"] = (row.score_engagement or 0) + int(changes["score_delta"])
+        conn.execute(update(L).where(L.c.id == lead_id).values(**values))
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def claim_sends(self, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Row[Any]]:
+        """Lease pending sends that are due, with what is needed to render them."""
+        due = (
+            select(S.c.id)
+            .where(
+                S.c.status.in_(("pending", "sending")),
+                S.c.next_attempt_at <= now,
+                or_(S.c.lease_until.is_(None), S.c.lease_until < now),
+            )
+            .order_by(S.c.next_attempt_at)
+            .limit(limit)
+        )
+        if self.postgres:
+            due = due.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            ids = [
+                r.id
+                for r in conn.execute(
+                    update(S)
+                    .where(S.c.id.in_(due.scalar_subquery()))
+                    .values(
+                        status="sending",
+                        lease_owner=worker,
+                        lease_until=now + lease,
+                        attempts=S.c.attempts + 1,
+                    )
+                    .returning(S.c.id)
+                )
+            ]
+            if not ids:
+                return []
+            return list(
+                conn.execute(
+                    select(
+                        S,
+                        L.c.email.label("lead_email"),
+                        L.c.unsubscribed,
+                        L.c.bounced,
+                        SUP.c.email.label("suppressed"),
+                    )
+                    .join(L, L.c.id == S.c.lead_id)
+                    .outerjoin(SUP, SUP.c.email == L.c.email)
+                    .where(S.c.id.in_(ids))
+                    .order_by(S.c.id)
+                )
+            )
+
+    def leads_by_id(self, lead_ids: Sequence[int]) -> dict[int, Row[Any]]:
+        with self.engine.connect() as conn:
+            return {row.id: row for row in conn.execute(select(L).where(L.c.id.in_(lead_ids)))}
+
+    def finish_send(
+        self,
+        worker: str,
+        send_id: int,
+        status: str,
+        now: datetime,
+        *,
+        message_id: str | None = None,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        suppress: tuple[str, str] | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": status,
+            "lease_owner": None,
+            "lease_until": None,
+            "last_error": error,
+        }
+        if status == "sent":
+            values.update(sent_at=now, message_id=message_id)
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        with self.engine.begin() as conn:
+            conn.execute(update(S).where(S.c.id == send_id, S.c.lease_owner == worker).values(**values))
+            if suppress is not None:
+                self.suppress(conn, suppress[0], suppress[1], error)
+
+    def mark_sent_many(self, worker: str, items: Sequence[tuple[int, str]], now: datetime) -> None:
+        if not items:
+            return
+        statement = (
+            update(S)
+            .where(S.c.id == bindparam("s_id"), S.c.lease_owner == worker)
+            .values(
+                status="sent",
+                sent_at=now,
+                message_id=bindparam("mid"),
+                lease_owner=None,
+                lease_until=None,
+                last_error=None,
+            )
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement, [{"s_id": i, "mid": m} for i, m in items])
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            enrolments = conn.execute(
+                select(E.c.scenario_id, E.c.status, E.c.state, func.count())
+                .group_by(E.c.scenario_id, E.c.status, E.c.state)
+                .order_by(E.c.scenario_id, E.c.status, E.c.state)
+            ).all()
+            sends = dict(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())
+            oldest = conn.execute(
+                select(func.min(S.c.next_attempt_at)).where(S.c.status.in_(("pending", "sending")))
+            ).scalar()
+            due = conn.execute(select(func.count()).where(E.c.status == "active", E.c.due_at <= now)).scalar()
+            failures = conn.execute(
+                select(S.c.id, S.c.status, S.c.step, S.c.last_error, L.c.email)
+                .join(L, L.c.id == S.c.lead_id)
+                .where(S.c.status.in_(("failed", "bounced")))
+                .order_by(S.c.id.desc())
+                .limit(10)
+            ).all()
+            retrying = conn.execute(
+                select(func.count()).where(S.c.status == "pending", S.c.attempts > 0)
+            ).scalar()
+            leads = conn.execute(select(func.count()).select_from(L)).scalar()
+        return {
+            "enrolments": enrolments,
+            "sends": sends,
+            "oldest_pending": oldest,
+            "due_now": due,
+            "failures": failures,
+            "retrying": retrying,
+            "leads": leads,
+        }
+
+    def funnel(self, scenario_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            sent = dict(
+                conn.execute(
+                    select(S.c.step, func.count())
+                    .where(S.c.scenario_id == scenario_id, S.c.status == "sent")
+                    .group_by(S.c.step)
+                ).all()
+            )
+            finished = dict(
+                conn.execute(
+                    select(E.c.exit_reason, func.count())
+                    .where(E.c.scenario_id == scenario_id, E.c.status != "active")
+                    .group_by(E.c.exit_reason)
+                ).all()
+            )
+            enrolled = conn.execute(select(func.count()).where(E.c.scenario_id == scenario_id)).scalar()
+        return {"enrolled": enrolled, "sent_by_step": sent, "finished": finished}
+
+
+__all__ = ["Claimed", "EnrollmentUpdate", "Store", "and_", "lead_view"]

@@ -1,0 +1,161 @@
+"""The tables. Leads are rows; a lead's place in a scenario is an enrolment row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Index, text
+from sqlmodel import Field, SQLModel
+
+from nurture.store.types import UTCDateTime, json_type
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class Lead(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    company: str | None = Field(default=None, max_length=300)
+    company_size: int | None = None
+    industry: str | None = Field(default=None, max_length=200)
+    job_title: str | None = Field(default=None, max_length=300)
+    country: str | None = Field(default=None, max_length=2)
+    timezone: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=100)
+    lifecycle_stage: str = Field(default="cold", max_length=20)
+    owner: str | None = Field(default=None, max_length=200)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(json_type(), nullable=False))
+    custom: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
+    unsubscribed: bool = False
+    bounced: bool = False
+    score_fit: int = 0
+    score_engagement: int = 0
+    grade: str = Field(default="D", max_length=2)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts(index=True)
+
+
+class ScenarioVersion(SQLModel, table=True):
+    """Every version of every scenario ever run, so enrolled leads can finish on theirs."""
+
+    __tablename__ = "scenario_version"
+    scenario_id: str = Field(primary_key=True, max_length=100)
+    version: str = Field(primary_key=True, max_length=12)
+    path: str
+    source: str
+    loaded_at: datetime = _ts()
+    is_current: bool = True
+
+
+class Enrollment(SQLModel, table=True):
+    __table_args__ = (
+        Index(
+            "ix_enrollment_due",
+            "due_at",
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+        Index(
+            "ux_enrollment_active",
+            "lead_id",
+            "scenario_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+        Index("ix_enrollment_scenario", "scenario_id", "status", "state"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    scenario_id: str = Field(max_length=100)
+    scenario_version: str = Field(max_length=12)
+    state: str = Field(max_length=100)
+    status: str = Field(default="active", max_length=12)
+    seq: int = 0
+    entered_at: datetime = _ts()
+    due_at: datetime | None = _ts(default=None, nullable=True)
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = _ts(default=None, nullable=True)
+    enrolled_at: datetime = _ts()
+    finished_at: datetime | None = _ts(default=None, nullable=True)
+    exit_reason: str | None = Field(default=None, max_length=200)
+
+
+class Event(SQLModel, table=True):
+    __table_args__ = (Index("ix_event_lead_at", "lead_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id")
+    type: str = Field(max_length=40)
+    at: datetime = _ts()
+    props: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
+    external_id: str | None = Field(default=None, max_length=200, unique=True)
+    received_at: datetime = _ts()
+
+
+class Send(SQLModel, table=True):
+    """The outbox: one row per email a step asked for, unique by idempotency key."""
+
+    __table_args__ = (
+        Index(
+            "ix_send_pending",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
+        Index("ix_send_lead_sent", "lead_id", "sent_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=64, unique=True)
+    kind: str = Field(default="email", max_length=20)
+    lead_id: int = Field(foreign_key="lead.id")
+    enrollment_id: int | None = Field(default=None, foreign_key="enrollment.id")
+    scenario_id: str = Field(max_length=100)
+    scenario_version: str = Field(max_length=12)
+    step: str = Field(max_length=100)
+    template: str = Field(max_length=200)
+    subject: str
+    sender: str
+    reply_to: str | None = None
+    status: str = Field(default="pending", max_length=12)
+    attempts: int = 0
+    created_at: datetime = _ts()
+    next_attempt_at: datetime = _ts()
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = _ts(default=None, nullable=True)
+    sent_at: datetime | None = _ts(default=None, nullable=True)
+    message_id: str | None = Field(default=None, max_length=300)
+    last_error: str | None = None
+
+
+class Suppression(SQLModel, table=True):
+    email: str = Field(primary_key=True, max_length=320)
+    reason: str = Field(max_length=40)
+    detail: str | None = None
+    created_at: datetime = _ts()
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_lead", "lead_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    lead_id: int | None = Field(default=None, foreign_key="lead.id")
+    enrollment_id: int | None = None
+    kind: str = Field(max_length=40)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
+
+
+class Setting(SQLModel, table=True):
+    """Small named values the daemon keeps between runs (e.g. enrolment watermarks)."""
+
+    __tablename__ = "kv"
+    key: str = Field(primary_key=True, max_length=200)
+    value: str
+
+
+__all__ = ["AuditLog", "Enrollment", "Event", "Lead", "ScenarioVersion", "Send", "Setting", "Suppression"]
