@@ -60,7 +60,10 @@ class Advancer:
             row = leads.get(item.lead_id)
             if row is None:
                 continue
-            update = self._step(item, row, events.get(item.lead_id, []), sends.get(item.lead_id, []), now)
+            recent = sends.setdefault(item.lead_id, [])
+            update = self._step(item, row, events.get(item.lead_id, []), recent, now)
+            # Later enrolments of the same lead in this batch count these sends toward the cap.
+            recent += [now] * len(update.sends)
             emails += len(update.sends)
             finished += update.status != "active"
             updates.append(update)

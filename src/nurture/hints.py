@@ -15,3 +15,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if len(options) <= 12:
         return "expected one of: " + ", ".join(options)
     return ""
+
+
+def hint_with(*parts: str) -> str:
+    """Join the non-empty parts of a hint."""
+    return " ".join(p for p in parts if p)

@@ -17,7 +17,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.errors import Diagnostic, NurtureError
-from nurture.hints import did_you_mean
+from nurture.hints import did_you_mean, hint_with
 
 TEMPLATE_NAMES = ("lead", "score", "scenario", "unsubscribe_url", "link", "now")
 
@@ -132,7 +132,9 @@ def check_template_source(
                     filename,
                     line + at,
                     f"template uses lead.{field}, which no lead field provides",
-                    did_you_mean(field, lead_fields) + " (custom fields go in the scenario's lead_fields)",
+                    hint_with(
+                        did_you_mean(field, lead_fields), "(custom fields go in the scenario's lead_fields)"
+                    ),
                 )
             )
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nurture.errors import Diagnostic, ExpressionError, ValidationFailed
-from nurture.hints import did_you_mean
+from nurture.hints import did_you_mean, hint_with
 from nurture.leadfields import READ_ONLY_FIELDS, STANDARD_FIELDS
 from nurture.mail.templates import TemplateStore, check_template_source
 from nurture.scenario import graph as journey
@@ -243,7 +243,7 @@ class _Checker:
                     self.report(
                         line,
                         f"step '{step.id}' sets unknown lead field '{name}'",
-                        did_you_mean(name, fields) + " (declare custom fields in lead_fields)",
+                        hint_with(did_you_mean(name, fields), "(declare custom fields in lead_fields)"),
                     )
         elif isinstance(step, Split):
             names = [v.name for v in step.variants if v.name]
@@ -282,7 +282,7 @@ class _Checker:
             self.report(
                 line,
                 f"expression uses lead.{name}, which no lead field provides",
-                did_you_mean(name, fields) + " (declare custom fields in lead_fields)",
+                hint_with(did_you_mean(name, fields), "(declare custom fields in lead_fields)"),
             )
         for name in sorted(usage.score_fields - set(SCORE_FIELDS)):
             self.report(line, f"expression uses unknown score.{name}", did_you_mean(name, SCORE_FIELDS))
@@ -303,7 +303,7 @@ class _Checker:
                         self.report(
                             exits.item_lines[index],
                             f"unknown exit condition '{item}'",
-                            did_you_mean(item, EXIT_SHORTCUTS) + " or write an expression",
+                            hint_with(did_you_mean(item, EXIT_SHORTCUTS), "or write an expression"),
                         )
                     else:
                         self._check_expression(item, exits.item_lines[index], fields)

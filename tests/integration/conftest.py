@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from nurture.clock import FakeClock
+from nurture.config import Settings
+from nurture.daemon import Daemon
+from nurture.store.db import make_engine
+from nurture.store.migrate import upgrade
+from nurture.store.repo import Store
+from tests.smtp_server import SmtpServer
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("NURTURE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday
+
+
+def postgres_reachable() -> str | None:
+    """None when the test PostgreSQL answers, else why not."""
+    try:
+        engine = create_engine(PG_URL)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except OperationalError as exc:
+        return f"PostgreSQL at {PG_URL} is not reachable: {str(exc).splitlines()[0]}"
+    return None
+
+
+def reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nurture.db'}"
+    reason = postgres_reachable()
+    if reason:
+        pytest.skip(reason)
+    reset_postgres(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'nurture.db'}"
+
+
+@pytest.fixture
+def pg_url() -> str:
+    reason = postgres_reachable()
+    if reason:
+        pytest.skip(reason)
+    reset_postgres(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A project folder with the sample templates and an empty scenarios folder."""
+    (tmp_path / "scenarios").mkdir()
+    shutil.copytree(ROOT / "email_templates", tmp_path / "email_templates")
+    return tmp_path
+
+
+def copy_samples(workspace: Path) -> None:
+    for path in (ROOT / "scenarios").glob("*.yaml"):
+        shutil.copy(path, workspace / "scenarios" / path.name)
+
+
+def write_scenario(workspace: Path, text: str, name: str = "test.yaml") -> Path:
+    path = workspace / "scenarios" / name
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_daemon(workspace: Path, smtp: SmtpServer, clock: FakeClock) -> Callable[..., Daemon]:
+    def build(url: str, **overrides: object) -> Daemon:
+        engine = make_engine(url)
+        upgrade(engine)
+        values: dict[str, object] = dict(
+            database_url=url, scenarios_dir=workspace / "scenarios", templates_dir=workspace / "email_templates",
+            smtp_port=smtp.port, smtp_pool_size=2, retry_base_seconds=60, secret_key="test-secret",
+            base_url="https://t.example", mail_domain="mail.example", worker_id="w1",
+        )
+        values.update(overrides)
+        daemon = Daemon(Settings(**values), clock, Store(engine, clock))  # type: ignore[arg-type]
+        daemon.load()
+        return daemon
+
+    return build

@@ -1,0 +1,326 @@
+"""The daemon against real SQLite and PostgreSQL and a real SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from nurture.clock import FakeClock
+from nurture.daemon import Daemon
+from nurture.leads import import_leads
+from nurture.store.repo import E, L, S, SUP
+from tests.integration.conftest import copy_samples, write_scenario
+from tests.smtp_server import SmtpServer
+
+TWO_STEP = """
+id: two_step
+name: Two step
+entry:
+  when: 'lead.source == "web"'
+exit_when: [unsubscribed, bounced]
+lead_fields: [whitepaper_title]
+send_window:
+  days: [mon, tue, wed, thu, fri]
+  start: "08:00"
+  end: "18:00"
+from: "Acme <hello@acme.example>"
+steps:
+  - id: hello
+    type: send_email
+    template: welcome
+    subject: "Hello {{ lead.first_name }}"
+  - id: pause
+    type: wait
+    duration: 2d
+  - id: follow_up
+    type: send_email
+    template: case_study
+    subject: "Case study for {{ lead.company }}"
+"""
+
+LEADS_CSV = """email,first_name,last_name,company,timezone,source
+ann@alpha.example,Ann,Alpha,Alpha AG,Europe/Berlin,web
+bob@beta.example,Bob,Beta,Beta Inc,America/New_York,web
+cho@gamma.example,Cho,Gamma,Gamma KK,Asia/Tokyo,web
+dee@delta.example,Dee,Delta,Delta BV,Europe/Amsterdam,fair
+"""
+
+
+def import_csv(daemon: Daemon, tmp_path: Path, text: str = LEADS_CSV) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text(text, encoding="utf-8")
+    report = import_leads(daemon.store, path)
+    assert report.problems == []
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def sends_by_status(daemon: Daemon) -> dict[str, int]:
+    with daemon.store.engine.connect() as conn:
+        return dict(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())  # type: ignore[arg-type]
+
+
+def test_leads_are_enrolled_and_each_email_arrives_once(
+    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    write_scenario(workspace, TWO_STEP)
+    daemon = make_daemon(db_url)
+    import_csv(daemon, tmp_path)
+
+    async def scenario() -> None:
+        await daemon.tick()
+        # Monday 09:00 UTC: inside the window in Berlin (10:00), not yet in New York (04:00) or
+        # already past it in Tokyo (18:00).
+        assert sorted(smtp.recorder.by_recipient()) == ["ann@alpha.example"]
+        for _ in range(3):
+            await daemon.tick()
+        assert len(smtp.messages) == 1
+        for hours in range(1, 24 * 4):
+            clock.set(clock.now().replace(minute=0) + timedelta(hours=1))
+            await daemon.tick()
+        await daemon.pool.close()  # type: ignore[union-attr]
+
+    run(scenario())
+    received = smtp.recorder.by_recipient()
+    assert sorted(received) == ["ann@alpha.example", "bob@beta.example", "cho@gamma.example"]
+    for address, messages in received.items():
+        assert [m["Subject"].split()[0] for m in messages] == ["Hello", "Case"], address
+    assert len({m["Message-ID"] for m in smtp.messages}) == 6
+    assert sends_by_status(daemon) == {"sent": 6}
+    with daemon.store.engine.connect() as conn:
+        statuses = conn.execute(select(E.c.status, func.count()).group_by(E.c.status)).all()
+    assert dict(statuses) == {"completed": 3}  # type: ignore[arg-type]
+
+
+def test_message_headers_parts_and_encodings(
+    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path,
+) -> None:
+    copy_samples(workspace)
+    daemon = make_daemon(db_url)
+    import_csv(daemon, tmp_path, "email,first_name,last_name,company,country,timezone,source,seminar_name\n"
+               "hanako@tokai.example,花子,鈴木,東海精機株式会社,JP,Asia/Tokyo,seminar,データ活用セミナー\n")
+
+    async def scenario() -> None:
+        daemon.clock.set(daemon.clock.now().replace(hour=1))  # type: ignore[attr-defined]  # 10:00 in Tokyo
+        await daemon.tick()
+        await daemon.pool.close()  # type: ignore[union-attr]
+
+    run(scenario())
+    assert len(smtp.messages) == 1
+    message = smtp.messages[0]
+    assert message["Subject"] == "【御礼】データ活用セミナーへのご参加ありがとうございました"
+    raw_subject = message.get_all("Subject")
+    assert raw_subject is not None
+    assert str(message["From"]) == "Acme アナリティクス <seminar@acme-analytics.example>"
+    assert message["To"].addresses[0].addr_spec == "hanako@tokai.example"
+    assert message["Message-ID"].endswith("@mail.example>")
+    unsubscribe = str(message["List-Unsubscribe"]).strip()  # folded: the header is long
+    assert unsubscribe.startswith("<https://t.example/u/")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message.get_content_type() == "multipart/alternative"
+    parts = {part.get_content_type(): part for part in message.iter_parts()}
+    assert set(parts) == {"text/plain", "text/html"}
+    assert parts["text/plain"].get_content_charset() == "utf-8"
+    assert "鈴木 様" in parts["text/plain"].get_content()
+    html = parts["text/html"].get_content()
+    assert "先日は「データ活用セミナー」にご参加いただき" in html
+    assert 'src="https://t.example/o/' in html  # open pixel
+    assert 'href="https://t.example/u/' in html  # unsubscribe link in the footer
+
+
+def test_lead_data_cannot_inject_headers_and_is_escaped_in_html(
+    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path,
+) -> None:
+    write_scenario(workspace, TWO_STEP)
+    daemon = make_daemon(sqlite_url)
+    import_csv(daemon, tmp_path)
+    with daemon.store.engine.begin() as conn:
+        conn.execute(update(L).where(L.c.email == "ann@alpha.example").values(
+            first_name="Ann\r\nBcc: victim@evil.example", company="<script>alert(1)</script>"))
+
+    async def scenario() -> None:
+        await daemon.tick()
+        await daemon.pool.close()  # type: ignore[union-attr]
+
+    run(scenario())
+    message = smtp.messages[0]
+    assert message["Bcc"] is None
+    assert "victim@evil.example" not in [str(a.addr_spec) for a in message["To"].addresses]
+    assert message["Subject"] == "Hello Ann Bcc: victim@evil.example"
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "<script>" not in html
+
+
+def test_unsubscribed_lead_gets_nothing_more(
+    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    write_scenario(workspace, TWO_STEP)
+    daemon = make_daemon(db_url)
+    import_csv(daemon, tmp_path)
+
+    async def scenario() -> None:
+        await daemon.tick()
+        with daemon.store.engine.begin() as conn:
+            lead_id = conn.execute(select(L.c.id).where(L.c.email == "ann@alpha.example")).scalar_one()
+            daemon.store.record_event(conn, lead_id, "unsubscribe", clock.now(), {}, "u-1")
+        clock.advance(timedelta(days=3))
+        await daemon.tick()
+        await daemon.pool.close()  # type: ignore[union-attr]
+
+    run(scenario())
+    assert [m["Subject"] for m in smtp.recorder.by_recipient()["ann@alpha.example"]] == ["Hello Ann"]
+    with daemon.store.engine.connect() as conn:
+        row = conn.execute(select(E.c.status, E.c.exit_reason).join(L, L.c.id == E.c.lead_id)
+                           .where(L.c.email == "ann@alpha.example")).one()
+    assert tuple(row) == ("exited", "unsubscribed")
+
+
+def test_restart_resumes_where_the_previous_daemon_stopped(
+    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    write_scenario(workspace, TWO_STEP)
+    first = make_daemon(db_url)
+    import_csv(first, tmp_path)
+
+    async def before() -> None:
+        await first.tick()
+        await first.pool.close()  # type: ignore[union-attr]
+
+    run(before())
+    assert len(smtp.messages) == 1
+    clock.advance(timedelta(days=2, hours=1))
+    second = make_daemon(db_url, worker_id="w2")
+
+    async def after() -> None:
+        await second.tick()
+        await second.pool.close()  # type: ignore[union-attr]
+
+    run(after())
+    ann = [m["Subject"] for m in smtp.recorder.by_recipient()["ann@alpha.example"]]
+    assert ann == ["Hello Ann", "Case study for Alpha AG"]
+
+
+def test_frequency_cap_across_scenarios_defers(
+    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    write_scenario(workspace, TWO_STEP)
+    write_scenario(workspace, TWO_STEP.replace("id: two_step", "id: second").replace("Hello", "Hi"), "b.yaml")
+    daemon = make_daemon(sqlite_url, frequency_cap=1, frequency_period_days=1)
+    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
+
+    async def scenario() -> None:
+        await daemon.tick()
+        assert len(smtp.messages) == 1
+        clock.advance(timedelta(hours=12))
+        await daemon.tick()
+        assert len(smtp.messages) == 1
+        clock.advance(timedelta(hours=13))
+        await daemon.tick()
+        await daemon.pool.close()  # type: ignore[union-attr]
+
+    run(scenario())
+    assert sorted(m["Subject"] for m in smtp.messages) == ["Hello Ann", "Hi Ann"]
+
+
+def test_changed_scenario_is_a_new_version_and_enrolled_leads_finish_the_old_one(
+    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    path = write_scenario(workspace, TWO_STEP)
+    daemon = make_daemon(db_url)
+    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
+
+    async def scenario() -> None:
+        await daemon.tick()
+        path.write_text(path.read_text().replace("Case study for", "New subject for"))
+        await daemon.housekeeping()
+        import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nbob@beta.example,Bob,B,UTC,web\n")
+        await daemon.tick()
+        clock.advance(timedelta(days=2, hours=1))
+        await daemon.tick()
+        await daemon.pool.close()  # type: ignore[union-attr]
+
+    run(scenario())
+    received = smtp.recorder.by_recipient()
+    assert received["ann@alpha.example"][1]["Subject"] == "Case study for A"
+    assert received["bob@beta.example"][1]["Subject"] == "New subject for B"
+    with daemon.store.engine.connect() as conn:
+        versions = conn.execute(select(func.count(func.distinct(E.c.scenario_version)))).scalar()
+    assert versions == 2
+
+
+def test_migration_map_moves_enrolled_leads_to_the_new_version(
+    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    path = write_scenario(workspace, TWO_STEP)
+    daemon = make_daemon(sqlite_url)
+    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
+
+    async def scenario() -> None:
+        await daemon.tick()
+        new = TWO_STEP.replace("duration: 2d", "duration: 1d").replace("  - id: pause", "  - id: short_pause")
+        path.write_text(new.replace("steps:", "migrate:\n  pause: short_pause\nsteps:"))
+        await daemon.housekeeping()
+        clock.advance(timedelta(days=1, hours=1))
+        await daemon.tick()
+        await daemon.pool.close()  # type: ignore[union-attr]
+
+    run(scenario())
+    assert [m["Subject"] for m in smtp.messages] == ["Hello Ann", "Case study for A"]
+
+
+def test_leads_import_reports_bad_rows_and_keeps_good_ones(sqlite_url: str, make_daemon: Callable[..., Daemon],
+                                                           tmp_path: Path) -> None:
+    daemon = make_daemon(sqlite_url)
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "email,first_name,company_size,country,timezone,favourite_colour\n"
+        "ok@a.example,Ok,10,DE,Europe/Berlin,blue\n"
+        "not-an-email,Bad,10,DE,Europe/Berlin,red\n"
+        "size@a.example,Size,-5,DE,Europe/Berlin,\n"
+        "zone@a.example,Zone,5,DE,Mars/Olympus,\n"
+        "\"multi@a.example\",\"Multi\nLine\",5,DE,,\n"
+        "ok2@a.example,Ok2,,jp,,\n",
+        encoding="utf-8",
+    )
+    report = import_leads(daemon.store, path)
+    problems = [str(p).replace(str(path), "FILE") for p in report.problems]
+    assert problems[0] == "FILE:3: email: not a valid email address: 'not-an-email'"
+    assert problems[1].startswith("FILE:4: company_size: Input should be greater than or equal to 0")
+    assert problems[2] == "FILE:5: timezone: unknown time zone 'Mars/Olympus': use an IANA name like 'Europe/Berlin'"
+    assert problems[3] == "FILE:6: first_name: must be one line of text (no control characters)"
+    assert (report.created, report.updated) == (2, 0)
+    lead = daemon.store.lead_by_email("ok@a.example")
+    assert lead is not None and lead.custom == {"favourite_colour": "blue"}
+    ok2 = daemon.store.lead_by_email("ok2@a.example")
+    assert ok2 is not None and ok2.country == "JP"
+    path.write_text("email,company\nOK@a.example,Renamed\n")
+    again = import_leads(daemon.store, path)
+    assert (again.created, again.updated) == (0, 1)
+    renamed = daemon.store.lead_by_email("ok@a.example")
+    assert renamed is not None and renamed.company == "Renamed" and renamed.first_name == "Ok"
+    with daemon.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(L)).scalar() == 2
+        assert conn.execute(select(func.count()).select_from(SUP)).scalar() == 0
+
+
+def test_json_import_names_lines(sqlite_url: str, make_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
+    daemon = make_daemon(sqlite_url)
+    path = tmp_path / "leads.json"
+    path.write_text('[\n  {"email": "a@a.example", "company_size": 5},\n  {"email": "b@b.example",\n'
+                    '   "company_size": "many"}\n]\n')
+    report = import_leads(daemon.store, path)
+    assert [str(p).replace(str(path), "FILE") for p in report.problems] == [
+        "FILE:3: company_size: Input should be a valid integer, unable to parse string as an integer"]
+    assert report.created == 1
