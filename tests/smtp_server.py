@@ -45,7 +45,7 @@ class Recorder:
         with self.lock:
             if self.drop_next > 0:
                 self.drop_next -= 1
-                session.transport.close()
+                server.transport.close()
                 return "421 closing"
             if self.data_replies:
                 return self.data_replies.pop(0)

@@ -1,10 +1,11 @@
 """The send job: drain the outbox through the SMTP pool, exactly once per idempotency key.
 
 A row is leased (status `sending`) before its message goes out and marked `sent` right
-after the server accepts it; marks are written by one task in small group commits. The
-only window for a duplicate is a crash between the server's acceptance and that commit;
-the Message-ID is derived from the idempotency key, so even then the resend carries the
-same Message-ID and receivers can recognise it.
+after the server accepts it. Marks are written by one task in group commits, and each
+connection waits for its mark to commit before it sends its next message. So the only
+window for a duplicate is a crash between the server's acceptance and that commit: at
+most one message per pooled connection. The Message-ID is derived from the idempotency
+key, so even such a resend carries the same Message-ID and receivers can recognise it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from nurture.mail.templates import TemplateError, TemplateStore
 from nurture.mail.tracking import Links
 from nurture.scenario.expr import Record
 from nurture.store.repo import Store, lead_view
+
+
+@dataclass(frozen=True)
+class Mark:
+    send_id: int
+    message_id: str
+    committed: asyncio.Future[None]
 
 
 @dataclass
@@ -66,7 +74,7 @@ class Outbox:
         if not rows:
             return stats
         leads = await asyncio.to_thread(self.store.leads_by_id, sorted({r.lead_id for r in rows}))
-        marks: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
+        marks: asyncio.Queue[Mark | None] = asyncio.Queue()
         marker = asyncio.create_task(self._mark_sent(marks))
         work: asyncio.Queue[Any] = asyncio.Queue()
         for row in rows:
@@ -97,7 +105,7 @@ class Outbox:
                 break
         return total
 
-    async def _mark_sent(self, marks: asyncio.Queue[tuple[int, str] | None]) -> None:
+    async def _mark_sent(self, marks: asyncio.Queue[Mark | None]) -> None:
         done = False
         while not done:
             batch = [await marks.get()]
@@ -105,13 +113,21 @@ class Outbox:
                 batch.append(marks.get_nowait())
             done = None in batch
             items = [item for item in batch if item is not None]
-            if items:
-                await asyncio.to_thread(self.store.mark_sent_many, self.worker, items, self.clock.now())
+            if not items:
+                continue
+            try:
+                await asyncio.to_thread(self.store.mark_sent_many, self.worker,
+                                        [(m.send_id, m.message_id) for m in items], self.clock.now())
+            except Exception as exc:  # the waiting senders stop; rows stay leased and are retried
+                for mark in items:
+                    mark.committed.set_exception(exc)
+                continue
+            for mark in items:
+                mark.committed.set_result(None)
 
     async def _deliver(
         self, row: Any, lead: Any, marks: asyncio.Queue[tuple[int, str] | None], stats: DrainStats
     ) -> None:
-        now = self.clock.now()
         if lead is None or row.unsubscribed or row.bounced or row.suppressed:
             await self._finish(row.id, "suppressed", "recipient is unsubscribed, bounced or suppressed")
             stats.suppressed += 1
@@ -127,9 +143,10 @@ class Outbox:
             outcome = classify(exc)
             await self._after_error(row, outcome.action, outcome.text, stats)
             return
-        _ = now
         stats.sent += 1
-        marks.put_nowait((row.id, message["Message-ID"]))
+        mark = Mark(row.id, str(message["Message-ID"]), asyncio.get_running_loop().create_future())
+        marks.put_nowait(mark)
+        await mark.committed
 
     async def _after_error(self, row: Any, action: str, error: str, stats: DrainStats) -> None:
         stats.errors.append(f"{row.lead_email}: {error}")
@@ -143,7 +160,6 @@ class Outbox:
         else:
             stats.failed += 1
             await self._finish(row.id, "failed", error)
-        _ = FAIL
 
     async def _finish(self, send_id: int, status: str, error: str | None, **kwargs: Any) -> None:
         await asyncio.to_thread(

@@ -1,0 +1,165 @@
+"""Real daemon processes: SIGKILL mid-batch and restart; several daemons on one PostgreSQL.
+
+Exactly-once is checked where a user would check it: in the store (one `sent` row per
+idempotency key) and at the SMTP server (every expected Message-ID arrived).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from nurture.clock import SystemClock
+from nurture.store.db import make_engine
+from nurture.store.migrate import upgrade
+from nurture.store.repo import E, S, Store
+from tests.integration.conftest import write_scenario
+from tests.smtp_server import SmtpServer
+
+pytestmark = pytest.mark.slow
+
+BURST = """
+id: burst
+name: Burst
+exit_when: [unsubscribed, bounced]
+lead_fields: [whitepaper_title]
+send_window:
+  days: [mon, tue, wed, thu, fri, sat, sun]
+  start: "00:00"
+  end: "23:59"
+steps:
+  - id: first
+    type: send_email
+    template: welcome
+    subject: "First for {{ lead.first_name }}"
+  - id: pause
+    type: wait
+    duration: 1s
+  - id: second
+    type: send_email
+    template: case_study
+    subject: "Second for {{ lead.first_name }}"
+"""
+
+
+def environment(url: str, workspace: Path, smtp: SmtpServer, worker: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "NURTURE_DATABASE_URL": url, "NURTURE_SCENARIOS_DIR": str(workspace / "scenarios"),
+        "NURTURE_TEMPLATES_DIR": str(workspace / "email_templates"), "NURTURE_SMTP_PORT": str(smtp.port),
+        "NURTURE_SMTP_POOL_SIZE": "4", "NURTURE_SMTP_TIMEOUT": "1", "NURTURE_TICK_SECONDS": "0.2",
+        "NURTURE_SEND_SECONDS": "0.2", "NURTURE_ENROL_SECONDS": "0.5", "NURTURE_LEASE_SECONDS": "2",
+        "NURTURE_FREQUENCY_CAP": "1000", "NURTURE_BATCH_SIZE": "40", "NURTURE_WORKER_ID": worker,
+        "NURTURE_MAIL_DOMAIN": "crash.example",
+    })
+    return env
+
+
+def start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "nurture", "run"], env=env, stdout=handle, stderr=handle)
+
+
+def prepare(url: str, workspace: Path, tmp_path: Path, leads: int) -> Store:
+    write_scenario(workspace, BURST)
+    engine = make_engine(url)
+    upgrade(engine)
+    csv = tmp_path / "leads.csv"
+    csv.write_text("email,first_name,timezone\n" + "".join(
+        f"lead{i}@load.example,L{i},UTC\n" for i in range(leads)))
+    result = subprocess.run([sys.executable, "-m", "nurture", "leads", "import", str(csv), "--db", url],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"{leads} created" in result.stdout
+    return Store(engine, SystemClock())
+
+
+def wait_until_done(store: Store, expected_sends: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with store.engine.connect() as conn:
+            sent = conn.execute(select(func.count()).where(S.c.status == "sent")).scalar()
+            active = conn.execute(select(func.count()).where(E.c.status == "active")).scalar()
+            enrolled = conn.execute(select(func.count()).select_from(E)).scalar()
+        if sent == expected_sends and active == 0 and enrolled:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"not done in {timeout}s: {sent} sent of {expected_sends}, {active} active")
+
+
+def check_exactly_once(store: Store, smtp: SmtpServer, leads: int, window: int) -> None:
+    with store.engine.connect() as conn:
+        statuses = dict(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())  # type: ignore[arg-type]
+        stored_ids = {r for (r,) in conn.execute(select(S.c.message_id))}
+        per_lead = Counter(r for (r,) in conn.execute(select(S.c.lead_id)))
+    assert statuses == {"sent": 2 * leads}
+    assert set(per_lead.values()) == {2}
+    received = Counter(str(m["Message-ID"]) for m in smtp.messages)
+    assert set(received) == stored_ids, "every stored send arrived, and nothing else did"
+    duplicates = sum(received.values()) - len(received)
+    assert duplicates <= window, f"{duplicates} resends exceed the crash window of {window}"
+
+
+def crash_and_restart(url: str, workspace: Path, smtp: SmtpServer, tmp_path: Path, leads: int) -> None:
+    store = prepare(url, workspace, tmp_path, leads)
+    rng = random.Random(7)
+    log = tmp_path / "daemon.log"
+    kills = 0
+    for attempt in range(5):
+        process = start_daemon(environment(url, workspace, smtp, f"crash-{attempt}"), log)
+        time.sleep(rng.uniform(1.0, 2.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        kills += 1
+    assert 0 < len(smtp.messages), log.read_text()[-2000:]
+    final = start_daemon(environment(url, workspace, smtp, "final"), log)
+    try:
+        wait_until_done(store, 2 * leads)
+    finally:
+        final.send_signal(signal.SIGTERM)
+        assert final.wait(timeout=30) == 0, log.read_text()[-2000:]
+    check_exactly_once(store, smtp, leads, window=kills * 4)
+
+
+def test_sqlite_daemon_killed_repeatedly_loses_and_repeats_nothing(
+    sqlite_url: str, workspace: Path, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    crash_and_restart(sqlite_url, workspace, smtp, tmp_path, leads=300)
+
+
+@pytest.mark.postgres
+def test_postgres_daemon_killed_repeatedly_loses_and_repeats_nothing(
+    pg_url: str, workspace: Path, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    crash_and_restart(pg_url, workspace, smtp, tmp_path, leads=300)
+
+
+@pytest.mark.postgres
+def test_three_daemons_on_one_postgres_send_each_email_once(
+    pg_url: str, workspace: Path, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    leads = 600
+    store = prepare(pg_url, workspace, tmp_path, leads)
+    log = tmp_path / "daemons.log"
+    processes = [start_daemon(environment(pg_url, workspace, smtp, f"node-{n}"), log) for n in range(3)]
+    try:
+        wait_until_done(store, 2 * leads)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        codes = [process.wait(timeout=30) for process in processes]
+    assert codes == [0, 0, 0], log.read_text()[-2000:]
+    check_exactly_once(store, smtp, leads, window=0)
+    with store.engine.connect() as conn:
+        workers = {r for (r,) in conn.execute(select(func.distinct(E.c.lease_owner)))}
+    assert workers == {None}
+    assert len({m["X-Nurture-Key"] for m in smtp.messages}) == 2 * leads
