@@ -47,28 +47,29 @@ class Advancer:
     def run_once(self) -> AdvanceStats:
         """One batch: at most `batch_size` due enrolments."""
         now = self.clock.now()
-        claimed = self.store.claim_due(self.worker, now, self.batch_size, self.lease)
-        if not claimed:
-            return AdvanceStats()
-        lead_ids = sorted({c.lead_id for c in claimed})
-        leads, events, sends = self.store.load_context(
-            lead_ids, now - self.events_lookback, now - self.cap.period
+        counts = {"emails": 0, "finished": 0}
+
+        def step_batch(claimed: list[Claimed], leads: dict[int, Any], events: dict[int, list[Any]],
+                       sends: dict[int, list[datetime]]) -> list[EnrollmentUpdate]:
+            updates = []
+            for item in claimed:
+                row = leads.get(item.lead_id)
+                if row is None:
+                    continue
+                recent = sends.setdefault(item.lead_id, [])
+                update = self._step(item, row, events.get(item.lead_id, []), recent, now)
+                # Later enrolments of the same lead in this batch count these sends toward the cap.
+                recent += [now] * len(update.sends)
+                counts["emails"] += len(update.sends)
+                counts["finished"] += update.status != "active"
+                updates.append(update)
+            return updates
+
+        claimed, applied, lost = self.store.advance_due(
+            self.worker, now, self.batch_size, self.lease, now - self.events_lookback, now - self.cap.period,
+            step_batch,
         )
-        updates = []
-        emails = finished = 0
-        for item in claimed:
-            row = leads.get(item.lead_id)
-            if row is None:
-                continue
-            recent = sends.setdefault(item.lead_id, [])
-            update = self._step(item, row, events.get(item.lead_id, []), recent, now)
-            # Later enrolments of the same lead in this batch count these sends toward the cap.
-            recent += [now] * len(update.sends)
-            emails += len(update.sends)
-            finished += update.status != "active"
-            updates.append(update)
-        applied, lost = self.store.apply(self.worker, updates)
-        return AdvanceStats(len(claimed), applied, lost, emails, finished)
+        return AdvanceStats(claimed, applied, lost, counts["emails"], counts["finished"])
 
     def run_until_idle(self, max_batches: int = 10_000) -> AdvanceStats:
         total = AdvanceStats()
@@ -143,8 +144,11 @@ class Advancer:
         has_changes = bool(
             changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"]
         )
+        # The audit log records what a step did to or for the lead (emails, notifications,
+        # field changes, leaving), with the decisions that led there. A step that only moved
+        # the lead to its next wait is visible in the enrolment row and is not logged.
         audit = None
-        if result.decisions or result.effects:
+        if result.effects:
             audit = {
                 "at": now,
                 "lead_id": item.lead_id,

@@ -9,6 +9,7 @@ batch, and close SMTP connections. All state is in the database, so a restart re
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -130,12 +131,23 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    @staticmethod
+    def tune_gc() -> None:
+        """Move start-up objects (compiled scenarios, SQLAlchemy metadata) out of the GC's way.
+
+        The daemon allocates many short-lived rows per batch; without this, collections of
+        the older generations walk the long-lived start-up heap again and again.
+        """
+        gc.collect()
+        gc.freeze()
+
     async def run(
         self, *, install_signals: bool = True, on_tick: Callable[[], Awaitable[None]] | None = None
     ) -> Totals:
         self._stop = asyncio.Event()
         if not self.catalog.current:
             self.load()
+        self.tune_gc()
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -20,7 +20,7 @@ from nurture.scenario import model as m
 from nurture.scenario.compiler import CompiledScenario, Turn, stable_bucket
 from nurture.scenario.expr import EventRecord, EventsView, Record
 from nurture.scenario.graph import END
-from nurture.timeutil import parse_duration, zone
+from nurture.timeutil import zone
 
 MAX_MOVES = 200
 
@@ -124,17 +124,23 @@ class _Walk:
         self.effects: list[Effect] = []
         self.decisions: list[Decision] = []
         self.log: list[Decision | Effect] = []
+        self._context: dict[str, Any] | None = None
+        # Exit conditions read the lead; they are checked on entry and after each update.
+        self._lead_changed = True
 
     # -- helpers ---------------------------------------------------------------------------
 
     def context(self) -> dict[str, Any]:
-        return {
-            "lead": Record(self.lead.fields),
-            "score": Record(self.lead.score),
-            "events": EventsView(self.events, self.now),
-            "lifecycle": self.lead.lifecycle,
-            "now": self.now,
-        }
+        """The expression context; built once, and again only after the lead changes."""
+        if self._context is None:
+            self._context = {
+                "lead": Record(self.lead.fields),
+                "score": Record(self.lead.score),
+                "events": EventsView(self.events, self.now),
+                "lifecycle": self.lead.lifecycle,
+                "now": self.now,
+            }
+        return self._context
 
     def note(self, at: datetime, step: str, text: str) -> None:
         decision = Decision(at, step, text)
@@ -186,7 +192,8 @@ class _Walk:
             if position.state == END:
                 position = self.finish(position, COMPLETED, "reached the end", position.entered_at)
                 break
-            reason = self.exit_reason()
+            reason = self.exit_reason() if self._lead_changed else None
+            self._lead_changed = False
             if reason is not None:
                 position = self.finish(
                     position,
@@ -229,7 +236,7 @@ class _Walk:
         if until is not None:
             target = until.next_after(position.entered_at, zone(self.zone_name()))
         else:
-            target = position.entered_at + parse_duration(step.duration or "")
+            target = position.entered_at + self.c.durations[step.id]
         if self.now < target:
             return replace(position, due_at=target), True
         return self.move(position, "advance", target), False
@@ -295,6 +302,8 @@ class _Walk:
             score["engagement"] = score.get("engagement", 0) + step.adjust_score
             score["total"] = score.get("total", 0) + step.adjust_score
         self.lead = replace(self.lead, fields=fields, score=score)
+        self._context = None
+        self._lead_changed = True
         self.emit(
             UpdateLead(
                 step.id, dict(step.set), tuple(step.add_tags), tuple(step.remove_tags), step.adjust_score, at

@@ -28,6 +28,7 @@ from nurture.scenario.model import (
     Goto,
     Split,
     Step,
+    Wait,
     WaitFor,
 )
 from nurture.timeutil import SendWindow, WeekdayTime, parse_clock_time, parse_duration
@@ -97,7 +98,7 @@ class CompiledScenario:
         self.following = self._following()
         self.durations = {
             s.id: parse_duration(s.timeout) for s in self.scenario.steps if isinstance(s, WaitFor)
-        }
+        } | {s.id: parse_duration(s.duration) for s in self.scenario.steps if isinstance(s, Wait) and s.duration}
         self.wait_where = {
             s.id: Expression(s.where) for s in self.scenario.steps if isinstance(s, WaitFor) and s.where
         }
@@ -160,7 +161,7 @@ class CompiledScenario:
         """Fire `trigger` from `state` and return the state the machine moved to."""
         cursor = self.cursor
         cursor.state = state
-        cursor.trigger(trigger, turn)
+        self.machine.events[trigger].trigger(cursor, turn)
         return cursor.state
 
     def until(self, step_id: str) -> WeekdayTime | None:

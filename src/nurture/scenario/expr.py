@@ -178,7 +178,12 @@ class Usage:
 
 
 class Expression:
-    """A parsed, sandboxed expression; evaluate it with a context of plain objects."""
+    """A parsed, sandboxed expression; evaluate it with a context of plain objects.
+
+    The syntax tree is compiled once into nested Python closures (about a microsecond per
+    evaluation, against tens for rendering a Jinja template), with the sandbox's own
+    attribute, call, filter and operator checks at each step.
+    """
 
     __slots__ = ("_run", "source", "usage")
 
@@ -186,10 +191,7 @@ class Expression:
         self.source = source
         tree = _parse(source)
         self.usage = _analyse(tree)
-        tree.set_environment(_ENV)
-        body = [nodes.Assign(nodes.Name("result", "store"), tree, lineno=1)]
-        template = _ENV.from_string(nodes.Template(body, lineno=1))
-        self._run: Callable[[Mapping[str, Any]], Any] = _runner(template)
+        self._run: Compiled = _compile(tree)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         try:
@@ -197,7 +199,7 @@ class Expression:
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
             return result
-        except (UndefinedError, SecurityError, TypeError, ZeroDivisionError, ValueError) as exc:
+        except (UndefinedError, SecurityError, TypeError, ZeroDivisionError, ValueError, OverflowError) as exc:
             raise ExpressionError(f"{self.source!r}: {exc}") from exc
 
     def test(self, context: Mapping[str, Any]) -> bool:
@@ -207,14 +209,142 @@ class Expression:
         return f"Expression({self.source!r})"
 
 
-def _runner(template: Any) -> Callable[[Mapping[str, Any]], Any]:
-    def run(context: Mapping[str, Any]) -> Any:
-        ctx = template.new_context(dict(context))
-        for _ in template.root_render_func(ctx):
-            pass
-        return ctx.vars["result"]
+Compiled = Callable[[Mapping[str, Any]], Any]
 
-    return run
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "gteq": operator.ge,
+    "lt": operator.lt,
+    "lteq": operator.le,
+    "in": lambda a, b: a in b,
+    "notin": lambda a, b: a not in b,
+}
+_BINARY: dict[type[nodes.Node], Callable[[Any, Any], Any]] = {
+    nodes.Add: operator.add,
+    nodes.Sub: operator.sub,
+    nodes.Div: operator.truediv,
+    nodes.FloorDiv: operator.floordiv,
+    nodes.Mod: operator.mod,
+}
+
+
+def _getattr(obj: Any, name: str) -> Any:
+    if type(obj) is Record and not name.startswith("_"):
+        return obj._data.get(name)
+    return _ENV.getattr(obj, name)
+
+
+def _getitem(obj: Any, key: Any) -> Any:
+    if type(obj) is Record:
+        return obj._data.get(key)
+    return _ENV.getitem(obj, key)
+
+
+def _call(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    if isinstance(fn, Undefined):
+        fn._fail_with_undefined_error()
+    if not callable(fn) or not _ENV.is_safe_callable(fn):
+        raise SecurityError(f"{fn!r} is not safely callable")
+    return fn(*args, **kwargs)
+
+
+def _compile(node: nodes.Node) -> Compiled:  # noqa: C901 - one branch per node type
+    """Closures that evaluate a Jinja expression tree under the sandbox's rules."""
+    if isinstance(node, nodes.Const):
+        value = node.value
+        return lambda ctx: value
+    if isinstance(node, nodes.Name):
+        name = node.name
+
+        def load(ctx: Mapping[str, Any]) -> Any:
+            try:
+                return ctx[name]
+            except KeyError:
+                return _ENV.undefined(name=name)
+
+        return load
+    if isinstance(node, nodes.Getattr):
+        base, attr = _compile(node.node), node.attr
+        return lambda ctx: _getattr(base(ctx), attr)
+    if isinstance(node, nodes.Getitem):
+        base, key = _compile(node.node), _compile(node.arg)
+        return lambda ctx: _getitem(base(ctx), key(ctx))
+    if isinstance(node, nodes.List | nodes.Tuple):
+        items = [_compile(item) for item in node.items]
+        kind = list if isinstance(node, nodes.List) else tuple
+        return lambda ctx: kind(item(ctx) for item in items)
+    if isinstance(node, nodes.Dict):
+        pairs = [(_compile(p.key), _compile(p.value)) for p in node.items]
+        return lambda ctx: {k(ctx): v(ctx) for k, v in pairs}
+    if isinstance(node, nodes.And):
+        left, right = _compile(node.left), _compile(node.right)
+        return lambda ctx: left(ctx) and right(ctx)
+    if isinstance(node, nodes.Or):
+        left, right = _compile(node.left), _compile(node.right)
+        return lambda ctx: left(ctx) or right(ctx)
+    if isinstance(node, nodes.Not):
+        inner = _compile(node.node)
+        return lambda ctx: not inner(ctx)
+    if isinstance(node, nodes.Neg):
+        inner = _compile(node.node)
+        return lambda ctx: -inner(ctx)
+    if isinstance(node, nodes.Pos):
+        inner = _compile(node.node)
+        return lambda ctx: +inner(ctx)
+    if isinstance(node, nodes.Compare):
+        return _compare(node)
+    if isinstance(node, nodes.Mul | nodes.Pow):
+        left, right, symbol = _compile(node.left), _compile(node.right), node.operator
+        return lambda ctx: _ENV.call_binop(None, symbol, left(ctx), right(ctx))  # type: ignore[arg-type]
+    if type(node) in _BINARY:
+        fn = _BINARY[type(node)]
+        left, right = _compile(node.left), _compile(node.right)  # type: ignore[attr-defined]
+        return lambda ctx: fn(left(ctx), right(ctx))
+    if isinstance(node, nodes.Concat):
+        parts = [_compile(part) for part in node.nodes]
+        return lambda ctx: "".join(str(part(ctx)) for part in parts)
+    if isinstance(node, nodes.CondExpr):
+        test, yes = _compile(node.test), _compile(node.expr1)
+        no = _compile(node.expr2) if node.expr2 is not None else (lambda ctx: None)
+        return lambda ctx: yes(ctx) if test(ctx) else no(ctx)
+    if isinstance(node, nodes.Call | nodes.Filter | nodes.Test):
+        return _callable(node)
+    raise ExpressionError(f"'{type(node).__name__}' is not supported in expressions")
+
+
+def _compare(node: nodes.Compare) -> Compiled:
+    first = _compile(node.expr)
+    ops = [(_COMPARE[op.op], _compile(op.expr)) for op in node.ops]
+
+    def compare(ctx: Mapping[str, Any]) -> bool:
+        left = first(ctx)
+        for test, operand in ops:
+            right = operand(ctx)
+            if not test(left, right):
+                return False
+            left = right
+        return True
+
+    return compare
+
+
+def _callable(node: nodes.Call | nodes.Filter | nodes.Test) -> Compiled:
+    if node.dyn_args is not None or node.dyn_kwargs is not None:
+        raise ExpressionError("*args and **kwargs are not supported in expressions")
+    args = [_compile(a) for a in node.args]
+    kwargs = [(kw.key, _compile(kw.value)) for kw in node.kwargs]
+    if isinstance(node, nodes.Call):
+        target = _compile(node.node)
+        return lambda ctx: _call(target(ctx), [a(ctx) for a in args], {k: v(ctx) for k, v in kwargs})
+    is_filter = isinstance(node, nodes.Filter)
+    registry, name = (_ENV.filters if is_filter else _ENV.tests), node.name
+    if name not in registry:
+        raise ExpressionError(f"unknown {'filter' if is_filter else 'test'} '{name}'")
+    value = _compile(node.node) if node.node is not None else (lambda ctx: None)
+    apply = _ENV.call_filter if is_filter else _ENV.call_test
+    return lambda ctx: apply(name, value(ctx), [a(ctx) for a in args], {k: v(ctx) for k, v in kwargs})
 
 
 def _parse(source: str) -> nodes.Expr:

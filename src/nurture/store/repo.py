@@ -8,12 +8,12 @@ tick costs O(due rows) and so that several daemons can share one PostgreSQL data
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Integer, String, and_, bindparam, cast, column, func, insert, or_, select, update, values
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
@@ -22,6 +22,7 @@ from nurture.leadfields import STANDARD_FIELDS
 from nurture.runtime.engine import LeadView
 from nurture.scenario.expr import EventRecord
 from nurture.store.db import is_postgres
+from nurture.store.types import UTCDateTime
 from nurture.store.tables import (
     AuditLog,
     Enrollment,
@@ -42,6 +43,14 @@ SUP = Suppression.__table__  # type: ignore[attr-defined]
 A = AuditLog.__table__  # type: ignore[attr-defined]
 KV = Setting.__table__  # type: ignore[attr-defined]
 
+_APPLY_CHUNK = 1000
+_GUARDED_UPDATE = (
+    update(E)
+    .where(E.c.id == bindparam("e_id"), E.c.seq == bindparam("e_old_seq"))
+    .values(state=bindparam("state"), status=bindparam("status"), seq=bindparam("seq"),
+            entered_at=bindparam("entered_at"), due_at=bindparam("due_at"), finished_at=bindparam("finished_at"),
+            exit_reason=bindparam("exit_reason"), lease_owner=None, lease_until=None)
+)
 LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in L.c]
 
 
@@ -88,6 +97,21 @@ class EnrollmentUpdate:
     lead_changes: dict[str, Any] | None
     audit: dict[str, Any] | None
     lead_id: int
+
+
+_CLAIMED = (E.c.id, E.c.lead_id, E.c.scenario_id, E.c.scenario_version, E.c.state, E.c.status, E.c.seq,
+            E.c.entered_at, E.c.due_at)
+
+StepBatch = Callable[
+    [list[Claimed], dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]],
+    list[EnrollmentUpdate],
+]
+
+
+def _position_params(item: EnrollmentUpdate) -> dict[str, Any]:
+    return {"e_id": item.id, "e_old_seq": item.old_seq, "state": item.state, "status": item.status,
+            "seq": item.seq, "entered_at": item.entered_at, "due_at": item.due_at,
+            "finished_at": item.finished_at, "exit_reason": item.exit_reason}
 
 
 def _insert_ignore(engine: Engine, table: Any) -> Any:
@@ -359,63 +383,110 @@ class Store:
         self, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
         with self.engine.connect() as conn:
-            leads = {row.id: row for row in conn.execute(select(L).where(L.c.id.in_(lead_ids)))}
-            events = self.events_for(conn, lead_ids, events_since)
-            sends = self.recent_sends(conn, lead_ids, sends_since)
-        return leads, events, sends
+            return self._load(conn, lead_ids, events_since, sends_since)
+
+    def _load(
+        self, conn: Connection, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
+    ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
+        leads = {row.id: row for row in conn.execute(select(L).where(L.c.id.in_(lead_ids)))}
+        return leads, self.events_for(conn, lead_ids, events_since), self.recent_sends(conn, lead_ids, sends_since)
+
+    def advance_due(
+        self, worker: str, now: datetime, limit: int, lease: timedelta, events_since: datetime,
+        sends_since: datetime, step_batch: StepBatch,
+    ) -> tuple[int, int, int]:
+        """Step up to `limit` due enrolments; returns (claimed, applied, lost).
+
+        PostgreSQL: lease the rows (SKIP LOCKED) in a short transaction, step them, then
+        write results guarded by the lease, so several daemons share the work and a dead
+        one's rows come back when its lease expires. SQLite: one IMMEDIATE transaction
+        for the whole batch; the database's single write lock is the lease, and a crash
+        rolls the batch back whole.
+        """
+        if self.postgres:
+            claimed = self.claim_due(worker, now, limit, lease)
+            if not claimed:
+                return 0, 0, 0
+            lead_ids = sorted({c.lead_id for c in claimed})
+            updates = step_batch(claimed, *self.load_context(lead_ids, events_since, sends_since))
+            applied, lost = self.apply(worker, updates)
+            return len(claimed), applied, lost
+        with self.engine.begin() as conn:
+            claimed = [Claimed(*row) for row in conn.execute(
+                select(*_CLAIMED).where(E.c.status == "active", E.c.due_at <= now).order_by(E.c.due_at).limit(limit))]
+            if not claimed:
+                return 0, 0, 0
+            lead_ids = sorted({c.lead_id for c in claimed})
+            updates = step_batch(claimed, *self._load(conn, lead_ids, events_since, sends_since))
+            if updates:
+                conn.execute(_GUARDED_UPDATE, [_position_params(i) for i in updates])
+            self._write_effects(conn, updates)
+        return len(claimed), len(updates), 0
 
     def apply(self, worker: str, updates: Iterable[EnrollmentUpdate]) -> tuple[int, int]:
         """Write a batch of step results in one transaction; returns (applied, lost leases).
 
         Each enrolment is updated only if this worker still holds its lease at the same
-        `seq`; its outbox rows are inserted only then, and are unique by idempotency key,
-        so a step re-run after a crash or a lost lease cannot queue an email twice.
+        `seq` (one UPDATE ... FROM (VALUES ...) RETURNING for the whole batch); outbox rows
+        and lead changes are written only for the enrolments that statement returned, and
+        sends are unique by idempotency key, so a step re-run after a crash or a lost lease
+        cannot queue an email twice.
         """
-        applied = lost = 0
-        guarded = (
-            update(E)
-            .where(E.c.id == bindparam("e_id"), E.c.seq == bindparam("e_old_seq"), E.c.lease_owner == worker)
-            .values(
-                state=bindparam("state"),
-                status=bindparam("status"),
-                seq=bindparam("seq"),
-                entered_at=bindparam("entered_at"),
-                due_at=bindparam("due_at"),
-                finished_at=bindparam("finished_at"),
-                exit_reason=bindparam("exit_reason"),
-                lease_owner=None,
-                lease_until=None,
-            )
-        )
-        sends: list[dict[str, Any]] = []
-        audits: list[dict[str, Any]] = []
+        items = list(updates)
+        applied: set[int] = set()
         with self.engine.begin() as conn:
-            for item in updates:
-                params = {
-                    "e_id": item.id,
-                    "e_old_seq": item.old_seq,
-                    "state": item.state,
-                    "status": item.status,
-                    "seq": item.seq,
-                    "entered_at": item.entered_at,
-                    "due_at": item.due_at,
-                    "finished_at": item.finished_at,
-                    "exit_reason": item.exit_reason,
-                }
-                if conn.execute(guarded, params).rowcount != 1:
-                    lost += 1
-                    continue
-                applied += 1
-                sends += item.sends
-                if item.lead_changes:
-                    self._change_lead(conn, item.lead_id, item.lead_changes)
-                if item.audit:
-                    audits.append(item.audit)
-            if sends:
-                conn.execute(_insert_ignore(self.engine, S), sends)
-            if audits:
-                conn.execute(insert(A), audits)
-        return applied, lost
+            for start in range(0, len(items), _APPLY_CHUNK):
+                applied |= self._apply_positions(conn, worker, items[start:start + _APPLY_CHUNK])
+            self._write_effects(conn, [item for item in items if item.id in applied])
+        return len(applied), len(items) - len(applied)
+
+    def _write_effects(self, conn: Connection, kept: Sequence[EnrollmentUpdate]) -> None:
+        sends = [row for item in kept for row in item.sends]
+        if sends:
+            conn.execute(_insert_ignore(self.engine, S), sends)
+        for item in kept:
+            if item.lead_changes:
+                self._change_lead(conn, item.lead_id, item.lead_changes)
+        audits = [item.audit for item in kept if item.audit]
+        if audits:
+            conn.execute(insert(A), audits)
+
+    def _apply_positions(self, conn: Connection, worker: str, items: Sequence[EnrollmentUpdate]) -> set[int]:
+        if not items:
+            return set()
+        if not self.postgres:
+            return self._apply_positions_sqlite(conn, worker, items)
+        rows = [(i.id, i.old_seq, i.state, i.status, i.seq, i.entered_at, i.due_at, i.finished_at, i.exit_reason)
+                for i in items]
+        v = values(
+            column("e_id", Integer), column("e_old_seq", Integer), column("n_state", String),
+            column("n_status", String), column("n_seq", Integer), column("n_entered", UTCDateTime()),
+            column("n_due", UTCDateTime()), column("n_finished", UTCDateTime()), column("n_reason", String),
+            name="v",
+        ).data(rows)
+        statement = (
+            update(E)
+            .where(E.c.id == v.c.e_id, E.c.seq == v.c.e_old_seq, E.c.lease_owner == worker)
+            .values(state=v.c.n_state, status=v.c.n_status, seq=v.c.n_seq,
+                    entered_at=cast(v.c.n_entered, UTCDateTime()), due_at=cast(v.c.n_due, UTCDateTime()),
+                    finished_at=cast(v.c.n_finished, UTCDateTime()), exit_reason=v.c.n_reason,
+                    lease_owner=None, lease_until=None)
+            .returning(E.c.id)
+        )
+        return {row.id for row in conn.execute(statement)}
+
+    def _apply_positions_sqlite(self, conn: Connection, worker: str, items: Sequence[EnrollmentUpdate]) -> set[int]:
+        # SQLite has no column list on VALUES. The transaction began IMMEDIATE and so holds
+        # the write lock: the leases read here cannot change before the executemany below.
+        held = {
+            (row.id, row.seq)
+            for row in conn.execute(select(E.c.id, E.c.seq).where(
+                E.c.id.in_([i.id for i in items]), E.c.lease_owner == worker))
+        }
+        kept = [i for i in items if (i.id, i.old_seq) in held]
+        if kept:
+            conn.execute(_GUARDED_UPDATE, [_position_params(i) for i in kept])
+        return {i.id for i in kept}
 
     def _change_lead(self, conn: Connection, lead_id: int, changes: Mapping[str, Any]) -> None:
         row = conn.execute(

@@ -1,0 +1,91 @@
+"""Helpers shared by the benchmarks: fast bulk loading and timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+
+from nurture.store.db import make_engine
+from nurture.store.migrate import upgrade
+from nurture.store.repo import E, L
+
+T = TypeVar("T")
+
+BRANCH_AND_WAIT = """
+id: bench
+name: Bench
+entry:
+  when: 'lead.source == "bench"'
+exit_when: [unsubscribed, bounced]
+steps:
+  - id: route
+    type: branch
+    cases:
+      - if: 'lead.company_size >= 100 and lead.industry in ["SaaS", "Manufacturing"]'
+        goto: big_wait
+    else: small_wait
+  - id: big_wait
+    type: wait
+    duration: 3d
+    next: done
+  - id: small_wait
+    type: wait
+    duration: 7d
+  - id: done
+    type: exit
+"""
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def fresh_sqlite(folder: Path, name: str) -> Engine:
+    path = folder / f"{name}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    return engine
+
+
+def bulk_leads(engine: Engine, count: int, now: datetime, chunk: int = 50_000) -> None:
+    industries = ["SaaS", "Manufacturing", "Retail", "Finance"]
+    with engine.begin() as conn:
+        for start in range(0, count, chunk):
+            conn.execute(insert(L), [
+                {"email": f"lead{i}@bench.example", "first_name": f"L{i}", "company": f"C{i % 997}",
+                 "company_size": (i * 37) % 2000, "industry": industries[i % 4], "timezone": "UTC",
+                 "source": "bench", "lifecycle_stage": "cold", "tags": [], "custom": {},
+                 "created_at": now, "updated_at": now}
+                for i in range(start, min(count, start + chunk))
+            ])
+
+
+def bulk_enrollments(engine: Engine, count: int, due: int, now: datetime, version: str,
+                     chunk: int = 50_000) -> None:
+    """`count` active enrolments at 'route'; the first `due` are due now, the rest in a month."""
+    later = now + timedelta(days=30)
+    with engine.begin() as conn:
+        for start in range(0, count, chunk):
+            conn.execute(insert(E), [
+                {"lead_id": i + 1, "scenario_id": "bench", "scenario_version": version, "state": "route",
+                 "status": "active", "seq": 0, "entered_at": now, "due_at": now if i < due else later,
+                 "enrolled_at": now}
+                for i in range(start, min(count, start + chunk))
+            ])
+
+
+def ratio_line(name: str, nurture: float, baseline: float, unit: str, goal: str) -> str:
+    return f"| {name} | {nurture:,.0f} {unit} | {baseline:,.0f} {unit} | {nurture / baseline:.2f}× | {goal} |"
+
+
+Row = dict[str, Any]

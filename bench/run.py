@@ -1,0 +1,299 @@
+"""nurture benchmarks. Each prints nurture's rate next to a raw baseline measured in the same run.
+
+    python bench/run.py                 # everything (builds a 1M-lead SQLite database; a few minutes)
+    python bench/run.py send advance    # only some sections
+    python bench/run.py --quick         # smaller sizes, for a smoke run
+
+Absolute numbers on a shared machine are noise; the ratios are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiosmtplib
+from sqlalchemy import bindparam, insert, update
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import BRANCH_AND_WAIT, bulk_enrollments, bulk_leads, fresh_sqlite, ratio_line, timed  # noqa: E402
+
+from nurture.advance import Advancer  # noqa: E402
+from nurture.catalog import Catalog  # noqa: E402
+from nurture.clock import FakeClock  # noqa: E402
+from nurture.config import Settings  # noqa: E402
+from nurture.daemon import Daemon  # noqa: E402
+from nurture.mail.sender import SmtpPool  # noqa: E402
+from nurture.outbox import Outbox  # noqa: E402
+from nurture.store.repo import E, S, Store  # noqa: E402
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Sink:
+    """Postfix's smtp-sink (a real MTA sink) when installed, else an aiosmtpd process."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        binary = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None)
+        if binary:
+            self.kind = "postfix smtp-sink"
+            self.process = subprocess.Popen([binary, "-u", "nobody", f"127.0.0.1:{self.port}", "256"])
+        else:
+            self.kind = "aiosmtpd sink (install postfix for smtp-sink)"
+            code = ("import asyncio; from aiosmtpd.controller import Controller;"
+                    "from aiosmtpd.handlers import Sink;"
+                    f"c=Controller(Sink(), hostname='127.0.0.1', port={self.port}); c.start();"
+                    "asyncio.get_event_loop().run_forever()")
+            self.process = subprocess.Popen([sys.executable, "-c", code])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("SMTP sink did not start")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def project(folder: Path, scenario: str | None) -> tuple[Path, Path]:
+    scenarios = folder / "scenarios"
+    scenarios.mkdir(exist_ok=True)
+    templates = folder / "email_templates"
+    if not templates.exists():
+        shutil.copytree(ROOT / "email_templates", templates)
+    if scenario:
+        (scenarios / "bench.yaml").write_text(scenario)
+    return scenarios, templates
+
+
+# -- send -------------------------------------------------------------------------------------------
+
+async def raw_send(port: int, payload: bytes, count: int, connections: int) -> float:
+    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) for _ in range(connections)]
+    for client in clients:
+        await client.connect()
+    per = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
+
+    async def pump(client: aiosmtplib.SMTP, n: int) -> None:
+        for i in range(n):
+            await client.sendmail("hello@acme.example", [f"lead{i}@bench.example"], payload)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(pump(c, n) for c, n in zip(clients, per, strict=True)))
+    elapsed = time.perf_counter() - start
+    for client in clients:
+        await client.quit()
+    return count / elapsed
+
+
+def bench_send(folder: Path, count: int, connections: int) -> list[str]:
+    sink = Sink()
+    try:
+        scenarios, templates = project(folder, None)
+        engine = fresh_sqlite(folder, "send")
+        clock = FakeClock(NOW)
+        store = Store(engine, clock)
+        bulk_leads(engine, count, NOW)
+        with engine.begin() as conn:
+            conn.execute(insert(S), [
+                {"idempotency_key": f"bench-{i}", "kind": "email", "lead_id": i + 1, "scenario_id": "bench",
+                 "scenario_version": "v", "step": "welcome", "template": "welcome",
+                 "subject": "Your copy, {{ lead.first_name }}", "sender": "Acme <hello@acme.example>",
+                 "status": "pending", "attempts": 0, "created_at": NOW, "next_attempt_at": NOW}
+                for i in range(count)])
+        settings = Settings(database_url=str(engine.url), templates_dir=templates, scenarios_dir=scenarios,
+                            smtp_port=sink.port, smtp_pool_size=connections, batch_size=1000,
+                            secret_key="bench", base_url="https://t.example")
+
+        async def nurture_send() -> tuple[float, bytes]:
+            pool = SmtpPool(settings)
+            outbox = Outbox(store, settings, clock, pool, worker="bench", templates_dir=templates)
+            sample = outbox._build(store.claim_sends("probe", NOW, 1, timedelta(seconds=1))[0],
+                                   store.leads_by_id([1])[1])
+            with engine.begin() as conn:  # put the probe row back
+                conn.execute(update(S).where(S.c.id == 1).values(status="pending", lease_owner=None,
+                                                                   lease_until=None, attempts=0))
+            start = time.perf_counter()
+            stats = await outbox.drain_until_idle()
+            elapsed = time.perf_counter() - start
+            await pool.close()
+            assert stats.sent == count, stats
+            return count / elapsed, sample.as_bytes()
+
+        nurture_rate, payload = asyncio.run(nurture_send())
+        raw_rate = asyncio.run(raw_send(sink.port, payload, count, connections))
+    finally:
+        sink.close()
+    return [ratio_line(f"send: {count} emails, {connections} connections to {sink.kind}",
+                       nurture_rate, raw_rate, "msg/s", "≥ 0.5×")]
+
+
+# -- advance ----------------------------------------------------------------------------------------
+
+def _advancer(folder: Path, engine: object, clock: FakeClock, batch: int) -> Advancer:
+    scenarios, templates = project(folder, BRANCH_AND_WAIT)
+    store = Store(engine, clock)  # type: ignore[arg-type]
+    catalog = Catalog(store, scenarios, templates)
+    catalog.reload()
+    return Advancer(store, catalog, clock, worker="bench", batch_size=batch)
+
+
+def _version(folder: Path) -> str:
+    from nurture.scenario.loader import content_version
+
+    return content_version(BRANCH_AND_WAIT)
+
+
+def bench_advance(folder: Path, count: int) -> list[str]:
+    clock = FakeClock(NOW)
+    version = _version(folder)
+    engine = fresh_sqlite(folder, "advance")
+    bulk_leads(engine, count, NOW)
+    bulk_enrollments(engine, count, count, NOW, version)
+    advancer = _advancer(folder, engine, clock, batch=1000)
+    Daemon.tune_gc()
+    stats, elapsed = timed(advancer.run_until_idle)
+    assert stats.applied == count, stats
+    nurture_rate = count / elapsed
+
+    raw = fresh_sqlite(folder, "advance_raw")
+    bulk_leads(raw, count, NOW)
+    bulk_enrollments(raw, count, count, NOW, version)
+    statement = (update(E).where(E.c.id == bindparam("e_id"))
+                 .values(state=bindparam("state"), seq=bindparam("seq"), entered_at=bindparam("at"),
+                         due_at=bindparam("due")))
+
+    def baseline() -> None:
+        for start in range(0, count, 1000):
+            with raw.begin() as conn:
+                conn.execute(statement, [{"e_id": i + 1, "state": "big_wait", "seq": 1, "at": NOW,
+                                          "due": NOW + timedelta(days=3)} for i in range(start, start + 1000)])
+
+    _, raw_elapsed = timed(baseline)
+    return [ratio_line(f"advance: {count} enrolments (branch → wait), batches of 1000", nurture_rate,
+                       count / raw_elapsed, "steps/s", "≥ 0.25×")]
+
+
+# -- tick -------------------------------------------------------------------------------------------
+
+def _tick_seconds(folder: Path, name: str, total: int, due: int) -> float:
+    clock = FakeClock(NOW)
+    version = _version(folder)
+    engine = fresh_sqlite(folder, name)
+    bulk_leads(engine, total, NOW)
+    bulk_enrollments(engine, total, due, NOW, version)
+    advancer = _advancer(folder, engine, clock, batch=due)
+    # Warm up on a first tick over a few rows, then time one tick over `due` due rows.
+    with engine.begin() as conn:
+        conn.execute(update(E).where(E.c.id <= 50).values(due_at=NOW - timedelta(hours=1)))
+        conn.execute(update(E).where(E.c.id > 50, E.c.id <= due).values(due_at=NOW + timedelta(minutes=5)))
+    advancer.batch_size = 50
+    advancer.run_once()
+    clock.advance(timedelta(minutes=10))
+    with engine.begin() as conn:
+        conn.execute(update(E).where(E.c.id <= 50).values(due_at=NOW + timedelta(minutes=5)))
+    advancer.batch_size = due
+    stats, elapsed = timed(advancer.run_once)
+    assert stats.applied == due, stats
+    return elapsed
+
+
+def bench_tick(folder: Path, small: int, large: int, due: int) -> list[str]:
+    few = _tick_seconds(folder, "tick_small", small, due)
+    many = _tick_seconds(folder, "tick_large", large, due)
+    return [f"| tick: {due} due among {large:,} vs among {small:,} | {many * 1000:,.0f} ms | {few * 1000:,.0f} ms "
+            f"| {many / few:.2f}× | ≤ 2× |"]
+
+
+# -- memory -----------------------------------------------------------------------------------------
+
+PROBE = """
+import resource, sys, time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from nurture.clock import FakeClock
+from nurture.config import Settings
+from nurture.daemon import Daemon
+url, scenarios, templates = sys.argv[1:4]
+clock = FakeClock(datetime(2026, 3, 2, 10, 30, tzinfo=UTC))
+daemon = Daemon(Settings(database_url=url, scenarios_dir=Path(scenarios), templates_dir=Path(templates),
+                         batch_size=1000, worker_id="probe"), clock)
+daemon.load()
+start = time.perf_counter()
+enrolled = daemon.enroller.run_once()
+stats = daemon.advancer.run_until_idle()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, sum(enrolled.values()), stats.applied,
+      round(time.perf_counter() - start, 1))
+"""
+
+
+def bench_memory(folder: Path, large: int) -> list[str]:
+    scenarios, templates = project(folder, BRANCH_AND_WAIT)
+    database = folder / "tick_large.db"
+    if not database.exists():
+        engine = fresh_sqlite(folder, "tick_large")
+        bulk_leads(engine, large, NOW)
+        bulk_enrollments(engine, large, 1000, NOW, _version(folder))
+    result = subprocess.run([sys.executable, "-c", PROBE, f"sqlite:///{database}", str(scenarios), str(templates)],
+                            capture_output=True, text=True, check=True)
+    peak_kb, enrolled, advanced, seconds = result.stdout.split()
+    baseline = subprocess.run([sys.executable, "-c", "import resource, nurture.daemon;"
+                               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    return [f"| daemon peak RSS with {large:,} leads (full enrol sweep + advance, {seconds} s) | "
+            f"{int(peak_kb) / 1024:,.0f} MiB | {int(baseline) / 1024:,.0f} MiB (interpreter + imports) | "
+            f"{int(peak_kb) / int(baseline):.2f}× | bounded (chunked) |"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sections", nargs="*", default=["send", "advance", "tick", "memory"])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--keep", type=Path, help="folder for the databases (default: a temporary one)")
+    args = parser.parse_args()
+    large = 50_000 if args.quick else 1_000_000
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="nurture-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["| benchmark | nurture | baseline | ratio | goal |", "|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    for section in args.sections:
+        if section == "send":
+            new = bench_send(folder, 1000 if args.quick else 5000, 4)
+        elif section == "advance":
+            new = bench_advance(folder, 2000 if args.quick else 10_000)
+        elif section == "tick":
+            new = bench_tick(folder, 10_000, large, 1000)
+        elif section == "memory":
+            new = bench_memory(folder, large)
+        else:
+            raise SystemExit(f"unknown section {section!r}")
+        print("\n".join(new), flush=True)
+    print(f"(databases in {folder}; peak RSS of this runner {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB)")
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
