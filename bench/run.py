@@ -140,7 +140,7 @@ def bench_send(folder: Path, count: int, connections: int) -> list[str]:
             elapsed = time.perf_counter() - start
             await pool.close()
             assert stats.sent == count, stats
-            return count / elapsed, sample.as_bytes()
+            return count / elapsed, sample.data
 
         nurture_rate, payload = asyncio.run(nurture_send())
         raw_rate = asyncio.run(raw_send(sink.port, payload, count, connections))

@@ -18,7 +18,7 @@ from typing import Any
 
 from nurture.clock import Clock
 from nurture.config import Settings
-from nurture.mail.message import MessageError, build_message, message_id_for
+from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, SmtpPool, classify
 from nurture.mail.templates import TemplateError, TemplateStore
 from nurture.mail.tracking import Links
@@ -144,7 +144,7 @@ class Outbox:
             await self._after_error(row, outcome.action, outcome.text, stats)
             return
         stats.sent += 1
-        mark = Mark(row.id, str(message["Message-ID"]), asyncio.get_running_loop().create_future())
+        mark = Mark(row.id, message.message_id, asyncio.get_running_loop().create_future())
         marks.put_nowait(mark)
         await mark.committed
 
@@ -166,14 +166,15 @@ class Outbox:
             self.store.finish_send, self.worker, send_id, status, self.clock.now(), error=error, **kwargs
         )
 
-    def _build(self, row: Any, lead_row: Any) -> Any:
+    def _build(self, row: Any, lead_row: Any) -> BuiltMessage:
         lead = lead_view(lead_row._mapping)
         links = Links(self.settings.base_url, self.settings.secret_key, row.id, lead_row.id)
+        unsubscribe_url = links.unsubscribe()
         context = {
             "lead": Record(lead.fields),
             "score": Record(lead.score),
             "scenario": self.scenario_names.get(row.scenario_id, row.scenario_id),
-            "unsubscribe_url": links.unsubscribe(),
+            "unsubscribe_url": unsubscribe_url,
             "link": links.click,
             "now": self.clock.now(),
         }
@@ -193,7 +194,7 @@ class Outbox:
             text=rendered.text,
             html=html,
             message_id=message_id_for(row.idempotency_key, self.settings.mail_domain),
-            unsubscribe_url=links.unsubscribe(),
+            unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=self.settings.unsubscribe_mailto,
             idempotency_key=row.idempotency_key,
             reply_to=row.reply_to,

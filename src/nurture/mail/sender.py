@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
 
 import aiosmtplib
 
 from nurture.config import Settings
+from nurture.mail.message import BuiltMessage
 
 RETRY, BOUNCE, FAIL = "retry", "bounce", "fail"
 
@@ -97,14 +97,14 @@ class SmtpPool:
             return self._client()
         return await self._idle.get()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: BuiltMessage) -> None:
         await self.limiter.acquire()
         client = await self._acquire()
         healthy = True
         try:
             if not client.is_connected:
                 await client.connect()
-            await client.send_message(message)
+            await client.sendmail(message.envelope_from, [message.recipient], message.data)
         except aiosmtplib.SMTPResponseException as exc:
             healthy = not isinstance(exc, aiosmtplib.SMTPServerDisconnected) and await self._reset(client)
             raise

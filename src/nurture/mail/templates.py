@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, nodes, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, nodes, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.errors import Diagnostic, NurtureError
@@ -77,6 +77,7 @@ class TemplateStore:
         self.root = root
         self.env = _environment(root)
         self._strings = _environment(None)
+        self._compiled: dict[str, Template] = {}
 
     def exists(self, name: str) -> bool:
         return (self.root / f"{name}.html").is_file()
@@ -106,13 +107,22 @@ class TemplateStore:
                 if text_path.is_file()
                 else html_to_text(html_body)
             )
-            subject_text = self._strings.from_string(subject).render(context)
+            subject_text = self._string(subject).render(context)
         except Exception as exc:  # any template failure is the marketer's to fix
             raise TemplateError(f"template '{name}': {exc}") from exc
         return RenderedEmail(" ".join(subject_text.split()), html_body, text_body)
 
     def render_string(self, source: str, context: Mapping[str, Any]) -> str:
-        return self._strings.from_string(source).render(context)
+        return self._string(source).render(context)
+
+    def _string(self, source: str) -> Template:
+        """Inline templates (subjects) are compiled once per distinct text."""
+        template = self._compiled.get(source)
+        if template is None:
+            if len(self._compiled) > 1000:
+                self._compiled.clear()
+            template = self._compiled[source] = self._strings.from_string(source)
+        return template
 
 
 def check_template_source(

@@ -24,7 +24,7 @@ def _unb64(text: str) -> bytes:
 
 def sign(secret: str, payload: dict[str, Any]) -> str:
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    mac = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:16]
+    mac = hmac.digest(secret.encode(), body, hashlib.sha256)[:16]
     return f"{_b64(body)}.{_b64(mac)}"
 
 
@@ -33,7 +33,7 @@ def verify(secret: str, token: str) -> dict[str, Any] | None:
     try:
         body_text, mac_text = token.split(".", 1)
         body = _unb64(body_text)
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:16]
+        expected = hmac.digest(secret.encode(), body, hashlib.sha256)[:16]
         if not hmac.compare_digest(expected, _unb64(mac_text)):
             return None
         payload = json.loads(body)
