@@ -63,13 +63,17 @@ class Outbox:
         self.worker = worker
         self.templates = TemplateStore(templates_dir or settings.templates_dir)
         self.scenario_names = scenario_names or {}
+        # A send starts before half the lease has passed and lasts at most one SMTP timeout,
+        # so with a lease of at least three timeouts it ends while the lease still holds.
         self.lease = timedelta(seconds=max(settings.lease_seconds, settings.smtp_timeout * 3))
 
     async def drain_once(self, limit: int | None = None) -> DrainStats:
         limit = limit or self.settings.batch_size
-        rows = await asyncio.to_thread(
-            self.store.claim_sends, self.worker, self.clock.now(), limit, self.lease
-        )
+        claimed_at = self.clock.now()
+        # Never start a send on a lease that may have run out: past half the lease, the
+        # rest of the batch goes back to the outbox for whoever claims it next.
+        deadline = claimed_at + self.lease / 2
+        rows = await asyncio.to_thread(self.store.claim_sends, self.worker, claimed_at, limit, self.lease)
         stats = DrainStats(claimed=len(rows))
         if not rows:
             return stats
@@ -80,9 +84,14 @@ class Outbox:
         for row in rows:
             work.put_nowait(row)
 
+        unsent: list[int] = []
+
         async def worker() -> None:
             while not work.empty():
                 row = work.get_nowait()
+                if self.clock.now() >= deadline:
+                    unsent.append(row.id)
+                    continue
                 await self._deliver(row, leads.get(row.lead_id), marks, stats)
 
         try:
@@ -90,6 +99,8 @@ class Outbox:
         finally:
             marks.put_nowait(None)
             await marker
+            if unsent:
+                await asyncio.to_thread(self.store.release_sends, self.worker, unsent)
         return stats
 
     async def drain_until_idle(self, max_batches: int = 1000) -> DrainStats:

@@ -589,6 +589,12 @@ class Store:
             if suppress is not None:
                 self.suppress(conn, suppress[0], suppress[1], error)
 
+    def release_sends(self, worker: str, send_ids: Sequence[int]) -> None:
+        """Give leased, unsent rows back to the outbox (not counted as an attempt)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(S).where(S.c.id.in_(send_ids), S.c.lease_owner == worker, S.c.status == "sending")
+                         .values(status="pending", lease_owner=None, lease_until=None, attempts=S.c.attempts - 1))
+
     def mark_sent_many(self, worker: str, items: Sequence[tuple[int, str]], now: datetime) -> None:
         if not items:
             return
