@@ -157,11 +157,13 @@ def run_demo(
         tick_seconds=tick,
         send_seconds=tick,
         enrol_seconds=seconds_per_day,
-        lease_seconds=3600,
+        lease_seconds=7 * 86400,
         base_url="http://localhost:8025",
         secret_key="demo-secret",
         worker_id="demo",
     )
+    # Leases are measured on the daemon's clock; on this accelerated one a week of
+    # simulated time is a few real seconds, about what a real lease of minutes is.
     clock = AcceleratedClock(START, factor=86400 / seconds_per_day)
     engine = make_engine(settings.database_url)
     upgrade(engine)

@@ -1,0 +1,49 @@
+"""The daemon-side commands, run as an operator would: db, leads, status, demo."""
+
+from __future__ import annotations
+
+import mailbox
+import re
+from pathlib import Path
+
+from tests.e2e.test_cli_scenarios import ROOT, nurture
+
+
+def test_db_upgrade_import_show_and_status(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    assert nurture("db", "upgrade", "--db", db).stdout.strip() == "database at revision 0001"
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email,first_name,company,company_size,country,timezone,source,whitepaper_title\n"
+                     "jane@nordwerk.example,Jane,Nordwerk,600,DE,Europe/Berlin,whitepaper,Analytics 101\n"
+                     "broken,No,Email,1,DE,Europe/Berlin,whitepaper,\n")
+    result = nurture("leads", "import", str(leads), "--db", db)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "1 created, 0 updated, 1 rejected"
+    assert f"{leads}:3: email: not a valid email address: 'broken'" in result.stderr
+    shown = nurture("leads", "show", "JANE@nordwerk.example", "--db", db)
+    assert shown.returncode == 0
+    assert re.search(r"company_size: 600\n", shown.stdout)
+    assert "whitepaper_title: Analytics 101  (custom)" in shown.stdout
+    missing = nurture("leads", "show", "nobody@x.example", "--db", db)
+    assert missing.returncode == 1 and "no lead with email nobody@x.example" in missing.stderr
+    status = nurture("status", "--db", db)
+    assert status.returncode == 0
+    assert "Enrolments (1 leads, 0 due now)" in status.stdout
+    assert "outbox: 0 pending (0 retrying), 0 sending, 0 sent" in status.stdout
+
+
+def test_demo_runs_end_to_end_and_every_sent_email_is_in_the_maildir(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    result = nurture("demo", "--days", "8", "--seconds-per-day", "0.5", "--workdir", str(workdir), cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "imported 150 leads" in out
+    match = re.search(r"Summary: 150 leads · (\d+) enrolments · (\d+) emails sent · (\d+) in the maildir", out)
+    assert match, out[-2000:]
+    enrolments, sent, in_maildir = map(int, match.groups())
+    assert enrolments >= 100 and sent >= 2 * 100
+    assert sent == in_maildir == len(mailbox.Maildir(str(workdir / "maildir"), create=False))
+    for scenario in ("whitepaper_nurture", "seminar_followup_ja", "reengagement"):
+        assert f"{scenario}:" in out
+    subjects = {m["Subject"] for m in mailbox.Maildir(str(workdir / "maildir"), create=False)}
+    assert any("=?utf-8?" in s.lower() for s in subjects)  # Japanese subjects travel RFC 2047-encoded
