@@ -57,20 +57,26 @@ class Enroller:
         after_id = 0
         while True:
             with self.store.engine.begin() as conn:
-                rows = self.store.enrolment_candidates(conn, since, after_id, CHUNK)
-                if not rows:
+                chunk = self.store.enrolment_candidates(conn, since, after_id, CHUNK)
+                if not chunk:
                     break
-                after_id = rows[-1].id
-                ids = [r.id for r in rows]
-                history = self.store.enrolment_history(conn, compiled.id, ids)
-                events = self.store.events_for(conn, ids, now - self.events_lookback) if uses_events else {}
-                new = []
-                for row in rows:
-                    active, finished = history.get(row.id, (False, None))
-                    if active or (row.id in history and policy.policy == "never"):
+                after_id = chunk[-1]
+                history = self.store.enrolment_history(conn, compiled.id, chunk)
+                # Rule out leads by their enrolment history first: only the rest are read whole.
+                open_ids = []
+                for lead_id in chunk:
+                    active, finished = history.get(lead_id, (False, None))
+                    if active or (lead_id in history and policy.policy == "never"):
                         continue
                     if finished is not None and cooldown is not None and finished + cooldown > now:
                         continue
+                    open_ids.append(lead_id)
+                if not open_ids:
+                    continue
+                rows = self.store.leads_in(conn, open_ids)
+                events = self.store.events_for(conn, open_ids, now - self.events_lookback) if uses_events else {}
+                new = []
+                for row in rows:
                     if sources and row.source not in sources:
                         continue
                     if not self._matches(compiled, row, events.get(row.id, []), now):

@@ -42,9 +42,11 @@ def clean_header(value: str) -> str:
 @lru_cache(maxsize=256)
 def parse_address(value: str) -> tuple[str, str]:
     """(display name, address) from 'Name <addr>' or 'addr'; refuses anything else."""
+    if _CONTROL.search(value):
+        raise MessageError(f"address contains control characters: {value!r}")
     if _ADDRESS.match(value):
         return "", value
-    name, addr = getaddresses([clean_header(value)])[0]
+    name, addr = getaddresses([value])[0]
     if not _ADDRESS.match(addr):
         raise MessageError(f"not an email address: {value!r}")
     return clean_header(name), addr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -45,27 +46,33 @@ def classify(exc: BaseException) -> Outcome:
 
 
 class RateLimiter:
-    """Token bucket shared by all connections; rate 0 means no limit."""
+    """Token bucket shared by all connections; rate 0 means no limit.
 
-    def __init__(self, rate: float, burst: int | None = None) -> None:
+    It paces real sending, so it reads a monotonic timer; tests pass their own `timer`
+    and `sleep`.
+    """
+
+    def __init__(self, rate: float, burst: int | None = None, *,
+                 timer: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.rate = rate
         self.capacity = float(burst or max(1, int(rate)))
         self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.timer = timer
+        self.sleep = sleep
+        self.updated = timer()
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         if self.rate <= 0:
             return
         async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+            now = self.timer()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate) - 1
+            self.updated = now
+            if self.tokens < 0:
+                # Take the token now and wait out the debt; the lock keeps later callers behind.
+                await self.sleep(-self.tokens / self.rate)
 
 
 class SmtpPool:

@@ -313,23 +313,27 @@ class Store:
 
     def enrolment_candidates(
         self, conn: Connection, since: datetime | None, after_id: int, limit: int
-    ) -> list[Row[Any]]:
-        query = select(L).where(L.c.unsubscribed.is_(False), L.c.bounced.is_(False), L.c.id > after_id)
+    ) -> list[int]:
+        """Ids of reachable leads after `after_id` (changed since `since`, when given)."""
+        query = select(L.c.id).where(L.c.unsubscribed.is_(False), L.c.bounced.is_(False), L.c.id > after_id)
         if since is not None:
             query = query.where(L.c.updated_at >= since)
-        return list(conn.execute(query.order_by(L.c.id).limit(limit)))
+        return list(conn.execute(query.order_by(L.c.id).limit(limit)).scalars())
 
     def enrolment_history(
         self, conn: Connection, scenario_id: str, lead_ids: Sequence[int]
     ) -> dict[int, tuple[bool, datetime | None]]:
         """lead id → (has an active enrolment, latest finish time) for one scenario."""
         history: dict[int, tuple[bool, datetime | None]] = {}
+        # Filter by lead only and check the scenario here: with both in the WHERE clause, a
+        # planner without statistics may walk the (scenario, status, state) index over every
+        # enrolment of the scenario, once per chunk.
         rows = conn.execute(
-            select(E.c.lead_id, E.c.status, E.c.finished_at).where(
-                E.c.scenario_id == scenario_id, E.c.lead_id.in_(lead_ids)
-            )
+            select(E.c.lead_id, E.c.scenario_id, E.c.status, E.c.finished_at).where(E.c.lead_id.in_(lead_ids))
         )
         for row in rows:
+            if row.scenario_id != scenario_id:
+                continue
             active, last = history.get(row.lead_id, (False, None))
             finished = row.finished_at
             if finished is not None and (last is None or finished > last):
@@ -557,6 +561,9 @@ class Store:
                     .order_by(S.c.id)
                 )
             )
+
+    def leads_in(self, conn: Connection, lead_ids: Sequence[int]) -> list[Row[Any]]:
+        return list(conn.execute(select(L).where(L.c.id.in_(lead_ids)).order_by(L.c.id)))
 
     def leads_by_id(self, lead_ids: Sequence[int]) -> dict[int, Row[Any]]:
         with self.engine.connect() as conn:

@@ -1,0 +1,80 @@
+"""SMTP error classes, the rate limit, and the MIME bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+from email.policy import default
+
+import aiosmtplib
+
+from nurture.mail.message import MessageError, build_message, parse_address
+from nurture.mail.sender import BOUNCE, FAIL, RETRY, RateLimiter, classify
+from nurture.mail.tracking import sign, verify
+
+
+def test_errors_are_sorted_into_retry_bounce_and_fail() -> None:
+    refused = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no user", "a@x.example")])
+    greylisted = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(451, "later", "a@x.example")])
+    assert classify(refused).action == BOUNCE
+    assert classify(greylisted).action == RETRY
+    assert classify(aiosmtplib.SMTPDataError(554, "rejected")).action == BOUNCE
+    assert classify(aiosmtplib.SMTPDataError(421, "closing")).action == RETRY
+    assert classify(aiosmtplib.SMTPServerDisconnected("gone")).action == RETRY
+    assert classify(aiosmtplib.SMTPSenderRefused(550, "bad sender", "us@x.example")).action == FAIL
+    assert classify(ConnectionRefusedError()).action == RETRY
+
+
+def test_rate_limit_spaces_sends_by_the_rate() -> None:
+    clock = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    async def run() -> None:
+        limiter = RateLimiter(5, burst=1, timer=lambda: clock[0], sleep=sleep)
+        for _ in range(6):
+            await limiter.acquire()
+
+    asyncio.run(run())
+    assert round(clock[0], 6) == 1.0  # 1 immediately, then 5 more at 5 per second
+
+
+def test_message_bytes_parse_back_with_both_parts_and_encoded_headers() -> None:
+    built = build_message(
+        sender="Acme アナリティクス <seminar@acme.example>", to_email="hanako@tokai.example", to_name="鈴木 花子",
+        subject="【御礼】ご参加ありがとうございました " * 3, text="本文です\nLine two", html="<p>本文です</p>",
+        message_id="<k1@mail.example>", unsubscribe_url="https://t.example/u/abc",
+        unsubscribe_mailto="unsub@acme.example", idempotency_key="k1",
+    )
+    assert all(len(line) <= 998 for line in built.data.split(b"\r\n"))
+    assert built.data.isascii()
+    message = email.message_from_bytes(built.data, policy=default)
+    assert message["Subject"] == ("【御礼】ご参加ありがとうございました " * 3).strip()
+    assert message["To"].addresses[0].display_name == "鈴木 花子"
+    assert message["List-Unsubscribe"] == "<https://t.example/u/abc>, <mailto:unsub@acme.example?subject=unsubscribe>"
+    text = message.get_body(("plain",))
+    assert text is not None and text.get_content().replace("\r\n", "\n") == "本文です\nLine two"  # CRLF on the wire
+    html = message.get_body(("html",))
+    assert html is not None and html.get_content() == "<p>本文です</p>"
+
+
+def test_addresses_with_line_breaks_or_junk_are_refused() -> None:
+    for bad in ("a@x.example\r\nBcc: b@y.example", "not an address", "a@"):
+        try:
+            parse_address(bad)
+        except MessageError:
+            continue
+        raise AssertionError(f"accepted {bad!r}")
+
+
+def test_signed_links_reject_tampering() -> None:
+    token = sign("secret", {"l": 1, "s": 2})
+    assert verify("secret", token) == {"l": 1, "s": 2}
+    assert verify("other", token) is None
+    body, mac = token.split(".")
+    forged = sign("secret", {"l": 99, "s": 2}).split(".")[0] + "." + mac
+    assert verify("secret", forged) is None
+    assert verify("secret", "garbage") is None
