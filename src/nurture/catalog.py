@@ -6,7 +6,9 @@ from pathlib import Path
 
 from nurture.errors import NurtureError, ValidationFailed
 from nurture.scenario.compiler import CompiledScenario, compile_scenario
-from nurture.scenario.loader import check_scenario, load_scenario_text, scenario_files
+from nurture.project import check_file
+from nurture.scenario.loader import load_scenario_text, scenario_files
+from nurture.scoring.engine import CompiledScoring
 from nurture.store.repo import Store
 
 
@@ -16,6 +18,7 @@ class Catalog:
         self.scenarios_dir = scenarios_dir
         self.templates_dir = templates_dir
         self.current: dict[str, CompiledScenario] = {}
+        self.scoring: CompiledScoring | None = None
         self._versions: dict[tuple[str, str], CompiledScenario] = {}
 
     def reload(self) -> list[str]:
@@ -26,10 +29,16 @@ class Catalog:
         notes: list[str] = []
         problems = []
         found: dict[str, CompiledScenario] = {}
+        scoring: CompiledScoring | None = None
         for path in scenario_files([self.scenarios_dir]):
-            loaded, diagnostics = check_scenario(path, self.templates_dir)
+            loaded, diagnostics = check_file(path, self.templates_dir)
             if diagnostics or loaded is None:
                 problems += diagnostics
+                continue
+            if isinstance(loaded, CompiledScoring):
+                if scoring is not None:
+                    raise NurtureError(f"{path}: a second scoring file; keep one per project")
+                scoring = loaded
                 continue
             compiled = compile_scenario(loaded)
             if compiled.id in found:
@@ -56,6 +65,7 @@ class Catalog:
             )
             self._versions[(scenario_id, compiled.version)] = compiled
         self.current = found
+        self.scoring = scoring
         return notes
 
     def get(self, scenario_id: str, version: str) -> CompiledScenario:

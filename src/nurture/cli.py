@@ -14,7 +14,8 @@ from nurture.config import Settings
 from nurture.errors import NurtureError, ValidationFailed
 from nurture.scenario.compiler import compile_scenario
 from nurture.scenario.graph import to_dot, to_mermaid
-from nurture.scenario.loader import check_scenario, load_scenario, scenario_files
+from nurture.project import check_file
+from nurture.scenario.loader import load_scenario, scenario_files
 from nurture.scenario.model import Scenario
 from nurture.store.db import make_engine
 from nurture.store.repo import Store
@@ -43,7 +44,7 @@ def validate(
         fail("no scenario files found")
     problems = 0
     for path in files:
-        _, diagnostics = check_scenario(path, templates)
+        _, diagnostics = check_file(path, templates)
         for diagnostic in diagnostics:
             typer.echo(str(diagnostic))
         problems += len(diagnostics)

@@ -20,7 +20,7 @@ def nurture(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 def test_validate_accepts_the_samples() -> None:
     result = nurture("validate", "scenarios/")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "ok: 3 file(s) valid" in result.stdout
+    assert "ok: 4 file(s) valid" in result.stdout
 
 
 def test_validate_reports_precise_errors_on_a_broken_copy(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_validate_reports_precise_errors_on_a_broken_copy(tmp_path: Path) -> Non
             "unknown event 'clik' — did you mean 'click'?") in lines
     assert any(line.startswith(f"scenarios/whitepaper_nurture.yaml:{goto_line}: step 'route' refers to "
                                "unknown step 'handoff'") for line in lines), lines
-    assert "2 problem(s) in 3 file(s)" in result.stderr
+    assert "2 problem(s) in 4 file(s)" in result.stderr
 
 
 def test_schema_is_json_schema_with_every_step_type() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nurture.errors import ValidationFailed
+from nurture.project import check_file
 from nurture.scenario.loader import check_scenario, load_scenario
 
 GOOD = """
@@ -209,5 +210,5 @@ def test_load_raises_with_all_diagnostics(project: Callable[..., Path]) -> None:
 def test_sample_scenarios_are_valid() -> None:
     root = Path(__file__).resolve().parents[2]
     for path in sorted((root / "scenarios").glob("*.yaml")):
-        _, found = check_scenario(path, root / "email_templates")
+        _, found = check_file(path, root / "email_templates")
         assert found == [], f"{path.name}: {found}"

@@ -156,29 +156,7 @@ class _Checker:
     # -- structure -------------------------------------------------------------------------
 
     def _structural(self, error: Any) -> None:
-        loc = tuple(error["loc"])
-        kind = error["type"]
-        line = line_of(self.data, loc)
-        where = _describe(loc, self.data)
-        if kind == "extra_forbidden":
-            key = str(loc[-1])
-            self.report(line, f"unknown key '{key}'{where}", did_you_mean(key, _allowed_keys(loc, self.data)))
-        elif kind == "missing":
-            self.report(line_of(self.data, loc[:-1]), f"missing key '{loc[-1]}'{where}")
-        elif kind in ("union_tag_invalid", "union_tag_not_found"):
-            tag = _get(self.data, (*loc, "type"))
-            choices = [s for s in _step_types()]
-            if tag is None:
-                self.report(line, f"step has no 'type'{where}", "expected one of: " + ", ".join(choices))
-            else:
-                self.report(
-                    line_of(self.data, (*loc, "type")),
-                    f"unknown step type '{tag}'{where}",
-                    did_you_mean(str(tag), choices),
-                )
-        else:
-            message = str(error["msg"]).removeprefix("Value error, ")
-            self.report(line, f"{'.'.join(str(p) for p in _clean(loc, self.data)) or 'file'}: {message}")
+        self.problems.append(structural_diagnostic(self.file, self.data, error, Scenario))
 
     def _steps_that_parse(self) -> list[tuple[Step, int]]:
         raw = self.data.get("steps")
@@ -333,6 +311,28 @@ class _Checker:
             )
 
 
+def structural_diagnostic(filename: str, data: Any, error: Any, root: Any) -> Diagnostic:
+    """A pydantic validation error of a YAML file as a file:line diagnostic with a hint."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    line = line_of(data, loc)
+    where = _describe(loc, data)
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        return Diagnostic(filename, line, f"unknown key '{key}'{where}", did_you_mean(key, _allowed_keys(loc, data, root)))
+    if kind == "missing":
+        return Diagnostic(filename, line_of(data, loc[:-1]), f"missing key '{loc[-1]}'{where}")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = _get(data, (*loc, "type"))
+        choices = _step_types()
+        if tag is None:
+            return Diagnostic(filename, line, f"step has no 'type'{where}", "expected one of: " + ", ".join(choices))
+        return Diagnostic(filename, line_of(data, (*loc, "type")), f"unknown step type '{tag}'{where}",
+                          did_you_mean(str(tag), choices))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return Diagnostic(filename, line, f"{'.'.join(str(p) for p in _clean(loc, data)) or 'file'}: {message}")
+
+
 def _get(data: Any, loc: Sequence[Any]) -> Any:
     current = data
     for part in loc:
@@ -404,9 +404,9 @@ def _step_types() -> list[str]:
     return [typing.get_args(m.model_fields["type"].annotation)[0] for m in members]
 
 
-def _allowed_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
+def _allowed_keys(loc: tuple[Any, ...], data: Any, root: Any = Scenario) -> list[str]:
     """Keys the model accepts at the mapping that holds loc[-1]."""
-    model: Any = Scenario
+    model: Any = root
     for part in _clean(loc[:-1], data):
         model = _descend(model, part, data, loc)
     if isinstance(model, type) and issubclass(model, BaseModel):

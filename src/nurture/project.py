@@ -1,0 +1,23 @@
+"""The files of a project's `scenarios/` folder: scenarios, and at most one scoring file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nurture.errors import Diagnostic
+from nurture.scenario.loader import LoadedScenario, check_scenario, default_templates_dir
+from nurture.scenario.yamlsource import LineDict, parse_yaml
+from nurture.scoring.engine import CompiledScoring
+from nurture.scoring.loader import check_scoring_data, is_scoring_document
+
+
+def check_file(path: Path, templates_dir: Path | None = None) -> tuple[LoadedScenario | CompiledScoring | None, list[Diagnostic]]:
+    """A scenario or the scoring model in `path`, and every problem found."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return check_scenario(path, templates_dir)
+    data, problems = parse_yaml(text, str(path))
+    if not problems and isinstance(data, LineDict) and is_scoring_document(data):
+        return check_scoring_data(data, str(path))
+    return check_scenario(path, templates_dir or default_templates_dir(path))

@@ -1,0 +1,69 @@
+"""Loading and checking the scoring file, with file:line messages like scenarios."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from nurture.errors import Diagnostic, ExpressionError, ValidationFailed
+from nurture.hints import did_you_mean, hint_with
+from nurture.leadfields import STANDARD_FIELDS
+from nurture.scenario.expr import EVENT_TYPES, Expression
+from nurture.scenario.loader import structural_diagnostic
+from nurture.scenario.yamlsource import LineDict, LineList, parse_yaml
+from nurture.scoring.engine import CompiledScoring
+from nurture.scoring.model import ScoringFile
+
+
+def is_scoring_document(data: Any) -> bool:
+    return isinstance(data, dict) and "scoring" in data
+
+
+def check_scoring_data(data: LineDict, filename: str) -> tuple[CompiledScoring | None, list[Diagnostic]]:
+    problems: list[Diagnostic] = []
+    try:
+        parsed = ScoringFile.model_validate(data)
+    except ValidationError as exc:
+        return None, [structural_diagnostic(filename, data, e, ScoringFile) for e in exc.errors()]
+    model = parsed.scoring
+    raw = data["scoring"]
+    fields = set(STANDARD_FIELDS) | set(model.lead_fields)
+    fit_items = raw.get("fit") if isinstance(raw, LineDict) else None
+    for index, rule in enumerate(model.fit):
+        line = fit_items.item_lines[index] if isinstance(fit_items, LineList) else raw.line
+        try:
+            usage = Expression(rule.when).usage
+        except ExpressionError as exc:
+            problems.append(Diagnostic(filename, line, f"fit rule '{rule.name}': bad expression: {exc}"))
+            continue
+        for name in sorted(usage.names - {"lead"}):
+            problems.append(Diagnostic(filename, line, f"fit rule '{rule.name}' uses unknown name '{name}'",
+                                       "fit rules read lead fields only"))
+        for name in sorted(usage.lead_fields - fields):
+            problems.append(Diagnostic(filename, line, f"fit rule '{rule.name}' uses lead.{name}, which no lead field "
+                                       "provides", hint_with(did_you_mean(name, fields), "(declare it in lead_fields)")))
+    engagement_items = raw.get("engagement") if isinstance(raw, LineDict) else None
+    for index, rule in enumerate(model.engagement):
+        line = engagement_items.item_lines[index] if isinstance(engagement_items, LineList) else raw.line
+        if rule.event not in EVENT_TYPES:
+            problems.append(Diagnostic(filename, line, f"engagement rule '{rule.name}' scores unknown event "
+                                       f"'{rule.event}'", did_you_mean(rule.event, EVENT_TYPES)))
+    names = [r.name for r in model.fit] + [r.name for r in model.engagement]
+    for name in {n for n in names if names.count(n) > 1}:
+        problems.append(Diagnostic(filename, raw.line, f"rule name '{name}' is used twice"))
+    if problems:
+        return None, problems
+    return CompiledScoring(model), []
+
+
+def load_scoring(path: Path) -> CompiledScoring:
+    text = path.read_text(encoding="utf-8")
+    data, problems = parse_yaml(text, str(path))
+    if problems or not isinstance(data, LineDict):
+        raise ValidationFailed(problems or [Diagnostic(str(path), 1, "a scoring file is a mapping")])
+    compiled, problems = check_scoring_data(data, str(path))
+    if compiled is None:
+        raise ValidationFailed(problems)
+    return compiled

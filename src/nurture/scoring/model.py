@@ -1,0 +1,108 @@
+"""The scoring file (`scenarios/scoring.yaml`): rules, guards and the hot definition.
+
+Marketing and sales share this one file: it says what fits, what engagement is worth,
+how fast it fades, what is discounted as machine activity, and what "hot" means.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from nurture.errors import DurationError
+from nurture.timeutil import parse_duration
+
+GRADES = ("A", "B", "C", "D")
+
+
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FitRule(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    when: str = Field(description="Expression on lead fields, e.g. lead.company_size >= 500")
+    points: int
+
+
+class EngagementRule(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    event: str = Field(description="Event type this rule scores")
+    match: dict[str, str] = Field(default_factory=dict, description="Property patterns, e.g. url: '*pricing*'")
+    points: int
+    cap_per_day: int | None = Field(default=None, ge=0, description="Most points this rule gives in one day")
+    cap_total: int | None = Field(default=None, ge=0, description="Most points this rule gives in all")
+
+
+class BotGuards(_Strict):
+    min_seconds_after_delivery: int = Field(default=10, ge=0)
+    burst_clicks: int = Field(default=3, ge=2, description="This many links of one email clicked ...")
+    burst_seconds: int = Field(default=5, ge=1, description="... within this many seconds: a link scanner")
+    user_agents: list[str] = Field(
+        default_factory=lambda: ["*bot*", "*Bot*", "*spider*", "*crawler*", "*Barracuda*", "*Mimecast*",
+                                 "*Proofpoint*", "*python-requests*", "*curl/*"]
+    )
+    discount_proxy_opens: bool = Field(default=True, description="Opens fetched by privacy proxies score nothing")
+
+
+class Account(_Strict):
+    weight: float = Field(default=0.5, ge=0, le=1, description="Share of colleagues' engagement that counts")
+    by: Literal["company", "email_domain"] = "company"
+
+
+class Hot(_Strict):
+    """Engagement needed to be hot, per fit grade; a grade not listed can never be hot."""
+
+    engagement: dict[Literal["A", "B", "C", "D"], int]
+    warm_engagement: int = Field(default=15, ge=0, description="Engagement that makes a cold lead warm")
+
+
+class Owner(_Strict):
+    name: str
+    email: str
+    countries: list[str] = Field(default_factory=list)
+    industries: list[str] = Field(default_factory=list)
+
+
+class Routing(_Strict):
+    owners: list[Owner] = Field(min_length=1)
+    webhook_url: str | None = None
+    dashboard_url: str = "http://localhost:8000"
+
+
+class Scoring(_Strict):
+    lead_fields: list[str] = Field(default_factory=list, description="Custom lead fields the rules read")
+    fit: list[FitRule] = Field(default_factory=list)
+    grades: dict[Literal["A", "B", "C"], int] = Field(
+        default_factory=lambda: {"A": 60, "B": 40, "C": 20}, description="Least fit points for each grade; else D"
+    )
+    engagement: list[EngagementRule] = Field(default_factory=list)
+    half_life: Duration = "30d"
+    lookback: Duration = "180d"
+    bots: BotGuards = Field(default_factory=BotGuards)
+    account: Account = Field(default_factory=Account)
+    hot: Hot
+    routing: Routing
+
+    @model_validator(mode="after")
+    def _ordered_grades(self) -> Scoring:
+        a, b, c = self.grades.get("A", 0), self.grades.get("B", 0), self.grades.get("C", 0)
+        if not a >= b >= c:
+            raise ValueError("grades must need A ≥ B ≥ C fit points")
+        return self
+
+
+class ScoringFile(_Strict):
+    scoring: Scoring
