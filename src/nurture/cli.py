@@ -204,6 +204,7 @@ def run(db: DatabaseOption = None) -> None:
     from nurture.daemon import Daemon
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     settings = _settings(db)
     daemon = Daemon(settings, SystemClock())
     try:

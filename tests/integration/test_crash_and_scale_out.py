@@ -83,6 +83,16 @@ def prepare(url: str, workspace: Path, tmp_path: Path, leads: int) -> Store:
     return Store(engine, SystemClock())
 
 
+def wait_until_running(log: Path, worker: str, timeout: float = 60) -> None:
+    """A daemon handles SIGTERM gracefully once it says it is running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and f"daemon {worker} running" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"daemon {worker} did not start:\n{log.read_text()[-2000:]}")
+
+
 def wait_until_done(store: Store, expected_sends: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,6 +133,7 @@ def crash_and_restart(url: str, workspace: Path, smtp: SmtpServer, tmp_path: Pat
     assert 0 < len(smtp.messages), log.read_text()[-2000:]
     final = start_daemon(environment(url, workspace, smtp, "final"), log)
     try:
+        wait_until_running(log, "final")
         wait_until_done(store, 2 * leads)
     finally:
         final.send_signal(signal.SIGTERM)
@@ -152,6 +163,8 @@ def test_three_daemons_on_one_postgres_send_each_email_once(
     log = tmp_path / "daemons.log"
     processes = [start_daemon(environment(pg_url, workspace, smtp, f"node-{n}"), log) for n in range(3)]
     try:
+        for n in range(3):
+            wait_until_running(log, f"node-{n}")
         wait_until_done(store, 2 * leads)
     finally:
         for process in processes:
