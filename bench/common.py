@@ -61,27 +61,52 @@ def bulk_leads(engine: Engine, count: int, now: datetime, chunk: int = 50_000) -
     industries = ["SaaS", "Manufacturing", "Retail", "Finance"]
     with engine.begin() as conn:
         for start in range(0, count, chunk):
-            conn.execute(insert(L), [
-                {"email": f"lead{i}@bench.example", "first_name": f"L{i}", "company": f"C{i % 997}",
-                 "company_size": (i * 37) % 2000, "industry": industries[i % 4], "timezone": "UTC",
-                 "source": "bench", "lifecycle_stage": "cold", "tags": [], "custom": {},
-                 "created_at": now, "updated_at": now}
-                for i in range(start, min(count, start + chunk))
-            ])
+            conn.execute(
+                insert(L),
+                [
+                    {
+                        "email": f"lead{i}@bench.example",
+                        "first_name": f"L{i}",
+                        "company": f"C{i % 997}",
+                        "company_size": (i * 37) % 2000,
+                        "industry": industries[i % 4],
+                        "timezone": "UTC",
+                        "source": "bench",
+                        "lifecycle_stage": "cold",
+                        "tags": [],
+                        "custom": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(start, min(count, start + chunk))
+                ],
+            )
 
 
-def bulk_enrollments(engine: Engine, count: int, due: int, now: datetime, version: str,
-                     chunk: int = 50_000) -> None:
+def bulk_enrollments(
+    engine: Engine, count: int, due: int, now: datetime, version: str, chunk: int = 50_000
+) -> None:
     """`count` active enrolments at 'route'; the first `due` are due now, the rest in a month."""
     later = now + timedelta(days=30)
     with engine.begin() as conn:
         for start in range(0, count, chunk):
-            conn.execute(insert(E), [
-                {"lead_id": i + 1, "scenario_id": "bench", "scenario_version": version, "state": "route",
-                 "status": "active", "seq": 0, "entered_at": now, "due_at": now if i < due else later,
-                 "enrolled_at": now}
-                for i in range(start, min(count, start + chunk))
-            ])
+            conn.execute(
+                insert(E),
+                [
+                    {
+                        "lead_id": i + 1,
+                        "scenario_id": "bench",
+                        "scenario_version": version,
+                        "state": "route",
+                        "status": "active",
+                        "seq": 0,
+                        "entered_at": now,
+                        "due_at": now if i < due else later,
+                        "enrolled_at": now,
+                    }
+                    for i in range(start, min(count, start + chunk))
+                ],
+            )
 
 
 def ratio_line(name: str, nurture: float, baseline: float, unit: str, goal: str) -> str:

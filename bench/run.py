@@ -52,16 +52,20 @@ class Sink:
 
     def __init__(self) -> None:
         self.port = free_port()
-        binary = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None)
+        binary = shutil.which("smtp-sink") or (
+            "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None
+        )
         if binary:
             self.kind = "postfix smtp-sink"
             self.process = subprocess.Popen([binary, "-u", "nobody", f"127.0.0.1:{self.port}", "256"])
         else:
             self.kind = "aiosmtpd sink (install postfix for smtp-sink)"
-            code = ("import asyncio; from aiosmtpd.controller import Controller;"
-                    "from aiosmtpd.handlers import Sink;"
-                    f"c=Controller(Sink(), hostname='127.0.0.1', port={self.port}); c.start();"
-                    "asyncio.get_event_loop().run_forever()")
+            code = (
+                "import asyncio; from aiosmtpd.controller import Controller;"
+                "from aiosmtpd.handlers import Sink;"
+                f"c=Controller(Sink(), hostname='127.0.0.1', port={self.port}); c.start();"
+                "asyncio.get_event_loop().run_forever()"
+            )
             self.process = subprocess.Popen([sys.executable, "-c", code])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -90,6 +94,7 @@ def project(folder: Path, scenario: str | None) -> tuple[Path, Path]:
 
 # -- send -------------------------------------------------------------------------------------------
 
+
 async def raw_send(port: int, payload: bytes, count: int, connections: int) -> float:
     clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) for _ in range(connections)]
     for client in clients:
@@ -117,24 +122,50 @@ def bench_send(folder: Path, count: int, connections: int) -> list[str]:
         store = Store(engine, clock)
         bulk_leads(engine, count, NOW)
         with engine.begin() as conn:
-            conn.execute(insert(S), [
-                {"idempotency_key": f"bench-{i}", "kind": "email", "lead_id": i + 1, "scenario_id": "bench",
-                 "scenario_version": "v", "step": "welcome", "template": "welcome",
-                 "subject": "Your copy, {{ lead.first_name }}", "sender": "Acme <hello@acme.example>",
-                 "status": "pending", "attempts": 0, "created_at": NOW, "next_attempt_at": NOW}
-                for i in range(count)])
-        settings = Settings(database_url=str(engine.url), templates_dir=templates, scenarios_dir=scenarios,
-                            smtp_port=sink.port, smtp_pool_size=connections, batch_size=1000,
-                            secret_key="bench", base_url="https://t.example")
+            conn.execute(
+                insert(S),
+                [
+                    {
+                        "idempotency_key": f"bench-{i}",
+                        "kind": "email",
+                        "lead_id": i + 1,
+                        "scenario_id": "bench",
+                        "scenario_version": "v",
+                        "step": "welcome",
+                        "template": "welcome",
+                        "subject": "Your copy, {{ lead.first_name }}",
+                        "sender": "Acme <hello@acme.example>",
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": NOW,
+                        "next_attempt_at": NOW,
+                    }
+                    for i in range(count)
+                ],
+            )
+        settings = Settings(
+            database_url=str(engine.url),
+            templates_dir=templates,
+            scenarios_dir=scenarios,
+            smtp_port=sink.port,
+            smtp_pool_size=connections,
+            batch_size=1000,
+            secret_key="bench",
+            base_url="https://t.example",
+        )
 
         async def nurture_send() -> tuple[float, bytes]:
             pool = SmtpPool(settings)
             outbox = Outbox(store, settings, clock, pool, worker="bench", templates_dir=templates)
-            sample = outbox._build(store.claim_sends("probe", NOW, 1, timedelta(seconds=1))[0],
-                                   store.leads_by_id([1])[1])
+            sample = outbox._build(
+                store.claim_sends("probe", NOW, 1, timedelta(seconds=1))[0], store.leads_by_id([1])[1]
+            )
             with engine.begin() as conn:  # put the probe row back
-                conn.execute(update(S).where(S.c.id == 1).values(status="pending", lease_owner=None,
-                                                                   lease_until=None, attempts=0))
+                conn.execute(
+                    update(S)
+                    .where(S.c.id == 1)
+                    .values(status="pending", lease_owner=None, lease_until=None, attempts=0)
+                )
             start = time.perf_counter()
             stats = await outbox.drain_until_idle()
             elapsed = time.perf_counter() - start
@@ -146,11 +177,19 @@ def bench_send(folder: Path, count: int, connections: int) -> list[str]:
         raw_rate = asyncio.run(raw_send(sink.port, payload, count, connections))
     finally:
         sink.close()
-    return [ratio_line(f"send: {count} emails, {connections} connections to {sink.kind}",
-                       nurture_rate, raw_rate, "msg/s", "≥ 0.5×")]
+    return [
+        ratio_line(
+            f"send: {count} emails, {connections} connections to {sink.kind}",
+            nurture_rate,
+            raw_rate,
+            "msg/s",
+            "≥ 0.5×",
+        )
+    ]
 
 
 # -- advance ----------------------------------------------------------------------------------------
+
 
 def _advancer(folder: Path, engine: object, clock: FakeClock, batch: int) -> Advancer:
     scenarios, templates = project(folder, BRANCH_AND_WAIT)
@@ -181,22 +220,48 @@ def bench_advance(folder: Path, count: int) -> list[str]:
     raw = fresh_sqlite(folder, "advance_raw")
     bulk_leads(raw, count, NOW)
     bulk_enrollments(raw, count, count, NOW, version)
-    statement = (update(E).where(E.c.id == bindparam("e_id"))
-                 .values(state=bindparam("state"), seq=bindparam("seq"), entered_at=bindparam("at"),
-                         due_at=bindparam("due")))
+    statement = (
+        update(E)
+        .where(E.c.id == bindparam("e_id"))
+        .values(
+            state=bindparam("state"),
+            seq=bindparam("seq"),
+            entered_at=bindparam("at"),
+            due_at=bindparam("due"),
+        )
+    )
 
     def baseline() -> None:
         for start in range(0, count, 1000):
             with raw.begin() as conn:
-                conn.execute(statement, [{"e_id": i + 1, "state": "big_wait", "seq": 1, "at": NOW,
-                                          "due": NOW + timedelta(days=3)} for i in range(start, start + 1000)])
+                conn.execute(
+                    statement,
+                    [
+                        {
+                            "e_id": i + 1,
+                            "state": "big_wait",
+                            "seq": 1,
+                            "at": NOW,
+                            "due": NOW + timedelta(days=3),
+                        }
+                        for i in range(start, start + 1000)
+                    ],
+                )
 
     _, raw_elapsed = timed(baseline)
-    return [ratio_line(f"advance: {count} enrolments (branch → wait), batches of 1000", nurture_rate,
-                       count / raw_elapsed, "steps/s", "≥ 0.25×")]
+    return [
+        ratio_line(
+            f"advance: {count} enrolments (branch → wait), batches of 1000",
+            nurture_rate,
+            count / raw_elapsed,
+            "steps/s",
+            "≥ 0.25×",
+        )
+    ]
 
 
 # -- tick -------------------------------------------------------------------------------------------
+
 
 def _tick_seconds(folder: Path, name: str, total: int, due: int) -> float:
     clock = FakeClock(NOW)
@@ -223,8 +288,10 @@ def _tick_seconds(folder: Path, name: str, total: int, due: int) -> float:
 def bench_tick(folder: Path, small: int, large: int, due: int) -> list[str]:
     few = _tick_seconds(folder, "tick_small", small, due)
     many = _tick_seconds(folder, "tick_large", large, due)
-    return [f"| tick: {due} due among {large:,} vs among {small:,} | {many * 1000:,.0f} ms | {few * 1000:,.0f} ms "
-            f"| {many / few:.2f}× | ≤ 2× |"]
+    return [
+        f"| tick: {due} due among {large:,} vs among {small:,} | {many * 1000:,.0f} ms | {few * 1000:,.0f} ms "
+        f"| {many / few:.2f}× | ≤ 2× |"
+    ]
 
 
 # -- memory -----------------------------------------------------------------------------------------
@@ -256,21 +323,37 @@ def bench_memory(folder: Path, large: int) -> list[str]:
         engine = fresh_sqlite(folder, "tick_large")
         bulk_leads(engine, large, NOW)
         bulk_enrollments(engine, large, 1000, NOW, _version(folder))
-    result = subprocess.run([sys.executable, "-c", PROBE, f"sqlite:///{database}", str(scenarios), str(templates)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, f"sqlite:///{database}", str(scenarios), str(templates)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     peak_kb, enrolled, advanced, seconds = result.stdout.split()
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at fork time.
-    baseline = subprocess.run([sys.executable, "-c", "import nurture.daemon;"
-                               "print(next(int(l.split()[1]) for l in open('/proc/self/status')"
-                               " if l.startswith('VmHWM:')))"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    return [f"| daemon peak RSS with {large:,} leads (full enrol sweep + advance, {seconds} s) | "
-            f"{int(peak_kb) / 1024:,.0f} MiB | {int(baseline) / 1024:,.0f} MiB (interpreter + imports) | "
-            f"{int(peak_kb) / int(baseline):.2f}× | bounded (chunked) |"]
+    baseline = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import nurture.daemon;"
+            "print(next(int(l.split()[1]) for l in open('/proc/self/status')"
+            " if l.startswith('VmHWM:')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return [
+        f"| daemon peak RSS with {large:,} leads (full enrol sweep + advance, {seconds} s) | "
+        f"{int(peak_kb) / 1024:,.0f} MiB | {int(baseline) / 1024:,.0f} MiB (interpreter + imports) | "
+        f"{int(peak_kb) / int(baseline):.2f}× | bounded (chunked) |"
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("sections", nargs="*", default=["send", "advance", "tick", "memory"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="folder for the databases (default: a temporary one)")
@@ -292,7 +375,9 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown section {section!r}")
         print("\n".join(new), flush=True)
-    print(f"(databases in {folder}; peak RSS of this runner {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB)")
+    print(
+        f"(databases in {folder}; peak RSS of this runner {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB)"
+    )
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MONDAY_9_UTC = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 BASIC_TEMPLATES = {
-    "hello": "<p>Hello {{ lead.first_name }}</p><a href=\"{{ unsubscribe_url }}\">unsubscribe</a>",
+    "hello": '<p>Hello {{ lead.first_name }}</p><a href="{{ unsubscribe_url }}">unsubscribe</a>',
     "again": "<p>Again, {{ lead.first_name }}</p>",
 }
 
@@ -48,8 +48,13 @@ def compile_text(project: Callable[..., Path]) -> Callable[..., CompiledScenario
 def lead(email: str = "ann@example.com", **fields: object) -> LeadView:
     score = fields.pop("score", None) or {"fit": 0, "engagement": 0, "total": 0, "grade": "D"}
     base: dict[str, object] = {
-        "email": email, "first_name": "Ann", "timezone": "UTC", "tags": [],
-        "unsubscribed": False, "bounced": False, "lifecycle_stage": "cold",
+        "email": email,
+        "first_name": "Ann",
+        "timezone": "UTC",
+        "tags": [],
+        "unsubscribed": False,
+        "bounced": False,
+        "lifecycle_stage": "cold",
     }
     base.update(fields)
     return LeadView(email, base, score)  # type: ignore[arg-type]

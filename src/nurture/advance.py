@@ -49,8 +49,12 @@ class Advancer:
         now = self.clock.now()
         counts = {"emails": 0, "finished": 0}
 
-        def step_batch(claimed: list[Claimed], leads: dict[int, Any], events: dict[int, list[Any]],
-                       sends: dict[int, list[datetime]]) -> list[EnrollmentUpdate]:
+        def step_batch(
+            claimed: list[Claimed],
+            leads: dict[int, Any],
+            events: dict[int, list[Any]],
+            sends: dict[int, list[datetime]],
+        ) -> list[EnrollmentUpdate]:
             updates = []
             for item in claimed:
                 row = leads.get(item.lead_id)
@@ -66,7 +70,12 @@ class Advancer:
             return updates
 
         claimed, applied, lost = self.store.advance_due(
-            self.worker, now, self.batch_size, self.lease, now - self.events_lookback, now - self.cap.period,
+            self.worker,
+            now,
+            self.batch_size,
+            self.lease,
+            now - self.events_lookback,
+            now - self.cap.period,
             step_batch,
         )
         return AdvanceStats(claimed, applied, lost, counts["emails"], counts["finished"])

@@ -178,7 +178,7 @@ def leads_show(email: str, db: DatabaseOption = None) -> None:
         typer.echo(f"{key:>18}: {value}  (custom)")
     from sqlalchemy import select
 
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         typer.echo("enrolments:")
         for row in conn.execute(select(E).where(E.c.lead_id == lead.id).order_by(E.c.id)):
             typer.echo(
@@ -193,6 +193,153 @@ def leads_show(email: str, db: DatabaseOption = None) -> None:
                 f"  {when:%Y-%m-%d %H:%M} {row.status:<10} {row.scenario_id}/{row.step} '{row.template}'"
                 f"{f' — {row.last_error}' if row.last_error else ''}"
             )
+
+
+sales_app = typer.Typer(help="Sales feedback on leads.", no_args_is_help=True)
+score_app = typer.Typer(help="Lead scores.", no_args_is_help=True)
+events_app = typer.Typer(help="Record behaviour by hand.", no_args_is_help=True)
+app.add_typer(sales_app, name="sales")
+app.add_typer(score_app, name="score")
+app.add_typer(events_app, name="events")
+
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept with the lead's history)")]
+ActorOption = Annotated[str, typer.Option("--by", help="Who gives the feedback")]
+
+
+def _feedback(action: str, email: str, reason: str, actor: str, db: str | None) -> None:
+    from nurture.sales import feedback
+
+    try:
+        old, new = feedback(_store(_settings(db)), email, action, reason, actor, SystemClock().now())
+    except NurtureError as exc:
+        fail(str(exc))
+        return
+    typer.echo(f"{email}: {old} → {new}")
+
+
+@sales_app.command("accept")
+def sales_accept(
+    email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None
+) -> None:
+    """Sales takes the lead on."""
+    _feedback("accept", email, reason, by, db)
+
+
+@sales_app.command("reject")
+def sales_reject(
+    email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None
+) -> None:
+    """Sales says the lead is not qualified."""
+    _feedback("reject", email, reason, by, db)
+
+
+@sales_app.command("recycle")
+def sales_recycle(
+    email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None
+) -> None:
+    """Not ready yet: back to nurture (the re-engagement scenario), engagement starts afresh."""
+    _feedback("recycle", email, reason, by, db)
+
+
+@sales_app.command("won")
+def sales_won(email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None) -> None:
+    """The lead became a customer."""
+    _feedback("won", email, reason, by, db)
+
+
+@leads_app.command("log")
+def leads_log(
+    email: str,
+    kind: Annotated[str, typer.Option(help="call, meeting, survey, ...")],
+    note: Annotated[str, typer.Option(help="What happened")] = "",
+    by: ActorOption = "sales",
+    db: DatabaseOption = None,
+) -> None:
+    """Log an activity (a call, a survey answer, ...) on a lead."""
+    from nurture.sales import log_activity
+
+    try:
+        log_activity(_store(_settings(db)), email, kind, note, by, SystemClock().now())
+    except NurtureError as exc:
+        fail(str(exc))
+    typer.echo(f"logged {kind} on {email}")
+
+
+@events_app.command("add")
+def events_add(
+    email: str,
+    event_type: Annotated[str, typer.Argument(metavar="TYPE")],
+    prop: Annotated[list[str] | None, typer.Option("--prop", help="key=value, repeatable")] = None,
+    at: Annotated[str | None, typer.Option(help="ISO 8601 instant; default now")] = None,
+    db: DatabaseOption = None,
+) -> None:
+    """Record one event for a lead (the tracking API does this for real traffic)."""
+    from nurture.scenario.expr import EVENT_TYPES
+    from nurture.simulate import parse_when
+
+    if event_type not in EVENT_TYPES:
+        fail(f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
+    store = _store(_settings(db))
+    lead = store.lead_by_email(email)
+    if lead is None:
+        fail(f"no lead with email {email}")
+        return
+    now = SystemClock().now()
+    when = parse_when(at, now, "--at") if at else now
+    props = dict(p.split("=", 1) for p in (prop or []) if "=" in p)
+    with store.engine.begin() as conn:
+        store.record_event(conn, lead.id, event_type, when, props)
+    typer.echo(f"recorded {event_type} for {email} at {when:%Y-%m-%d %H:%M} UTC")
+
+
+@score_app.command("explain")
+def score_explain(
+    email: str,
+    db: DatabaseOption = None,
+    scenarios: Annotated[Path, typer.Option(help="Folder with scoring.yaml")] = Path("scenarios"),
+) -> None:
+    """Why a lead's score is what it is: every rule, caps, decay, discounted bots, what is missing."""
+    from nurture.catalog import Catalog
+    from nurture.qualify import Qualifier
+
+    settings = _settings(db)
+    store = _store(settings)
+    catalog = Catalog(store, scenarios, settings.templates_dir)
+    from nurture.project import check_file
+    from nurture.scenario.loader import scenario_files
+    from nurture.scoring.engine import CompiledScoring
+
+    for path in scenario_files([scenarios]):
+        loaded, _ = check_file(path, settings.templates_dir)
+        if isinstance(loaded, CompiledScoring):
+            catalog.scoring = loaded
+    if catalog.scoring is None:
+        fail(f"no valid scoring file in {scenarios}/")
+        return
+    lead = store.lead_by_email(email)
+    if lead is None:
+        fail(f"no lead with email {email}")
+        return
+    now = SystemClock().now()
+    with store.reading() as conn:
+        result = Qualifier(store, catalog, SystemClock()).score_lead(catalog.scoring, conn, lead, now)
+    hot = catalog.scoring.model.hot.engagement
+    typer.echo(
+        f"{email}: fit {result.fit} (grade {result.grade}), engagement {result.engagement}, "
+        f"stage {lead.lifecycle_stage}; hot needs " + ", ".join(f"{g} ≥ {n}" for g, n in hot.items())
+    )
+    for kind in ("fit", "engagement", "account"):
+        parts = [c for c in result.contributions if c.kind == kind]
+        if parts:
+            typer.echo(f"{kind}:")
+        for c in sorted(parts, key=lambda c: -c.points):
+            detail = f" from {c.events} event(s), {c.raw} before decay" if kind != "fit" else ""
+            typer.echo(f"  {c.rule:<24} {c.points:>7.2f}{detail}{'; ' + c.note if c.note else ''}")
+    if result.discounted:
+        typer.echo("discounted as machine activity:")
+        for d in result.discounted:
+            typer.echo(f"  {d.at:%Y-%m-%d %H:%M} {d.type}: {d.reason}")
+    typer.echo("hot: yes" if result.hot else "missing: " + "; ".join(result.missing or ["-"]))
 
 
 @app.command()

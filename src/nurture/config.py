@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     secret_key: str = Field(default="change-me", description="Signs tracking and unsubscribe links")
     mail_domain: str = "nurture.local"
     unsubscribe_mailto: str | None = None
+    notify_sender: str = "nurture <nurture@localhost>"
 
     frequency_cap: int = 3
     frequency_period_days: int = 7

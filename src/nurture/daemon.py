@@ -17,7 +17,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -27,7 +27,9 @@ from nurture.clock import Clock
 from nurture.config import Settings
 from nurture.enrol import Enroller
 from nurture.mail.sender import SmtpPool
+from nurture.notify import Notifier, NotifyStats, queue_digests
 from nurture.outbox import DrainStats, Outbox
+from nurture.qualify import Qualifier, QualifyStats
 from nurture.runtime.engine import FrequencyCap
 from nurture.store.db import make_engine
 from nurture.store.repo import Store
@@ -71,8 +73,10 @@ class Daemon:
             events_lookback=lookback,
         )
         self.enroller = Enroller(self.store, self.catalog, clock, events_lookback=lookback)
+        self.qualifier = Qualifier(self.store, self.catalog, clock)
         self.pool: SmtpPool | None = None
         self.outbox: Outbox | None = None
+        self.notifier: Notifier | None = None
         self.totals = Totals()
         self._stop = asyncio.Event()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -100,21 +104,53 @@ class Daemon:
         self.totals.errors += stats.errors[-5:]
         return stats
 
+    async def qualify(self) -> QualifyStats:
+        return await asyncio.to_thread(self.qualifier.run_once)
+
+    async def notify(self) -> NotifyStats:
+        self._outbox()
+        assert self.notifier is not None
+        return await self.notifier.drain_once()
+
     async def housekeeping(self) -> None:
         for note in await asyncio.to_thread(self.catalog.reload):
             log.info("scenario loaded: %s", note)
+        await asyncio.to_thread(self._daily)
+
+    def _daily(self) -> None:
+        """Once a day: rescore everyone (engagement decays) and queue owners' digests."""
+        now = self.clock.now()
+        with self.store.reading() as conn:
+            last = self.store.get_setting(conn, "daily:last")
+        if last and datetime.fromisoformat(last) + timedelta(days=1) > now:
+            return
+        self.qualifier.run_once(everyone=True)
+        if self.catalog.scoring is not None:
+            queue_digests(self.store, self.catalog.scoring, now)
+        with self.store.engine.begin() as conn:
+            self.store.put_setting(conn, "daily:last", now.isoformat())
 
     async def tick(self) -> None:
         """One round of every job, in order: what a scheduler would do, but deterministic."""
+        await self.qualify()
         await self.enrol()
         await self.advance()
         await self.send()
+        await self.notify()
         self.totals.ticks += 1
 
     def _outbox(self) -> Outbox:
         if self.outbox is None:
             self.pool = SmtpPool(self.settings)
             names = {sid: c.scenario.name for sid, c in self.catalog.current.items()}
+            self.notifier = Notifier(
+                self.store,
+                self.settings,
+                self.clock,
+                self.pool,
+                worker=self.worker,
+                sender=self.settings.notify_sender,
+            )
             self.outbox = Outbox(
                 self.store,
                 self.settings,
@@ -157,7 +193,9 @@ class Daemon:
         )
         s = self.settings
         jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
+            ("qualify", self.qualify, s.tick_seconds),
             ("enrol", self.enrol, s.enrol_seconds),
+            ("notify", self.notify, s.send_seconds),
             ("advance", self.advance, s.tick_seconds),
             ("send", self.send, s.send_seconds),
             ("housekeeping", self.housekeeping, max(60.0, s.enrol_seconds)),

@@ -169,7 +169,10 @@ def run_demo(
     upgrade(engine)
     store = Store(engine, clock)
     report = import_leads(store, leads_file)
-    console.print(f"[bold]nurture demo[/] · database {database} · SMTP capture 127.0.0.1:{port} → {maildir}")
+    console.print(
+        f"[bold]nurture demo[/] · database {database} · SMTP capture 127.0.0.1:{port} → {maildir}",
+        soft_wrap=True,
+    )
     console.print(
         f"imported {report.created} leads from {leads_file.name}"
         + (f" ({len(report.problems)} rows rejected)" if report.problems else "")
@@ -212,19 +215,39 @@ def run_demo(
 
 
 def summarise(store: Store, daemon: Daemon) -> dict[str, Any]:
+    from sqlalchemy import func
+
+    from nurture.store.repo import L
+    from nurture.store.tables import Notification
+
+    notifications = Notification.__table__  # type: ignore[attr-defined]
     status = store.status()
     funnels = {sid: store.funnel(sid) for sid in sorted(daemon.catalog.current)}
-    return {"status": status, "funnels": funnels, "totals": daemon.totals}
+    with store.reading() as conn:
+        alerts = conn.execute(
+            select(func.count()).where(notifications.c.status == "sent", notifications.c.kind != "webhook")
+        ).scalar()
+        stages = dict(
+            conn.execute(select(L.c.lifecycle_stage, func.count()).group_by(L.c.lifecycle_stage)).all()
+        )
+    return {"status": status, "funnels": funnels, "totals": daemon.totals, "alerts": alerts, "stages": stages}
 
 
 def print_summary(console: Console, summary: dict[str, Any], delivered: int) -> None:
     status = summary["status"]
     sends = status["sends"]
+    enrolled = sum(f["enrolled"] for f in summary["funnels"].values())
     console.print(
-        f"\n[bold]Summary[/]: {status['leads']} leads · {sum(f['enrolled'] for f in summary['funnels'].values())} "
-        f"enrolments · {sends.get('sent', 0)} emails sent · {delivered} in the maildir · "
+        f"\n[bold]Summary[/]: {status['leads']} leads · {enrolled} enrolments · {sends.get('sent', 0)} emails sent · "
+        f"{summary['alerts']} alerts to sales · {delivered} in the maildir · "
         f"{sends.get('pending', 0) + sends.get('sending', 0)} queued · "
-        f"{sends.get('failed', 0) + sends.get('bounced', 0)} failed"
+        f"{sends.get('failed', 0) + sends.get('bounced', 0)} failed",
+        soft_wrap=True,
+    )
+    order = ["cold", "warm", "hot", "accepted", "rejected", "recycled", "customer"]
+    stages = summary["stages"]
+    console.print(
+        "lifecycle: " + " · ".join(f"{s} {stages[s]}" for s in order if s in stages), soft_wrap=True
     )
     for scenario_id, funnel in summary["funnels"].items():
         table = Table(title=f"{scenario_id}: {funnel['enrolled']} enrolled", title_justify="left")

@@ -36,7 +36,7 @@ class Enroller:
 
     def _scenario(self, compiled: CompiledScenario, now: datetime) -> int:
         key_mark, key_full = f"enrol:{compiled.id}:{compiled.version}", f"enrol-full:{compiled.id}"
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             mark = self.store.get_setting(conn, key_mark)
             last_full = self.store.get_setting(conn, key_full)
         full = (
@@ -74,7 +74,9 @@ class Enroller:
                 if not open_ids:
                     continue
                 rows = self.store.leads_in(conn, open_ids)
-                events = self.store.events_for(conn, open_ids, now - self.events_lookback) if uses_events else {}
+                events = (
+                    self.store.events_for(conn, open_ids, now - self.events_lookback) if uses_events else {}
+                )
                 new = []
                 for row in rows:
                     if sources and row.source not in sources:

@@ -127,8 +127,12 @@ class Outbox:
             if not items:
                 continue
             try:
-                await asyncio.to_thread(self.store.mark_sent_many, self.worker,
-                                        [(m.send_id, m.message_id) for m in items], self.clock.now())
+                await asyncio.to_thread(
+                    self.store.mark_sent_many,
+                    self.worker,
+                    [(m.send_id, m.message_id) for m in items],
+                    self.clock.now(),
+                )
             except Exception as exc:  # the waiting senders stop; rows stay leased and are retried
                 for mark in items:
                     mark.committed.set_exception(exc)

@@ -11,7 +11,9 @@ from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.loader import check_scoring_data, is_scoring_document
 
 
-def check_file(path: Path, templates_dir: Path | None = None) -> tuple[LoadedScenario | CompiledScoring | None, list[Diagnostic]]:
+def check_file(
+    path: Path, templates_dir: Path | None = None
+) -> tuple[LoadedScenario | CompiledScoring | None, list[Diagnostic]]:
     """A scenario or the scoring model in `path`, and every problem found."""
     try:
         text = path.read_text(encoding="utf-8")

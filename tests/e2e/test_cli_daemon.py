@@ -11,11 +11,13 @@ from tests.e2e.test_cli_scenarios import ROOT, nurture
 
 def test_db_upgrade_import_show_and_status(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'n.db'}"
-    assert nurture("db", "upgrade", "--db", db).stdout.strip() == "database at revision 0001"
+    assert nurture("db", "upgrade", "--db", db).stdout.strip() == "database at revision 0002"
     leads = tmp_path / "leads.csv"
-    leads.write_text("email,first_name,company,company_size,country,timezone,source,whitepaper_title\n"
-                     "jane@nordwerk.example,Jane,Nordwerk,600,DE,Europe/Berlin,whitepaper,Analytics 101\n"
-                     "broken,No,Email,1,DE,Europe/Berlin,whitepaper,\n")
+    leads.write_text(
+        "email,first_name,company,company_size,country,timezone,source,whitepaper_title\n"
+        "jane@nordwerk.example,Jane,Nordwerk,600,DE,Europe/Berlin,whitepaper,Analytics 101\n"
+        "broken,No,Email,1,DE,Europe/Berlin,whitepaper,\n"
+    )
     result = nurture("leads", "import", str(leads), "--db", db)
     assert result.returncode == 1
     assert result.stdout.strip() == "1 created, 0 updated, 1 rejected"
@@ -38,11 +40,16 @@ def test_demo_runs_end_to_end_and_every_sent_email_is_in_the_maildir(tmp_path: P
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "imported 150 leads" in out
-    match = re.search(r"Summary: 150 leads · (\d+) enrolments · (\d+) emails sent · (\d+) in the maildir", out)
+    match = re.search(
+        r"Summary: 150 leads · (\d+) enrolments · (\d+) emails sent · (\d+) alerts to sales · "
+        r"(\d+) in the maildir",
+        out,
+    )
     assert match, out[-2000:]
-    enrolments, sent, in_maildir = map(int, match.groups())
+    enrolments, sent, alerts, in_maildir = map(int, match.groups())
     assert enrolments >= 100 and sent >= 2 * 100
-    assert sent == in_maildir == len(mailbox.Maildir(str(workdir / "maildir"), create=False))
+    assert sent + alerts == in_maildir == len(mailbox.Maildir(str(workdir / "maildir"), create=False))
+    assert re.search(r"lifecycle: cold \d+ · warm \d+", out)
     for scenario in ("whitepaper_nurture", "seminar_followup_ja", "reengagement"):
         assert f"{scenario}:" in out
     subjects = {m["Subject"] for m in mailbox.Maildir(str(workdir / "maildir"), create=False)}

@@ -35,10 +35,16 @@ def test_validate_reports_precise_errors_on_a_broken_copy(tmp_path: Path) -> Non
     lines = result.stdout.splitlines()
     click_line = text.splitlines().index("    event: clik") + 1
     goto_line = next(i for i, line in enumerate(text.splitlines(), 1) if "goto: handoff" in line)
-    assert (f"scenarios/whitepaper_nurture.yaml:{click_line}: step 'await_case_study_click' waits for "
-            "unknown event 'clik' — did you mean 'click'?") in lines
-    assert any(line.startswith(f"scenarios/whitepaper_nurture.yaml:{goto_line}: step 'route' refers to "
-                               "unknown step 'handoff'") for line in lines), lines
+    assert (
+        f"scenarios/whitepaper_nurture.yaml:{click_line}: step 'await_case_study_click' waits for "
+        "unknown event 'clik' — did you mean 'click'?"
+    ) in lines
+    assert any(
+        line.startswith(
+            f"scenarios/whitepaper_nurture.yaml:{goto_line}: step 'route' refers to unknown step 'handoff'"
+        )
+        for line in lines
+    ), lines
     assert "2 problem(s) in 4 file(s)" in result.stderr
 
 
@@ -47,9 +53,22 @@ def test_schema_is_json_schema_with_every_step_type() -> None:
     document = json.loads(result.stdout)
     assert document["$schema"].startswith("https://json-schema.org/")
     assert {"id", "name", "steps", "send_window", "entry"} <= set(document["properties"])
-    kinds = {d["properties"]["type"]["const"] for name, d in document["$defs"].items() if "type" in d.get("properties", {})
-             and "const" in d["properties"]["type"]}
-    assert kinds == {"send_email", "wait", "wait_for", "branch", "split", "update", "notify_sales", "goto", "exit"}
+    kinds = {
+        d["properties"]["type"]["const"]
+        for name, d in document["$defs"].items()
+        if "type" in d.get("properties", {}) and "const" in d["properties"]["type"]
+    }
+    assert kinds == {
+        "send_email",
+        "wait",
+        "wait_for",
+        "branch",
+        "split",
+        "update",
+        "notify_sales",
+        "goto",
+        "exit",
+    }
 
 
 def test_graph_prints_mermaid_and_dot() -> None:
@@ -61,8 +80,16 @@ def test_graph_prints_mermaid_and_dot() -> None:
 
 
 def test_simulate_engaged_lead_is_handed_to_sales() -> None:
-    result = nurture("simulate", "scenarios/whitepaper_nurture.yaml", "--lead", "examples/lead_engaged.yaml",
-                     "--events", "examples/events_engaged.yaml", "--start", "2026-03-02T08:00:00Z")
+    result = nurture(
+        "simulate",
+        "scenarios/whitepaper_nurture.yaml",
+        "--lead",
+        "examples/lead_engaged.yaml",
+        "--events",
+        "examples/events_engaged.yaml",
+        "--start",
+        "2026-03-02T08:00:00Z",
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     emails = [line for line in out if "✉ email" in line]
@@ -76,8 +103,16 @@ def test_simulate_engaged_lead_is_handed_to_sales() -> None:
 
 
 def test_simulate_quiet_lead_gets_reminder_and_slow_track() -> None:
-    result = nurture("simulate", "scenarios/whitepaper_nurture.yaml", "--lead", "examples/lead_quiet.yaml",
-                     "--start", "2026-03-02T08:00:00Z", "--until", "40d")
+    result = nurture(
+        "simulate",
+        "scenarios/whitepaper_nurture.yaml",
+        "--lead",
+        "examples/lead_quiet.yaml",
+        "--start",
+        "2026-03-02T08:00:00Z",
+        "--until",
+        "40d",
+    )
     out = result.stdout
     assert "outside send window; deferred to 2026-03-02 15:00 UTC" in out  # 09:00 in Chicago
     assert "no click within 3d: timed out" in out
@@ -87,8 +122,16 @@ def test_simulate_quiet_lead_gets_reminder_and_slow_track() -> None:
 
 
 def test_simulate_japanese_scenario_renders_utf8_subjects() -> None:
-    result = nurture("simulate", "scenarios/seminar_followup_ja.yaml", "--lead", "examples/lead_ja.yaml",
-                     "--events", "examples/events_ja.yaml", "--start", "2026-03-02T08:00:00Z")
+    result = nurture(
+        "simulate",
+        "scenarios/seminar_followup_ja.yaml",
+        "--lead",
+        "examples/lead_ja.yaml",
+        "--events",
+        "examples/events_ja.yaml",
+        "--start",
+        "2026-03-02T08:00:00Z",
+    )
     assert "【御礼】製造業のデータ活用セミナー2026へのご参加ありがとうございました" in result.stdout
     assert "鈴木様：講演資料と導入事例のご案内" in result.stdout
     assert "deferred to 2026-03-09 00:30 UTC" in result.stdout  # Friday evening JST → Monday 09:30 JST
@@ -97,7 +140,13 @@ def test_simulate_japanese_scenario_renders_utf8_subjects() -> None:
 def test_simulate_reports_a_bad_events_file(tmp_path: Path) -> None:
     events = tmp_path / "events.yaml"
     events.write_text("- {type: clik, at: +1d}\n")
-    result = nurture("simulate", "scenarios/reengagement.yaml", "--lead", "examples/lead_quiet.yaml",
-                     "--events", str(events))
+    result = nurture(
+        "simulate",
+        "scenarios/reengagement.yaml",
+        "--lead",
+        "examples/lead_quiet.yaml",
+        "--events",
+        str(events),
+    )
     assert result.returncode == 1
     assert "event #1: unknown event type 'clik'" in result.stderr

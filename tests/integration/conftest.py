@@ -105,9 +105,16 @@ def make_daemon(workspace: Path, smtp: SmtpServer, clock: FakeClock) -> Callable
         engine = make_engine(url)
         upgrade(engine)
         values: dict[str, object] = dict(
-            database_url=url, scenarios_dir=workspace / "scenarios", templates_dir=workspace / "email_templates",
-            smtp_port=smtp.port, smtp_pool_size=2, retry_base_seconds=60, secret_key="test-secret",
-            base_url="https://t.example", mail_domain="mail.example", worker_id="w1",
+            database_url=url,
+            scenarios_dir=workspace / "scenarios",
+            templates_dir=workspace / "email_templates",
+            smtp_port=smtp.port,
+            smtp_pool_size=2,
+            retry_base_seconds=60,
+            secret_key="test-secret",
+            base_url="https://t.example",
+            mail_domain="mail.example",
+            worker_id="w1",
         )
         values.update(overrides)
         daemon = Daemon(Settings(**values), clock, Store(engine, clock))  # type: ignore[arg-type]

@@ -53,14 +53,24 @@ steps:
 
 def environment(url: str, workspace: Path, smtp: SmtpServer, worker: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "NURTURE_DATABASE_URL": url, "NURTURE_SCENARIOS_DIR": str(workspace / "scenarios"),
-        "NURTURE_TEMPLATES_DIR": str(workspace / "email_templates"), "NURTURE_SMTP_PORT": str(smtp.port),
-        "NURTURE_SMTP_POOL_SIZE": "4", "NURTURE_SMTP_TIMEOUT": "1", "NURTURE_TICK_SECONDS": "0.2",
-        "NURTURE_SEND_SECONDS": "0.2", "NURTURE_ENROL_SECONDS": "0.5", "NURTURE_LEASE_SECONDS": "2",
-        "NURTURE_FREQUENCY_CAP": "1000", "NURTURE_BATCH_SIZE": "40", "NURTURE_WORKER_ID": worker,
-        "NURTURE_MAIL_DOMAIN": "crash.example",
-    })
+    env.update(
+        {
+            "NURTURE_DATABASE_URL": url,
+            "NURTURE_SCENARIOS_DIR": str(workspace / "scenarios"),
+            "NURTURE_TEMPLATES_DIR": str(workspace / "email_templates"),
+            "NURTURE_SMTP_PORT": str(smtp.port),
+            "NURTURE_SMTP_POOL_SIZE": "4",
+            "NURTURE_SMTP_TIMEOUT": "1",
+            "NURTURE_TICK_SECONDS": "0.2",
+            "NURTURE_SEND_SECONDS": "0.2",
+            "NURTURE_ENROL_SECONDS": "0.5",
+            "NURTURE_LEASE_SECONDS": "2",
+            "NURTURE_FREQUENCY_CAP": "1000",
+            "NURTURE_BATCH_SIZE": "40",
+            "NURTURE_WORKER_ID": worker,
+            "NURTURE_MAIL_DOMAIN": "crash.example",
+        }
+    )
     return env
 
 
@@ -74,10 +84,15 @@ def prepare(url: str, workspace: Path, tmp_path: Path, leads: int) -> Store:
     engine = make_engine(url)
     upgrade(engine)
     csv = tmp_path / "leads.csv"
-    csv.write_text("email,first_name,timezone\n" + "".join(
-        f"lead{i}@load.example,L{i},UTC\n" for i in range(leads)))
-    result = subprocess.run([sys.executable, "-m", "nurture", "leads", "import", str(csv), "--db", url],
-                            capture_output=True, text=True, timeout=120)
+    csv.write_text(
+        "email,first_name,timezone\n" + "".join(f"lead{i}@load.example,L{i},UTC\n" for i in range(leads))
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "nurture", "leads", "import", str(csv), "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert f"{leads} created" in result.stdout
     return Store(engine, SystemClock())

@@ -67,7 +67,11 @@ def sends_by_status(daemon: Daemon) -> dict[str, int]:
 
 
 def test_leads_are_enrolled_and_each_email_arrives_once(
-    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     write_scenario(workspace, TWO_STEP)
@@ -100,12 +104,20 @@ def test_leads_are_enrolled_and_each_email_arrives_once(
 
 
 def test_message_headers_parts_and_encodings(
-    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path,
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    tmp_path: Path,
 ) -> None:
     copy_samples(workspace)
     daemon = make_daemon(db_url)
-    import_csv(daemon, tmp_path, "email,first_name,last_name,company,country,timezone,source,seminar_name\n"
-               "hanako@tokai.example,花子,鈴木,東海精機株式会社,JP,Asia/Tokyo,seminar,データ活用セミナー\n")
+    import_csv(
+        daemon,
+        tmp_path,
+        "email,first_name,last_name,company,country,timezone,source,seminar_name\n"
+        "hanako@tokai.example,花子,鈴木,東海精機株式会社,JP,Asia/Tokyo,seminar,データ活用セミナー\n",
+    )
 
     async def scenario() -> None:
         daemon.clock.set(daemon.clock.now().replace(hour=1))  # type: ignore[attr-defined]  # 10:00 in Tokyo
@@ -136,14 +148,21 @@ def test_message_headers_parts_and_encodings(
 
 
 def test_lead_data_cannot_inject_headers_and_is_escaped_in_html(
-    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path,
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    tmp_path: Path,
 ) -> None:
     write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(sqlite_url)
     import_csv(daemon, tmp_path)
     with daemon.store.engine.begin() as conn:
-        conn.execute(update(L).where(L.c.email == "ann@alpha.example").values(
-            first_name="Ann\r\nBcc: victim@evil.example", company="<script>alert(1)</script>"))
+        conn.execute(
+            update(L)
+            .where(L.c.email == "ann@alpha.example")
+            .values(first_name="Ann\r\nBcc: victim@evil.example", company="<script>alert(1)</script>")
+        )
 
     async def scenario() -> None:
         await daemon.tick()
@@ -159,7 +178,11 @@ def test_lead_data_cannot_inject_headers_and_is_escaped_in_html(
 
 
 def test_unsubscribed_lead_gets_nothing_more(
-    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     write_scenario(workspace, TWO_STEP)
@@ -178,13 +201,20 @@ def test_unsubscribed_lead_gets_nothing_more(
     run(scenario())
     assert [m["Subject"] for m in smtp.recorder.by_recipient()["ann@alpha.example"]] == ["Hello Ann"]
     with daemon.store.engine.connect() as conn:
-        row = conn.execute(select(E.c.status, E.c.exit_reason).join(L, L.c.id == E.c.lead_id)
-                           .where(L.c.email == "ann@alpha.example")).one()
+        row = conn.execute(
+            select(E.c.status, E.c.exit_reason)
+            .join(L, L.c.id == E.c.lead_id)
+            .where(L.c.email == "ann@alpha.example")
+        ).one()
     assert tuple(row) == ("exited", "unsubscribed")
 
 
 def test_restart_resumes_where_the_previous_daemon_stopped(
-    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     write_scenario(workspace, TWO_STEP)
@@ -210,13 +240,19 @@ def test_restart_resumes_where_the_previous_daemon_stopped(
 
 
 def test_frequency_cap_across_scenarios_defers(
-    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     write_scenario(workspace, TWO_STEP)
     write_scenario(workspace, TWO_STEP.replace("id: two_step", "id: second").replace("Hello", "Hi"), "b.yaml")
     daemon = make_daemon(sqlite_url, frequency_cap=1, frequency_period_days=1)
-    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
+    import_csv(
+        daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n"
+    )
 
     async def scenario() -> None:
         await daemon.tick()
@@ -233,18 +269,26 @@ def test_frequency_cap_across_scenarios_defers(
 
 
 def test_changed_scenario_is_a_new_version_and_enrolled_leads_finish_the_old_one(
-    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     path = write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(db_url)
-    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
+    import_csv(
+        daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n"
+    )
 
     async def scenario() -> None:
         await daemon.tick()
         path.write_text(path.read_text().replace("Case study for", "New subject for"))
         await daemon.housekeeping()
-        import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nbob@beta.example,Bob,B,UTC,web\n")
+        import_csv(
+            daemon, tmp_path, "email,first_name,company,timezone,source\nbob@beta.example,Bob,B,UTC,web\n"
+        )
         await daemon.tick()
         clock.advance(timedelta(days=2, hours=1))
         await daemon.tick()
@@ -260,12 +304,18 @@ def test_changed_scenario_is_a_new_version_and_enrolled_leads_finish_the_old_one
 
 
 def test_migration_map_moves_enrolled_leads_to_the_new_version(
-    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     path = write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(sqlite_url)
-    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
+    import_csv(
+        daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n"
+    )
 
     async def scenario() -> None:
         await daemon.tick()
@@ -280,8 +330,9 @@ def test_migration_map_moves_enrolled_leads_to_the_new_version(
     assert [m["Subject"] for m in smtp.messages] == ["Hello Ann", "Case study for A"]
 
 
-def test_leads_import_reports_bad_rows_and_keeps_good_ones(sqlite_url: str, make_daemon: Callable[..., Daemon],
-                                                           tmp_path: Path) -> None:
+def test_leads_import_reports_bad_rows_and_keeps_good_ones(
+    sqlite_url: str, make_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
     daemon = make_daemon(sqlite_url)
     path = tmp_path / "leads.csv"
     path.write_text(
@@ -290,7 +341,7 @@ def test_leads_import_reports_bad_rows_and_keeps_good_ones(sqlite_url: str, make
         "not-an-email,Bad,10,DE,Europe/Berlin,red\n"
         "size@a.example,Size,-5,DE,Europe/Berlin,\n"
         "zone@a.example,Zone,5,DE,Mars/Olympus,\n"
-        "\"multi@a.example\",\"Multi\nLine\",5,DE,,\n"
+        '"multi@a.example","Multi\nLine",5,DE,,\n'
         "ok2@a.example,Ok2,,jp,,\n",
         encoding="utf-8",
     )
@@ -298,7 +349,10 @@ def test_leads_import_reports_bad_rows_and_keeps_good_ones(sqlite_url: str, make
     problems = [str(p).replace(str(path), "FILE") for p in report.problems]
     assert problems[0] == "FILE:3: email: not a valid email address: 'not-an-email'"
     assert problems[1].startswith("FILE:4: company_size: Input should be greater than or equal to 0")
-    assert problems[2] == "FILE:5: timezone: unknown time zone 'Mars/Olympus': use an IANA name like 'Europe/Berlin'"
+    assert (
+        problems[2]
+        == "FILE:5: timezone: unknown time zone 'Mars/Olympus': use an IANA name like 'Europe/Berlin'"
+    )
     assert problems[3] == "FILE:6: first_name: must be one line of text (no control characters)"
     assert (report.created, report.updated) == (2, 0)
     lead = daemon.store.lead_by_email("ok@a.example")
@@ -318,9 +372,12 @@ def test_leads_import_reports_bad_rows_and_keeps_good_ones(sqlite_url: str, make
 def test_json_import_names_lines(sqlite_url: str, make_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
     daemon = make_daemon(sqlite_url)
     path = tmp_path / "leads.json"
-    path.write_text('[\n  {"email": "a@a.example", "company_size": 5},\n  {"email": "b@b.example",\n'
-                    '   "company_size": "many"}\n]\n')
+    path.write_text(
+        '[\n  {"email": "a@a.example", "company_size": 5},\n  {"email": "b@b.example",\n'
+        '   "company_size": "many"}\n]\n'
+    )
     report = import_leads(daemon.store, path)
     assert [str(p).replace(str(path), "FILE") for p in report.problems] == [
-        "FILE:3: company_size: Input should be a valid integer, unable to parse string as an integer"]
+        "FILE:3: company_size: Input should be a valid integer, unable to parse string as an integer"
+    ]
     assert report.created == 1

@@ -16,19 +16,24 @@ from tests.integration.conftest import write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
 from tests.smtp_server import SmtpServer
 
-THREE = ("email,first_name,company,timezone,source\n"
-         "ann@alpha.example,Ann,A,UTC,web\nbob@beta.example,Bob,B,UTC,web\ncho@gamma.example,Cho,C,UTC,web\n")
+THREE = (
+    "email,first_name,company,timezone,source\n"
+    "ann@alpha.example,Ann,A,UTC,web\nbob@beta.example,Bob,B,UTC,web\ncho@gamma.example,Cho,C,UTC,web\n"
+)
 
 
 def send_row(daemon: Daemon, email: str) -> dict[str, object]:
     with daemon.store.engine.connect() as conn:
-        row = conn.execute(select(S).join(L, L.c.id == S.c.lead_id).where(L.c.email == email)
-                           .order_by(S.c.id)).first()
+        row = conn.execute(
+            select(S).join(L, L.c.id == S.c.lead_id).where(L.c.email == email).order_by(S.c.id)
+        ).first()
     assert row is not None
     return dict(row._mapping)
 
 
-def setup(make_daemon: Callable[..., Daemon], workspace: Path, tmp_path: Path, url: str, **kw: object) -> Daemon:
+def setup(
+    make_daemon: Callable[..., Daemon], workspace: Path, tmp_path: Path, url: str, **kw: object
+) -> Daemon:
     write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(url, **kw)
     import_csv(daemon, tmp_path, THREE)
@@ -45,7 +50,11 @@ async def ticks(daemon: Daemon, clock: FakeClock, *advances: timedelta) -> None:
 
 
 def test_temporary_451_is_retried_with_backoff_and_delivered_once(
-    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     daemon = setup(make_daemon, workspace, tmp_path, db_url)
@@ -69,7 +78,11 @@ def test_temporary_451_is_retried_with_backoff_and_delivered_once(
 
 
 def test_permanent_550_bounces_suppresses_and_stops_the_lead(
-    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     daemon = setup(make_daemon, workspace, tmp_path, db_url)
@@ -78,7 +91,9 @@ def test_permanent_550_bounces_suppresses_and_stops_the_lead(
     row = send_row(daemon, "bob@beta.example")
     assert row["status"] == "bounced" and row["attempts"] == 1 and "550" in str(row["last_error"])
     with daemon.store.engine.connect() as conn:
-        assert conn.execute(select(SUP.c.reason).where(SUP.c.email == "bob@beta.example")).scalar() == "bounce"
+        assert (
+            conn.execute(select(SUP.c.reason).where(SUP.c.email == "bob@beta.example")).scalar() == "bounce"
+        )
         lead = conn.execute(select(L.c.id, L.c.bounced).where(L.c.email == "bob@beta.example")).one()
         assert lead.bounced is True
         enrolment = conn.execute(select(E.c.status, E.c.exit_reason).where(E.c.lead_id == lead.id)).one()
@@ -88,7 +103,11 @@ def test_permanent_550_bounces_suppresses_and_stops_the_lead(
 
 
 def test_dropped_connection_is_retried_and_the_pool_recovers(
-    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     daemon = setup(make_daemon, workspace, tmp_path, db_url, smtp_pool_size=1)
@@ -100,7 +119,11 @@ def test_dropped_connection_is_retried_and_the_pool_recovers(
 
 
 def test_reply_421_on_data_is_retried(
-    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     daemon = setup(make_daemon, workspace, tmp_path, sqlite_url, smtp_pool_size=1)
@@ -108,8 +131,10 @@ def test_reply_421_on_data_is_retried(
 
     async def scenario() -> None:
         await daemon.tick()
-        statuses = sorted(str(send_row(daemon, e)["status"]) for e in
-                          ("ann@alpha.example", "bob@beta.example", "cho@gamma.example"))
+        statuses = sorted(
+            str(send_row(daemon, e)["status"])
+            for e in ("ann@alpha.example", "bob@beta.example", "cho@gamma.example")
+        )
         assert statuses == ["pending", "sent", "sent"]
         await ticks(daemon, clock, timedelta(seconds=61))
 
@@ -118,7 +143,11 @@ def test_reply_421_on_data_is_retried(
 
 
 def test_server_that_stalls_times_out_and_is_retried(
-    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     daemon = setup(make_daemon, workspace, tmp_path, sqlite_url, smtp_timeout=0.5, smtp_pool_size=3)
@@ -139,7 +168,11 @@ def test_server_that_stalls_times_out_and_is_retried(
 
 
 def test_retries_stop_after_max_attempts(
-    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     daemon = setup(make_daemon, workspace, tmp_path, sqlite_url, max_attempts=3)

@@ -22,7 +22,9 @@ def transitions_of(compiled: CompiledScenario) -> set[tuple[str, str, str]]:
     return found
 
 
-def test_wait_for_compiles_to_event_and_timeout_transitions(compile_text: Callable[..., CompiledScenario]) -> None:
+def test_wait_for_compiles_to_event_and_timeout_transitions(
+    compile_text: Callable[..., CompiledScenario],
+) -> None:
     compiled = compile_text(WAIT_FOR_CLICK)
     assert set(compiled.machine.states) == {"hello", "await_click", "nudge", "clicked", "done", END}
     assert transitions_of(compiled) == {
@@ -35,7 +37,9 @@ def test_wait_for_compiles_to_event_and_timeout_transitions(compile_text: Callab
     }
 
 
-def test_branch_cases_become_ordered_conditional_transitions(compile_text: Callable[..., CompiledScenario]) -> None:
+def test_branch_cases_become_ordered_conditional_transitions(
+    compile_text: Callable[..., CompiledScenario],
+) -> None:
     compiled = compile_text(BRANCHY.replace("name: Branchy", "name: Branchy\nlead_fields: [track]"))
     route = compiled.machine.events["advance"].transitions["route"]
     assert [t.dest for t in route] == ["big", "browsing", "small"]
@@ -60,4 +64,4 @@ def test_diagrams_show_every_step_and_edge() -> None:
         assert f"    {step.id}" in mermaid and f"    {step.id} [" in dot
     for source, _, target in edges(steps):
         assert f"{source} -->" in mermaid and f"{source} -> {target}" in dot
-    assert "await_case_study_click -->|\"timeout\"| case_study_reminder" in mermaid
+    assert 'await_case_study_click -->|"timeout"| case_study_reminder' in mermaid

@@ -95,8 +95,10 @@ def test_arithmetic_and_comparison_agree_with_python(a: int, b: int, c: int) -> 
     assert Expression(f"({a}) * ({b}) - ({c})").evaluate({}) == a * b - c
 
 
-@given(st.lists(st.sampled_from(["SaaS", "Retail", "Manufacturing", "Finance"]), max_size=4),
-       st.sampled_from(["SaaS", "Retail", "Manufacturing", "Finance"]))
+@given(
+    st.lists(st.sampled_from(["SaaS", "Retail", "Manufacturing", "Finance"]), max_size=4),
+    st.sampled_from(["SaaS", "Retail", "Manufacturing", "Finance"]),
+)
 def test_membership_agrees_with_python(options: list[str], value: str) -> None:
     expr = Expression(f"lead.industry in {options!r}")
     assert expr.test({"lead": Record({"industry": value})}) == (value in options)

@@ -67,7 +67,9 @@ def test_unknown_top_level_key_suggests_the_right_one(project: Callable[..., Pat
 
 
 def test_unknown_step_type_suggests_the_right_one(project: Callable[..., Path]) -> None:
-    found = problems(project, GOOD.replace("type: send_email\n    template: again", "type: send_mail\n    template: again"))
+    found = problems(
+        project, GOOD.replace("type: send_email\n    template: again", "type: send_mail\n    template: again")
+    )
     assert "FILE:12: unknown step type 'send_mail' in step 'again' — did you mean 'send_email'?" in found
 
 
@@ -83,11 +85,14 @@ def test_unknown_step_reference(project: Callable[..., Path]) -> None:
 
 
 def test_unreachable_step(project: Callable[..., Path]) -> None:
-    text = GOOD.replace("    duration: 2d", "    duration: 2d\n  - id: stop\n    type: exit") + """
+    text = (
+        GOOD.replace("    duration: 2d", "    duration: 2d\n  - id: stop\n    type: exit")
+        + """
   - id: orphan
     type: wait
     duration: 1d
 """
+    )
     found = problems(project, text)
     assert any(p.startswith("FILE:13: step 'again' can never be reached") for p in found)
     assert any(p.startswith("FILE:18: step 'orphan' can never be reached") for p in found)
@@ -122,8 +127,10 @@ def test_a_loop_through_a_wait_is_fine(project: Callable[..., Path]) -> None:
 
 def test_missing_template(project: Callable[..., Path]) -> None:
     found = problems(project, GOOD.replace("template: again", "template: agian"))
-    assert any(p.startswith("FILE:13: step 'again' uses missing template 'agian'") and "did you mean 'again'?" in p
-               for p in found)
+    assert any(
+        p.startswith("FILE:13: step 'again' uses missing template 'agian'") and "did you mean 'again'?" in p
+        for p in found
+    )
 
 
 def test_template_variable_no_lead_field_provides(project: Callable[..., Path]) -> None:
@@ -144,7 +151,8 @@ def test_subject_variable_no_lead_field_provides(project: Callable[..., Path]) -
 
 def test_custom_fields_declared_in_lead_fields_are_accepted(project: Callable[..., Path]) -> None:
     text = GOOD.replace("name: Welcome", "name: Welcome\nlead_fields: [webinar_date]").replace(
-        "subject: Again", 'subject: "See you on {{ lead.webinar_date }}"')
+        "subject: Again", 'subject: "See you on {{ lead.webinar_date }}"'
+    )
     assert problems(project, text) == []
 
 
@@ -165,25 +173,33 @@ def test_bad_expression_syntax(project: Callable[..., Path]) -> None:
 
 
 def test_expression_with_unknown_field_and_event(project: Callable[..., Path]) -> None:
-    text = GOOD.replace("name: Welcome", "name: Welcome\nentry:\n  when: 'lead.industy == \"SaaS\" and events.count(\"clik\") > 0'")
+    text = GOOD.replace(
+        "name: Welcome",
+        'name: Welcome\nentry:\n  when: \'lead.industy == "SaaS" and events.count("clik") > 0\'',
+    )
     found = problems(project, text)
     assert any("FILE:4: expression uses lead.industy" in p and "'industry'" in p for p in found)
     assert "FILE:4: expression counts unknown event 'clik' — did you mean 'click'?" in found
 
 
 def test_wait_for_unknown_event(project: Callable[..., Path]) -> None:
-    text = GOOD.replace("""    type: wait
-    duration: 2d""", """    type: wait_for
+    text = GOOD.replace(
+        """    type: wait
+    duration: 2d""",
+        """    type: wait_for
     event: clik
     timeout: 3d
     on_event: again
-    on_timeout: again""")
+    on_timeout: again""",
+    )
     found = problems(project, text)
     assert "FILE:10: step 'pause' waits for unknown event 'clik' — did you mean 'click'?" in found
 
 
 def test_duplicate_step_id_and_duplicate_key(project: Callable[..., Path]) -> None:
-    text = GOOD.replace("  - id: again", "  - id: pause").replace("    duration: 2d", "    duration: 2d\n    duration: 3d")
+    text = GOOD.replace("  - id: again", "  - id: pause").replace(
+        "    duration: 2d", "    duration: 2d\n    duration: 3d"
+    )
     found = problems(project, text)
     assert any(p.startswith("FILE:11: duplicate key 'duration'") for p in found)
 
@@ -194,8 +210,11 @@ def test_duplicate_step_id(project: Callable[..., Path]) -> None:
 
 
 def test_every_problem_is_reported_not_just_the_first(project: Callable[..., Path]) -> None:
-    text = GOOD.replace("durration", "x").replace("duration: 2d", "durration: 2d").replace(
-        "template: again", "template: agian")
+    text = (
+        GOOD.replace("durration", "x")
+        .replace("duration: 2d", "durration: 2d")
+        .replace("template: again", "template: agian")
+    )
     found = problems(project, text)
     assert any("unknown key 'durration'" in p for p in found)
     assert any("missing template 'agian'" in p for p in found)

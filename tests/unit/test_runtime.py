@@ -20,10 +20,13 @@ send_window:
   end: "23:59"
 """
 
-WAIT_FOR_CLICK = """
+WAIT_FOR_CLICK = (
+    """
 id: click_flow
 name: Click flow
-""" + ALWAYS_OPEN + """
+"""
+    + ALWAYS_OPEN
+    + """
 steps:
   - id: hello
     type: send_email
@@ -49,6 +52,7 @@ steps:
     type: exit
     reason: finished
 """
+)
 
 
 def sends(effects: list[fx.Effect]) -> list[str]:
@@ -116,10 +120,13 @@ def test_idempotency_keys_are_the_same_when_a_step_is_replayed(compile_text: Bui
     assert key != [e.idempotency_key for e in other.effects if isinstance(e, fx.SendEmail)]
 
 
-BRANCHY = """
+BRANCHY = (
+    """
 id: branchy
 name: Branchy
-""" + ALWAYS_OPEN + """
+"""
+    + ALWAYS_OPEN
+    + """
 steps:
   - id: route
     type: branch
@@ -143,6 +150,7 @@ steps:
   - id: end
     type: exit
 """
+)
 
 
 def test_branch_takes_the_first_case_that_holds(compile_text: Build) -> None:
@@ -167,10 +175,13 @@ def test_branch_condition_on_missing_field_is_false_and_explained(compile_text: 
     assert any("took else" in d.text for d in result.decisions)
 
 
-SPLIT = """
+SPLIT = (
+    """
 id: ab
 name: AB
-""" + ALWAYS_OPEN + """
+"""
+    + ALWAYS_OPEN
+    + """
 steps:
   - id: pick
     type: split
@@ -189,6 +200,7 @@ steps:
   - id: end
     type: exit
 """
+)
 
 
 def test_split_assignment_is_stable_per_lead_and_follows_weights(compile_text: Build) -> None:
@@ -253,7 +265,9 @@ def test_frequency_cap_defers_until_a_slot_frees(compile_text: Build) -> None:
     scenario = compile_text(WAITS)
     earlier = [MONDAY_9_UTC - timedelta(days=d) for d in (1, 2, 3)]
     cap = FrequencyCap(max_sends=3, period=timedelta(days=7))
-    result = step(scenario, start(scenario, MONDAY_9_UTC), lead(), [], MONDAY_9_UTC, recent_sends=earlier, cap=cap)
+    result = step(
+        scenario, start(scenario, MONDAY_9_UTC), lead(), [], MONDAY_9_UTC, recent_sends=earlier, cap=cap
+    )
     assert sends(result.effects) == []
     assert result.position.due_at == MONDAY_9_UTC - timedelta(days=3) + timedelta(days=7)
 
@@ -275,7 +289,10 @@ def test_became_hot_exit(compile_text: Build) -> None:
 
 
 def test_goto_and_falling_off_the_end_complete(compile_text: Build) -> None:
-    scenario = compile_text("id: g\nname: G" + ALWAYS_OPEN + """
+    scenario = compile_text(
+        "id: g\nname: G"
+        + ALWAYS_OPEN
+        + """
 steps:
   - id: jump
     type: goto
@@ -287,7 +304,8 @@ steps:
     type: send_email
     template: again
     subject: Last
-""")
+"""
+    )
     first = step(scenario, start(scenario, MONDAY_9_UTC), lead(), [], MONDAY_9_UTC)
     assert first.effects == [] and first.position.state == "pause"
     result = step(scenario, first.position, lead(), [], MONDAY_9_UTC + timedelta(days=1))

@@ -22,7 +22,12 @@ def scoring() -> CompiledScoring:
     return load_scoring(ROOT / "scenarios" / "scoring.yaml")
 
 
-GOOD_FIT = {"company_size": 1500, "industry": "Manufacturing", "job_title": "Head of Operations", "country": "DE"}
+GOOD_FIT = {
+    "company_size": 1500,
+    "industry": "Manufacturing",
+    "job_title": "Head of Operations",
+    "country": "DE",
+}
 POOR_FIT = {"company_size": 8, "industry": "Retail", "job_title": "Student", "country": "BR"}
 
 
@@ -55,8 +60,11 @@ def test_each_rule_type_scores_its_events(scoring: CompiledScoring) -> None:
 
 
 def test_daily_and_total_caps_limit_one_persons_browsing(scoring: CompiledScoring) -> None:
-    views = [event("page_view", NOW - timedelta(days=d, minutes=m), url="https://x.example/pricing")
-             for d in range(5) for m in range(10)]
+    views = [
+        event("page_view", NOW - timedelta(days=d, minutes=m), url="https://x.example/pricing")
+        for d in range(5)
+        for m in range(10)
+    ]
     points, parts, _ = scoring.engagement(views, NOW)
     pricing = next(p for p in parts if p.rule == "pricing_page")
     assert pricing.raw == 30  # 10 a day, 30 in all, from 50 views
@@ -81,7 +89,9 @@ def test_machine_activity_is_discounted(scoring: CompiledScoring) -> None:
         event("click", sent + timedelta(minutes=5), link="a", send=2),
         event("click", sent + timedelta(minutes=5, seconds=1), link="b", send=2),
         event("click", sent + timedelta(minutes=5, seconds=2), link="c", send=2),  # all links at once
-        event("click", sent + timedelta(minutes=9), link="d", user_agent="Mozilla/5.0 (compatible; Barracuda)"),
+        event(
+            "click", sent + timedelta(minutes=9), link="d", user_agent="Mozilla/5.0 (compatible; Barracuda)"
+        ),
         event("open", sent + timedelta(minutes=1), proxy=True),
         event("click", sent + timedelta(minutes=30), link="case-study", send=3, sent_at=sent),  # a person
     ]
@@ -106,8 +116,14 @@ def test_hot_needs_fit_and_engagement(scoring: CompiledScoring) -> None:
 
 
 def test_colleagues_engagement_counts_toward_the_account(scoring: CompiledScoring) -> None:
-    mine = [event("click", NOW - timedelta(hours=2), link="x"), event("webinar_registered", NOW - timedelta(hours=2))]
-    colleagues = [event("inquiry", NOW - timedelta(hours=1)), event("webinar_attended", NOW - timedelta(hours=3))]
+    mine = [
+        event("click", NOW - timedelta(hours=2), link="x"),
+        event("webinar_registered", NOW - timedelta(hours=2)),
+    ]
+    colleagues = [
+        event("inquiry", NOW - timedelta(hours=1)),
+        event("webinar_attended", NOW - timedelta(hours=3)),
+    ]
     alone = scoring.evaluate(GOOD_FIT, mine, NOW)
     together = scoring.evaluate(GOOD_FIT, mine, NOW, colleague_events=colleagues)
     assert together.engagement == alone.engagement + 30
@@ -122,16 +138,21 @@ def test_recycled_lead_starts_engagement_afresh(scoring: CompiledScoring) -> Non
 
 def test_scoring_file_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "scoring.yaml"
-    path.write_text("scoring:\n  fit:\n    - {name: big, when: 'lead.company_sise > 5', points: 5}\n"
-                    "  engagement:\n    - {name: c, event: clik, points: 1}\n  hot: {engagement: {A: 10}}\n"
-                    "  routing: {owners: [{name: A, email: a@x.example}]}\n  half_lfe: 3d\n")
+    path.write_text(
+        "scoring:\n  fit:\n    - {name: big, when: 'lead.company_sise > 5', points: 5}\n"
+        "  engagement:\n    - {name: c, event: clik, points: 1}\n  hot: {engagement: {A: 10}}\n"
+        "  routing: {owners: [{name: A, email: a@x.example}]}\n  half_lfe: 3d\n"
+    )
     with pytest.raises(ValidationFailed) as caught:
         load_scoring(path)
     assert [str(d).replace(str(path), "F") for d in caught.value.diagnostics] == [
-        "F:8: unknown key 'half_lfe' — did you mean 'half_life'?"]
+        "F:8: unknown key 'half_lfe' — did you mean 'half_life'?"
+    ]
     path.write_text(path.read_text().replace("  half_lfe: 3d\n", ""))
     with pytest.raises(ValidationFailed) as caught:
         load_scoring(path)
     messages = [str(d).replace(str(path), "F") for d in caught.value.diagnostics]
-    assert any(m.startswith("F:3: fit rule 'big' uses lead.company_sise") and "'company_size'" in m for m in messages)
+    assert any(
+        m.startswith("F:3: fit rule 'big' uses lead.company_sise") and "'company_size'" in m for m in messages
+    )
     assert "F:5: engagement rule 'c' scores unknown event 'clik' — did you mean 'click'?" in messages

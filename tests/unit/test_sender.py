@@ -14,8 +14,12 @@ from nurture.mail.tracking import sign, verify
 
 
 def test_errors_are_sorted_into_retry_bounce_and_fail() -> None:
-    refused = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no user", "a@x.example")])
-    greylisted = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(451, "later", "a@x.example")])
+    refused = aiosmtplib.SMTPRecipientsRefused(
+        [aiosmtplib.SMTPRecipientRefused(550, "no user", "a@x.example")]
+    )
+    greylisted = aiosmtplib.SMTPRecipientsRefused(
+        [aiosmtplib.SMTPRecipientRefused(451, "later", "a@x.example")]
+    )
     assert classify(refused).action == BOUNCE
     assert classify(greylisted).action == RETRY
     assert classify(aiosmtplib.SMTPDataError(554, "rejected")).action == BOUNCE
@@ -44,19 +48,30 @@ def test_rate_limit_spaces_sends_by_the_rate() -> None:
 
 def test_message_bytes_parse_back_with_both_parts_and_encoded_headers() -> None:
     built = build_message(
-        sender="Acme アナリティクス <seminar@acme.example>", to_email="hanako@tokai.example", to_name="鈴木 花子",
-        subject="【御礼】ご参加ありがとうございました " * 3, text="本文です\nLine two", html="<p>本文です</p>",
-        message_id="<k1@mail.example>", unsubscribe_url="https://t.example/u/abc",
-        unsubscribe_mailto="unsub@acme.example", idempotency_key="k1",
+        sender="Acme アナリティクス <seminar@acme.example>",
+        to_email="hanako@tokai.example",
+        to_name="鈴木 花子",
+        subject="【御礼】ご参加ありがとうございました " * 3,
+        text="本文です\nLine two",
+        html="<p>本文です</p>",
+        message_id="<k1@mail.example>",
+        unsubscribe_url="https://t.example/u/abc",
+        unsubscribe_mailto="unsub@acme.example",
+        idempotency_key="k1",
     )
     assert all(len(line) <= 998 for line in built.data.split(b"\r\n"))
     assert built.data.isascii()
     message = email.message_from_bytes(built.data, policy=default)
     assert message["Subject"] == ("【御礼】ご参加ありがとうございました " * 3).strip()
     assert message["To"].addresses[0].display_name == "鈴木 花子"
-    assert message["List-Unsubscribe"] == "<https://t.example/u/abc>, <mailto:unsub@acme.example?subject=unsubscribe>"
+    assert (
+        message["List-Unsubscribe"]
+        == "<https://t.example/u/abc>, <mailto:unsub@acme.example?subject=unsubscribe>"
+    )
     text = message.get_body(("plain",))
-    assert text is not None and text.get_content().replace("\r\n", "\n") == "本文です\nLine two"  # CRLF on the wire
+    assert (
+        text is not None and text.get_content().replace("\r\n", "\n") == "本文です\nLine two"
+    )  # CRLF on the wire
     html = message.get_body(("html",))
     assert html is not None and html.get_content() == "<p>本文です</p>"
 

@@ -114,7 +114,7 @@ def build_message(
     parts = []
     for subtype, content in (("plain", text), ("html", html)):
         parts.append(
-            f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
             + _quoted_printable(content)
             + b"\r\n"

@@ -52,9 +52,14 @@ class RateLimiter:
     and `sleep`.
     """
 
-    def __init__(self, rate: float, burst: int | None = None, *,
-                 timer: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int | None = None,
+        *,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.rate = rate
         self.capacity = float(burst or max(1, int(rate)))
         self.tokens = self.capacity

@@ -98,7 +98,11 @@ class CompiledScenario:
         self.following = self._following()
         self.durations = {
             s.id: parse_duration(s.timeout) for s in self.scenario.steps if isinstance(s, WaitFor)
-        } | {s.id: parse_duration(s.duration) for s in self.scenario.steps if isinstance(s, Wait) and s.duration}
+        } | {
+            s.id: parse_duration(s.duration)
+            for s in self.scenario.steps
+            if isinstance(s, Wait) and s.duration
+        }
         self.wait_where = {
             s.id: Expression(s.where) for s in self.scenario.steps if isinstance(s, WaitFor) and s.where
         }

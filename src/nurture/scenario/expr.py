@@ -199,7 +199,14 @@ class Expression:
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
             return result
-        except (UndefinedError, SecurityError, TypeError, ZeroDivisionError, ValueError, OverflowError) as exc:
+        except (
+            UndefinedError,
+            SecurityError,
+            TypeError,
+            ZeroDivisionError,
+            ValueError,
+            OverflowError,
+        ) as exc:
             raise ExpressionError(f"{self.source!r}: {exc}") from exc
 
     def test(self, context: Mapping[str, Any]) -> bool:

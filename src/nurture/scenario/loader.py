@@ -319,16 +319,24 @@ def structural_diagnostic(filename: str, data: Any, error: Any, root: Any) -> Di
     where = _describe(loc, data)
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        return Diagnostic(filename, line, f"unknown key '{key}'{where}", did_you_mean(key, _allowed_keys(loc, data, root)))
+        return Diagnostic(
+            filename, line, f"unknown key '{key}'{where}", did_you_mean(key, _allowed_keys(loc, data, root))
+        )
     if kind == "missing":
         return Diagnostic(filename, line_of(data, loc[:-1]), f"missing key '{loc[-1]}'{where}")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = _get(data, (*loc, "type"))
         choices = _step_types()
         if tag is None:
-            return Diagnostic(filename, line, f"step has no 'type'{where}", "expected one of: " + ", ".join(choices))
-        return Diagnostic(filename, line_of(data, (*loc, "type")), f"unknown step type '{tag}'{where}",
-                          did_you_mean(str(tag), choices))
+            return Diagnostic(
+                filename, line, f"step has no 'type'{where}", "expected one of: " + ", ".join(choices)
+            )
+        return Diagnostic(
+            filename,
+            line_of(data, (*loc, "type")),
+            f"unknown step type '{tag}'{where}",
+            did_you_mean(str(tag), choices),
+        )
     message = str(error["msg"]).removeprefix("Value error, ")
     return Diagnostic(filename, line, f"{'.'.join(str(p) for p in _clean(loc, data)) or 'file'}: {message}")
 

@@ -105,14 +105,18 @@ class CompiledScoring:
             if agent and any(fnmatch.fnmatchcase(agent, pattern) for pattern in guards.user_agents):
                 flagged[index] = f"known scanner user agent ({agent[:40]})"
                 continue
-            if event.type == "open" and guards.discount_proxy_opens and (
-                event.props.get("proxy") or "GoogleImageProxy" in agent
+            if (
+                event.type == "open"
+                and guards.discount_proxy_opens
+                and (event.props.get("proxy") or "GoogleImageProxy" in agent)
             ):
                 flagged[index] = "opened by a privacy proxy"
                 continue
             if event.type == "click":
                 delivered = _as_time(event.props.get("sent_at"))
-                if delivered is not None and event.at - delivered < timedelta(seconds=guards.min_seconds_after_delivery):
+                if delivered is not None and event.at - delivered < timedelta(
+                    seconds=guards.min_seconds_after_delivery
+                ):
                     flagged[index] = f"clicked {int((event.at - delivered).total_seconds())}s after delivery"
                     continue
                 if event.props.get("send") is not None:
@@ -135,7 +139,9 @@ class CompiledScoring:
     ) -> tuple[float, list[Contribution], list[Discounted]]:
         recent = sorted((e for e in events if now - self.lookback <= e.at <= now), key=lambda e: e.at)
         flagged = self.machine_activity(recent)
-        discounted = [Discounted(recent[i].type, recent[i].at, reason) for i, reason in sorted(flagged.items())]
+        discounted = [
+            Discounted(recent[i].type, recent[i].at, reason) for i, reason in sorted(flagged.items())
+        ]
         per_day: dict[tuple[str, Any], int] = defaultdict(int)
         per_rule_raw: dict[str, int] = defaultdict(int)
         per_rule_points: dict[str, float] = defaultdict(float)
@@ -162,7 +168,11 @@ class CompiledScoring:
             per_rule_points[rule.name] += allowed * 0.5**age * weight
         contributions = [
             Contribution(
-                name, kind, round(per_rule_points[name], 2), per_rule_raw[name], per_rule_events[name],
+                name,
+                kind,
+                round(per_rule_points[name], 2),
+                per_rule_raw[name],
+                per_rule_events[name],
                 f"{capped[name]} points over caps" if capped[name] else "",
             )
             for name in per_rule_events
@@ -211,8 +221,16 @@ class CompiledScoring:
                     f"points for grade {target}"  # type: ignore[index]
                 )
         elif not hot:
-            missing.append(f"needs {needed - engagement} more engagement points (grade {grade} needs {needed})")
+            missing.append(
+                f"needs {needed - engagement} more engagement points (grade {grade} needs {needed})"
+            )
         return ScoreResult(
-            fit_points, grade, engagement, hot, warm, fit_parts + own_parts + account_parts,
-            discounted + account_discounted, missing,
+            fit_points,
+            grade,
+            engagement,
+            hot,
+            warm,
+            fit_parts + own_parts + account_parts,
+            discounted + account_discounted,
+            missing,
         )

@@ -39,17 +39,35 @@ def check_scoring_data(data: LineDict, filename: str) -> tuple[CompiledScoring |
             problems.append(Diagnostic(filename, line, f"fit rule '{rule.name}': bad expression: {exc}"))
             continue
         for name in sorted(usage.names - {"lead"}):
-            problems.append(Diagnostic(filename, line, f"fit rule '{rule.name}' uses unknown name '{name}'",
-                                       "fit rules read lead fields only"))
+            problems.append(
+                Diagnostic(
+                    filename,
+                    line,
+                    f"fit rule '{rule.name}' uses unknown name '{name}'",
+                    "fit rules read lead fields only",
+                )
+            )
         for name in sorted(usage.lead_fields - fields):
-            problems.append(Diagnostic(filename, line, f"fit rule '{rule.name}' uses lead.{name}, which no lead field "
-                                       "provides", hint_with(did_you_mean(name, fields), "(declare it in lead_fields)")))
+            problems.append(
+                Diagnostic(
+                    filename,
+                    line,
+                    f"fit rule '{rule.name}' uses lead.{name}, which no lead field provides",
+                    hint_with(did_you_mean(name, fields), "(declare it in lead_fields)"),
+                )
+            )
     engagement_items = raw.get("engagement") if isinstance(raw, LineDict) else None
     for index, rule in enumerate(model.engagement):
         line = engagement_items.item_lines[index] if isinstance(engagement_items, LineList) else raw.line
         if rule.event not in EVENT_TYPES:
-            problems.append(Diagnostic(filename, line, f"engagement rule '{rule.name}' scores unknown event "
-                                       f"'{rule.event}'", did_you_mean(rule.event, EVENT_TYPES)))
+            problems.append(
+                Diagnostic(
+                    filename,
+                    line,
+                    f"engagement rule '{rule.name}' scores unknown event '{rule.event}'",
+                    did_you_mean(rule.event, EVENT_TYPES),
+                )
+            )
     names = [r.name for r in model.fit] + [r.name for r in model.engagement]
     for name in {n for n in names if names.count(n) > 1}:
         problems.append(Diagnostic(filename, raw.line, f"rule name '{name}' is used twice"))

@@ -40,7 +40,9 @@ class FitRule(_Strict):
 class EngagementRule(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     event: str = Field(description="Event type this rule scores")
-    match: dict[str, str] = Field(default_factory=dict, description="Property patterns, e.g. url: '*pricing*'")
+    match: dict[str, str] = Field(
+        default_factory=dict, description="Property patterns, e.g. url: '*pricing*'"
+    )
     points: int
     cap_per_day: int | None = Field(default=None, ge=0, description="Most points this rule gives in one day")
     cap_total: int | None = Field(default=None, ge=0, description="Most points this rule gives in all")
@@ -51,10 +53,21 @@ class BotGuards(_Strict):
     burst_clicks: int = Field(default=3, ge=2, description="This many links of one email clicked ...")
     burst_seconds: int = Field(default=5, ge=1, description="... within this many seconds: a link scanner")
     user_agents: list[str] = Field(
-        default_factory=lambda: ["*bot*", "*Bot*", "*spider*", "*crawler*", "*Barracuda*", "*Mimecast*",
-                                 "*Proofpoint*", "*python-requests*", "*curl/*"]
+        default_factory=lambda: [
+            "*bot*",
+            "*Bot*",
+            "*spider*",
+            "*crawler*",
+            "*Barracuda*",
+            "*Mimecast*",
+            "*Proofpoint*",
+            "*python-requests*",
+            "*curl/*",
+        ]
     )
-    discount_proxy_opens: bool = Field(default=True, description="Opens fetched by privacy proxies score nothing")
+    discount_proxy_opens: bool = Field(
+        default=True, description="Opens fetched by privacy proxies score nothing"
+    )
 
 
 class Account(_Strict):
@@ -86,7 +99,8 @@ class Scoring(_Strict):
     lead_fields: list[str] = Field(default_factory=list, description="Custom lead fields the rules read")
     fit: list[FitRule] = Field(default_factory=list)
     grades: dict[Literal["A", "B", "C"], int] = Field(
-        default_factory=lambda: {"A": 60, "B": 40, "C": 20}, description="Least fit points for each grade; else D"
+        default_factory=lambda: {"A": 60, "B": 40, "C": 20},
+        description="Least fit points for each grade; else D",
     )
     engagement: list[EngagementRule] = Field(default_factory=list)
     half_life: Duration = "30d"

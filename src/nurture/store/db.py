@@ -39,8 +39,12 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 def _sqlite_begin_immediate(connection: Any) -> None:
     # Take the write lock at BEGIN: two writers then queue on busy_timeout instead of one
-    # failing with "database is locked" when it upgrades a read transaction.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # failing with "database is locked" when it upgrades a read transaction. Connections
+    # opened for reading only (Store.reading) begin deferred and never block writers.
+    if connection.get_execution_options().get("read_only"):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_postgres(engine: Engine) -> bool:

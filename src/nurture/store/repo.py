@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, bindparam, cast, column, func, insert, or_, select, update, values
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
@@ -47,9 +60,17 @@ _APPLY_CHUNK = 1000
 _GUARDED_UPDATE = (
     update(E)
     .where(E.c.id == bindparam("e_id"), E.c.seq == bindparam("e_old_seq"))
-    .values(state=bindparam("state"), status=bindparam("status"), seq=bindparam("seq"),
-            entered_at=bindparam("entered_at"), due_at=bindparam("due_at"), finished_at=bindparam("finished_at"),
-            exit_reason=bindparam("exit_reason"), lease_owner=None, lease_until=None)
+    .values(
+        state=bindparam("state"),
+        status=bindparam("status"),
+        seq=bindparam("seq"),
+        entered_at=bindparam("entered_at"),
+        due_at=bindparam("due_at"),
+        finished_at=bindparam("finished_at"),
+        exit_reason=bindparam("exit_reason"),
+        lease_owner=None,
+        lease_until=None,
+    )
 )
 LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in L.c]
 
@@ -99,8 +120,17 @@ class EnrollmentUpdate:
     lead_id: int
 
 
-_CLAIMED = (E.c.id, E.c.lead_id, E.c.scenario_id, E.c.scenario_version, E.c.state, E.c.status, E.c.seq,
-            E.c.entered_at, E.c.due_at)
+_CLAIMED = (
+    E.c.id,
+    E.c.lead_id,
+    E.c.scenario_id,
+    E.c.scenario_version,
+    E.c.state,
+    E.c.status,
+    E.c.seq,
+    E.c.entered_at,
+    E.c.due_at,
+)
 
 StepBatch = Callable[
     [list[Claimed], dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]],
@@ -109,9 +139,17 @@ StepBatch = Callable[
 
 
 def _position_params(item: EnrollmentUpdate) -> dict[str, Any]:
-    return {"e_id": item.id, "e_old_seq": item.old_seq, "state": item.state, "status": item.status,
-            "seq": item.seq, "entered_at": item.entered_at, "due_at": item.due_at,
-            "finished_at": item.finished_at, "exit_reason": item.exit_reason}
+    return {
+        "e_id": item.id,
+        "e_old_seq": item.old_seq,
+        "state": item.state,
+        "status": item.status,
+        "seq": item.seq,
+        "entered_at": item.entered_at,
+        "due_at": item.due_at,
+        "finished_at": item.finished_at,
+        "exit_reason": item.exit_reason,
+    }
 
 
 def _insert_ignore(engine: Engine, table: Any) -> Any:
@@ -124,6 +162,10 @@ class Store:
         self.engine = engine
         self.clock = clock
         self.postgres = is_postgres(engine)
+
+    def reading(self) -> Connection:
+        """A connection for reads only: on SQLite it does not take the write lock."""
+        return self.engine.connect().execution_options(read_only=True)
 
     # -- leads -----------------------------------------------------------------------------
 
@@ -155,7 +197,7 @@ class Store:
         return int(existing.id), False
 
     def lead_by_email(self, email: str) -> Row[Any] | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return conn.execute(select(L).where(L.c.email == email.strip().lower())).first()
 
     # -- events ----------------------------------------------------------------------------
@@ -296,7 +338,7 @@ class Store:
         return moved
 
     def version_source(self, scenario_id: str, version: str) -> tuple[str, str] | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(SV.c.path, SV.c.source).where(SV.c.scenario_id == scenario_id, SV.c.version == version)
             ).first()
@@ -386,18 +428,28 @@ class Store:
     def load_context(
         self, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return self._load(conn, lead_ids, events_since, sends_since)
 
     def _load(
         self, conn: Connection, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
         leads = {row.id: row for row in conn.execute(select(L).where(L.c.id.in_(lead_ids)))}
-        return leads, self.events_for(conn, lead_ids, events_since), self.recent_sends(conn, lead_ids, sends_since)
+        return (
+            leads,
+            self.events_for(conn, lead_ids, events_since),
+            self.recent_sends(conn, lead_ids, sends_since),
+        )
 
     def advance_due(
-        self, worker: str, now: datetime, limit: int, lease: timedelta, events_since: datetime,
-        sends_since: datetime, step_batch: StepBatch,
+        self,
+        worker: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        events_since: datetime,
+        sends_since: datetime,
+        step_batch: StepBatch,
     ) -> tuple[int, int, int]:
         """Step up to `limit` due enrolments; returns (claimed, applied, lost).
 
@@ -416,8 +468,15 @@ class Store:
             applied, lost = self.apply(worker, updates)
             return len(claimed), applied, lost
         with self.engine.begin() as conn:
-            claimed = [Claimed(*row) for row in conn.execute(
-                select(*_CLAIMED).where(E.c.status == "active", E.c.due_at <= now).order_by(E.c.due_at).limit(limit))]
+            claimed = [
+                Claimed(*row)
+                for row in conn.execute(
+                    select(*_CLAIMED)
+                    .where(E.c.status == "active", E.c.due_at <= now)
+                    .order_by(E.c.due_at)
+                    .limit(limit)
+                )
+            ]
             if not claimed:
                 return 0, 0, 0
             lead_ids = sorted({c.lead_id for c in claimed})
@@ -440,7 +499,7 @@ class Store:
         applied: set[int] = set()
         with self.engine.begin() as conn:
             for start in range(0, len(items), _APPLY_CHUNK):
-                applied |= self._apply_positions(conn, worker, items[start:start + _APPLY_CHUNK])
+                applied |= self._apply_positions(conn, worker, items[start : start + _APPLY_CHUNK])
             self._write_effects(conn, [item for item in items if item.id in applied])
         return len(applied), len(items) - len(applied)
 
@@ -460,32 +519,50 @@ class Store:
             return set()
         if not self.postgres:
             return self._apply_positions_sqlite(conn, worker, items)
-        rows = [(i.id, i.old_seq, i.state, i.status, i.seq, i.entered_at, i.due_at, i.finished_at, i.exit_reason)
-                for i in items]
+        rows = [
+            (i.id, i.old_seq, i.state, i.status, i.seq, i.entered_at, i.due_at, i.finished_at, i.exit_reason)
+            for i in items
+        ]
         v = values(
-            column("e_id", Integer), column("e_old_seq", Integer), column("n_state", String),
-            column("n_status", String), column("n_seq", Integer), column("n_entered", UTCDateTime()),
-            column("n_due", UTCDateTime()), column("n_finished", UTCDateTime()), column("n_reason", String),
+            column("e_id", Integer),
+            column("e_old_seq", Integer),
+            column("n_state", String),
+            column("n_status", String),
+            column("n_seq", Integer),
+            column("n_entered", UTCDateTime()),
+            column("n_due", UTCDateTime()),
+            column("n_finished", UTCDateTime()),
+            column("n_reason", String),
             name="v",
         ).data(rows)
         statement = (
             update(E)
             .where(E.c.id == v.c.e_id, E.c.seq == v.c.e_old_seq, E.c.lease_owner == worker)
-            .values(state=v.c.n_state, status=v.c.n_status, seq=v.c.n_seq,
-                    entered_at=cast(v.c.n_entered, UTCDateTime()), due_at=cast(v.c.n_due, UTCDateTime()),
-                    finished_at=cast(v.c.n_finished, UTCDateTime()), exit_reason=v.c.n_reason,
-                    lease_owner=None, lease_until=None)
+            .values(
+                state=v.c.n_state,
+                status=v.c.n_status,
+                seq=v.c.n_seq,
+                entered_at=cast(v.c.n_entered, UTCDateTime()),
+                due_at=cast(v.c.n_due, UTCDateTime()),
+                finished_at=cast(v.c.n_finished, UTCDateTime()),
+                exit_reason=v.c.n_reason,
+                lease_owner=None,
+                lease_until=None,
+            )
             .returning(E.c.id)
         )
         return {row.id for row in conn.execute(statement)}
 
-    def _apply_positions_sqlite(self, conn: Connection, worker: str, items: Sequence[EnrollmentUpdate]) -> set[int]:
+    def _apply_positions_sqlite(
+        self, conn: Connection, worker: str, items: Sequence[EnrollmentUpdate]
+    ) -> set[int]:
         # SQLite has no column list on VALUES. The transaction began IMMEDIATE and so holds
         # the write lock: the leases read here cannot change before the executemany below.
         held = {
             (row.id, row.seq)
-            for row in conn.execute(select(E.c.id, E.c.seq).where(
-                E.c.id.in_([i.id for i in items]), E.c.lease_owner == worker))
+            for row in conn.execute(
+                select(E.c.id, E.c.seq).where(E.c.id.in_([i.id for i in items]), E.c.lease_owner == worker)
+            )
         }
         kept = [i for i in items if (i.id, i.old_seq) in held]
         if kept:
@@ -566,7 +643,7 @@ class Store:
         return list(conn.execute(select(L).where(L.c.id.in_(lead_ids)).order_by(L.c.id)))
 
     def leads_by_id(self, lead_ids: Sequence[int]) -> dict[int, Row[Any]]:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return {row.id: row for row in conn.execute(select(L).where(L.c.id.in_(lead_ids)))}
 
     def finish_send(
@@ -599,8 +676,11 @@ class Store:
     def release_sends(self, worker: str, send_ids: Sequence[int]) -> None:
         """Give leased, unsent rows back to the outbox (not counted as an attempt)."""
         with self.engine.begin() as conn:
-            conn.execute(update(S).where(S.c.id.in_(send_ids), S.c.lease_owner == worker, S.c.status == "sending")
-                         .values(status="pending", lease_owner=None, lease_until=None, attempts=S.c.attempts - 1))
+            conn.execute(
+                update(S)
+                .where(S.c.id.in_(send_ids), S.c.lease_owner == worker, S.c.status == "sending")
+                .values(status="pending", lease_owner=None, lease_until=None, attempts=S.c.attempts - 1)
+            )
 
     def mark_sent_many(self, worker: str, items: Sequence[tuple[int, str]], now: datetime) -> None:
         if not items:
@@ -624,7 +704,7 @@ class Store:
 
     def status(self) -> dict[str, Any]:
         now = self.clock.now()
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             enrolments = conn.execute(
                 select(E.c.scenario_id, E.c.status, E.c.state, func.count())
                 .group_by(E.c.scenario_id, E.c.status, E.c.state)
@@ -657,7 +737,7 @@ class Store:
         }
 
     def funnel(self, scenario_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             sent = dict(
                 conn.execute(
                     select(S.c.step, func.count())

@@ -36,6 +36,8 @@ class Lead(SQLModel, table=True):
     score_fit: int = 0
     score_engagement: int = 0
     grade: str = Field(default="D", max_length=2)
+    engagement_since: datetime | None = _ts(default=None, nullable=True)
+    scored_at: datetime | None = _ts(default=None, nullable=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts(index=True)
 
@@ -150,6 +152,71 @@ class AuditLog(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
 
 
+class LifecycleChange(SQLModel, table=True):
+    """Every change of a lead's lifecycle stage, with who or what made it and why."""
+
+    __tablename__ = "lifecycle_change"
+    __table_args__ = (Index("ix_lifecycle_lead", "lead_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id")
+    at: datetime = _ts()
+    from_stage: str = Field(max_length=20)
+    to_stage: str = Field(max_length=20)
+    reason: str
+    actor: str = Field(max_length=200)
+
+
+class ScoreHistory(SQLModel, table=True):
+    __tablename__ = "score_history"
+    __table_args__ = (Index("ix_score_history_lead", "lead_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id")
+    at: datetime = _ts()
+    fit: int
+    engagement: int
+    grade: str = Field(max_length=2)
+
+
+class Activity(SQLModel, table=True):
+    """What sales did or learned: calls, meetings, survey answers, feedback."""
+
+    __table_args__ = (Index("ix_activity_lead", "lead_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id")
+    at: datetime = _ts()
+    kind: str = Field(max_length=40)
+    note: str = ""
+    actor: str = Field(max_length=200)
+
+
+class Notification(SQLModel, table=True):
+    """The durable outbox of messages to sales: emails to owners and signed webhooks."""
+
+    __table_args__ = (
+        Index(
+            "ix_notification_pending",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=100, unique=True)
+    kind: str = Field(max_length=20)  # email | webhook
+    lead_id: int | None = Field(default=None, foreign_key="lead.id")
+    target: str
+    subject: str = ""
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
+    status: str = Field(default="pending", max_length=12)
+    attempts: int = 0
+    created_at: datetime = _ts()
+    next_attempt_at: datetime = _ts()
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = _ts(default=None, nullable=True)
+    sent_at: datetime | None = _ts(default=None, nullable=True)
+    last_error: str | None = None
+
+
 class Setting(SQLModel, table=True):
     """Small named values the daemon keeps between runs (e.g. enrolment watermarks)."""
 
@@ -158,4 +225,17 @@ class Setting(SQLModel, table=True):
     value: str
 
 
-__all__ = ["AuditLog", "Enrollment", "Event", "Lead", "ScenarioVersion", "Send", "Setting", "Suppression"]
+__all__ = [
+    "Activity",
+    "AuditLog",
+    "Enrollment",
+    "Event",
+    "Lead",
+    "LifecycleChange",
+    "Notification",
+    "ScenarioVersion",
+    "ScoreHistory",
+    "Send",
+    "Setting",
+    "Suppression",
+]

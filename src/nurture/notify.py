@@ -1,0 +1,255 @@
+"""The notify job: deliver the notification outbox to sales, by email and signed webhook.
+
+Webhooks are JSON POSTs signed with HMAC-SHA256 over `timestamp.body`:
+`X-Nurture-Signature: t=<unix>,v1=<hex>`; `X-Nurture-Delivery` carries the
+notification's key, the same on every retry, so receivers can ignore repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+
+from nurture.clock import Clock
+from nurture.config import Settings
+from nurture.mail.message import build_message, message_id_for
+from nurture.mail.sender import BOUNCE, SmtpPool, classify
+from nurture.store.repo import Store
+from nurture.store.tables import Notification
+
+N = Notification.__table__  # type: ignore[attr-defined]
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(secret: str, header: str, body: bytes) -> bool:
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        expected = signature(secret, int(parts["t"]), body)
+    except (KeyError, ValueError):
+        return False
+    return hmac.compare_digest(expected, header)
+
+
+def render_summary(payload: dict[str, Any]) -> tuple[str, str]:
+    """Text and HTML of a hot-lead email to its owner."""
+    lead, score = payload["lead"], payload["score"]
+    lines = [
+        f"{lead['name'] or lead['email']} ({lead['email']}) is hot.",
+        f"Company: {lead.get('company') or '-'} · {lead.get('industry') or '-'} · {lead.get('company_size') or '?'} "
+        f"people · {lead.get('country') or '-'}",
+        f"Title: {lead.get('job_title') or '-'}",
+        f"Score: fit grade {score['grade']} ({score['fit']}), engagement {score['engagement']}",
+        "",
+        "Why hot:",
+        *[f"  - {reason}" for reason in payload["why"]],
+        "",
+        "Last activities:",
+        *[
+            f"  - {a['at'][:16].replace('T', ' ')} {a['type']} {a.get('url') or a.get('link') or ''}".rstrip()
+            for a in payload["last_activities"]
+        ],
+        "",
+        f"Open the lead: {payload['link']}",
+    ]
+    text = "\n".join(lines) + "\n"
+    from html import escape
+
+    html = '<pre style="font-family: Helvetica, Arial, sans-serif">' + escape(text) + "</pre>"
+    return text, html
+
+
+@dataclass
+class NotifyStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        pool: SmtpPool,
+        *,
+        worker: str,
+        sender: str = "nurture <nurture@localhost>",
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.pool = pool
+        self.worker = worker
+        self.sender = sender
+        self.lease = timedelta(seconds=max(settings.lease_seconds, settings.smtp_timeout * 3))
+
+    def _claim(self, now: datetime, limit: int) -> list[Any]:
+        due = (
+            select(N.c.id)
+            .where(
+                N.c.status.in_(("pending", "sending")),
+                N.c.next_attempt_at <= now,
+                or_(N.c.lease_until.is_(None), N.c.lease_until < now),
+            )
+            .order_by(N.c.id)
+            .limit(limit)
+        )
+        if self.store.postgres:
+            due = due.with_for_update(skip_locked=True)
+        with self.store.engine.begin() as conn:
+            return list(
+                conn.execute(
+                    update(N)
+                    .where(N.c.id.in_(due.scalar_subquery()))
+                    .values(
+                        status="sending",
+                        lease_owner=self.worker,
+                        lease_until=now + self.lease,
+                        attempts=N.c.attempts + 1,
+                    )
+                    .returning(N)
+                )
+            )
+
+    def _finish(self, row: Any, ok: bool, error: str | None, permanent: bool = False) -> None:
+        now = self.clock.now()
+        values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "last_error": error}
+        if ok:
+            values.update(status="sent", sent_at=now)
+        elif permanent or row.attempts >= self.settings.max_attempts:
+            values.update(status="failed")
+        else:
+            delay = self.settings.retry_base_seconds * 2 ** max(row.attempts - 1, 0)
+            values.update(status="pending", next_attempt_at=now + timedelta(seconds=delay))
+        with self.store.engine.begin() as conn:
+            conn.execute(update(N).where(N.c.id == row.id, N.c.lease_owner == self.worker).values(**values))
+
+    async def drain_once(self, limit: int = 100) -> NotifyStats:
+        stats = NotifyStats()
+        rows = await asyncio.to_thread(self._claim, self.clock.now(), limit)
+        for row in rows:
+            try:
+                if row.kind == "webhook":
+                    await asyncio.to_thread(self._post, row)
+                else:
+                    await self._email(row)
+            except Exception as exc:  # every failure is retried with backoff, then kept as failed
+                permanent = (
+                    isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code != 429
+                )
+                permanent = permanent or (classify(exc).action == BOUNCE and row.kind == "email")
+                await asyncio.to_thread(self._finish, row, False, f"{type(exc).__name__}: {exc}", permanent)
+                if permanent or row.attempts >= self.settings.max_attempts:
+                    stats.failed += 1
+                else:
+                    stats.retried += 1
+                continue
+            await asyncio.to_thread(self._finish, row, True, None)
+            stats.sent += 1
+        return stats
+
+    async def _email(self, row: Any) -> None:
+        if row.kind == "digest":
+            text, html = row.payload["text"], row.payload["html"]
+        else:
+            text, html = render_summary(row.payload)
+        key = f"notify-{row.id}-{row.key}".replace(":", "-")[:60]
+        message = build_message(
+            sender=self.sender,
+            to_email=row.target,
+            to_name=None,
+            subject=row.subject,
+            text=text,
+            html=html,
+            message_id=message_id_for(key, self.settings.mail_domain),
+            unsubscribe_url=f"{self.settings.base_url.rstrip('/')}/settings",
+            unsubscribe_mailto=None,
+            idempotency_key=key,
+            date=self.clock.now(),
+        )
+        await self.pool.send(message)
+
+    def _post(self, row: Any) -> None:
+        body = json.dumps(row.payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        timestamp = int(self.clock.now().timestamp())
+        request = urllib.request.Request(
+            row.target,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "nurture-webhook/1",
+                "X-Nurture-Delivery": row.key,
+                "X-Nurture-Signature": signature(self.settings.secret_key, timestamp, body),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=self.settings.smtp_timeout) as response:  # noqa: S310
+            if not 200 <= response.status < 300:
+                raise urllib.error.HTTPError(
+                    row.target, response.status, "unexpected status", response.headers, None
+                )
+
+
+def queue_digests(store: Store, scoring: Any, now: datetime) -> int:
+    """One email per owner listing the leads that became hot in the last day (once per day)."""
+    from nurture.qualify import LC
+    from nurture.store.repo import L
+
+    since = now - timedelta(days=1)
+    with store.engine.begin() as conn:
+        rows = conn.execute(
+            select(
+                L.c.id, L.c.email, L.c.first_name, L.c.last_name, L.c.company, L.c.owner, LC.c.at, LC.c.reason
+            )
+            .join(LC, LC.c.lead_id == L.c.id)
+            .where(LC.c.to_stage == "hot", LC.c.at >= since)
+            .order_by(LC.c.at)
+        ).all()
+        by_owner: dict[str, list[Any]] = {}
+        for row in rows:
+            if row.owner:
+                by_owner.setdefault(row.owner, []).append(row)
+        made = 0
+        for owner, leads in by_owner.items():
+            key = f"digest:{owner}:{now.date().isoformat()}"
+            if conn.execute(select(N.c.id).where(N.c.key == key)).first():
+                continue
+            lines = [f"{len(leads)} new hot lead(s) in the last 24 hours:", ""]
+            lines += [
+                f"- {' '.join(p for p in (r.first_name, r.last_name) if p) or r.email} ({r.email}), "
+                f"{r.company or '-'}: {r.reason}"
+                for r in leads
+            ]
+            text = "\n".join(lines) + "\n"
+            from html import escape
+
+            conn.execute(
+                insert(N).values(
+                    key=key,
+                    kind="digest",
+                    lead_id=None,
+                    target=owner,
+                    subject=f"Daily digest: {len(leads)} new hot lead(s)",
+                    payload={"text": text, "html": f"<pre>{escape(text)}</pre>"},
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+            made += 1
+        return made

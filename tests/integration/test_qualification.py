@@ -1,0 +1,212 @@
+"""Events in → score → promotion → exactly one email and one signed webhook to sales → feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from nurture.clock import FakeClock
+from nurture.daemon import Daemon
+from nurture.notify import verify_signature
+from nurture.qualify import LC
+from nurture.sales import feedback
+from nurture.store.repo import E, L
+from nurture.store.tables import Notification
+from tests.integration.conftest import ROOT
+from tests.integration.test_daemon import import_csv
+from tests.smtp_server import SmtpServer, free_port
+
+N = Notification.__table__  # type: ignore[attr-defined]
+
+
+class Hooks(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hooks.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    Hooks.received = []
+    server = HTTPServer(("127.0.0.1", free_port()), Hooks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks/nurture"
+    server.shutdown()
+
+
+LEADS = (
+    "email,first_name,last_name,company,company_size,industry,job_title,country,timezone,source\n"
+    "ada@nordwerk.example,Ada,Lang,Nordwerk,1500,Manufacturing,Head of Operations,DE,Europe/Berlin,whitepaper\n"
+    "kim@tinyshop.example,Kim,Poor,Tiny Shop,5,Retail,Student,BR,America/Sao_Paulo,whitepaper\n"
+)
+
+
+def lead_id(daemon: Daemon, email: str) -> int:
+    row = daemon.store.lead_by_email(email)
+    assert row is not None
+    return int(row.id)
+
+
+def record(daemon: Daemon, email: str, type_: str, at: Any, **props: Any) -> None:
+    lead = lead_id(daemon, email)
+    with daemon.store.engine.begin() as conn:
+        daemon.store.record_event(conn, lead, type_, at, props)
+
+
+def test_hot_lead_is_promoted_and_sales_notified_once(
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+    webhook: str,
+) -> None:
+    shutil.copy(ROOT / "scenarios" / "whitepaper_nurture.yaml", workspace / "scenarios")
+    scoring = (
+        (ROOT / "scenarios" / "scoring.yaml")
+        .read_text()
+        .replace("webhook_url: null", f"webhook_url: {webhook}")
+    )
+    (workspace / "scenarios" / "scoring.yaml").write_text(scoring)
+    daemon = make_daemon(db_url, notify_sender="nurture <sales-alerts@acme.example>")
+    import_csv(daemon, tmp_path, LEADS)
+
+    async def scenario() -> None:
+        await daemon.tick()
+        now = clock.now()
+        record(daemon, "ada@nordwerk.example", "webinar_attended", now - timedelta(hours=3))
+        record(daemon, "ada@nordwerk.example", "inquiry", now - timedelta(hours=1), url="/contact")
+        for day in range(4):  # a poor-fit visitor hammering the pricing page and asking too
+            for n in range(15):
+                record(
+                    daemon,
+                    "kim@tinyshop.example",
+                    "page_view",
+                    now - timedelta(days=day, minutes=n),
+                    url="https://acme.example/pricing",
+                )
+        record(daemon, "kim@tinyshop.example", "inquiry", now - timedelta(minutes=30))
+        clock.advance(timedelta(minutes=1))
+        smtp.messages.clear()
+        await daemon.tick()
+        await daemon.tick()
+        clock.advance(timedelta(hours=1))
+        await daemon.tick()
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    asyncio.run(scenario())
+    ada = daemon.store.lead_by_email("ada@nordwerk.example")
+    kim = daemon.store.lead_by_email("kim@tinyshop.example")
+    assert ada is not None and kim is not None
+    assert (ada.lifecycle_stage, ada.grade, ada.owner) == ("hot", "A", "max.keller@acme-analytics.example")
+    assert (kim.lifecycle_stage, kim.grade) == ("warm", "D")
+    assert kim.score_engagement >= 60  # engaged enough for grade B, but a D can never be hot
+
+    alerts = [
+        m for m in smtp.messages if m["To"].addresses[0].addr_spec == "max.keller@acme-analytics.example"
+    ]
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["Subject"].startswith("Hot lead: Ada Lang, Nordwerk (A/")
+    body = alert.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "inquiry" in body and "webinar_attended" in body and "/leads/" in body
+
+    assert len(Hooks.received) == 1
+    headers, raw = Hooks.received[0]
+    assert verify_signature("test-secret", headers["X-Nurture-Signature"], raw)
+    assert not verify_signature("test-secret", headers["X-Nurture-Signature"], raw.replace(b"Ada", b"Eve"))
+    payload = json.loads(raw)
+    assert payload["event"] == "lead.hot" and payload["lead"]["email"] == "ada@nordwerk.example"
+    assert payload["score"]["grade"] == "A" and payload["why"]
+
+    with daemon.store.engine.connect() as conn:
+        changes = conn.execute(
+            select(LC.c.from_stage, LC.c.to_stage, LC.c.reason)
+            .where(LC.c.lead_id == ada.id)
+            .order_by(LC.c.id)
+        ).all()
+        enrolment = conn.execute(select(E.c.status, E.c.exit_reason).where(E.c.lead_id == ada.id)).one()
+        statuses = sorted(conn.execute(select(N.c.kind, N.c.status)).all())
+    assert [(c.from_stage, c.to_stage) for c in changes] == [("cold", "hot")]
+    assert changes[0].reason.startswith("grade A with engagement")
+    assert tuple(enrolment) == ("exited", "became_hot")
+    assert statuses == [("email", "sent"), ("webhook", "sent")]
+
+    now = clock.now()
+    assert feedback(daemon.store, "ada@nordwerk.example", "accept", "call booked", "max", now) == (
+        "hot",
+        "accepted",
+    )
+    assert feedback(daemon.store, "ada@nordwerk.example", "recycle", "budget next year", "max", now) == (
+        "accepted",
+        "recycled",
+    )
+    recycled = daemon.store.lead_by_email("ada@nordwerk.example")
+    assert recycled is not None and recycled.lifecycle_stage == "recycled" and recycled.score_engagement == 0
+
+
+def test_recycled_lead_is_re_enrolled_in_reengagement_and_not_promoted_again_at_once(
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    for name in ("reengagement.yaml", "scoring.yaml"):
+        shutil.copy(ROOT / "scenarios" / name, workspace / "scenarios")
+    daemon = make_daemon(sqlite_url)
+    import_csv(daemon, tmp_path, LEADS)
+    record(daemon, "ada@nordwerk.example", "inquiry", clock.now() - timedelta(hours=1))
+    daemon.qualifier.run_once()
+    assert daemon.store.lead_by_email("ada@nordwerk.example").lifecycle_stage == "hot"  # type: ignore[union-attr]
+    feedback(daemon.store, "ada@nordwerk.example", "recycle", "not now", "sales", clock.now())
+    clock.advance(timedelta(minutes=5))
+    record(daemon, "ada@nordwerk.example", "open", clock.now())
+    daemon.qualifier.run_once()
+    daemon.enroller.run_once()
+    ada = daemon.store.lead_by_email("ada@nordwerk.example")
+    assert ada is not None and ada.lifecycle_stage == "recycled"
+    with daemon.store.engine.connect() as conn:
+        scenarios = conn.execute(select(E.c.scenario_id).where(E.c.lead_id == ada.id)).scalars().all()
+    assert scenarios == ["reengagement"]
+
+
+def test_feedback_refuses_unknown_leads_and_missing_reasons(
+    sqlite_url: str, make_daemon: Callable[..., Daemon], clock: FakeClock, tmp_path: Path
+) -> None:
+    from nurture.errors import NurtureError
+
+    daemon = make_daemon(sqlite_url)
+    import_csv(daemon, tmp_path, LEADS)
+    with pytest.raises(NurtureError, match="no lead with email"):
+        feedback(daemon.store, "nobody@x.example", "accept", "x", "s", clock.now())
+    with pytest.raises(NurtureError, match="needs a reason"):
+        feedback(daemon.store, "ada@nordwerk.example", "accept", " ", "s", clock.now())
+    with pytest.raises(NurtureError, match="cannot recycle a lead that is cold"):
+        feedback(daemon.store, "ada@nordwerk.example", "recycle", "x", "s", clock.now())
+    with daemon.store.engine.connect() as conn:
+        assert (
+            conn.execute(select(L.c.lifecycle_stage).where(L.c.email == "ada@nordwerk.example")).scalar()
+            == "cold"
+        )
