@@ -83,9 +83,7 @@ def bulk_leads(engine: Engine, count: int, now: datetime, chunk: int = 50_000) -
             )
 
 
-def bulk_enrollments(
-    engine: Engine, count: int, due: int, now: datetime, version: str, chunk: int = 50_000
-) -> None:
+def bulk_enrollments(engine: Engine, count: int, due: int, now: datetime, version: str, chunk: int = 50_000) -> None:
     """`count` active enrolments at 'route'; the first `due` are due now, the rest in a month."""
     later = now + timedelta(days=30)
     with engine.begin() as conn:

@@ -52,9 +52,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.port = free_port()
-        binary = shutil.which("smtp-sink") or (
-            "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None
-        )
+        binary = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None)
         if binary:
             self.kind = "postfix smtp-sink"
             self.process = subprocess.Popen([binary, "-u", "nobody", f"127.0.0.1:{self.port}", "256"])
@@ -329,7 +327,7 @@ def bench_memory(folder: Path, large: int) -> list[str]:
         text=True,
         check=True,
     )
-    peak_kb, enrolled, advanced, seconds = result.stdout.split()
+    peak_kb, _enrolled, _advanced, seconds = result.stdout.split()
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at fork time.
     baseline = subprocess.run(
         [
@@ -351,9 +349,7 @@ def bench_memory(folder: Path, large: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="*", default=["send", "advance", "tick", "memory"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="folder for the databases (default: a temporary one)")

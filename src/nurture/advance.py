@@ -145,14 +145,10 @@ class Advancer:
                 changes["remove_tags"] += effect.remove_tags
                 changes["score_delta"] += effect.score_delta
             elif isinstance(effect, fx.NotifySales):
-                notified.append(
-                    {"step": effect.step, "message": effect.message, "key": effect.idempotency_key}
-                )
+                notified.append({"step": effect.step, "message": effect.message, "key": effect.idempotency_key})
             elif isinstance(effect, fx.Finished):
                 finished_at, exit_reason = effect.at, effect.reason
-        has_changes = bool(
-            changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"]
-        )
+        has_changes = bool(changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"])
         # The audit log records what a step did to or for the lead (emails, notifications,
         # field changes, leaving), with the decisions that led there. A step that only moved
         # the lead to its next wait is visible in the enrolment row and is not logged.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from nurture.errors import NurtureError, ValidationFailed
-from nurture.scenario.compiler import CompiledScenario, compile_scenario
 from nurture.project import check_file
+from nurture.scenario.compiler import CompiledScenario, compile_scenario
 from nurture.scenario.loader import load_scenario_text, scenario_files
 from nurture.scoring.engine import CompiledScoring
 from nurture.store.repo import Store
@@ -60,8 +60,7 @@ class Catalog:
                 compiled.scenario.migrate,
             )
             notes.append(
-                f"{scenario_id}: version {compiled.version}"
-                + (f", {moved} enrolment(s) migrated" if moved else "")
+                f"{scenario_id}: version {compiled.version}" + (f", {moved} enrolment(s) migrated" if moved else "")
             )
             self._versions[(scenario_id, compiled.version)] = compiled
         self.current = found

@@ -12,9 +12,9 @@ import typer
 from nurture.clock import SystemClock
 from nurture.config import Settings
 from nurture.errors import NurtureError, ValidationFailed
+from nurture.project import check_file
 from nurture.scenario.compiler import compile_scenario
 from nurture.scenario.graph import to_dot, to_mermaid
-from nurture.project import check_file
 from nurture.scenario.loader import load_scenario, scenario_files
 from nurture.scenario.model import Scenario
 from nurture.store.db import make_engine
@@ -218,25 +218,19 @@ def _feedback(action: str, email: str, reason: str, actor: str, db: str | None) 
 
 
 @sales_app.command("accept")
-def sales_accept(
-    email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None
-) -> None:
+def sales_accept(email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None) -> None:
     """Sales takes the lead on."""
     _feedback("accept", email, reason, by, db)
 
 
 @sales_app.command("reject")
-def sales_reject(
-    email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None
-) -> None:
+def sales_reject(email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None) -> None:
     """Sales says the lead is not qualified."""
     _feedback("reject", email, reason, by, db)
 
 
 @sales_app.command("recycle")
-def sales_recycle(
-    email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None
-) -> None:
+def sales_recycle(email: str, reason: ReasonOption, by: ActorOption = "sales", db: DatabaseOption = None) -> None:
     """Not ready yet: back to nurture (the re-engagement scenario), engagement starts afresh."""
     _feedback("recycle", email, reason, by, db)
 
@@ -370,9 +364,7 @@ def status(db: DatabaseOption = None) -> None:
 
     info = _store(_settings(db)).status()
     console = Console()
-    table = Table(
-        title=f"Enrolments ({info['leads']} leads, {info['due_now']} due now)", title_justify="left"
-    )
+    table = Table(title=f"Enrolments ({info['leads']} leads, {info['due_now']} due now)", title_justify="left")
     for column in ("scenario", "status", "state", "count"):
         table.add_column(column, justify="right" if column == "count" else "left")
     for scenario_id, state_status, state, count in info["enrolments"]:

@@ -91,9 +91,7 @@ class Audience:
                 roll = chance(row.idempotency_key)
                 if roll < 0.6:
                     opened = row.sent_at + timedelta(minutes=20 + int(roll * 600))
-                    self.store.record_event(
-                        conn, row.lead_id, "open", opened, {"send": row.id}, f"demo-open-{row.id}"
-                    )
+                    self.store.record_event(conn, row.lead_id, "open", opened, {"send": row.id}, f"demo-open-{row.id}")
                     made += 1
                 if link and roll < click_rate:
                     clicked = row.sent_at + timedelta(hours=1 + int(roll * 20))
@@ -198,9 +196,7 @@ def run_demo(
                 await asyncio.to_thread(audience.react)
                 now = clock.now()
                 elapsed = min(days, (now - START).total_seconds() / 86400)
-                progress.update(
-                    task, completed=elapsed, info=f"{now:%a %d %b %H:%M} UTC · {daemon.totals.sent} sent"
-                )
+                progress.update(task, completed=elapsed, info=f"{now:%a %d %b %H:%M} UTC · {daemon.totals.sent} sent")
                 if now >= end:
                     daemon.stop()
 
@@ -227,9 +223,7 @@ def summarise(store: Store, daemon: Daemon) -> dict[str, Any]:
         alerts = conn.execute(
             select(func.count()).where(notifications.c.status == "sent", notifications.c.kind != "webhook")
         ).scalar()
-        stages = dict(
-            conn.execute(select(L.c.lifecycle_stage, func.count()).group_by(L.c.lifecycle_stage)).all()
-        )
+        stages = dict(conn.execute(select(L.c.lifecycle_stage, func.count()).group_by(L.c.lifecycle_stage)).all())
     return {"status": status, "funnels": funnels, "totals": daemon.totals, "alerts": alerts, "stages": stages}
 
 
@@ -246,9 +240,7 @@ def print_summary(console: Console, summary: dict[str, Any], delivered: int) -> 
     )
     order = ["cold", "warm", "hot", "accepted", "rejected", "recycled", "customer"]
     stages = summary["stages"]
-    console.print(
-        "lifecycle: " + " · ".join(f"{s} {stages[s]}" for s in order if s in stages), soft_wrap=True
-    )
+    console.print("lifecycle: " + " · ".join(f"{s} {stages[s]}" for s in order if s in stages), soft_wrap=True)
     for scenario_id, funnel in summary["funnels"].items():
         table = Table(title=f"{scenario_id}: {funnel['enrolled']} enrolled", title_justify="left")
         table.add_column("step")

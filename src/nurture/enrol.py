@@ -39,13 +39,9 @@ class Enroller:
         with self.store.reading() as conn:
             mark = self.store.get_setting(conn, key_mark)
             last_full = self.store.get_setting(conn, key_full)
-        full = (
-            mark is None or last_full is None or datetime.fromisoformat(last_full) + FULL_SWEEP_EVERY <= now
-        )
+        full = mark is None or last_full is None or datetime.fromisoformat(last_full) + FULL_SWEEP_EVERY <= now
         since = None if full else datetime.fromisoformat(mark or "")
-        uses_events = (
-            compiled.entry_condition is not None and "events" in compiled.entry_condition.usage.names
-        )
+        uses_events = compiled.entry_condition is not None and "events" in compiled.entry_condition.usage.names
         sources = set(compiled.scenario.entry.source)
         policy = compiled.scenario.reentry
         cooldown = None
@@ -74,9 +70,7 @@ class Enroller:
                 if not open_ids:
                     continue
                 rows = self.store.leads_in(conn, open_ids)
-                events = (
-                    self.store.events_for(conn, open_ids, now - self.events_lookback) if uses_events else {}
-                )
+                events = self.store.events_for(conn, open_ids, now - self.events_lookback) if uses_events else {}
                 new = []
                 for row in rows:
                     if sources and row.source not in sources:

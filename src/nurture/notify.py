@@ -148,9 +148,7 @@ class Notifier:
                 else:
                     await self._email(row)
             except Exception as exc:  # every failure is retried with backoff, then kept as failed
-                permanent = (
-                    isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code != 429
-                )
+                permanent = isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code != 429
                 permanent = permanent or (classify(exc).action == BOUNCE and row.kind == "email")
                 await asyncio.to_thread(self._finish, row, False, f"{type(exc).__name__}: {exc}", permanent)
                 if permanent or row.attempts >= self.settings.max_attempts:
@@ -197,11 +195,9 @@ class Notifier:
                 "X-Nurture-Signature": signature(self.settings.secret_key, timestamp, body),
             },
         )
-        with urllib.request.urlopen(request, timeout=self.settings.smtp_timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=self.settings.smtp_timeout) as response:
             if not 200 <= response.status < 300:
-                raise urllib.error.HTTPError(
-                    row.target, response.status, "unexpected status", response.headers, None
-                )
+                raise urllib.error.HTTPError(row.target, response.status, "unexpected status", response.headers, None)
 
 
 def queue_digests(store: Store, scoring: Any, now: datetime) -> int:
@@ -212,9 +208,7 @@ def queue_digests(store: Store, scoring: Any, now: datetime) -> int:
     since = now - timedelta(days=1)
     with store.engine.begin() as conn:
         rows = conn.execute(
-            select(
-                L.c.id, L.c.email, L.c.first_name, L.c.last_name, L.c.company, L.c.owner, LC.c.at, LC.c.reason
-            )
+            select(L.c.id, L.c.email, L.c.first_name, L.c.last_name, L.c.company, L.c.owner, LC.c.at, LC.c.reason)
             .join(LC, LC.c.lead_id == L.c.id)
             .where(LC.c.to_stage == "hot", LC.c.at >= since)
             .order_by(LC.c.at)

@@ -196,9 +196,7 @@ class Outbox:
         rendered = self.templates.render(row.template, row.subject, context)
         pixel = f'<img src="{links.open_pixel()}" width="1" height="1" alt="">'
         html = (
-            rendered.html.replace("</body>", pixel + "</body>")
-            if "</body>" in rendered.html
-            else rendered.html + pixel
+            rendered.html.replace("</body>", pixel + "</body>") if "</body>" in rendered.html else rendered.html + pixel
         )
         name = " ".join(p for p in (lead_row.first_name, lead_row.last_name) if p)
         return build_message(

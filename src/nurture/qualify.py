@@ -43,9 +43,7 @@ def change_stage(
     store: Store, conn: Connection, lead_id: int, old: str, new: str, reason: str, actor: str, now: datetime
 ) -> None:
     conn.execute(update(L).where(L.c.id == lead_id).values(lifecycle_stage=new, updated_at=now))
-    conn.execute(
-        insert(LC).values(lead_id=lead_id, at=now, from_stage=old, to_stage=new, reason=reason, actor=actor)
-    )
+    conn.execute(insert(LC).values(lead_id=lead_id, at=now, from_stage=old, to_stage=new, reason=reason, actor=actor))
 
 
 def explain(result: ScoreResult) -> list[str]:
@@ -123,9 +121,7 @@ class Qualifier:
                     colleagues[lead_id] += peer_events.get(peer_id, [])
         return own, colleagues
 
-    def _chunk(
-        self, scoring: CompiledScoring, lead_ids: Sequence[int], now: datetime, stats: QualifyStats
-    ) -> None:
+    def _chunk(self, scoring: CompiledScoring, lead_ids: Sequence[int], now: datetime, stats: QualifyStats) -> None:
         with self.store.engine.begin() as conn:
             rows = self.store.leads_in(conn, lead_ids)
             own, colleagues = self._events(scoring, conn, rows, now)
@@ -167,9 +163,7 @@ class Qualifier:
         conn.execute(
             update(L)
             .where(L.c.id == row.id)
-            .values(
-                score_fit=result.fit, score_engagement=result.engagement, grade=result.grade, scored_at=now
-            )
+            .values(score_fit=result.fit, score_engagement=result.engagement, grade=result.grade, scored_at=now)
         )
         if changed:
             conn.execute(
@@ -189,9 +183,7 @@ class Qualifier:
         )  # type: ignore[call-overload]
         change_stage(self.store, conn, row.id, row.lifecycle_stage, "hot", reason, "scoring", now)
         conn.execute(update(L).where(L.c.id == row.id).values(owner=owner.email))
-        number = conn.execute(
-            select(func.count()).where(LC.c.lead_id == row.id, LC.c.to_stage == "hot")
-        ).scalar()
+        number = conn.execute(select(func.count()).where(LC.c.lead_id == row.id, LC.c.to_stage == "hot")).scalar()
         events = self.store.events_for(conn, [row.id], now - timedelta(days=30)).get(row.id, [])
         summary = {
             "event": "lead.hot",

@@ -22,9 +22,7 @@ ALLOWED_FROM = {
 }
 
 
-def feedback(
-    store: Store, email: str, action: str, reason: str, actor: str, now: datetime
-) -> tuple[str, str]:
+def feedback(store: Store, email: str, action: str, reason: str, actor: str, now: datetime) -> tuple[str, str]:
     """Apply sales feedback; returns (old stage, new stage).
 
     Recycling sends the lead back to nurture: its engagement starts afresh (so it is not
@@ -42,9 +40,7 @@ def feedback(
         raise NurtureError(f"cannot {action} a lead that is {old}")
     with store.engine.begin() as conn:
         change_stage(store, conn, lead.id, old, new, reason, actor, now)
-        conn.execute(
-            insert(ACT).values(lead_id=lead.id, at=now, kind=f"feedback:{action}", note=reason, actor=actor)
-        )
+        conn.execute(insert(ACT).values(lead_id=lead.id, at=now, kind=f"feedback:{action}", note=reason, actor=actor))
         if action == "recycle":
             conn.execute(update(L).where(L.c.id == lead.id).values(engagement_since=now, score_engagement=0))
         # Scenarios that exit on these stages should see the change at once.

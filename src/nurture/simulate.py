@@ -73,9 +73,7 @@ def simulate(
         now = max(min(candidates), now)
     entries = [e for e in entries if e.at <= end]
     if position.active:
-        entries.append(
-            TimelineEntry(end, position.state, f"still at '{position.state}' when the simulation ends")
-        )
+        entries.append(TimelineEntry(end, position.state, f"still at '{position.state}' when the simulation ends"))
     return Timeline(entries, position, lead, len(sends))
 
 
@@ -117,9 +115,7 @@ def format_timeline(timeline: Timeline, compiled: CompiledScenario) -> str:
     lines = []
     for entry in sorted(timeline.entries, key=lambda e: e.at):
         local = entry.at.astimezone(tz)
-        lines.append(
-            f"{entry.at:%Y-%m-%d %H:%M} UTC  ({local:%a %H:%M} local)  {entry.step:<22} {entry.text}"
-        )
+        lines.append(f"{entry.at:%Y-%m-%d %H:%M} UTC  ({local:%a %H:%M} local)  {entry.step:<22} {entry.text}")
     final = timeline.final
     lines.append(f"-- {timeline.sent} email(s); final: {final.status} at '{final.state}'")
     return "\n".join(lines)
@@ -141,9 +137,7 @@ def parse_when(value: Any, begin: datetime, where: str) -> datetime:
             return begin + parse_duration(match[1])
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise NurtureError(
-            f"{where}: bad time {text!r}: use '+2d' or '2026-03-02T10:00:00Z' ({exc})"
-        ) from exc
+        raise NurtureError(f"{where}: bad time {text!r}: use '+2d' or '2026-03-02T10:00:00Z' ({exc})") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -173,9 +167,7 @@ def load_events_file(path: Path, begin: datetime) -> list[EventRecord]:
             raise NurtureError(
                 f"{where}: unknown event type {item['type']!r}; expected one of {', '.join(EVENT_TYPES)}"
             )
-        events.append(
-            EventRecord(str(item["type"]), parse_when(item["at"], begin, where), props, f"sim-{number}")
-        )
+        events.append(EventRecord(str(item["type"]), parse_when(item["at"], begin, where), props, f"sim-{number}"))
     return events
 
 

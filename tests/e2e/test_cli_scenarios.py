@@ -40,9 +40,7 @@ def test_validate_reports_precise_errors_on_a_broken_copy(tmp_path: Path) -> Non
         "unknown event 'clik' — did you mean 'click'?"
     ) in lines
     assert any(
-        line.startswith(
-            f"scenarios/whitepaper_nurture.yaml:{goto_line}: step 'route' refers to unknown step 'handoff'"
-        )
+        line.startswith(f"scenarios/whitepaper_nurture.yaml:{goto_line}: step 'route' refers to unknown step 'handoff'")
         for line in lines
     ), lines
     assert "2 problem(s) in 4 file(s)" in result.stderr

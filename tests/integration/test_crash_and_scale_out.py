@@ -84,9 +84,7 @@ def prepare(url: str, workspace: Path, tmp_path: Path, leads: int) -> Store:
     engine = make_engine(url)
     upgrade(engine)
     csv = tmp_path / "leads.csv"
-    csv.write_text(
-        "email,first_name,timezone\n" + "".join(f"lead{i}@load.example,L{i},UTC\n" for i in range(leads))
-    )
+    csv.write_text("email,first_name,timezone\n" + "".join(f"lead{i}@load.example,L{i},UTC\n" for i in range(leads)))
     result = subprocess.run(
         [sys.executable, "-m", "nurture", "leads", "import", str(csv), "--db", url],
         capture_output=True,
@@ -145,7 +143,7 @@ def crash_and_restart(url: str, workspace: Path, smtp: SmtpServer, tmp_path: Pat
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         kills += 1
-    assert 0 < len(smtp.messages), log.read_text()[-2000:]
+    assert len(smtp.messages) > 0, log.read_text()[-2000:]
     final = start_daemon(environment(url, workspace, smtp, "final"), log)
     try:
         wait_until_running(log, "final")

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.leads import import_leads
-from nurture.store.repo import E, L, S, SUP
+from nurture.store.repo import SUP, E, L, S
 from tests.integration.conftest import copy_samples, write_scenario
 from tests.smtp_server import SmtpServer
 
@@ -86,7 +86,7 @@ def test_leads_are_enrolled_and_each_email_arrives_once(
         for _ in range(3):
             await daemon.tick()
         assert len(smtp.messages) == 1
-        for hours in range(1, 24 * 4):
+        for _hours in range(1, 24 * 4):
             clock.set(clock.now().replace(minute=0) + timedelta(hours=1))
             await daemon.tick()
         await daemon.pool.close()  # type: ignore[union-attr]
@@ -202,9 +202,7 @@ def test_unsubscribed_lead_gets_nothing_more(
     assert [m["Subject"] for m in smtp.recorder.by_recipient()["ann@alpha.example"]] == ["Hello Ann"]
     with daemon.store.engine.connect() as conn:
         row = conn.execute(
-            select(E.c.status, E.c.exit_reason)
-            .join(L, L.c.id == E.c.lead_id)
-            .where(L.c.email == "ann@alpha.example")
+            select(E.c.status, E.c.exit_reason).join(L, L.c.id == E.c.lead_id).where(L.c.email == "ann@alpha.example")
         ).one()
     assert tuple(row) == ("exited", "unsubscribed")
 
@@ -250,9 +248,7 @@ def test_frequency_cap_across_scenarios_defers(
     write_scenario(workspace, TWO_STEP)
     write_scenario(workspace, TWO_STEP.replace("id: two_step", "id: second").replace("Hello", "Hi"), "b.yaml")
     daemon = make_daemon(sqlite_url, frequency_cap=1, frequency_period_days=1)
-    import_csv(
-        daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n"
-    )
+    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
 
     async def scenario() -> None:
         await daemon.tick()
@@ -278,17 +274,13 @@ def test_changed_scenario_is_a_new_version_and_enrolled_leads_finish_the_old_one
 ) -> None:
     path = write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(db_url)
-    import_csv(
-        daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n"
-    )
+    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
 
     async def scenario() -> None:
         await daemon.tick()
         path.write_text(path.read_text().replace("Case study for", "New subject for"))
         await daemon.housekeeping()
-        import_csv(
-            daemon, tmp_path, "email,first_name,company,timezone,source\nbob@beta.example,Bob,B,UTC,web\n"
-        )
+        import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nbob@beta.example,Bob,B,UTC,web\n")
         await daemon.tick()
         clock.advance(timedelta(days=2, hours=1))
         await daemon.tick()
@@ -313,9 +305,7 @@ def test_migration_map_moves_enrolled_leads_to_the_new_version(
 ) -> None:
     path = write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(sqlite_url)
-    import_csv(
-        daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n"
-    )
+    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
 
     async def scenario() -> None:
         await daemon.tick()
@@ -349,10 +339,7 @@ def test_leads_import_reports_bad_rows_and_keeps_good_ones(
     problems = [str(p).replace(str(path), "FILE") for p in report.problems]
     assert problems[0] == "FILE:3: email: not a valid email address: 'not-an-email'"
     assert problems[1].startswith("FILE:4: company_size: Input should be greater than or equal to 0")
-    assert (
-        problems[2]
-        == "FILE:5: timezone: unknown time zone 'Mars/Olympus': use an IANA name like 'Europe/Berlin'"
-    )
+    assert problems[2] == "FILE:5: timezone: unknown time zone 'Mars/Olympus': use an IANA name like 'Europe/Berlin'"
     assert problems[3] == "FILE:6: first_name: must be one line of text (no control characters)"
     assert (report.created, report.updated) == (2, 0)
     lead = daemon.store.lead_by_email("ok@a.example")
@@ -373,8 +360,7 @@ def test_json_import_names_lines(sqlite_url: str, make_daemon: Callable[..., Dae
     daemon = make_daemon(sqlite_url)
     path = tmp_path / "leads.json"
     path.write_text(
-        '[\n  {"email": "a@a.example", "company_size": 5},\n  {"email": "b@b.example",\n'
-        '   "company_size": "many"}\n]\n'
+        '[\n  {"email": "a@a.example", "company_size": 5},\n  {"email": "b@b.example",\n   "company_size": "many"}\n]\n'
     )
     report = import_leads(daemon.store, path)
     assert [str(p).replace(str(path), "FILE") for p in report.problems] == [

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select
@@ -30,9 +30,9 @@ N = Notification.__table__  # type: ignore[attr-defined]
 
 
 class Hooks(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Hooks.received.append((dict(self.headers), body))
         self.send_response(204)
@@ -81,11 +81,7 @@ def test_hot_lead_is_promoted_and_sales_notified_once(
     webhook: str,
 ) -> None:
     shutil.copy(ROOT / "scenarios" / "whitepaper_nurture.yaml", workspace / "scenarios")
-    scoring = (
-        (ROOT / "scenarios" / "scoring.yaml")
-        .read_text()
-        .replace("webhook_url: null", f"webhook_url: {webhook}")
-    )
+    scoring = (ROOT / "scenarios" / "scoring.yaml").read_text().replace("webhook_url: null", f"webhook_url: {webhook}")
     (workspace / "scenarios" / "scoring.yaml").write_text(scoring)
     daemon = make_daemon(db_url, notify_sender="nurture <sales-alerts@acme.example>")
     import_csv(daemon, tmp_path, LEADS)
@@ -122,9 +118,7 @@ def test_hot_lead_is_promoted_and_sales_notified_once(
     assert (kim.lifecycle_stage, kim.grade) == ("warm", "D")
     assert kim.score_engagement >= 60  # engaged enough for grade B, but a D can never be hot
 
-    alerts = [
-        m for m in smtp.messages if m["To"].addresses[0].addr_spec == "max.keller@acme-analytics.example"
-    ]
+    alerts = [m for m in smtp.messages if m["To"].addresses[0].addr_spec == "max.keller@acme-analytics.example"]
     assert len(alerts) == 1
     alert = alerts[0]
     assert alert["Subject"].startswith("Hot lead: Ada Lang, Nordwerk (A/")
@@ -141,9 +135,7 @@ def test_hot_lead_is_promoted_and_sales_notified_once(
 
     with daemon.store.engine.connect() as conn:
         changes = conn.execute(
-            select(LC.c.from_stage, LC.c.to_stage, LC.c.reason)
-            .where(LC.c.lead_id == ada.id)
-            .order_by(LC.c.id)
+            select(LC.c.from_stage, LC.c.to_stage, LC.c.reason).where(LC.c.lead_id == ada.id).order_by(LC.c.id)
         ).all()
         enrolment = conn.execute(select(E.c.status, E.c.exit_reason).where(E.c.lead_id == ada.id)).one()
         statuses = sorted(conn.execute(select(N.c.kind, N.c.status)).all())
@@ -206,7 +198,35 @@ def test_feedback_refuses_unknown_leads_and_missing_reasons(
     with pytest.raises(NurtureError, match="cannot recycle a lead that is cold"):
         feedback(daemon.store, "ada@nordwerk.example", "recycle", "x", "s", clock.now())
     with daemon.store.engine.connect() as conn:
-        assert (
-            conn.execute(select(L.c.lifecycle_stage).where(L.c.email == "ada@nordwerk.example")).scalar()
-            == "cold"
-        )
+        assert conn.execute(select(L.c.lifecycle_stage).where(L.c.email == "ada@nordwerk.example")).scalar() == "cold"
+
+
+def test_daily_digest_lists_each_owners_new_hot_leads_once(
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    from nurture.notify import queue_digests
+
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon = make_daemon(sqlite_url)
+    import_csv(daemon, tmp_path, LEADS)
+    record(daemon, "ada@nordwerk.example", "inquiry", clock.now() - timedelta(hours=1))
+    daemon.qualifier.run_once()
+    assert daemon.catalog.scoring is not None
+    assert queue_digests(daemon.store, daemon.catalog.scoring, clock.now()) == 1
+    assert queue_digests(daemon.store, daemon.catalog.scoring, clock.now()) == 0
+
+    async def drain() -> None:
+        await daemon.notify()
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    asyncio.run(drain())
+    digests = [m for m in smtp.messages if m["Subject"].startswith("Daily digest")]
+    assert len(digests) == 1
+    assert digests[0]["To"].addresses[0].addr_spec == "max.keller@acme-analytics.example"
+    assert "ada@nordwerk.example" in digests[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
-from nurture.store.repo import E, L, S, SUP
+from nurture.store.repo import SUP, E, L, S
 from tests.integration.conftest import write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
 from tests.smtp_server import SmtpServer
@@ -24,16 +24,12 @@ THREE = (
 
 def send_row(daemon: Daemon, email: str) -> dict[str, object]:
     with daemon.store.engine.connect() as conn:
-        row = conn.execute(
-            select(S).join(L, L.c.id == S.c.lead_id).where(L.c.email == email).order_by(S.c.id)
-        ).first()
+        row = conn.execute(select(S).join(L, L.c.id == S.c.lead_id).where(L.c.email == email).order_by(S.c.id)).first()
     assert row is not None
     return dict(row._mapping)
 
 
-def setup(
-    make_daemon: Callable[..., Daemon], workspace: Path, tmp_path: Path, url: str, **kw: object
-) -> Daemon:
+def setup(make_daemon: Callable[..., Daemon], workspace: Path, tmp_path: Path, url: str, **kw: object) -> Daemon:
     write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(url, **kw)
     import_csv(daemon, tmp_path, THREE)
@@ -91,9 +87,7 @@ def test_permanent_550_bounces_suppresses_and_stops_the_lead(
     row = send_row(daemon, "bob@beta.example")
     assert row["status"] == "bounced" and row["attempts"] == 1 and "550" in str(row["last_error"])
     with daemon.store.engine.connect() as conn:
-        assert (
-            conn.execute(select(SUP.c.reason).where(SUP.c.email == "bob@beta.example")).scalar() == "bounce"
-        )
+        assert conn.execute(select(SUP.c.reason).where(SUP.c.email == "bob@beta.example")).scalar() == "bounce"
         lead = conn.execute(select(L.c.id, L.c.bounced).where(L.c.email == "bob@beta.example")).one()
         assert lead.bounced is True
         enrolment = conn.execute(select(E.c.status, E.c.exit_reason).where(E.c.lead_id == lead.id)).one()
@@ -132,8 +126,7 @@ def test_reply_421_on_data_is_retried(
     async def scenario() -> None:
         await daemon.tick()
         statuses = sorted(
-            str(send_row(daemon, e)["status"])
-            for e in ("ann@alpha.example", "bob@beta.example", "cho@gamma.example")
+            str(send_row(daemon, e)["status"]) for e in ("ann@alpha.example", "bob@beta.example", "cho@gamma.example")
         )
         assert statuses == ["pending", "sent", "sent"]
         await ticks(daemon, clock, timedelta(seconds=61))

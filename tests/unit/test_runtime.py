@@ -265,9 +265,7 @@ def test_frequency_cap_defers_until_a_slot_frees(compile_text: Build) -> None:
     scenario = compile_text(WAITS)
     earlier = [MONDAY_9_UTC - timedelta(days=d) for d in (1, 2, 3)]
     cap = FrequencyCap(max_sends=3, period=timedelta(days=7))
-    result = step(
-        scenario, start(scenario, MONDAY_9_UTC), lead(), [], MONDAY_9_UTC, recent_sends=earlier, cap=cap
-    )
+    result = step(scenario, start(scenario, MONDAY_9_UTC), lead(), [], MONDAY_9_UTC, recent_sends=earlier, cap=cap)
     assert sends(result.effects) == []
     assert result.position.due_at == MONDAY_9_UTC - timedelta(days=3) + timedelta(days=7)
 

@@ -89,13 +89,11 @@ def test_machine_activity_is_discounted(scoring: CompiledScoring) -> None:
         event("click", sent + timedelta(minutes=5), link="a", send=2),
         event("click", sent + timedelta(minutes=5, seconds=1), link="b", send=2),
         event("click", sent + timedelta(minutes=5, seconds=2), link="c", send=2),  # all links at once
-        event(
-            "click", sent + timedelta(minutes=9), link="d", user_agent="Mozilla/5.0 (compatible; Barracuda)"
-        ),
+        event("click", sent + timedelta(minutes=9), link="d", user_agent="Mozilla/5.0 (compatible; Barracuda)"),
         event("open", sent + timedelta(minutes=1), proxy=True),
         event("click", sent + timedelta(minutes=30), link="case-study", send=3, sent_at=sent),  # a person
     ]
-    points, parts, discounted = scoring.engagement(events, NOW)
+    _points, parts, discounted = scoring.engagement(events, NOW)
     reasons = [d.reason for d in discounted]
     assert reasons[0] == "clicked 2s after delivery"
     assert reasons.count("3 links clicked within 5s") == 3
@@ -152,7 +150,5 @@ def test_scoring_file_errors_name_the_line(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as caught:
         load_scoring(path)
     messages = [str(d).replace(str(path), "F") for d in caught.value.diagnostics]
-    assert any(
-        m.startswith("F:3: fit rule 'big' uses lead.company_sise") and "'company_size'" in m for m in messages
-    )
+    assert any(m.startswith("F:3: fit rule 'big' uses lead.company_sise") and "'company_size'" in m for m in messages)
     assert "F:5: engagement rule 'c' scores unknown event 'clik' — did you mean 'click'?" in messages

@@ -14,12 +14,8 @@ from nurture.mail.tracking import sign, verify
 
 
 def test_errors_are_sorted_into_retry_bounce_and_fail() -> None:
-    refused = aiosmtplib.SMTPRecipientsRefused(
-        [aiosmtplib.SMTPRecipientRefused(550, "no user", "a@x.example")]
-    )
-    greylisted = aiosmtplib.SMTPRecipientsRefused(
-        [aiosmtplib.SMTPRecipientRefused(451, "later", "a@x.example")]
-    )
+    refused = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no user", "a@x.example")])
+    greylisted = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(451, "later", "a@x.example")])
     assert classify(refused).action == BOUNCE
     assert classify(greylisted).action == RETRY
     assert classify(aiosmtplib.SMTPDataError(554, "rejected")).action == BOUNCE
@@ -64,14 +60,9 @@ def test_message_bytes_parse_back_with_both_parts_and_encoded_headers() -> None:
     message = email.message_from_bytes(built.data, policy=default)
     assert message["Subject"] == ("【御礼】ご参加ありがとうございました " * 3).strip()
     assert message["To"].addresses[0].display_name == "鈴木 花子"
-    assert (
-        message["List-Unsubscribe"]
-        == "<https://t.example/u/abc>, <mailto:unsub@acme.example?subject=unsubscribe>"
-    )
+    assert message["List-Unsubscribe"] == "<https://t.example/u/abc>, <mailto:unsub@acme.example?subject=unsubscribe>"
     text = message.get_body(("plain",))
-    assert (
-        text is not None and text.get_content().replace("\r\n", "\n") == "本文です\nLine two"
-    )  # CRLF on the wire
+    assert text is not None and text.get_content().replace("\r\n", "\n") == "本文です\nLine two"  # CRLF on the wire
     html = message.get_body(("html",))
     assert html is not None and html.get_content() == "<p>本文です</p>"
 
@@ -89,7 +80,7 @@ def test_signed_links_reject_tampering() -> None:
     token = sign("secret", {"l": 1, "s": 2})
     assert verify("secret", token) == {"l": 1, "s": 2}
     assert verify("other", token) is None
-    body, mac = token.split(".")
+    _body, mac = token.split(".")
     forged = sign("secret", {"l": 99, "s": 2}).split(".")[0] + "." + mac
     assert verify("secret", forged) is None
     assert verify("secret", "garbage") is None

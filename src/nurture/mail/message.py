@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from functools import lru_cache
 from email.utils import format_datetime, formataddr, getaddresses
+from functools import lru_cache
 
 from nurture.errors import NurtureError
 

@@ -33,12 +33,8 @@ def classify(exc: BaseException) -> Outcome:
         text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
         return Outcome(BOUNCE if any(c >= 500 for c in codes) else RETRY, max(codes, default=None), text)
     if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-        return Outcome(
-            FAIL if exc.code >= 500 else RETRY, exc.code, f"sender refused: {exc.code} {exc.message}"
-        )
-    if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(
-        exc, aiosmtplib.SMTPServerDisconnected
-    ):
+        return Outcome(FAIL if exc.code >= 500 else RETRY, exc.code, f"sender refused: {exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(exc, aiosmtplib.SMTPServerDisconnected):
         return Outcome(BOUNCE if exc.code >= 500 else RETRY, exc.code, f"{exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPException | OSError | asyncio.TimeoutError):
         return Outcome(RETRY, None, f"{type(exc).__name__}: {exc}")

@@ -103,9 +103,7 @@ class TemplateStore:
             html_body = self.env.get_template(f"{name}.html").render(context)
             text_path = self.root / f"{name}.txt"
             text_body = (
-                self.env.get_template(f"{name}.txt").render(context)
-                if text_path.is_file()
-                else html_to_text(html_body)
+                self.env.get_template(f"{name}.txt").render(context) if text_path.is_file() else html_to_text(html_body)
             )
             subject_text = self._string(subject).render(context)
         except Exception as exc:  # any template failure is the marketer's to fix
@@ -125,9 +123,7 @@ class TemplateStore:
         return template
 
 
-def check_template_source(
-    source: str, filename: str, lead_fields: set[str], line: int = 0
-) -> list[Diagnostic]:
+def check_template_source(source: str, filename: str, lead_fields: set[str], line: int = 0) -> list[Diagnostic]:
     """Syntax and variable problems of one template text (`line` offsets inline strings)."""
     env = _environment(None)
     try:
@@ -142,18 +138,12 @@ def check_template_source(
                     filename,
                     line + at,
                     f"template uses lead.{field}, which no lead field provides",
-                    hint_with(
-                        did_you_mean(field, lead_fields), "(custom fields go in the scenario's lead_fields)"
-                    ),
+                    hint_with(did_you_mean(field, lead_fields), "(custom fields go in the scenario's lead_fields)"),
                 )
             )
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for name_node in tree.find_all(nodes.Name):
-        if (
-            name_node.ctx == "load"
-            and name_node.name not in TEMPLATE_NAMES
-            and name_node.name not in assigned
-        ):
+        if name_node.ctx == "load" and name_node.name not in TEMPLATE_NAMES and name_node.name not in assigned:
             problems.append(
                 Diagnostic(
                     filename,

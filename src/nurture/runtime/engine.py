@@ -48,9 +48,7 @@ class LeadView:
 
     key: str
     fields: Mapping[str, Any]
-    score: Mapping[str, Any] = field(
-        default_factory=lambda: {"fit": 0, "engagement": 0, "total": 0, "grade": "D"}
-    )
+    score: Mapping[str, Any] = field(default_factory=lambda: {"fit": 0, "engagement": 0, "total": 0, "grade": "D"})
 
     @property
     def lifecycle(self) -> str:
@@ -273,9 +271,7 @@ class _Walk:
             recent = sorted(t for t in self.sends if window_start < t <= self.now)
             if len(recent) >= self.cap.max_sends:
                 free_at = recent[len(recent) - self.cap.max_sends] + self.cap.period
-                self.note(
-                    self.now, step.id, f"frequency cap reached; deferred to {free_at:%Y-%m-%d %H:%M} UTC"
-                )
+                self.note(self.now, step.id, f"frequency cap reached; deferred to {free_at:%Y-%m-%d %H:%M} UTC")
                 return replace(position, due_at=free_at), True
         self.emit(
             SendEmail(
@@ -305,7 +301,5 @@ class _Walk:
         self._context = None
         self._lead_changed = True
         self.emit(
-            UpdateLead(
-                step.id, dict(step.set), tuple(step.add_tags), tuple(step.remove_tags), step.adjust_score, at
-            )
+            UpdateLead(step.id, dict(step.set), tuple(step.add_tags), tuple(step.remove_tags), step.adjust_score, at)
         )

@@ -96,19 +96,11 @@ class CompiledScenario:
         self.steps: dict[str, Step] = {s.id: s for s in self.scenario.steps}
         self.first = self.scenario.steps[0].id
         self.following = self._following()
-        self.durations = {
-            s.id: parse_duration(s.timeout) for s in self.scenario.steps if isinstance(s, WaitFor)
-        } | {
-            s.id: parse_duration(s.duration)
-            for s in self.scenario.steps
-            if isinstance(s, Wait) and s.duration
+        self.durations = {s.id: parse_duration(s.timeout) for s in self.scenario.steps if isinstance(s, WaitFor)} | {
+            s.id: parse_duration(s.duration) for s in self.scenario.steps if isinstance(s, Wait) and s.duration
         }
-        self.wait_where = {
-            s.id: Expression(s.where) for s in self.scenario.steps if isinstance(s, WaitFor) and s.where
-        }
-        self.exit_conditions = [
-            (item, Expression(EXIT_SHORTCUTS.get(item, item))) for item in self.scenario.exit_when
-        ]
+        self.wait_where = {s.id: Expression(s.where) for s in self.scenario.steps if isinstance(s, WaitFor) and s.where}
+        self.exit_conditions = [(item, Expression(EXIT_SHORTCUTS.get(item, item))) for item in self.scenario.exit_when]
         entry = self.scenario.entry.when
         self.entry_condition = Expression(entry) if entry else None
         window = self.scenario.send_window
@@ -131,10 +123,7 @@ class CompiledScenario:
 
     def _following(self) -> dict[str, str]:
         ordered = self.scenario.steps
-        return {
-            s.id: s.next or (ordered[i + 1].id if i + 1 < len(ordered) else END)
-            for i, s in enumerate(ordered)
-        }
+        return {s.id: s.next or (ordered[i + 1].id if i + 1 < len(ordered) else END) for i, s in enumerate(ordered)}
 
     def _add_transitions(self, step: Step) -> None:
         add = self.machine.add_transition

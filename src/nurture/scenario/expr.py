@@ -60,11 +60,7 @@ class _Sandbox(SandboxedEnvironment):
                 raise SecurityError(f"exponent {right} is too large")
             return left**right
         for seq, count in ((left, right), (right, left)):
-            if (
-                isinstance(seq, str | list | tuple)
-                and isinstance(count, int)
-                and len(seq) * count > _MAX_SEQUENCE
-            ):
+            if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > _MAX_SEQUENCE:
                 raise SecurityError("repetition is too large")
         return operator.mul(left, right)
 
@@ -257,7 +253,7 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
     return fn(*args, **kwargs)
 
 
-def _compile(node: nodes.Node) -> Compiled:  # noqa: C901 - one branch per node type
+def _compile(node: nodes.Node) -> Compiled:
     """Closures that evaluate a Jinja expression tree under the sandbox's rules."""
     if isinstance(node, nodes.Const):
         value = node.value

@@ -133,9 +133,7 @@ def to_dot(steps: Sequence[Step], title: str = "journey") -> str:
     shapes = {"branch": "diamond", "split": "diamond", "wait": "ellipse", "wait_for": "ellipse"}
     lines = [f'digraph "{title}" {{', "    rankdir=TB;"]
     for step in steps:
-        lines.append(
-            f'    {step.id} [label="{step.id}\\n({_kind(step)})", shape={shapes.get(_kind(step), "box")}];'
-        )
+        lines.append(f'    {step.id} [label="{step.id}\\n({_kind(step)})", shape={shapes.get(_kind(step), "box")}];')
     lines.append(f'    {END} [label="end", shape=doublecircle];')
     for source, label, target in edges(steps):
         text = label.replace('"', '\\"')

@@ -84,9 +84,7 @@ def load_scenario(path: Path, templates_dir: Path | None = None) -> LoadedScenar
     return loaded
 
 
-def check_scenario(
-    path: Path, templates_dir: Path | None = None
-) -> tuple[LoadedScenario | None, list[Diagnostic]]:
+def check_scenario(path: Path, templates_dir: Path | None = None) -> tuple[LoadedScenario | None, list[Diagnostic]]:
     """Load and check one scenario file: the scenario when valid, and every problem found."""
     name = str(path)
     try:
@@ -106,9 +104,7 @@ def load_scenario_text(text: str, path: Path, templates_dir: Path) -> LoadedScen
     return loaded
 
 
-def check_scenario_text(
-    text: str, path: Path, templates_dir: Path
-) -> tuple[LoadedScenario | None, list[Diagnostic]]:
+def check_scenario_text(text: str, path: Path, templates_dir: Path) -> tuple[LoadedScenario | None, list[Diagnostic]]:
     name = str(path)
     data, problems = parse_yaml(text, name)
     if data is None and not problems:
@@ -121,9 +117,7 @@ def check_scenario_text(
     scenario = checker.run()
     if checker.problems or scenario is None:
         return None, sorted(set(checker.problems), key=lambda d: (d.line, d.message))
-    return LoadedScenario(
-        scenario, path, content_version(text), checker.templates, checker.step_lines, text
-    ), []
+    return LoadedScenario(scenario, path, content_version(text), checker.templates, checker.step_lines, text), []
 
 
 class _Checker:
@@ -147,9 +141,7 @@ class _Checker:
             for error in exc.errors():
                 self._structural(error)
         steps = self._steps_that_parse()
-        fields = set(STANDARD_FIELDS) | {
-            str(f) for f in self.data.get("lead_fields", []) or [] if isinstance(f, str)
-        }
+        fields = set(STANDARD_FIELDS) | {str(f) for f in self.data.get("lead_fields", []) or [] if isinstance(f, str)}
         self._semantic(steps, fields)
         return scenario
 
@@ -231,9 +223,7 @@ class _Checker:
     def _check_template(self, step: SendEmail, line: int, fields: set[str]) -> None:
         if not self.templates.exists(step.template):
             available = (
-                sorted(p.stem for p in self.templates.root.glob("*.html"))
-                if self.templates.root.is_dir()
-                else []
+                sorted(p.stem for p in self.templates.root.glob("*.html")) if self.templates.root.is_dir() else []
             )
             self.report(
                 _line_near(self.data, line, "template"),
@@ -328,9 +318,7 @@ def structural_diagnostic(filename: str, data: Any, error: Any, root: Any) -> Di
         tag = _get(data, (*loc, "type"))
         choices = _step_types()
         if tag is None:
-            return Diagnostic(
-                filename, line, f"step has no 'type'{where}", "expected one of: " + ", ".join(choices)
-            )
+            return Diagnostic(filename, line, f"step has no 'type'{where}", "expected one of: " + ", ".join(choices))
         return Diagnostic(
             filename,
             line_of(data, (*loc, "type")),

@@ -43,9 +43,7 @@ Duration = Annotated[
 
 class _StepBase(_Strict):
     id: str = Field(pattern=STEP_ID, description="Unique name of the step within the scenario.")
-    next: str | None = Field(
-        default=None, description="Step to continue with; default is the following step."
-    )
+    next: str | None = Field(default=None, description="Step to continue with; default is the following step.")
     note: str | None = Field(default=None, description="Free text for authors; ignored.")
 
 
@@ -88,9 +86,7 @@ class WaitFor(_StepBase):
 
     type: Literal["wait_for"]
     event: str = Field(description="Event type: open, click, page_view, form_fill, download, ...")
-    where: str | None = Field(
-        default=None, description="Extra condition on `event`, e.g. event.link == 'demo'."
-    )
+    where: str | None = Field(default=None, description="Extra condition on `event`, e.g. event.link == 'demo'.")
     timeout: Duration
     on_event: str = Field(description="Step to go to when the event arrives in time.")
     on_timeout: str = Field(description="Step to go to when the timeout passes first.")
@@ -229,9 +225,7 @@ class Scenario(_Strict):
     )
     send_window: SendWindowSpec = Field(default_factory=SendWindowSpec)
     from_: str = Field(alias="from", default="Marketing <marketing@example.com>")
-    lead_fields: list[str] = Field(
-        default_factory=list, description="Custom lead fields this scenario reads."
-    )
+    lead_fields: list[str] = Field(default_factory=list, description="Custom lead fields this scenario reads.")
     migrate: dict[str, str] = Field(
         default_factory=dict,
         description="Move leads on an older version from step (key) to step (value) of this one.",

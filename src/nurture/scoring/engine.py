@@ -139,9 +139,7 @@ class CompiledScoring:
     ) -> tuple[float, list[Contribution], list[Discounted]]:
         recent = sorted((e for e in events if now - self.lookback <= e.at <= now), key=lambda e: e.at)
         flagged = self.machine_activity(recent)
-        discounted = [
-            Discounted(recent[i].type, recent[i].at, reason) for i, reason in sorted(flagged.items())
-        ]
+        discounted = [Discounted(recent[i].type, recent[i].at, reason) for i, reason in sorted(flagged.items())]
         per_day: dict[tuple[str, Any], int] = defaultdict(int)
         per_rule_raw: dict[str, int] = defaultdict(int)
         per_rule_points: dict[str, float] = defaultdict(float)
@@ -207,7 +205,7 @@ class CompiledScoring:
         account, account_parts, account_discounted = self.engagement(
             colleague_events, now, kind="account", weight=self.model.account.weight
         )
-        engagement = int(round(own + account))
+        engagement = round(own + account)
         needed = self.model.hot.engagement.get(grade)  # type: ignore[call-overload]
         hot = needed is not None and engagement >= needed
         warm = hot or engagement >= self.model.hot.warm_engagement
@@ -221,9 +219,7 @@ class CompiledScoring:
                     f"points for grade {target}"  # type: ignore[index]
                 )
         elif not hot:
-            missing.append(
-                f"needs {needed - engagement} more engagement points (grade {grade} needs {needed})"
-            )
+            missing.append(f"needs {needed - engagement} more engagement points (grade {grade} needs {needed})")
         return ScoreResult(
             fit_points,
             grade,

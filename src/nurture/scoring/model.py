@@ -40,9 +40,7 @@ class FitRule(_Strict):
 class EngagementRule(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     event: str = Field(description="Event type this rule scores")
-    match: dict[str, str] = Field(
-        default_factory=dict, description="Property patterns, e.g. url: '*pricing*'"
-    )
+    match: dict[str, str] = Field(default_factory=dict, description="Property patterns, e.g. url: '*pricing*'")
     points: int
     cap_per_day: int | None = Field(default=None, ge=0, description="Most points this rule gives in one day")
     cap_total: int | None = Field(default=None, ge=0, description="Most points this rule gives in all")
@@ -65,9 +63,7 @@ class BotGuards(_Strict):
             "*curl/*",
         ]
     )
-    discount_proxy_opens: bool = Field(
-        default=True, description="Opens fetched by privacy proxies score nothing"
-    )
+    discount_proxy_opens: bool = Field(default=True, description="Opens fetched by privacy proxies score nothing")
 
 
 class Account(_Strict):

@@ -35,7 +35,6 @@ from nurture.leadfields import STANDARD_FIELDS
 from nurture.runtime.engine import LeadView
 from nurture.scenario.expr import EventRecord
 from nurture.store.db import is_postgres
-from nurture.store.types import UTCDateTime
 from nurture.store.tables import (
     AuditLog,
     Enrollment,
@@ -46,6 +45,7 @@ from nurture.store.tables import (
     Setting,
     Suppression,
 )
+from nurture.store.types import UTCDateTime
 
 L = Lead.__table__  # type: ignore[attr-defined]
 E = Enrollment.__table__  # type: ignore[attr-defined]
@@ -190,9 +190,7 @@ class Store:
         merged_custom = {**(existing.custom or {}), **custom}
         tags = list(dict.fromkeys([*(existing.tags or []), *(data.get("tags") or [])]))
         conn.execute(
-            update(L)
-            .where(L.c.id == existing.id)
-            .values(custom=merged_custom, tags=tags, updated_at=now, **columns)
+            update(L).where(L.c.id == existing.id).values(custom=merged_custom, tags=tags, updated_at=now, **columns)
         )
         return int(existing.id), False
 
@@ -226,14 +224,10 @@ class Store:
         flags = {"unsubscribe": {"unsubscribed": True}, "bounce": {"bounced": True}}.get(type_)
         if flags:
             conn.execute(update(L).where(L.c.id == lead_id).values(updated_at=self.clock.now(), **flags))
-        conn.execute(
-            update(E).where(E.c.lead_id == lead_id, E.c.status == "active", E.c.due_at > at).values(due_at=at)
-        )
+        conn.execute(update(E).where(E.c.lead_id == lead_id, E.c.status == "active", E.c.due_at > at).values(due_at=at))
         return True
 
-    def events_for(
-        self, conn: Connection, lead_ids: Sequence[int], since: datetime
-    ) -> dict[int, list[EventRecord]]:
+    def events_for(self, conn: Connection, lead_ids: Sequence[int], since: datetime) -> dict[int, list[EventRecord]]:
         found: dict[int, list[EventRecord]] = defaultdict(list)
         if not lead_ids:
             return found
@@ -246,9 +240,7 @@ class Store:
             found[row.lead_id].append(EventRecord(row.type, row.at, row.props or {}, str(row.id)))
         return found
 
-    def recent_sends(
-        self, conn: Connection, lead_ids: Sequence[int], since: datetime
-    ) -> dict[int, list[datetime]]:
+    def recent_sends(self, conn: Connection, lead_ids: Sequence[int], since: datetime) -> dict[int, list[datetime]]:
         found: dict[int, list[datetime]] = defaultdict(list)
         if not lead_ids:
             return found
@@ -309,9 +301,7 @@ class Store:
                 )
             else:
                 conn.execute(
-                    update(SV)
-                    .where(SV.c.scenario_id == scenario_id, SV.c.version == version)
-                    .values(is_current=True)
+                    update(SV).where(SV.c.scenario_id == scenario_id, SV.c.version == version).values(is_current=True)
                 )
             for old_state, new_state in migrate.items():
                 result = conn.execute(
@@ -322,9 +312,7 @@ class Store:
                         E.c.status == "active",
                         E.c.state == old_state,
                     )
-                    .values(
-                        scenario_version=version, state=new_state, entered_at=now, due_at=now, seq=E.c.seq + 1
-                    )
+                    .values(scenario_version=version, state=new_state, entered_at=now, due_at=now, seq=E.c.seq + 1)
                 )
                 moved += result.rowcount
             if moved:
@@ -353,9 +341,7 @@ class Store:
         if conn.execute(update(KV).where(KV.c.key == key).values(value=value)).rowcount == 0:
             conn.execute(insert(KV).values(key=key, value=value))
 
-    def enrolment_candidates(
-        self, conn: Connection, since: datetime | None, after_id: int, limit: int
-    ) -> list[int]:
+    def enrolment_candidates(self, conn: Connection, since: datetime | None, after_id: int, limit: int) -> list[int]:
         """Ids of reachable leads after `after_id` (changed since `since`, when given)."""
         query = select(L.c.id).where(L.c.unsubscribed.is_(False), L.c.bounced.is_(False), L.c.id > after_id)
         if since is not None:
@@ -471,10 +457,7 @@ class Store:
             claimed = [
                 Claimed(*row)
                 for row in conn.execute(
-                    select(*_CLAIMED)
-                    .where(E.c.status == "active", E.c.due_at <= now)
-                    .order_by(E.c.due_at)
-                    .limit(limit)
+                    select(*_CLAIMED).where(E.c.status == "active", E.c.due_at <= now).order_by(E.c.due_at).limit(limit)
                 )
             ]
             if not claimed:
@@ -553,9 +536,7 @@ class Store:
         )
         return {row.id for row in conn.execute(statement)}
 
-    def _apply_positions_sqlite(
-        self, conn: Connection, worker: str, items: Sequence[EnrollmentUpdate]
-    ) -> set[int]:
+    def _apply_positions_sqlite(self, conn: Connection, worker: str, items: Sequence[EnrollmentUpdate]) -> set[int]:
         # SQLite has no column list on VALUES. The transaction began IMMEDIATE and so holds
         # the write lock: the leases read here cannot change before the executemany below.
         held = {
@@ -570,9 +551,7 @@ class Store:
         return {i.id for i in kept}
 
     def _change_lead(self, conn: Connection, lead_id: int, changes: Mapping[str, Any]) -> None:
-        row = conn.execute(
-            select(L.c.custom, L.c.tags, L.c.score_engagement).where(L.c.id == lead_id)
-        ).first()
+        row = conn.execute(select(L.c.custom, L.c.tags, L.c.score_engagement).where(L.c.id == lead_id)).first()
         if row is None:
             return
         values: dict[str, Any] = {"updated_at": self.clock.now()}
@@ -722,9 +701,7 @@ class Store:
                 .order_by(S.c.id.desc())
                 .limit(10)
             ).all()
-            retrying = conn.execute(
-                select(func.count()).where(S.c.status == "pending", S.c.attempts > 0)
-            ).scalar()
+            retrying = conn.execute(select(func.count()).where(S.c.status == "pending", S.c.attempts > 0)).scalar()
             leads = conn.execute(select(func.count()).select_from(L)).scalar()
         return {
             "enrolments": enrolments,

@@ -33,9 +33,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use timezone-aware UTC")
         value = value.astimezone(UTC)
-        return (
-            value.replace(tzinfo=None).isoformat(" ", "microseconds") if dialect.name == "sqlite" else value
-        )
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds") if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

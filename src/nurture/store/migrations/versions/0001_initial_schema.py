@@ -44,9 +44,7 @@ def upgrade() -> None:
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
         sa.Column("lifecycle_stage", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-        sa.Column(
-            "tags", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False
-        ),
+        sa.Column("tags", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False),
         sa.Column(
             "custom",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),

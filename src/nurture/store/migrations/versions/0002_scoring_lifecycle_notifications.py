@@ -116,9 +116,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("engagement_since", nurture.store.types.UTCDateTime(timezone=True), nullable=True)
         )
-        batch_op.add_column(
-            sa.Column("scored_at", nurture.store.types.UTCDateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("scored_at", nurture.store.types.UTCDateTime(timezone=True), nullable=True))
 
     # ### end Alembic commands ###
 
