@@ -371,9 +371,8 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown section {section!r}")
         print("\n".join(new), flush=True)
-    print(
-        f"(databases in {folder}; peak RSS of this runner {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB)"
-    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(f"(databases in {folder}; peak RSS of this runner {peak} MiB)")
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
 
