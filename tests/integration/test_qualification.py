@@ -31,9 +31,14 @@ N = Notification.__table__  # type: ignore[attr-defined]
 
 class Hooks(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+    failures: ClassVar[list[int]] = []  # statuses to answer before accepting
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        if Hooks.failures:
+            self.send_response(Hooks.failures.pop(0))
+            self.end_headers()
+            return
         Hooks.received.append((dict(self.headers), body))
         self.send_response(204)
         self.end_headers()
@@ -45,6 +50,7 @@ class Hooks(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook() -> Iterator[str]:
     Hooks.received = []
+    Hooks.failures = []
     server = HTTPServer(("127.0.0.1", free_port()), Hooks)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -230,3 +236,30 @@ def test_daily_digest_lists_each_owners_new_hot_leads_once(
     assert len(digests) == 1
     assert digests[0]["To"].addresses[0].addr_spec == "max.keller@acme-analytics.example"
     assert "ada@nordwerk.example" in digests[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_failed_webhook_is_retried_and_delivered_once(
+    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
+    tmp_path: Path, webhook: str,
+) -> None:
+    scoring = (ROOT / "scenarios" / "scoring.yaml").read_text().replace("webhook_url: null", f"webhook_url: {webhook}")
+    (workspace / "scenarios" / "scoring.yaml").write_text(scoring)
+    daemon = make_daemon(sqlite_url)
+    import_csv(daemon, tmp_path, LEADS)
+    record(daemon, "ada@nordwerk.example", "inquiry", clock.now() - timedelta(hours=1))
+    Hooks.failures = [503]
+
+    async def scenario() -> None:
+        await daemon.tick()
+        with daemon.store.reading() as conn:
+            hook = conn.execute(select(N.c.status, N.c.attempts, N.c.last_error).where(N.c.kind == "webhook")).one()
+        assert (hook.status, hook.attempts) == ("pending", 1) and "503" in hook.last_error
+        clock.advance(timedelta(seconds=61))
+        await daemon.tick()
+        await daemon.tick()
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    asyncio.run(scenario())
+    assert len(Hooks.received) == 1
+    assert Hooks.received[0][0]["X-Nurture-Delivery"].endswith(":webhook")
