@@ -37,6 +37,8 @@ from nurture.store.repo import Store
 log = logging.getLogger("nurture.daemon")
 # A job still running when its next interval comes is skipped by design (max_instances=1).
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+# transitions logs every state change at INFO: far too much for thousands of leads a tick.
+logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
 def worker_name(settings: Settings) -> str:

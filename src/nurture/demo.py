@@ -175,7 +175,7 @@ def run_demo(
         f"imported {report.created} leads from {leads_file.name}"
         + (f" ({len(report.problems)} rows rejected)" if report.problems else "")
     )
-    controller = Controller(Mailbox(str(maildir)), hostname="127.0.0.1", port=port)
+    controller = Controller(Mailbox(maildir), hostname="127.0.0.1", port=port)
     controller.start()
     daemon = Daemon(settings, clock, store)
     for note in daemon.load():
@@ -213,7 +213,7 @@ def run_demo(
 def summarise(store: Store, daemon: Daemon) -> dict[str, Any]:
     from sqlalchemy import func
 
-    from nurture.store.repo import L
+    from nurture.store.repo import L, counts
     from nurture.store.tables import Notification
 
     notifications = Notification.__table__  # type: ignore[attr-defined]
@@ -223,7 +223,7 @@ def summarise(store: Store, daemon: Daemon) -> dict[str, Any]:
         alerts = conn.execute(
             select(func.count()).where(notifications.c.status == "sent", notifications.c.kind != "webhook")
         ).scalar()
-        stages = dict(conn.execute(select(L.c.lifecycle_stage, func.count()).group_by(L.c.lifecycle_stage)).all())
+        stages = counts(conn.execute(select(L.c.lifecycle_stage, func.count()).group_by(L.c.lifecycle_stage)))
     return {"status": status, "funnels": funnels, "totals": daemon.totals, "alerts": alerts, "stages": stages}
 
 

@@ -7,14 +7,16 @@ such as "no activity for 60 days".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from nurture.catalog import Catalog
 from nurture.clock import Clock
 from nurture.errors import ExpressionError
 from nurture.runtime.engine import start
 from nurture.scenario.compiler import CompiledScenario
-from nurture.scenario.expr import EventsView, Record
+from nurture.scenario.expr import EventRecord, EventsView, Record
 from nurture.store.repo import Store, lead_view
 
 CHUNK = 1000
@@ -99,18 +101,18 @@ class Enroller:
         return enrolled
 
     @staticmethod
-    def _matches(compiled: CompiledScenario, row: object, events: list[object], now: datetime) -> bool:
+    def _matches(compiled: CompiledScenario, row: Any, events: Sequence[EventRecord], now: datetime) -> bool:
         condition = compiled.entry_condition
         if condition is None:
             return True
-        lead = lead_view(row._mapping)  # type: ignore[attr-defined]
+        lead = lead_view(row._mapping)
         context = {
             "lead": Record(lead.fields),
             "score": Record(lead.score),
             "lifecycle": lead.lifecycle,
             "events": EventsView(events, now),
             "now": now,
-        }  # type: ignore[arg-type]
+        }
         try:
             return condition.test(context)
         except ExpressionError:

@@ -140,9 +140,7 @@ class Outbox:
             for mark in items:
                 mark.committed.set_result(None)
 
-    async def _deliver(
-        self, row: Any, lead: Any, marks: asyncio.Queue[tuple[int, str] | None], stats: DrainStats
-    ) -> None:
+    async def _deliver(self, row: Any, lead: Any, marks: asyncio.Queue[Mark | None], stats: DrainStats) -> None:
         if lead is None or row.unsubscribed or row.bounced or row.suppressed:
             await self._finish(row.id, "suppressed", "recipient is unsubscribed, bounced or suppressed")
             stats.suppressed += 1

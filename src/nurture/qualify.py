@@ -46,6 +46,11 @@ def change_stage(
     conn.execute(insert(LC).values(lead_id=lead_id, at=now, from_stage=old, to_stage=new, reason=reason, actor=actor))
 
 
+def needed_for(scoring: CompiledScoring, grade: str) -> int | None:
+    """Engagement a lead of `grade` needs to be hot; None when that grade never is."""
+    return {str(g): n for g, n in scoring.model.hot.engagement.items()}.get(grade)
+
+
 def explain(result: ScoreResult) -> list[str]:
     """The reasons a score is what it is, strongest first."""
     parts = sorted(result.contributions, key=lambda c: -c.points)
@@ -82,7 +87,7 @@ class Qualifier:
     def score_lead(self, scoring: CompiledScoring, conn: Connection, row: Any, now: datetime) -> ScoreResult:
         own, colleagues = self._events(scoring, conn, [row], now)
         return scoring.evaluate(
-            lead_view(row._mapping).fields,
+            lead_view(dict(row._mapping)).fields,
             own.get(row.id, []),
             now,
             colleagues.get(row.id, []),
@@ -179,8 +184,8 @@ class Qualifier:
         reasons = explain(result)
         reason = (
             f"grade {result.grade} with engagement {result.engagement} "
-            f"(needs {scoring.model.hot.engagement.get(result.grade)}): " + ", ".join(reasons[:4])
-        )  # type: ignore[call-overload]
+            f"(needs {needed_for(scoring, result.grade)}): " + ", ".join(reasons[:4])
+        )
         change_stage(self.store, conn, row.id, row.lifecycle_stage, "hot", reason, "scoring", now)
         conn.execute(update(L).where(L.c.id == row.id).values(owner=owner.email))
         number = conn.execute(select(func.count()).where(LC.c.lead_id == row.id, LC.c.to_stage == "hot")).scalar()

@@ -145,7 +145,7 @@ def load_lead_file(path: Path) -> LeadView:
     data = _read_yaml(path)
     if not isinstance(data, dict) or "email" not in data:
         raise ValidationFailed([Diagnostic(str(path), 1, "a lead file is a mapping with at least 'email'")])
-    score = {"fit": 0, "engagement": 0, "total": 0, "grade": "D"}
+    score: dict[str, Any] = {"fit": 0, "engagement": 0, "total": 0, "grade": "D"}
     score.update(data.pop("score", None) or {})
     score.setdefault("total", score["fit"] + score["engagement"])
     fields: dict[str, Any] = {"tags": [], "unsubscribed": False, "bounced": False, "lifecycle_stage": "cold"}

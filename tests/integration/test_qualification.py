@@ -239,8 +239,13 @@ def test_daily_digest_lists_each_owners_new_hot_leads_once(
 
 
 def test_failed_webhook_is_retried_and_delivered_once(
-    sqlite_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock,
-    tmp_path: Path, webhook: str,
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+    webhook: str,
 ) -> None:
     scoring = (ROOT / "scenarios" / "scoring.yaml").read_text().replace("webhook_url: null", f"webhook_url: {webhook}")
     (workspace / "scenarios" / "scoring.yaml").write_text(scoring)

@@ -62,11 +62,12 @@ def lead_fields_used(tree: nodes.Node) -> list[tuple[str, int]]:
     """(field, line) for every `lead.X` / `lead['X']` in a template or expression tree."""
     found = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node.node, nodes.Name) and node.node.name == "lead":
-            if isinstance(node, nodes.Getattr):
-                found.append((node.attr, node.lineno))
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                found.append((node.arg.value, node.lineno))
+        target: Any = node
+        if isinstance(target.node, nodes.Name) and target.node.name == "lead":
+            if isinstance(target, nodes.Getattr):
+                found.append((target.attr, target.lineno))
+            elif isinstance(target.arg, nodes.Const) and isinstance(target.arg.value, str):
+                found.append((target.arg.value, target.lineno))
     return found
 
 

@@ -337,7 +337,7 @@ def _callable(node: nodes.Call | nodes.Filter | nodes.Test) -> Compiled:
     if node.dyn_args is not None or node.dyn_kwargs is not None:
         raise ExpressionError("*args and **kwargs are not supported in expressions")
     args = [_compile(a) for a in node.args]
-    kwargs = [(kw.key, _compile(kw.value)) for kw in node.kwargs]
+    kwargs = [(str(kw.key), _compile(kw.value)) for kw in node.kwargs]
     if isinstance(node, nodes.Call):
         target = _compile(node.node)
         return lambda ctx: _call(target(ctx), [a(ctx) for a in args], {k: v(ctx) for k, v in kwargs})
@@ -374,10 +374,10 @@ def _analyse(tree: nodes.Node) -> Usage:
     methods: set[str] = set()
     types: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        base = node.node
+        base = node.node  # type: ignore[attr-defined]
         if not isinstance(base, nodes.Name):
             continue
-        key = node.attr if isinstance(node, nodes.Getattr) else _const_str(node.arg)
+        key = node.attr if isinstance(node, nodes.Getattr) else _const_str(node.arg)  # type: ignore[attr-defined]
         if key is None:
             continue
         {"lead": lead_fields, "score": score_fields, "events": methods}.get(base.name, set()).add(key)

@@ -174,7 +174,7 @@ class _Checker:
     # -- meaning ---------------------------------------------------------------------------
 
     def _semantic(self, steps: list[tuple[Step, int]], fields: set[str]) -> None:
-        ids = getattr(self, "_all_ids", set())
+        ids: set[str] = getattr(self, "_all_ids", set())
         for step, line in steps:
             for label, target in journey.step_targets(step):
                 if target not in ids:

@@ -151,10 +151,11 @@ Step = Annotated[
 ]
 
 DAY_NAMES = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WORKDAYS: tuple[DAY_NAMES, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
 class SendWindowSpec(_Strict):
-    days: list[DAY_NAMES] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    days: list[DAY_NAMES] = Field(default_factory=lambda: list(_WORKDAYS))
     start: str = "09:00"
     end: str = "17:00"
     timezone: str = Field(

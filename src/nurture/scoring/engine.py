@@ -216,7 +216,7 @@ class CompiledScoring:
                 target = better[0]
                 missing.append(
                     f"fit grade {grade} can never be hot: needs {self.model.grades[target] - fit_points} more fit "
-                    f"points for grade {target}"  # type: ignore[index]
+                    f"points for grade {target}"
                 )
         elif not hot:
             missing.append(f"needs {needed - engagement} more engagement points (grade {grade} needs {needed})")

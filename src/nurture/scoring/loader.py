@@ -57,15 +57,15 @@ def check_scoring_data(data: LineDict, filename: str) -> tuple[CompiledScoring |
                 )
             )
     engagement_items = raw.get("engagement") if isinstance(raw, LineDict) else None
-    for index, rule in enumerate(model.engagement):
+    for index, scored in enumerate(model.engagement):
         line = engagement_items.item_lines[index] if isinstance(engagement_items, LineList) else raw.line
-        if rule.event not in EVENT_TYPES:
+        if scored.event not in EVENT_TYPES:
             problems.append(
                 Diagnostic(
                     filename,
                     line,
-                    f"engagement rule '{rule.name}' scores unknown event '{rule.event}'",
-                    did_you_mean(rule.event, EVENT_TYPES),
+                    f"engagement rule '{scored.name}' scores unknown event '{scored.event}'",
+                    did_you_mean(scored.event, EVENT_TYPES),
                 )
             )
     names = [r.name for r in model.fit] + [r.name for r in model.engagement]

@@ -14,6 +14,8 @@ from nurture.errors import DurationError
 from nurture.timeutil import parse_duration
 
 GRADES = ("A", "B", "C", "D")
+Grade = Literal["A", "B", "C", "D"]
+_DEFAULT_GRADES: dict[Grade, int] = {"A": 60, "B": 40, "C": 20}
 
 
 def _duration(value: str) -> str:
@@ -74,7 +76,7 @@ class Account(_Strict):
 class Hot(_Strict):
     """Engagement needed to be hot, per fit grade; a grade not listed can never be hot."""
 
-    engagement: dict[Literal["A", "B", "C", "D"], int]
+    engagement: dict[Grade, int]
     warm_engagement: int = Field(default=15, ge=0, description="Engagement that makes a cold lead warm")
 
 
@@ -94,8 +96,8 @@ class Routing(_Strict):
 class Scoring(_Strict):
     lead_fields: list[str] = Field(default_factory=list, description="Custom lead fields the rules read")
     fit: list[FitRule] = Field(default_factory=list)
-    grades: dict[Literal["A", "B", "C"], int] = Field(
-        default_factory=lambda: {"A": 60, "B": 40, "C": 20},
+    grades: dict[Grade, int] = Field(
+        default_factory=lambda: dict(_DEFAULT_GRADES),
         description="Least fit points for each grade; else D",
     )
     engagement: list[EngagementRule] = Field(default_factory=list)

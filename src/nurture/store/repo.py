@@ -75,7 +75,7 @@ _GUARDED_UPDATE = (
 LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in L.c]
 
 
-def lead_view(row: Mapping[str, Any]) -> LeadView:
+def lead_view(row: Any) -> LeadView:
     """The runtime's view of a lead row: standard columns, custom fields, score."""
     fields: dict[str, Any] = dict(row["custom"] or {})
     for name in LEAD_COLUMNS:
@@ -150,6 +150,11 @@ def _position_params(item: EnrollmentUpdate) -> dict[str, Any]:
         "finished_at": item.finished_at,
         "exit_reason": item.exit_reason,
     }
+
+
+def counts(result: Any) -> dict[Any, int]:
+    """{key: count} from rows of (key, count)."""
+    return {key: int(count) for key, count in result}
 
 
 def _insert_ignore(engine: Engine, table: Any) -> Any:
@@ -689,7 +694,7 @@ class Store:
                 .group_by(E.c.scenario_id, E.c.status, E.c.state)
                 .order_by(E.c.scenario_id, E.c.status, E.c.state)
             ).all()
-            sends = dict(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())
+            sends = counts(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())
             oldest = conn.execute(
                 select(func.min(S.c.next_attempt_at)).where(S.c.status.in_(("pending", "sending")))
             ).scalar()
@@ -715,14 +720,14 @@ class Store:
 
     def funnel(self, scenario_id: str) -> dict[str, Any]:
         with self.reading() as conn:
-            sent = dict(
+            sent = counts(
                 conn.execute(
                     select(S.c.step, func.count())
                     .where(S.c.scenario_id == scenario_id, S.c.status == "sent")
                     .group_by(S.c.step)
                 ).all()
             )
-            finished = dict(
+            finished = counts(
                 conn.execute(
                     select(E.c.exit_reason, func.count())
                     .where(E.c.scenario_id == scenario_id, E.c.status != "active")
