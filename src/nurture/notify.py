@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import insert, select, update
 
 from nurture.clock import Clock
 from nurture.config import Settings
@@ -98,32 +98,20 @@ class Notifier:
         self.lease = timedelta(seconds=max(settings.lease_seconds, settings.smtp_timeout * 3))
 
     def _claim(self, now: datetime, limit: int) -> list[Any]:
-        due = (
-            select(N.c.id)
-            .where(
-                N.c.status.in_(("pending", "sending")),
-                N.c.next_attempt_at <= now,
-                or_(N.c.lease_until.is_(None), N.c.lease_until < now),
-            )
-            .order_by(N.c.id)
-            .limit(limit)
+        statement = self.store.lease_statement(
+            N,
+            (N.c.status.in_(("pending", "sending")), N.c.next_attempt_at <= now),
+            N.c.id,
+            self.worker,
+            now,
+            limit,
+            self.lease,
+            (N,),
+            status="sending",
+            attempts=N.c.attempts + 1,
         )
-        if self.store.postgres:
-            due = due.with_for_update(skip_locked=True)
         with self.store.engine.begin() as conn:
-            return list(
-                conn.execute(
-                    update(N)
-                    .where(N.c.id.in_(due.scalar_subquery()))
-                    .values(
-                        status="sending",
-                        lease_owner=self.worker,
-                        lease_until=now + self.lease,
-                        attempts=N.c.attempts + 1,
-                    )
-                    .returning(N)
-                )
-            )
+            return list(conn.execute(statement))
 
     def _finish(self, row: Any, ok: bool, error: str | None, permanent: bool = False) -> None:
         now = self.clock.now()

@@ -382,39 +382,45 @@ class Store:
 
     # -- advancing -------------------------------------------------------------------------
 
-    def claim_due(self, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
-        """Lease up to `limit` due enrolments (SKIP LOCKED on PostgreSQL)."""
+    def lease_statement(
+        self,
+        table: Any,
+        ready: Sequence[Any],
+        order_by: Any,
+        worker: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        returning: Sequence[Any],
+        **values: Any,
+    ) -> Any:
+        """UPDATE that leases up to `limit` ready rows nobody holds a live lease on.
+
+        On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent workers
+        take disjoint batches instead of waiting for each other.
+        """
         due = (
-            select(E.c.id)
-            .where(
-                E.c.status == "active",
-                E.c.due_at <= now,
-                or_(E.c.lease_until.is_(None), E.c.lease_until < now),
-            )
-            .order_by(E.c.due_at)
+            select(table.c.id)
+            .where(*ready, or_(table.c.lease_until.is_(None), table.c.lease_until < now))
+            .order_by(order_by)
             .limit(limit)
         )
         if self.postgres:
             due = due.with_for_update(skip_locked=True)
-        statement = (
-            update(E)
-            .where(E.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=worker, lease_until=now + lease)
-            .returning(
-                E.c.id,
-                E.c.lead_id,
-                E.c.scenario_id,
-                E.c.scenario_version,
-                E.c.state,
-                E.c.status,
-                E.c.seq,
-                E.c.entered_at,
-                E.c.due_at,
-            )
+        return (
+            update(table)
+            .where(table.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=worker, lease_until=now + lease, **values)
+            .returning(*returning)
+        )
+
+    def claim_due(self, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
+        """Lease up to `limit` due enrolments."""
+        statement = self.lease_statement(
+            E, (E.c.status == "active", E.c.due_at <= now), E.c.due_at, worker, now, limit, lease, _CLAIMED
         )
         with self.engine.begin() as conn:
-            rows = conn.execute(statement).all()
-        return [Claimed(*row) for row in rows]
+            return [Claimed(*row) for row in conn.execute(statement).all()]
 
     def load_context(
         self, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
@@ -578,33 +584,20 @@ class Store:
 
     def claim_sends(self, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Row[Any]]:
         """Lease pending sends that are due, with what is needed to render them."""
-        due = (
-            select(S.c.id)
-            .where(
-                S.c.status.in_(("pending", "sending")),
-                S.c.next_attempt_at <= now,
-                or_(S.c.lease_until.is_(None), S.c.lease_until < now),
-            )
-            .order_by(S.c.next_attempt_at)
-            .limit(limit)
+        statement = self.lease_statement(
+            S,
+            (S.c.status.in_(("pending", "sending")), S.c.next_attempt_at <= now),
+            S.c.next_attempt_at,
+            worker,
+            now,
+            limit,
+            lease,
+            (S.c.id,),
+            status="sending",
+            attempts=S.c.attempts + 1,
         )
-        if self.postgres:
-            due = due.with_for_update(skip_locked=True)
         with self.engine.begin() as conn:
-            ids = [
-                r.id
-                for r in conn.execute(
-                    update(S)
-                    .where(S.c.id.in_(due.scalar_subquery()))
-                    .values(
-                        status="sending",
-                        lease_owner=worker,
-                        lease_until=now + lease,
-                        attempts=S.c.attempts + 1,
-                    )
-                    .returning(S.c.id)
-                )
-            ]
+            ids = [r.id for r in conn.execute(statement)]
             if not ids:
                 return []
             return list(
