@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_tls: bool = False
+    smtp_ca_file: str | None = Field(default=None, description="CA bundle for a server with a private certificate")
     smtp_timeout: float = 30.0
     smtp_pool_size: int = 4
     send_rate: float = Field(default=0.0, description="Messages per second across the pool; 0 = unlimited")

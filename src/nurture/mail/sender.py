@@ -28,6 +28,9 @@ class Outcome:
 
 def classify(exc: BaseException) -> Outcome:
     """What to do after `exc` was raised while sending one message."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        # Our credentials, not the recipient: keep retrying until an operator fixes them.
+        return Outcome(RETRY, exc.code, f"SMTP login failed: {exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -97,6 +100,7 @@ class SmtpPool:
             start_tls=s.smtp_starttls,
             timeout=s.smtp_timeout,
             validate_certs=s.smtp_tls or s.smtp_starttls,
+            cert_bundle=s.smtp_ca_file,
         )
 
     async def _acquire(self) -> aiosmtplib.SMTP:
@@ -108,17 +112,17 @@ class SmtpPool:
     async def send(self, message: BuiltMessage) -> None:
         await self.limiter.acquire()
         client = await self._acquire()
-        healthy = True
+        healthy = False
         try:
             if not client.is_connected:
-                await client.connect()
-            await client.sendmail(message.envelope_from, [message.recipient], message.data)
-        except aiosmtplib.SMTPResponseException as exc:
-            healthy = not isinstance(exc, aiosmtplib.SMTPServerDisconnected) and await self._reset(client)
-            raise
-        except BaseException:
-            healthy = False
-            raise
+                await client.connect()  # TLS and login happen here; any failure drops the client
+            try:
+                await client.sendmail(message.envelope_from, [message.recipient], message.data)
+                healthy = True
+            except aiosmtplib.SMTPResponseException as exc:
+                # A refused message leaves a usable session once reset.
+                healthy = not isinstance(exc, aiosmtplib.SMTPServerDisconnected) and await self._reset(client)
+                raise
         finally:
             if not healthy:
                 client.close()
