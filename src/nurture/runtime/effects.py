@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendEmail:
     step: str
     template: str
@@ -19,7 +19,7 @@ class SendEmail:
     at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NotifySales:
     step: str
     message: str
@@ -27,7 +27,7 @@ class NotifySales:
     at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UpdateLead:
     step: str
     set: Mapping[str, Any]
@@ -37,7 +37,7 @@ class UpdateLead:
     at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The lead left the scenario: `completed` (reached the end) or `exited` (exit condition)."""
 
@@ -49,7 +49,7 @@ class Finished:
 Effect = SendEmail | NotifySales | UpdateLead | Finished
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """Why the lead went where it went; printed by `nurture simulate`, kept in the audit log."""
 

@@ -27,7 +27,7 @@ MAX_MOVES = 200
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Position:
     """Where a lead stands in a scenario: plain data, stored as columns of its enrolment."""
 
@@ -41,8 +41,12 @@ class Position:
     def active(self) -> bool:
         return self.status == ACTIVE
 
+    def due(self, when: datetime | None) -> Position:
+        """The same place, due at `when`."""
+        return Position(self.state, self.entered_at, when, self.seq, self.status)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class LeadView:
     """What the runtime may know of a lead."""
 
@@ -60,7 +64,7 @@ class LeadView:
         return str(value) if value else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FrequencyCap:
     """At most `max_sends` emails to one lead in any `period`, across all scenarios."""
 
@@ -68,7 +72,7 @@ class FrequencyCap:
     period: timedelta = timedelta(days=7)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepResult:
     position: Position
     effects: list[Effect]
@@ -236,7 +240,7 @@ class _Walk:
         else:
             target = position.entered_at + self.c.durations[step.id]
         if self.now < target:
-            return replace(position, due_at=target), True
+            return position.due(target), True
         return self.move(position, "advance", target), False
 
     def wait_for(self, position: Position, step: m.WaitFor) -> tuple[Position, bool]:
@@ -258,21 +262,21 @@ class _Walk:
         if self.now >= deadline:
             self.note(deadline, step.id, f"no {step.event} within {step.timeout}: timed out")
             return self.move(position, "timeout", deadline), False
-        return replace(position, due_at=deadline), True
+        return position.due(deadline), True
 
     def send(self, position: Position, step: m.SendEmail) -> tuple[Position, bool]:
         tz = zone(self.zone_name())
         opening = self.c.send_window.next_open(self.now, tz)
         if opening > self.now:
             self.note(self.now, step.id, f"outside send window; deferred to {opening:%Y-%m-%d %H:%M} UTC")
-            return replace(position, due_at=opening), True
+            return position.due(opening), True
         if self.cap is not None:
             window_start = self.now - self.cap.period
             recent = sorted(t for t in self.sends if window_start < t <= self.now)
             if len(recent) >= self.cap.max_sends:
                 free_at = recent[len(recent) - self.cap.max_sends] + self.cap.period
                 self.note(self.now, step.id, f"frequency cap reached; deferred to {free_at:%Y-%m-%d %H:%M} UTC")
-                return replace(position, due_at=free_at), True
+                return position.due(free_at), True
         self.emit(
             SendEmail(
                 step.id,
