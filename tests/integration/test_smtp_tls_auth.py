@@ -13,10 +13,10 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from tests.integration.conftest import write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
+from tests.integration.test_smtp_faults import ticks
 from tests.smtp_server import Recorder, free_port
 
 USERS = {"nurture": "s3cret"}
@@ -52,32 +52,40 @@ def secure_smtp(tmp_path: Path) -> Iterator[tuple[Recorder, int, Path]]:
     controller.stop()
 
 
-def test_sends_over_starttls_with_login(
-    sqlite_url: str,
+def send_one(
     make_daemon: Callable[..., Daemon],
     workspace: Path,
-    clock: FakeClock,
     tmp_path: Path,
-    secure_smtp: tuple[Recorder, int, Path],
-) -> None:
-    recorder, port, ca_file = secure_smtp
+    url: str,
+    port: int,
+    ca_file: Path,
+    password: str,
+) -> Daemon:
+    """One lead, one due email, one tick through a server that requires STARTTLS and login."""
     write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(
-        sqlite_url,
+        url,
         smtp_port=port,
         smtp_starttls=True,
         smtp_ca_file=str(ca_file),
         smtp_username="nurture",
-        smtp_password="s3cret",
+        smtp_password=password,
+        smtp_timeout=2,
     )
     import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
+    asyncio.run(ticks(daemon, daemon.clock))  # type: ignore[arg-type]
+    return daemon
 
-    async def scenario() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
 
-    asyncio.run(scenario())
+def test_sends_over_starttls_with_login(
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    tmp_path: Path,
+    secure_smtp: tuple[Recorder, int, Path],
+) -> None:
+    recorder, port, ca_file = secure_smtp
+    send_one(make_daemon, workspace, tmp_path, sqlite_url, port, ca_file, "s3cret")
     assert [m["Subject"] for m in recorder.messages] == ["Hello Ann"]
 
 
@@ -85,29 +93,11 @@ def test_wrong_password_is_retried_not_lost(
     sqlite_url: str,
     make_daemon: Callable[..., Daemon],
     workspace: Path,
-    clock: FakeClock,
     tmp_path: Path,
     secure_smtp: tuple[Recorder, int, Path],
 ) -> None:
     recorder, port, ca_file = secure_smtp
-    write_scenario(workspace, TWO_STEP)
-    daemon = make_daemon(
-        sqlite_url,
-        smtp_port=port,
-        smtp_starttls=True,
-        smtp_ca_file=str(ca_file),
-        smtp_username="nurture",
-        smtp_password="wrong",
-        smtp_timeout=2,
-    )
-    import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nann@alpha.example,Ann,A,UTC,web\n")
-
-    async def scenario() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(scenario())
+    daemon = send_one(make_daemon, workspace, tmp_path, sqlite_url, port, ca_file, "wrong")
     assert recorder.messages == []
     status = daemon.store.status()
     assert status["sends"] == {"pending": 1} and status["retrying"] == 1
