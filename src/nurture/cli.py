@@ -98,7 +98,7 @@ def simulate(
         if start:
             begin = parse_when(start, begin, "--start")
         horizon = parse_duration(until)
-        lead_view = load_lead_file(lead)
+        lead_view, fixed_score = load_lead_file(lead)
         event_list = load_events_file(events, begin) if events else []
     except NurtureError as exc:
         fail(str(exc))
@@ -106,7 +106,10 @@ def simulate(
         f"{compiled.scenario.name} [{compiled.id} v{compiled.version}] · lead {lead_view.key} · "
         f"from {begin:%Y-%m-%d %H:%M} UTC for {until}"
     )
-    timeline = run_simulation(compiled, lead_view, event_list, begin, horizon)
+    scoring = None if fixed_score else _scoring_beside(path)
+    if scoring is not None:
+        typer.echo("scores follow the events, as scoring.yaml computes them")
+    timeline = run_simulation(compiled, lead_view, event_list, begin, horizon, scoring=scoring)
     typer.echo(format_timeline(timeline, compiled))
 
 
@@ -393,6 +396,19 @@ def demo(
     from nurture.demo import run_demo
 
     run_demo(Path.cwd(), workdir, days=days, seconds_per_day=seconds_per_day)
+
+
+def _scoring_beside(path: Path):  # type: ignore[no-untyped-def]
+    """The valid scoring model in the same folder as `path`, if there is one."""
+    from nurture.project import check_file
+    from nurture.scenario.loader import scenario_files
+    from nurture.scoring.engine import CompiledScoring
+
+    for candidate in scenario_files([path.parent]):
+        loaded, _ = check_file(candidate)
+        if isinstance(loaded, CompiledScoring):
+            return loaded
+    return None
 
 
 def _load(path: Path, templates: Path | None):  # type: ignore[no-untyped-def]

@@ -92,6 +92,7 @@ class Qualifier:
             now,
             colleagues.get(row.id, []),
             row.engagement_since,
+            row.score_adjustment or 0,
         )
 
     def _events(
@@ -137,6 +138,7 @@ class Qualifier:
                     now,
                     colleagues.get(row.id, []),
                     row.engagement_since,
+                    row.score_adjustment or 0,
                 )
                 stats.scored += 1
                 self._record(conn, row, result, now)

@@ -42,7 +42,9 @@ def feedback(store: Store, email: str, action: str, reason: str, actor: str, now
         change_stage(store, conn, lead.id, old, new, reason, actor, now)
         conn.execute(insert(ACT).values(lead_id=lead.id, at=now, kind=f"feedback:{action}", note=reason, actor=actor))
         if action == "recycle":
-            conn.execute(update(L).where(L.c.id == lead.id).values(engagement_since=now, score_engagement=0))
+            conn.execute(
+                update(L).where(L.c.id == lead.id).values(engagement_since=now, score_engagement=0, score_adjustment=0)
+            )
         # Scenarios that exit on these stages should see the change at once.
         conn.execute(update(E).where(E.c.lead_id == lead.id, E.c.status == "active").values(due_at=now))
     return old, new

@@ -20,6 +20,7 @@ from nurture.runtime import effects as fx
 from nurture.runtime.engine import FrequencyCap, LeadView, Position, start, step
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EVENT_TYPES, EventRecord, Record
+from nurture.scoring.engine import CompiledScoring
 from nurture.timeutil import parse_duration, zone
 
 
@@ -45,7 +46,10 @@ def simulate(
     begin: datetime,
     until: timedelta,
     cap: FrequencyCap | None = None,
+    scoring: CompiledScoring | None = None,
 ) -> Timeline:
+    """The timeline of one lead. With `scoring`, the lead's score and stage follow its
+    events as the daemon's qualify job would make them; without, the lead file's score holds."""
     end = begin + until
     cap = cap or FrequencyCap()
     pending = sorted(events, key=lambda e: e.at)
@@ -53,10 +57,14 @@ def simulate(
     now = begin
     entries: list[TimelineEntry] = [TimelineEntry(begin, compiled.first, "enrolled")]
     sends: list[datetime] = []
+    adjustment = 0
     while position.active and now <= end:
         lead = _apply_lifecycle_events(lead, [e for e in pending if e.at <= now])
         visible = [e for e in pending if e.at <= now]
+        if scoring is not None:
+            lead = _rescore(scoring, lead, visible, now, adjustment, entries)
         result = step(compiled, position, lead, visible, now, recent_sends=sends, cap=cap)
+        adjustment += sum(e.score_delta for e in result.effects if isinstance(e, fx.UpdateLead))
         lead = result.lead
         for item in result.log:
             if isinstance(item, fx.Decision):
@@ -75,6 +83,28 @@ def simulate(
     if position.active:
         entries.append(TimelineEntry(end, position.state, f"still at '{position.state}' when the simulation ends"))
     return Timeline(entries, position, lead, len(sends))
+
+
+def _rescore(
+    scoring: CompiledScoring,
+    lead: LeadView,
+    events: Sequence[EventRecord],
+    now: datetime,
+    adjustment: int,
+    entries: list[TimelineEntry],
+) -> LeadView:
+    result = scoring.evaluate(lead.fields, events, now, adjustment=adjustment)
+    score = {"fit": result.fit, "engagement": result.engagement, "total": result.total, "grade": result.grade}
+    stage = lead.lifecycle
+    if stage in ("cold", "warm", "recycled") and result.hot:
+        stage = "hot"
+    elif stage == "cold" and result.warm:
+        stage = "warm"
+    if stage != lead.lifecycle:
+        entries.append(
+            TimelineEntry(now, "", f"★ became {stage}: grade {result.grade}, engagement {result.engagement}")
+        )
+    return LeadView(lead.key, {**lead.fields, "lifecycle_stage": stage}, score)
 
 
 def _apply_lifecycle_events(lead: LeadView, seen: Sequence[EventRecord]) -> LeadView:
@@ -141,16 +171,18 @@ def parse_when(value: Any, begin: datetime, where: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def load_lead_file(path: Path) -> LeadView:
+def load_lead_file(path: Path) -> tuple[LeadView, bool]:
+    """The lead, and whether its file fixes the score (else scoring computes it)."""
     data = _read_yaml(path)
     if not isinstance(data, dict) or "email" not in data:
         raise ValidationFailed([Diagnostic(str(path), 1, "a lead file is a mapping with at least 'email'")])
     score: dict[str, Any] = {"fit": 0, "engagement": 0, "total": 0, "grade": "D"}
-    score.update(data.pop("score", None) or {})
+    given = data.pop("score", None)
+    score.update(given or {})
     score.setdefault("total", score["fit"] + score["engagement"])
     fields: dict[str, Any] = {"tags": [], "unsubscribed": False, "bounced": False, "lifecycle_stage": "cold"}
     fields.update(data)
-    return LeadView(str(data["email"]), fields, score)
+    return LeadView(str(data["email"]), fields, score), given is not None
 
 
 def load_events_file(path: Path, begin: datetime) -> list[EventRecord]:

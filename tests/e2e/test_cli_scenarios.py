@@ -148,3 +148,24 @@ def test_simulate_reports_a_bad_events_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "event #1: unknown event type 'clik'" in result.stderr
+
+
+def test_simulate_computes_scores_from_events_when_the_lead_file_has_none() -> None:
+    result = nurture(
+        "simulate",
+        "scenarios/whitepaper_nurture.yaml",
+        "--lead",
+        "examples/lead_new.yaml",
+        "--events",
+        "examples/events_hot.yaml",
+        "--start",
+        "2026-03-02T08:00:00Z",
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert "scores follow the events, as scoring.yaml computes them" in out
+    assert any("★ became warm: grade A, engagement 15" in line for line in out)
+    assert any("took else → slow_track" in line for line in out)  # 25 points at the branch: not yet 40
+    hot = next(line for line in out if "★ became hot" in line)
+    assert hot.startswith("2026-03-07 10:00 UTC")  # attending the webinar: 5 + 10 + 10 (scenario) + 20
+    assert out[-1] == "-- 3 email(s); final: exited at 'pause_slow'"

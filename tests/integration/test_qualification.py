@@ -268,3 +268,21 @@ def test_failed_webhook_is_retried_and_delivered_once(
     asyncio.run(scenario())
     assert len(Hooks.received) == 1
     assert Hooks.received[0][0]["X-Nurture-Delivery"].endswith(":webhook")
+
+
+def test_scenario_score_adjustments_survive_rescoring(
+    sqlite_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon = make_daemon(sqlite_url)
+    import_csv(daemon, tmp_path, LEADS)
+    with daemon.store.engine.begin() as conn:
+        daemon.store._change_lead(conn, lead_id(daemon, "ada@nordwerk.example"), {"score_delta": 10})
+    record(daemon, "ada@nordwerk.example", "click", clock.now() - timedelta(minutes=5), link="x")
+    daemon.qualifier.run_once()
+    ada = daemon.store.lead_by_email("ada@nordwerk.example")
+    assert ada is not None and ada.score_engagement == 15  # 5 for the click, 10 added by a scenario

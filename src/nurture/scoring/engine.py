@@ -196,7 +196,9 @@ class CompiledScoring:
         now: datetime,
         colleague_events: Sequence[EventRecord] = (),
         engagement_since: datetime | None = None,
+        adjustment: int = 0,
     ) -> ScoreResult:
+        """The whole verdict; `adjustment` is what scenarios added with `adjust_score`."""
         fit_points, grade, fit_parts = self.fit(fields)
         if engagement_since is not None:
             events = [e for e in events if e.at >= engagement_since]
@@ -205,7 +207,9 @@ class CompiledScoring:
         account, account_parts, account_discounted = self.engagement(
             colleague_events, now, kind="account", weight=self.model.account.weight
         )
-        engagement = round(own + account)
+        engagement = round(own + account) + adjustment
+        if adjustment:
+            own_parts = [*own_parts, Contribution("scenario_adjustments", "engagement", adjustment, adjustment)]
         needed = self.model.hot.engagement.get(grade)  # type: ignore[call-overload]
         hot = needed is not None and engagement >= needed
         warm = hot or engagement >= self.model.hot.warm_engagement

@@ -562,7 +562,9 @@ class Store:
         return {i.id for i in kept}
 
     def _change_lead(self, conn: Connection, lead_id: int, changes: Mapping[str, Any]) -> None:
-        row = conn.execute(select(L.c.custom, L.c.tags, L.c.score_engagement).where(L.c.id == lead_id)).first()
+        row = conn.execute(
+            select(L.c.custom, L.c.tags, L.c.score_engagement, L.c.score_adjustment).where(L.c.id == lead_id)
+        ).first()
         if row is None:
             return
         values: dict[str, Any] = {"updated_at": self.clock.now()}
@@ -577,7 +579,9 @@ class Store:
         tags += [t for t in changes.get("add_tags", ()) if t not in tags]
         values["tags"] = tags
         if changes.get("score_delta"):
+            # Kept apart as well, so that rescoring from events keeps what scenarios added.
             values["score_engagement"] = (row.score_engagement or 0) + int(changes["score_delta"])
+            values["score_adjustment"] = (row.score_adjustment or 0) + int(changes["score_delta"])
         conn.execute(update(L).where(L.c.id == lead_id).values(**values))
 
     # -- sending ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ class Lead(SQLModel, table=True):
     grade: str = Field(default="D", max_length=2)
     engagement_since: datetime | None = _ts(default=None, nullable=True)
     scored_at: datetime | None = _ts(default=None, nullable=True)
+    score_adjustment: int = Field(default=0, description="Points scenarios added with adjust_score")
     created_at: datetime = _ts()
     updated_at: datetime = _ts(index=True)
 
