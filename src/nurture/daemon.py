@@ -120,17 +120,21 @@ class Daemon:
         await asyncio.to_thread(self._daily)
 
     def _daily(self) -> None:
-        """Once a day: rescore everyone (engagement decays) and queue owners' digests."""
+        """Once a day, by one daemon of the cluster: rescore everyone (engagement decays) and
+        queue owners' digests."""
         now = self.clock.now()
-        with self.store.reading() as conn:
-            last = self.store.get_setting(conn, "daily:last")
-        if last and datetime.fromisoformat(last) + timedelta(days=1) > now:
-            return
-        self.qualifier.run_once(everyone=True)
-        if self.catalog.scoring is not None:
-            queue_digests(self.store, self.catalog.scoring, now)
-        with self.store.engine.begin() as conn:
-            self.store.put_setting(conn, "daily:last", now.isoformat())
+        with self.store.cluster_lock("daily") as mine:
+            if not mine:
+                return
+            with self.store.reading() as conn:
+                last = self.store.get_setting(conn, "daily:last")
+            if last and datetime.fromisoformat(last) + timedelta(days=1) > now:
+                return
+            self.qualifier.run_once(everyone=True)
+            if self.catalog.scoring is not None:
+                queue_digests(self.store, self.catalog.scoring, now)
+            with self.store.engine.begin() as conn:
+                self.store.put_setting(conn, "daily:last", now.isoformat())
 
     async def tick(self) -> None:
         """One round of every job, in order: what a scheduler would do, but deterministic."""

@@ -7,8 +7,10 @@ tick costs O(due rows) and so that several daemons can share one PostgreSQL data
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -167,6 +169,27 @@ class Store:
         self.engine = engine
         self.clock = clock
         self.postgres = is_postgres(engine)
+
+    @contextmanager
+    def cluster_lock(self, name: str) -> Iterator[bool]:
+        """Whether this worker may run the cluster-wide job `name` now.
+
+        PostgreSQL: a session advisory lock, held for the block, so one daemon of many runs
+        it. SQLite serves one host, where the database's write lock already serialises jobs.
+        """
+        if not self.postgres:
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with self.engine.connect() as conn:
+            got = bool(conn.execute(select(func.pg_try_advisory_lock(key))).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(select(func.pg_advisory_unlock(key)))
+                    conn.commit()
 
     def reading(self) -> Connection:
         """A connection for reads only: on SQLite it does not take the write lock."""
