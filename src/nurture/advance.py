@@ -8,6 +8,7 @@ from typing import Any
 
 from nurture.catalog import Catalog
 from nurture.clock import Clock
+from nurture.qualify import hand_over, route_owner
 from nurture.runtime import effects as fx
 from nurture.runtime.engine import FrequencyCap, Position, step
 from nurture.store.repo import Claimed, EnrollmentUpdate, Store, lead_view
@@ -98,6 +99,32 @@ class Advancer:
             )
         return total
 
+    def _hand_over(
+        self, effect: fx.NotifySales, scenario: str, row: Any, events: list[Any], now: datetime
+    ) -> list[dict[str, Any]]:
+        """A scenario's notify_sales step: the same email and webhook as a promotion, to the
+        lead's owner (or the routed one), keyed by the step visit so it goes out once."""
+        scoring = self.catalog.scoring
+        if scoring is None:
+            return []
+        owner = next((o for o in scoring.model.routing.owners if o.email == row.owner), None)
+        if owner is None:
+            owner, _ = route_owner(scoring, row, row.id)
+        name = " ".join(p for p in (row.first_name, row.last_name) if p) or row.email
+        score = {"fit": row.score_fit, "grade": row.grade, "engagement": row.score_engagement}
+        return hand_over(
+            scoring,
+            row,
+            owner,
+            f"step:{effect.idempotency_key}",
+            f"Handed over by '{scenario}': {name}, {row.company or 'unknown company'}",
+            [effect.message],
+            events,
+            score,
+            now,
+            "lead.handed_over",
+        )
+
     def _step(
         self, item: Claimed, row: Any, events: list[Any], sends: list[datetime], now: datetime
     ) -> EnrollmentUpdate:
@@ -118,6 +145,7 @@ class Advancer:
         changes: dict[str, Any] = {"set": {}, "add_tags": [], "remove_tags": [], "score_delta": 0}
         finished_at = exit_reason = None
         notified = []
+        notifications: list[dict[str, Any]] = []
         for effect in result.effects:
             if isinstance(effect, fx.SendEmail):
                 outbox.append(
@@ -146,6 +174,7 @@ class Advancer:
                 changes["score_delta"] += effect.score_delta
             elif isinstance(effect, fx.NotifySales):
                 notified.append({"step": effect.step, "message": effect.message, "key": effect.idempotency_key})
+                notifications += self._hand_over(effect, compiled.scenario.name, row, events, now)
             elif isinstance(effect, fx.Finished):
                 finished_at, exit_reason = effect.at, effect.reason
         has_changes = bool(changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"])
@@ -182,4 +211,5 @@ class Advancer:
             lead_changes=changes if has_changes else None,
             audit=audit,
             lead_id=item.lead_id,
+            notifications=notifications,
         )

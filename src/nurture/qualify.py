@@ -192,57 +192,12 @@ class Qualifier:
         conn.execute(update(L).where(L.c.id == row.id).values(owner=owner.email))
         number = conn.execute(select(func.count()).where(LC.c.lead_id == row.id, LC.c.to_stage == "hot")).scalar()
         events = self.store.events_for(conn, [row.id], now - timedelta(days=30)).get(row.id, [])
-        summary = {
-            "event": "lead.hot",
-            "lead": {
-                "id": row.id,
-                "email": row.email,
-                "name": " ".join(p for p in (row.first_name, row.last_name) if p),
-                "company": row.company,
-                "job_title": row.job_title,
-                "country": row.country,
-                "company_size": row.company_size,
-                "industry": row.industry,
-            },
-            "score": {"fit": result.fit, "grade": result.grade, "engagement": result.engagement},
-            "why": reasons,
-            "last_activities": [
-                {
-                    "type": e.type,
-                    "at": e.at.isoformat(),
-                    **{k: str(v) for k, v in e.props.items() if k in ("url", "link", "asset")},
-                }
-                for e in sorted(events, key=lambda e: e.at)[-5:]
-            ],
-            "owner": {"name": owner.name, "email": owner.email},
-            "link": f"{scoring.model.routing.dashboard_url.rstrip('/')}/leads/{row.id}",
-            "promoted_at": now.isoformat(),
-        }
-        name = summary["lead"]["name"] or row.email  # type: ignore[index]
-        rows = [
-            {
-                "key": f"hot:{row.id}:{number}:email",
-                "kind": "email",
-                "lead_id": row.id,
-                "target": owner.email,
-                "subject": f"Hot lead: {name}, {row.company or 'unknown company'} ({result.grade}/{result.engagement})",
-                "payload": summary,
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-                "next_attempt_at": now,
-            }
-        ]
-        if scoring.model.routing.webhook_url:
-            rows.append(
-                {
-                    **rows[0],
-                    "key": f"hot:{row.id}:{number}:webhook",
-                    "kind": "webhook",
-                    "target": scoring.model.routing.webhook_url,
-                    "subject": "",
-                }
-            )
+        name = " ".join(p for p in (row.first_name, row.last_name) if p) or row.email
+        subject = f"Hot lead: {name}, {row.company or 'unknown company'} ({result.grade}/{result.engagement})"
+        score = {"fit": result.fit, "grade": result.grade, "engagement": result.engagement}
+        rows = hand_over(
+            scoring, row, owner, f"hot:{row.id}:{number}", subject, reasons, events, score, now, "lead.hot"
+        )
         conn.execute(insert(N), rows)
         # Wake the lead's enrolments so scenarios that exit on "became_hot" do so now.
         from nurture.store.repo import E
@@ -250,16 +205,90 @@ class Qualifier:
         conn.execute(update(E).where(E.c.lead_id == row.id, E.c.status == "active").values(due_at=now))
 
     def _assign(self, conn: Connection, scoring: CompiledScoring, row: Any) -> Owner:
-        owners = scoring.model.routing.owners
-        for owner in owners:
-            in_country = not owner.countries or (row.country or "") in owner.countries
-            in_industry = not owner.industries or (row.industry or "") in owner.industries
-            if (owner.countries or owner.industries) and in_country and in_industry:
-                return owner
-        pool = [o for o in owners if not o.countries and not o.industries] or list(owners)
         turn = int(self.store.get_setting(conn, "owner:round_robin") or 0)
-        self.store.put_setting(conn, "owner:round_robin", str(turn + 1))
-        return pool[turn % len(pool)]
+        owner, rotated = route_owner(scoring, row, turn)
+        if rotated:
+            self.store.put_setting(conn, "owner:round_robin", str(turn + 1))
+        return owner
+
+
+def route_owner(scoring: CompiledScoring, row: Any, turn: int) -> tuple[Owner, bool]:
+    """The owner for a lead: a territory (country/industry) match, else the `turn`-th owner
+    of the general pool; the flag says whether the round-robin was used."""
+    owners = scoring.model.routing.owners
+    for owner in owners:
+        in_country = not owner.countries or (row.country or "") in owner.countries
+        in_industry = not owner.industries or (row.industry or "") in owner.industries
+        if (owner.countries or owner.industries) and in_country and in_industry:
+            return owner, False
+    pool = [o for o in owners if not o.countries and not o.industries] or list(owners)
+    return pool[turn % len(pool)], True
+
+
+def hand_over(
+    scoring: CompiledScoring,
+    row: Any,
+    owner: Owner,
+    key: str,
+    subject: str,
+    why: list[str],
+    events: list[EventRecord],
+    score: dict[str, Any],
+    now: datetime,
+    event: str,
+) -> list[dict[str, Any]]:
+    """Notification rows (email to the owner, webhook when configured) that hand a lead to sales."""
+    payload = {
+        "event": event,
+        "lead": {
+            "id": row.id,
+            "email": row.email,
+            "name": " ".join(p for p in (row.first_name, row.last_name) if p),
+            "company": row.company,
+            "job_title": row.job_title,
+            "country": row.country,
+            "company_size": row.company_size,
+            "industry": row.industry,
+        },
+        "score": score,
+        "why": why,
+        "last_activities": [
+            {
+                "type": e.type,
+                "at": e.at.isoformat(),
+                **{k: str(v) for k, v in e.props.items() if k in ("url", "link", "asset")},
+            }
+            for e in sorted(events, key=lambda e: e.at)[-5:]
+        ],
+        "owner": {"name": owner.name, "email": owner.email},
+        "link": f"{scoring.model.routing.dashboard_url.rstrip('/')}/leads/{row.id}",
+        "at": now.isoformat(),
+    }
+    rows = [
+        {
+            "key": f"{key}:email",
+            "kind": "email",
+            "lead_id": row.id,
+            "target": owner.email,
+            "subject": subject,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+    ]
+    if scoring.model.routing.webhook_url:
+        rows.append(
+            {
+                **rows[0],
+                "key": f"{key}:webhook",
+                "kind": "webhook",
+                "target": scoring.model.routing.webhook_url,
+                "subject": "",
+            }
+        )
+    return rows
 
 
 def _account_key(scoring: CompiledScoring) -> Any:

@@ -286,3 +286,40 @@ def test_scenario_score_adjustments_survive_rescoring(
     daemon.qualifier.run_once()
     ada = daemon.store.lead_by_email("ada@nordwerk.example")
     assert ada is not None and ada.score_engagement == 15  # 5 for the click, 10 added by a scenario
+
+
+def test_notify_sales_step_emails_the_owner_once(
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    for name in ("seminar_followup_ja.yaml", "scoring.yaml"):
+        shutil.copy(ROOT / "scenarios" / name, workspace / "scenarios")
+    daemon = make_daemon(db_url)
+    import_csv(
+        daemon,
+        tmp_path,
+        "email,first_name,last_name,company,company_size,industry,job_title,country,timezone,source\n"
+        "hanako@tokai.example,花子,鈴木,東海精機,800,Manufacturing,製造部 部長,JP,Asia/Tokyo,seminar\n",
+    )
+    clock.set(clock.now().replace(hour=1))  # 10:00 in Tokyo
+
+    async def scenario() -> None:
+        await daemon.tick()  # thanks
+        clock.advance(timedelta(days=3))
+        await daemon.tick()  # materials
+        record(daemon, "hanako@tokai.example", "download", clock.now() + timedelta(hours=1), asset="slides")
+        clock.advance(timedelta(hours=2))
+        for _ in range(3):
+            await daemon.tick()  # consultation invite, branch on grade A, notify_sales
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    asyncio.run(scenario())
+    to_owner = [m for m in smtp.messages if m["To"].addresses[0].addr_spec == "erika.sato@acme-analytics.example"]
+    assert [m["Subject"] for m in to_owner] == ["Handed over by 'セミナー参加御礼フォロー': 花子 鈴木, 東海精機"]
+    body = to_owner[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "セミナー参加後に資料をダウンロード（適合度 A/B）" in body and "download" in body

@@ -11,7 +11,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ from nurture.store.tables import (
     Enrollment,
     Event,
     Lead,
+    Notification,
     ScenarioVersion,
     Send,
     Setting,
@@ -57,6 +58,7 @@ SV = ScenarioVersion.__table__  # type: ignore[attr-defined]
 SUP = Suppression.__table__  # type: ignore[attr-defined]
 A = AuditLog.__table__  # type: ignore[attr-defined]
 KV = Setting.__table__  # type: ignore[attr-defined]
+NOTE = Notification.__table__  # type: ignore[attr-defined]
 
 _APPLY_CHUNK = 1000
 _GUARDED_UPDATE = (
@@ -120,6 +122,7 @@ class EnrollmentUpdate:
     lead_changes: dict[str, Any] | None
     audit: dict[str, Any] | None
     lead_id: int
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
 
 _CLAIMED = (
@@ -527,6 +530,9 @@ class Store:
         for item in kept:
             if item.lead_changes:
                 self._change_lead(conn, item.lead_id, item.lead_changes)
+        notes = [row for item in kept for row in item.notifications]
+        if notes:
+            conn.execute(_insert_ignore(self.engine, NOTE), notes)
         audits = [item.audit for item in kept if item.audit]
         if audits:
             conn.execute(insert(A), audits)
