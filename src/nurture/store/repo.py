@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import (
     Integer,
     String,
-    and_,
     bindparam,
     cast,
     column,
@@ -277,18 +276,15 @@ class Store:
             return found
         when = func.coalesce(S.c.sent_at, S.c.created_at)
         rows = conn.execute(
-            select(S.c.lead_id, S.c.sent_at, S.c.created_at).where(
+            select(S.c.lead_id, when.label("at")).where(
                 S.c.lead_id.in_(lead_ids),
                 S.c.kind == "email",
-                S.c.created_at >= since - timedelta(days=1),
+                when >= since,
                 S.c.status.in_(("pending", "sending", "sent")),
             )
         )
-        _ = when
         for row in rows:
-            at = row.sent_at or row.created_at
-            if at >= since:
-                found[row.lead_id].append(at)
+            found[row.lead_id].append(row.at)
         return found
 
     # -- suppression -----------------------------------------------------------------------
@@ -764,4 +760,4 @@ class Store:
         return {"enrolled": enrolled, "sent_by_step": sent, "finished": finished}
 
 
-__all__ = ["Claimed", "EnrollmentUpdate", "Store", "and_", "lead_view"]
+__all__ = ["Claimed", "EnrollmentUpdate", "Store", "lead_view"]
