@@ -12,7 +12,7 @@ import typer
 from nurture.clock import SystemClock
 from nurture.config import Settings
 from nurture.errors import NurtureError, ValidationFailed
-from nurture.project import check_file
+from nurture.project import check_file, find_scoring
 from nurture.scenario.compiler import compile_scenario
 from nurture.scenario.graph import to_dot, to_mermaid
 from nurture.scenario.loader import load_scenario, scenario_files
@@ -106,7 +106,7 @@ def simulate(
         f"{compiled.scenario.name} [{compiled.id} v{compiled.version}] · lead {lead_view.key} · "
         f"from {begin:%Y-%m-%d %H:%M} UTC for {until}"
     )
-    scoring = None if fixed_score else _scoring_beside(path)
+    scoring = None if fixed_score else find_scoring(path.parent)
     if scoring is not None:
         typer.echo("scores follow the events, as scoring.yaml computes them")
     timeline = run_simulation(compiled, lead_view, event_list, begin, horizon, scoring=scoring)
@@ -302,14 +302,7 @@ def score_explain(
     settings = _settings(db)
     store = _store(settings)
     catalog = Catalog(store, scenarios, settings.templates_dir)
-    from nurture.project import check_file
-    from nurture.scenario.loader import scenario_files
-    from nurture.scoring.engine import CompiledScoring
-
-    for path in scenario_files([scenarios]):
-        loaded, _ = check_file(path, settings.templates_dir)
-        if isinstance(loaded, CompiledScoring):
-            catalog.scoring = loaded
+    catalog.scoring = find_scoring(scenarios, settings.templates_dir)
     if catalog.scoring is None:
         fail(f"no valid scoring file in {scenarios}/")
         return
@@ -396,19 +389,6 @@ def demo(
     from nurture.demo import run_demo
 
     run_demo(Path.cwd(), workdir, days=days, seconds_per_day=seconds_per_day)
-
-
-def _scoring_beside(path: Path):  # type: ignore[no-untyped-def]
-    """The valid scoring model in the same folder as `path`, if there is one."""
-    from nurture.project import check_file
-    from nurture.scenario.loader import scenario_files
-    from nurture.scoring.engine import CompiledScoring
-
-    for candidate in scenario_files([path.parent]):
-        loaded, _ = check_file(candidate)
-        if isinstance(loaded, CompiledScoring):
-            return loaded
-    return None
 
 
 def _load(path: Path, templates: Path | None):  # type: ignore[no-untyped-def]

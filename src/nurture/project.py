@@ -23,3 +23,14 @@ def check_file(
     if not problems and isinstance(data, LineDict) and is_scoring_document(data):
         return check_scoring_data(data, str(path))
     return check_scenario(path, templates_dir or default_templates_dir(path))
+
+
+def find_scoring(folder: Path, templates_dir: Path | None = None) -> CompiledScoring | None:
+    """The valid scoring model among the files of `folder`, if there is one."""
+    from nurture.scenario.loader import scenario_files
+
+    for path in scenario_files([folder]):
+        loaded, _ = check_file(path, templates_dir)
+        if isinstance(loaded, CompiledScoring):
+            return loaded
+    return None
