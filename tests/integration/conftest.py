@@ -4,7 +4,7 @@ import os
 import shutil
 import textwrap
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,16 @@ def write_scenario(workspace: Path, text: str, name: str = "test.yaml") -> Path:
     path = workspace / "scenarios" / name
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
     return path
+
+
+async def ticks(daemon: Daemon, clock: FakeClock, *advances: timedelta) -> None:
+    """A tick, then one more after each clock advance; then close the SMTP connections."""
+    await daemon.tick()
+    for delta in advances:
+        clock.advance(delta)
+        await daemon.tick()
+    assert daemon.pool is not None
+    await daemon.pool.close()
 
 
 @pytest.fixture

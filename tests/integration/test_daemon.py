@@ -13,7 +13,7 @@ from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.leads import import_leads
 from nurture.store.repo import SUP, E, L, S
-from tests.integration.conftest import copy_samples, write_scenario
+from tests.integration.conftest import copy_samples, ticks, write_scenario
 from tests.smtp_server import SmtpServer
 
 TWO_STEP = """
@@ -108,6 +108,7 @@ def test_message_headers_parts_and_encodings(
     make_daemon: Callable[..., Daemon],
     workspace: Path,
     smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     copy_samples(workspace)
@@ -119,12 +120,8 @@ def test_message_headers_parts_and_encodings(
         "hanako@tokai.example,花子,鈴木,東海精機株式会社,JP,Asia/Tokyo,seminar,データ活用セミナー\n",
     )
 
-    async def scenario() -> None:
-        daemon.clock.set(daemon.clock.now().replace(hour=1))  # type: ignore[attr-defined]  # 10:00 in Tokyo
-        await daemon.tick()
-        await daemon.pool.close()  # type: ignore[union-attr]
-
-    run(scenario())
+    clock.set(clock.now().replace(hour=1))  # 10:00 in Tokyo
+    run(ticks(daemon, clock))
     assert len(smtp.messages) == 1
     message = smtp.messages[0]
     assert message["Subject"] == "【御礼】データ活用セミナーへのご参加ありがとうございました"
@@ -152,6 +149,7 @@ def test_lead_data_cannot_inject_headers_and_is_escaped_in_html(
     make_daemon: Callable[..., Daemon],
     workspace: Path,
     smtp: SmtpServer,
+    clock: FakeClock,
     tmp_path: Path,
 ) -> None:
     write_scenario(workspace, TWO_STEP)
@@ -164,11 +162,7 @@ def test_lead_data_cannot_inject_headers_and_is_escaped_in_html(
             .values(first_name="Ann\r\nBcc: victim@evil.example", company="<script>alert(1)</script>")
         )
 
-    async def scenario() -> None:
-        await daemon.tick()
-        await daemon.pool.close()  # type: ignore[union-attr]
-
-    run(scenario())
+    run(ticks(daemon, clock))
     message = smtp.messages[0]
     assert message["Bcc"] is None
     assert "victim@evil.example" not in [str(a.addr_spec) for a in message["To"].addresses]
@@ -219,20 +213,12 @@ def test_restart_resumes_where_the_previous_daemon_stopped(
     first = make_daemon(db_url)
     import_csv(first, tmp_path)
 
-    async def before() -> None:
-        await first.tick()
-        await first.pool.close()  # type: ignore[union-attr]
-
-    run(before())
+    run(ticks(first, clock))
     assert len(smtp.messages) == 1
     clock.advance(timedelta(days=2, hours=1))
     second = make_daemon(db_url, worker_id="w2")
 
-    async def after() -> None:
-        await second.tick()
-        await second.pool.close()  # type: ignore[union-attr]
-
-    run(after())
+    run(ticks(second, clock))
     ann = [m["Subject"] for m in smtp.recorder.by_recipient()["ann@alpha.example"]]
     assert ann == ["Hello Ann", "Case study for Alpha AG"]
 

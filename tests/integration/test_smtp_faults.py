@@ -12,7 +12,7 @@ from sqlalchemy import select
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.store.repo import SUP, E, L, S
-from tests.integration.conftest import write_scenario
+from tests.integration.conftest import ticks, write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
 from tests.smtp_server import SmtpServer
 
@@ -34,15 +34,6 @@ def setup(make_daemon: Callable[..., Daemon], workspace: Path, tmp_path: Path, u
     daemon = make_daemon(url, **kw)
     import_csv(daemon, tmp_path, THREE)
     return daemon
-
-
-async def ticks(daemon: Daemon, clock: FakeClock, *advances: timedelta) -> None:
-    await daemon.tick()
-    for delta in advances:
-        clock.advance(delta)
-        await daemon.tick()
-    assert daemon.pool is not None
-    await daemon.pool.close()
 
 
 def test_temporary_451_is_retried_with_backoff_and_delivered_once(

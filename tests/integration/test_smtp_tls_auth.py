@@ -14,9 +14,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from nurture.daemon import Daemon
-from tests.integration.conftest import write_scenario
+from tests.integration.conftest import ticks, write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
-from tests.integration.test_smtp_faults import ticks
 from tests.smtp_server import Recorder, free_port
 
 USERS = {"nurture": "s3cret"}
