@@ -212,4 +212,6 @@ class Advancer:
             audit=audit,
             lead_id=item.lead_id,
             notifications=notifications,
+            scenario=(compiled.id, compiled.version),
+            entered=result.entered,
         )

@@ -380,6 +380,85 @@ def status(db: DatabaseOption = None) -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8025,
+    db: DatabaseOption = None,
+) -> None:
+    """Serve tracking links, the ingest API (/api/docs), the dashboard, /metrics and /healthz."""
+    import uvicorn
+
+    from nurture.web.app import create_app
+
+    settings = _settings(db)
+    if settings.secret_key == "change-me":
+        typer.echo("warning: NURTURE_SECRET_KEY is the default; set your own before going live", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+
+
+keys_app = typer.Typer(help="Keys for the ingest API (only a hash is stored).", no_args_is_help=True)
+users_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
+app.add_typer(keys_app, name="api-key")
+app.add_typer(users_app, name="users")
+
+
+@keys_app.command("create")
+def api_key_create(name: str, db: DatabaseOption = None) -> None:
+    """Create a key for the system `name`; the key is printed once and cannot be shown again."""
+    from nurture.access import create_api_key
+
+    try:
+        key = create_api_key(_store(_settings(db)), name)
+    except NurtureError as exc:
+        fail(str(exc))
+        return
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def api_key_list(db: DatabaseOption = None) -> None:
+    """Every key: name, first characters, created, last used, revoked."""
+    from nurture.access import list_api_keys
+
+    for k in list_api_keys(_store(_settings(db))):
+        used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"{k.name:<24} {k.prefix}…  created {k.created_at:%Y-%m-%d %H:%M}  last used {used}  {state}")
+
+
+@keys_app.command("revoke")
+def api_key_revoke(name: str, db: DatabaseOption = None) -> None:
+    """Revoke a key at once: calls with it get 401 from then on."""
+    from nurture.access import revoke_api_key
+
+    try:
+        revoke_api_key(_store(_settings(db)), name)
+    except NurtureError as exc:
+        fail(str(exc))
+    typer.echo(f"revoked {name}")
+
+
+@users_app.command("set")
+def users_set(
+    username: str,
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="NURTURE_USER_PASSWORD")
+    ],
+    name: Annotated[str, typer.Option(help="Display name")] = "",
+    db: DatabaseOption = None,
+) -> None:
+    """Create a dashboard user or set their password (prompted; or $NURTURE_USER_PASSWORD)."""
+    from nurture.access import set_user
+
+    try:
+        created = set_user(_store(_settings(db)), username, password, name)
+    except NurtureError as exc:
+        fail(str(exc))
+        return
+    typer.echo(f"{'created' if created else 'updated'} {username}")
+
+
+@app.command()
 def demo(
     days: Annotated[int, typer.Option(help="Simulated days")] = 21,
     seconds_per_day: Annotated[float, typer.Option(help="Real seconds per simulated day")] = 1.0,

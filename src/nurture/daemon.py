@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from nurture.store.db import make_engine
 from nurture.store.repo import Store
 
 log = logging.getLogger("nurture.daemon")
+HEARTBEAT = "heartbeat:"  # kv key prefix: one row per daemon, read by /metrics
 # A job still running when its next interval comes is skipped by design (max_instances=1).
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 # transitions logs every state change at INFO: far too much for thousands of leads a tick.
@@ -82,6 +85,7 @@ class Daemon:
         self.totals = Totals()
         self._stop = asyncio.Event()
         self._locks: dict[str, asyncio.Lock] = {}
+        self.job_seconds: dict[str, float] = {}
 
     # -- jobs (each also callable directly, e.g. by tests and the demo) -----------------------
 
@@ -118,6 +122,12 @@ class Daemon:
         for note in await asyncio.to_thread(self.catalog.reload):
             log.info("scenario loaded: %s", note)
         await asyncio.to_thread(self._daily)
+
+    def heartbeat(self) -> None:
+        """Publish this daemon's liveness and last job durations for `/metrics`."""
+        beat = {"at": self.clock.now().isoformat(), "jobs": self.job_seconds}
+        with self.store.engine.begin() as conn:
+            self.store.put_setting(conn, f"{HEARTBEAT}{self.worker}", json.dumps(beat))
 
     def _daily(self) -> None:
         """Once a day, by one daemon of the cluster: rescore everyone (engagement decays) and
@@ -244,10 +254,14 @@ class Daemon:
             if self._stop.is_set() or lock.locked():
                 return
             async with lock:
+                started = time.perf_counter()
                 try:
                     await job()
                 except Exception:  # a failed job is logged and retried on its next interval
                     log.exception("job %s failed", name)
+                self.job_seconds[name] = time.perf_counter() - started
+                if name == "advance":
+                    await asyncio.to_thread(self.heartbeat)
 
         return run
 

@@ -79,6 +79,7 @@ class StepResult:
     decisions: list[Decision]
     lead: LeadView
     log: list[Decision | Effect] = field(default_factory=list)
+    entered: list[str] = field(default_factory=list)  # the steps moved into, in order
 
 
 def start(compiled: CompiledScenario, now: datetime) -> Position:
@@ -126,6 +127,7 @@ class _Walk:
         self.effects: list[Effect] = []
         self.decisions: list[Decision] = []
         self.log: list[Decision | Effect] = []
+        self.entered: list[str] = []
         self._context: dict[str, Any] | None = None
         # Exit conditions read the lead; they are checked on entry and after each update.
         self._lead_changed = True
@@ -183,6 +185,7 @@ class _Walk:
             self.note(at, position.state, error)
         if turn.chosen:
             self.note(at, position.state, f"took {turn.chosen} → {target}")
+        self.entered.append(target)
         return Position(target, at, at, position.seq + 1)
 
     # -- the walk --------------------------------------------------------------------------
@@ -209,7 +212,7 @@ class _Walk:
                 break
         else:
             raise NurtureError(f"scenario '{self.c.id}' moved {MAX_MOVES} times without waiting")
-        return StepResult(position, self.effects, self.decisions, self.lead, self.log)
+        return StepResult(position, self.effects, self.decisions, self.lead, self.log, self.entered)
 
     def act(self, position: Position) -> tuple[Position, bool]:
         """Complete the current step and move on, or (position with due_at, True) to wait."""

@@ -8,7 +8,7 @@ tick costs O(due rows) and so that several daemons can share one PostgreSQL data
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +45,7 @@ from nurture.store.tables import (
     ScenarioVersion,
     Send,
     Setting,
+    StepVisit,
     Suppression,
 )
 from nurture.store.types import UTCDateTime
@@ -58,6 +59,7 @@ SUP = Suppression.__table__  # type: ignore[attr-defined]
 A = AuditLog.__table__  # type: ignore[attr-defined]
 KV = Setting.__table__  # type: ignore[attr-defined]
 NOTE = Notification.__table__  # type: ignore[attr-defined]
+VISIT = StepVisit.__table__  # type: ignore[attr-defined]
 
 _APPLY_CHUNK = 1000
 _GUARDED_UPDATE = (
@@ -122,6 +124,8 @@ class EnrollmentUpdate:
     audit: dict[str, Any] | None
     lead_id: int
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    scenario: tuple[str, str] = ("", "")  # (id, version)
+    entered: Sequence[str] = ()
 
 
 _CLAIMED = (
@@ -248,8 +252,9 @@ class Store:
             "external_id": external_id,
             "received_at": self.clock.now(),
         }
-        result = conn.execute(_insert_ignore(self.engine, EV).values(**values))
-        if result.rowcount == 0:
+        # RETURNING tells a conflict apart on both databases (psycopg reports no rowcount here).
+        inserted = conn.execute(_insert_ignore(self.engine, EV).values(**values).returning(EV.c.id)).first()
+        if inserted is None:
             return False
         flags = {"unsubscribe": {"unsubscribed": True}, "bounce": {"bounced": True}}.get(type_)
         if flags:
@@ -532,6 +537,22 @@ class Store:
         audits = [item.audit for item in kept if item.audit]
         if audits:
             conn.execute(insert(A), audits)
+        visits = Counter((*item.scenario, step) for item in kept for step in item.entered)
+        if visits:
+            # Sorted, so that concurrent workers take the counter rows' locks in one order.
+            rows = [
+                {"scenario_id": s, "scenario_version": v, "step": step, "entered": n}
+                for (s, v, step), n in sorted(visits.items())
+            ]
+            dialect = postgresql if self.postgres else sqlite
+            upsert = dialect.insert(VISIT)
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[VISIT.c.scenario_id, VISIT.c.scenario_version, VISIT.c.step],
+                    set_={"entered": VISIT.c.entered + upsert.excluded.entered},
+                ),
+                rows,
+            )
 
     def _apply_positions(self, conn: Connection, worker: str, items: Sequence[EnrollmentUpdate]) -> set[int]:
         if not items:

@@ -226,9 +226,50 @@ class Setting(SQLModel, table=True):
     value: str
 
 
+class StepVisit(SQLModel, table=True):
+    """How many times leads moved into each step of each scenario version (for funnels).
+
+    A counter per step, bumped once per step per advance batch, costs far less than a row
+    per visit; a lead's own path is in its audit log and sends."""
+
+    __tablename__ = "step_visit"
+    scenario_id: str = Field(primary_key=True, max_length=100)
+    scenario_version: str = Field(primary_key=True, max_length=12)
+    step: str = Field(primary_key=True, max_length=100)
+    entered: int = 0
+
+
+class ApiKey(SQLModel, table=True):
+    """A key other systems use on the ingest API. Only its SHA-256 is kept: keys are long
+    random strings, so a fast hash is enough and a stolen database reveals none."""
+
+    __tablename__ = "api_key"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    prefix: str = Field(max_length=16, description="The key's first characters, to tell keys apart")
+    key_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = _ts(default=None, nullable=True)
+    last_used_at: datetime | None = _ts(default=None, nullable=True)
+
+
+class DashboardUser(SQLModel, table=True):
+    """Someone who may log in to the dashboard; the password is kept as a salted scrypt hash."""
+
+    __tablename__ = "dashboard_user"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=100, unique=True)
+    password_hash: str = Field(max_length=300)
+    display_name: str = Field(default="", max_length=200)
+    created_at: datetime = _ts()
+    disabled: bool = False
+
+
 __all__ = [
     "Activity",
+    "ApiKey",
     "AuditLog",
+    "DashboardUser",
     "Enrollment",
     "Event",
     "Lead",
@@ -238,5 +279,6 @@ __all__ = [
     "ScoreHistory",
     "Send",
     "Setting",
+    "StepVisit",
     "Suppression",
 ]

@@ -1,0 +1,211 @@
+"""Per-scenario reports: the funnel by step, email metrics with bot activity excluded, time to hot.
+
+Definitions (kept in one place so the dashboard and `nurture report` agree):
+- entered: moves into the step (a loop counts each visit); the first step counts enrolments.
+- sent: accepted by the SMTP server; delivered: sent, less bounces reported afterwards.
+- opened / clicked: distinct sends with at least one open (or click, which implies an open)
+  / click by a person; opens and clicks the scoring model's bot rules flag are left out.
+- unsubscribed: unsubscribes through a link in one of the step's emails; bounced: sends
+  the server refused permanently, plus bounces reported afterwards.
+- converted: leads who were sent one of the step's emails and reached hot, accepted or
+  customer after it.
+- time to hot: from enrolment to the lead's first promotion to hot after it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from nurture.scenario.compiler import CompiledScenario
+from nurture.scenario.expr import EventRecord
+from nurture.scenario.model import Step
+from nurture.scoring.engine import CompiledScoring
+from nurture.store.repo import EV, VISIT, E, S, Store
+from nurture.store.tables import LifecycleChange
+
+LC = LifecycleChange.__table__  # type: ignore[attr-defined]
+CONVERTED = ("hot", "accepted", "customer")
+
+
+@dataclass
+class StepRow:
+    step: str
+    kind: str
+    entered: int = 0
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unsubscribed: int = 0
+    bounced: int = 0
+    converted: int = 0
+    bot_events: int = 0
+
+    @property
+    def is_email(self) -> bool:
+        return self.kind == "send_email"
+
+    def rate(self, part: str) -> float | None:
+        """`part` as a share of delivered emails."""
+        value: int = getattr(self, part)
+        return value / self.delivered if self.delivered else None
+
+
+@dataclass
+class ScenarioReport:
+    scenario_id: str
+    name: str
+    enrolled: int
+    active: int
+    finished: dict[str, int]
+    steps: list[StepRow]
+    hot: int
+    time_to_hot: list[timedelta] = field(default_factory=list)
+    converted_leads: set[int] = field(default_factory=set)
+
+    @property
+    def median_time_to_hot(self) -> timedelta | None:
+        ordered = sorted(self.time_to_hot)
+        if not ordered:
+            return None
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    def totals(self) -> StepRow:
+        total = StepRow("all emails", "send_email")
+        for row in self.steps:
+            if row.is_email:
+                for name in ("sent", "delivered", "opened", "clicked", "unsubscribed", "bounced", "bot_events"):
+                    setattr(total, name, getattr(total, name) + getattr(row, name))
+        total.converted = len(self.converted_leads)
+        return total
+
+
+def scenario_report(
+    store: Store,
+    compiled: CompiledScenario,
+    scoring: CompiledScoring | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> ScenarioReport:
+    """The report of one scenario (all its versions), for enrolments in [since, until)."""
+    sid = compiled.id
+    rows = {s.id: StepRow(s.id, _kind(s)) for s in compiled.scenario.steps}
+    enrol_filter = [E.c.scenario_id == sid]
+    if since is not None:
+        enrol_filter.append(E.c.enrolled_at >= since)
+    if until is not None:
+        enrol_filter.append(E.c.enrolled_at < until)
+    with store.reading() as conn:
+        enrolments = conn.execute(
+            select(E.c.id, E.c.lead_id, E.c.status, E.c.exit_reason, E.c.enrolled_at).where(*enrol_filter)
+        ).all()
+        enrolment_ids = {r.id for r in enrolments}
+        visits = conn.execute(
+            select(VISIT.c.step, func.sum(VISIT.c.entered)).where(VISIT.c.scenario_id == sid).group_by(VISIT.c.step)
+        ).all()
+        sends = [
+            r
+            for r in conn.execute(
+                select(S.c.id, S.c.lead_id, S.c.step, S.c.status, S.c.sent_at, S.c.enrollment_id).where(
+                    S.c.scenario_id == sid, S.c.kind == "email"
+                )
+            )
+            if r.enrollment_id in enrolment_ids
+        ]
+        lead_ids = sorted({s.lead_id for s in sends} | {r.lead_id for r in enrolments})
+        events: dict[int, list[EventRecord]] = defaultdict(list)
+        changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+        for start in range(0, len(lead_ids), 500):
+            chunk = lead_ids[start : start + 500]
+            for ev in conn.execute(
+                select(EV.c.lead_id, EV.c.type, EV.c.at, EV.c.props, EV.c.id)
+                .where(EV.c.lead_id.in_(chunk), EV.c.type.in_(("open", "click", "unsubscribe", "bounce")))
+                .order_by(EV.c.at)
+            ):
+                events[ev.lead_id].append(EventRecord(ev.type, ev.at, ev.props or {}, str(ev.id)))
+            for ch in conn.execute(
+                select(LC.c.lead_id, LC.c.at, LC.c.to_stage).where(LC.c.lead_id.in_(chunk)).order_by(LC.c.at)
+            ):
+                changes[ch.lead_id].append((ch.at, ch.to_stage))
+
+    if not (since or until):
+        for step, entered in visits:
+            if step in rows:
+                rows[step].entered += int(entered or 0)
+    if compiled.scenario.steps:
+        rows[compiled.scenario.steps[0].id].entered += len(enrolments)
+
+    by_send = {s.id: s for s in sends}
+    converted_leads: set[int] = set()
+    for s in sends:
+        row = rows.get(s.step)
+        if row is None:
+            continue
+        if s.status == "sent":
+            row.sent += 1
+        elif s.status == "bounced":
+            row.bounced += 1
+        later = changes.get(s.lead_id, [])
+        if s.sent_at is not None and any(at >= s.sent_at and stage in CONVERTED for at, stage in later):
+            row.converted += 1
+            converted_leads.add(s.lead_id)
+
+    opened: dict[str, set[int]] = defaultdict(set)
+    clicked: dict[str, set[int]] = defaultdict(set)
+    for _lead_id, evs in events.items():
+        machine = scoring.machine_activity(evs) if scoring else {}
+        for index, event in enumerate(evs):
+            ref = event.props.get("send")
+            send = by_send.get(ref) if isinstance(ref, int) else None
+            if send is None or send.step not in rows:
+                continue
+            row = rows[send.step]
+            if index in machine and event.type in ("open", "click"):
+                row.bot_events += 1
+                continue
+            if event.type == "click":
+                clicked[send.step].add(send.id)
+                opened[send.step].add(send.id)
+            elif event.type == "open":
+                opened[send.step].add(send.id)
+            elif event.type == "unsubscribe":
+                row.unsubscribed += 1
+            elif event.type == "bounce" and send.status == "sent":
+                row.bounced += 1
+                row.delivered -= 1
+    for step, row in rows.items():
+        row.delivered += row.sent
+        row.opened = len(opened[step])
+        row.clicked = len(clicked[step])
+
+    time_to_hot: list[timedelta] = []
+    hot = 0
+    for r in enrolments:
+        first = next((at for at, stage in changes.get(r.lead_id, []) if stage == "hot" and at >= r.enrolled_at), None)
+        if first is not None:
+            hot += 1
+            time_to_hot.append(first - r.enrolled_at)
+    finished: dict[str, int] = defaultdict(int)
+    for r in enrolments:
+        if r.status != "active":
+            finished[r.exit_reason or r.status] += 1
+    return ScenarioReport(
+        scenario_id=sid,
+        name=compiled.scenario.name,
+        enrolled=len(enrolments),
+        active=sum(1 for r in enrolments if r.status == "active"),
+        finished=dict(finished),
+        steps=list(rows.values()),
+        hot=hot,
+        time_to_hot=time_to_hot,
+        converted_leads=converted_leads,
+    )
+
+
+def _kind(step: Step) -> str:
+    return str(step.type)

@@ -1,0 +1,225 @@
+"""The ingest API other systems call: leads, behaviour events, sales feedback.
+
+Every call needs an API key (`Authorization: Bearer nk_…` or `X-API-Key`). A request is
+validated whole before anything is written and written in one transaction, so a rejected
+request (422, naming the field) stores nothing. Events carry an optional `id`; an id seen
+before is ignored, so senders may retry freely.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
+
+from nurture.access import check_api_key
+from nurture.errors import NurtureError
+from nurture.leads import LeadIn
+from nurture.store.repo import L
+from nurture.web.context import Web, web
+
+EventType = Literal[
+    "open",
+    "click",
+    "page_view",
+    "download",
+    "form_fill",
+    "webinar_registered",
+    "webinar_attended",
+    "reply",
+    "inquiry",
+    "unsubscribe",
+    "bounce",
+    "custom",
+]
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_BATCH = 1000
+
+
+def api_client(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> str:
+    """The name of the calling system's key; 401 without a valid, unrevoked one."""
+    key = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
+    name = check_api_key(web(request).store, key) if key else None
+    if name is None:
+        raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
+    return name
+
+
+router = APIRouter(prefix="/api/v1", tags=["ingest"], dependencies=[Depends(api_client)])
+
+
+class EventIn(BaseModel):
+    """One thing a lead did."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Your id for the event; an id seen before is ignored"
+    )
+    email: str = Field(max_length=320, description="The lead's email address")
+    type: EventType
+    at: AwareDatetime | None = Field(default=None, description="When it happened (ISO 8601 with offset); default now")
+    props: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="e.g. url, title, asset, webinar; flat values only"
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("props")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 50:
+            raise ValueError("at most 50 properties")
+        for key, item in value.items():
+            if len(key) > 100 or (isinstance(item, str) and len(item) > 2000):
+                raise ValueError(f"property {key[:100]!r} is too long (keys ≤ 100, values ≤ 2000 characters)")
+        return value
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class LeadBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    leads: list[LeadIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    email: str = Field(max_length=320)
+    action: Literal["accept", "reject", "recycle", "won"]
+    reason: str = Field(min_length=1, max_length=2000)
+    by: str = Field(default="sales", min_length=1, max_length=200)
+
+
+class Stored(BaseModel):
+    stored: int
+    duplicates: int
+
+
+class LeadsStored(BaseModel):
+    created: int
+    updated: int
+    ids: list[int]
+
+
+class LeadOut(BaseModel):
+    email: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    lifecycle_stage: str
+    owner: str | None
+    grade: str
+    score_fit: int
+    score_engagement: int
+    unsubscribed: bool
+    bounced: bool
+    tags: list[str]
+    custom: dict[str, Any]
+
+
+class FeedbackOut(BaseModel):
+    email: str
+    from_stage: str
+    to_stage: str
+
+
+def _invalid(errors: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _store_events(w: Web, events: list[EventIn], batch: bool) -> JSONResponse | Stored:
+    now = w.clock.now()
+    emails = sorted({e.email for e in events})
+    with w.store.reading() as conn:
+        ids = {r.email: r.id for r in conn.execute(select(L.c.email, L.c.id).where(L.c.email.in_(emails)))}
+    errors = []
+    for index, event in enumerate(events):
+        loc: list[str | int] = ["body", "events", index] if batch else ["body"]
+        if event.email not in ids:
+            errors.append({"loc": [*loc, "email"], "msg": f"no lead with email {event.email}", "type": "not_found"})
+        if event.at is not None and event.at > now + CLOCK_SKEW:
+            errors.append({"loc": [*loc, "at"], "msg": "lies in the future", "type": "value_error"})
+    if errors:
+        return _invalid(errors)
+    stored = 0
+    with w.store.engine.begin() as conn:
+        for event in events:
+            lead_id = ids[event.email]
+            fresh = w.store.record_event(conn, lead_id, event.type, event.at or now, event.props, external_id=event.id)
+            if fresh and event.type in ("unsubscribe", "bounce"):
+                w.store.suppress(conn, event.email, event.type, "ingest API")
+            stored += fresh
+    return Stored(stored=stored, duplicates=len(events) - stored)
+
+
+@router.post("/events", response_model=Stored, responses={422: {"description": "A field is invalid"}})
+def post_event(event: EventIn, request: Request) -> Any:
+    """Record one event (page view, form fill, download, webinar attendance, custom, ...)."""
+    return _store_events(web(request), [event], batch=False)
+
+
+@router.post("/events/batch", response_model=Stored, responses={422: {"description": "An event is invalid"}})
+def post_events(batch: EventBatch, request: Request) -> Any:
+    """Record up to 1,000 events at once: all of them, or (on any error) none."""
+    return _store_events(web(request), batch.events, batch=True)
+
+
+def _upsert(w: Web, leads: list[LeadIn]) -> LeadsStored:
+    result = LeadsStored(created=0, updated=0, ids=[])
+    with w.store.engine.begin() as conn:
+        for lead in leads:
+            lead_id, created = w.store.upsert_lead(conn, lead.to_row())
+            result.ids.append(lead_id)
+            result.created += created
+            result.updated += not created
+    return result
+
+
+@router.post("/leads", response_model=LeadsStored)
+def post_lead(lead: LeadIn, request: Request) -> LeadsStored:
+    """Create or update one lead, by email. Custom fields merge; tags add."""
+    return _upsert(web(request), [lead])
+
+
+@router.post("/leads/batch", response_model=LeadsStored)
+def post_leads(batch: LeadBatch, request: Request) -> LeadsStored:
+    """Create or update up to 1,000 leads: all of them, or (on any error) none."""
+    return _upsert(web(request), batch.leads)
+
+
+@router.get("/leads/{email}", response_model=LeadOut, responses={404: {"description": "No such lead"}})
+def get_lead(email: str, request: Request) -> Any:
+    row = web(request).store.lead_by_email(email)
+    if row is None:
+        raise HTTPException(404, f"no lead with email {email}")
+    return LeadOut.model_validate(dict(row._mapping))
+
+
+@router.post("/feedback", response_model=FeedbackOut, responses={409: {"description": "Not allowed in this stage"}})
+def post_feedback(item: FeedbackIn, request: Request) -> Any:
+    """Sales feedback on a lead: accept, reject, recycle (back to nurture) or won."""
+    from nurture.sales import feedback
+
+    w = web(request)
+    if w.store.lead_by_email(item.email) is None:
+        return _invalid([{"loc": ["body", "email"], "msg": f"no lead with email {item.email}", "type": "not_found"}])
+    try:
+        old, new = feedback(w.store, item.email, item.action, item.reason, item.by, w.clock.now())
+    except NurtureError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return FeedbackOut(email=item.email, from_stage=old, to_stage=new)

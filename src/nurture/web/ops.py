@@ -1,0 +1,121 @@
+"""Operations endpoints: Prometheus `/metrics` and `/healthz`.
+
+Metrics are read from the database at scrape time, so one scrape of any instance shows
+the whole cluster: several daemons share the outbox, and each publishes its job durations
+as a heartbeat row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from nurture.daemon import HEARTBEAT
+from nurture.store.repo import EV, KV, NOTE, E, L, S, counts
+from nurture.web.context import Web, web
+
+router = APIRouter(include_in_schema=False)
+LIVE = timedelta(minutes=15)  # heartbeats older than this belong to stopped daemons
+
+
+class StoreCollector(Collector):
+    def __init__(self, w: Web) -> None:
+        self.w = w
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.w.clock.now()
+        with self.w.store.reading() as conn:
+            sends = counts(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)))
+            due_sends = conn.execute(
+                select(func.count()).where(S.c.status == "pending", S.c.next_attempt_at <= now)
+            ).scalar()
+            retrying = conn.execute(select(func.count()).where(S.c.status == "pending", S.c.attempts > 0)).scalar()
+            notes = counts(conn.execute(select(NOTE.c.status, func.count()).group_by(NOTE.c.status)))
+            due = conn.execute(select(func.count()).where(E.c.status == "active", E.c.due_at <= now)).scalar()
+            active = conn.execute(select(func.count()).where(E.c.status == "active")).scalar()
+            stages = counts(conn.execute(select(L.c.lifecycle_stage, func.count()).group_by(L.c.lifecycle_stage)))
+            events = counts(conn.execute(select(EV.c.type, func.count()).group_by(EV.c.type)))
+            beats = conn.execute(select(KV.c.key, KV.c.value).where(KV.c.key.startswith(HEARTBEAT))).all()
+
+        sent = CounterMetricFamily("nurture_emails_sent", "Emails accepted by the SMTP server")
+        sent.add_metric([], sends.get("sent", 0))
+        yield sent
+        failures = CounterMetricFamily("nurture_email_failures", "Emails not delivered", labels=["reason"])
+        for reason in ("bounced", "failed", "suppressed"):
+            failures.add_metric([reason], sends.get(reason, 0))
+        yield failures
+        backlog = GaugeMetricFamily("nurture_outbox_backlog", "Emails waiting in the outbox", labels=["state"])
+        backlog.add_metric(["pending"], sends.get("pending", 0))
+        backlog.add_metric(["sending"], sends.get("sending", 0))
+        backlog.add_metric(["due"], due_sends or 0)
+        backlog.add_metric(["retrying"], retrying or 0)
+        yield backlog
+        notify = GaugeMetricFamily("nurture_notifications", "Messages to sales by state", labels=["state"])
+        for state in ("pending", "sending", "sent", "failed"):
+            notify.add_metric([state], notes.get(state, 0))
+        yield notify
+        enrol = GaugeMetricFamily("nurture_enrolments_active", "Active enrolments", labels=["due"])
+        enrol.add_metric(["now"], due or 0)
+        enrol.add_metric(["all"], active or 0)
+        yield enrol
+        leads = GaugeMetricFamily("nurture_leads", "Leads by lifecycle stage", labels=["stage"])
+        for stage, n in sorted(stages.items()):
+            leads.add_metric([stage], n)
+        yield leads
+        received = CounterMetricFamily("nurture_events", "Events received", labels=["type"])
+        for type_, n in sorted(events.items()):
+            received.add_metric([type_], n)
+        yield received
+        yield from _heartbeats(beats, now)
+
+
+def _heartbeats(beats: Sequence[Any], now: datetime) -> Iterator[Metric]:
+    seconds = GaugeMetricFamily(
+        "nurture_job_duration_seconds", "How long each daemon's last run of each job took", labels=["worker", "job"]
+    )
+    seen = GaugeMetricFamily(
+        "nurture_daemon_last_seen_seconds", "Seconds since a daemon's heartbeat", labels=["worker"]
+    )
+    for key, value in beats:
+        try:
+            beat = json.loads(value)
+            at = datetime.fromisoformat(beat["at"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if now - at > LIVE:
+            continue
+        worker = key.removeprefix(HEARTBEAT)
+        seen.add_metric([worker], (now - at).total_seconds())
+        for job, took in sorted(beat.get("jobs", {}).items()):
+            seconds.add_metric([worker, job], float(took))
+    yield seconds
+    yield seen
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(web(request)))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz")
+def health(request: Request) -> JSONResponse:
+    """200 when the database answers, else 503: for load balancers and orchestrators."""
+    try:
+        with web(request).store.reading() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return JSONResponse({"status": "unavailable", "database": str(exc).splitlines()[0]}, status_code=503)
+    return JSONResponse({"status": "ok"})

@@ -1,0 +1,130 @@
+"""The links inside emails: open pixel, click redirects, unsubscribe page and one-click POST.
+
+Every link carries a signed token (`mail.tracking`). A token that fails verification gets
+400 and counts nothing, so nobody can forge engagement, unsubscribe someone else or turn
+nurture into an open redirect. Unsubscribing happens on POST only: the page's button and
+RFC 8058 one-click both POST, while link scanners that prefetch the GET change nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from nurture.mail.tracking import verify
+from nurture.store.repo import L, S
+from nurture.web.context import Web, web
+
+router = APIRouter(include_in_schema=False)
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
+PROXY_AGENTS = ("GoogleImageProxy", "YahooMailProxy")
+
+
+def _bad_link() -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><title>Broken link</title><p>This link is damaged or incomplete.", status_code=400
+    )
+
+
+def _send_of(w: Web, payload: dict[str, Any]) -> Any:
+    """The send a token names, with its lead's email, or None when either is gone."""
+    lead_id, send_id = payload.get("l"), payload.get("s")
+    if not isinstance(lead_id, int) or not isinstance(send_id, int):
+        return None
+    with w.store.reading() as conn:
+        return conn.execute(
+            select(S.c.id, S.c.lead_id, S.c.sent_at, S.c.scenario_id, S.c.step, L.c.email)
+            .join(L, L.c.id == S.c.lead_id)
+            .where(S.c.id == send_id, S.c.lead_id == lead_id)
+        ).first()
+
+
+def _record(w: Web, send: Any, type_: str, props: dict[str, Any]) -> None:
+    now = w.clock.now()
+    props = {
+        "send": send.id,
+        "scenario": send.scenario_id,
+        "step": send.step,
+        "sent_at": send.sent_at.isoformat() if send.sent_at else None,
+        **props,
+    }
+    with w.store.engine.begin() as conn:
+        w.store.record_event(conn, send.lead_id, type_, now, props)
+
+
+@router.get("/o/{token}.gif")
+def open_pixel(token: str, request: Request) -> Response:
+    w = web(request)
+    payload = verify(w.settings.secret_key, token)
+    if payload is None or "u" in payload:
+        return _bad_link()
+    send = _send_of(w, payload)
+    if send is not None:
+        agent = request.headers.get("user-agent", "")
+        _record(w, send, "open", {"user_agent": agent[:300], "proxy": any(p in agent for p in PROXY_AGENTS)})
+    return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+
+
+@router.get("/c/{token:path}")
+def click(token: str, request: Request) -> Response:
+    w = web(request)
+    payload = verify(w.settings.secret_key, token)
+    url = payload.get("u") if payload else None
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        return _bad_link()
+    assert payload is not None
+    send = _send_of(w, payload)
+    if send is not None:
+        agent = request.headers.get("user-agent", "")
+        _record(w, send, "click", {"link": str(payload.get("n") or ""), "url": url, "user_agent": agent[:300]})
+    return RedirectResponse(url, status_code=302, headers=NO_STORE)
+
+
+def _unsubscribe_target(w: Web, token: str) -> tuple[Any, int | None]:
+    """The lead a valid unsubscribe token names (None if forged or gone), and its send."""
+    payload = verify(w.settings.secret_key, token)
+    if payload is None or "u" in payload or not isinstance(payload.get("l"), int):
+        return None, None
+    with w.store.reading() as conn:
+        lead = conn.execute(select(L.c.id, L.c.email, L.c.unsubscribed).where(L.c.id == payload["l"])).first()
+    send = payload.get("s")
+    return lead, send if isinstance(send, int) else None
+
+
+def _masked(email: str) -> str:
+    name, _, domain = email.partition("@")
+    return f"{name[:2]}{'•' * max(1, len(name) - 2)}@{domain}"
+
+
+@router.get("/u/{token}")
+def unsubscribe_page(token: str, request: Request) -> Response:
+    w = web(request)
+    lead, _ = _unsubscribe_target(w, token)
+    if lead is None:
+        return _bad_link()
+    if lead.unsubscribed:
+        return w.page(request, "unsubscribed.html", email=_masked(lead.email), already=True)
+    return w.page(request, "unsubscribe.html", email=_masked(lead.email), token=token)
+
+
+@router.post("/u/{token}")
+def unsubscribe(token: str, request: Request) -> Response:
+    """The page's button and RFC 8058 one-click (`List-Unsubscribe=One-Click`); idempotent."""
+    w = web(request)
+    lead, send_id = _unsubscribe_target(w, token)
+    if lead is None:
+        return _bad_link()
+    now = w.clock.now()
+    with w.store.engine.begin() as conn:
+        w.store.suppress(conn, lead.email, "unsubscribe", "unsubscribe link")
+        w.store.record_event(
+            conn, lead.id, "unsubscribe", now, {"via": "link", "send": send_id}, external_id=f"unsubscribe:{lead.id}"
+        )
+    return w.page(request, "unsubscribed.html", email=_masked(lead.email), already=False)
