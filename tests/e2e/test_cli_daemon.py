@@ -11,7 +11,7 @@ from tests.e2e.test_cli_scenarios import ROOT, nurture
 
 def test_db_upgrade_import_show_and_status(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'n.db'}"
-    assert nurture("db", "upgrade", "--db", db).stdout.strip() == "database at revision 0002"
+    assert nurture("db", "upgrade", "--db", db).stdout.strip() == "database at revision 0003"
     leads = tmp_path / "leads.csv"
     leads.write_text(
         "email,first_name,company,company_size,country,timezone,source,whitepaper_title\n"
