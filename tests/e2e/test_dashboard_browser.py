@@ -16,7 +16,7 @@ from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.web.app import create_app
 from tests.http_server import serving
-from tests.integration.conftest import ROOT, clock, make_daemon, smtp, sqlite_url, workspace  # noqa: F401 (fixtures)
+from tests.integration.conftest import ROOT
 from tests.integration.test_daemon import import_csv
 from tests.integration.test_qualification import LEADS, record
 
