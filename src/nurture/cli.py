@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from nurture.scenario.model import Scenario
 from nurture.store.db import make_engine
 from nurture.store.repo import Store
 from nurture.timeutil import parse_duration
+
+if TYPE_CHECKING:
+    from nurture.daemon import Daemon, Totals
 
 app = typer.Typer(help="nurture: B2B lead nurturing and qualification.", no_args_is_help=True)
 
@@ -333,7 +336,14 @@ def score_explain(
 
 
 @app.command()
-def run(db: DatabaseOption = None) -> None:
+def run(
+    db: DatabaseOption = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also serve HTTP (as `nurture serve`) in this process")
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --serve: interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --serve: TCP port")] = 8025,
+) -> None:
     """Run the daemon: enrol, advance and send on a schedule until SIGTERM/SIGINT."""
     import asyncio
     import logging
@@ -348,8 +358,31 @@ def run(db: DatabaseOption = None) -> None:
         daemon.load()
     except ValidationFailed as exc:
         fail(f"scenarios have problems; nothing started:\n{exc}")
-    totals = asyncio.run(daemon.run())
+    totals = asyncio.run(_run_with_web(daemon, host, port) if serve else daemon.run())
     typer.echo(f"stopped: {totals.enrolled} enrolled, {totals.advanced} steps, {totals.sent} sent")
+
+
+async def _run_with_web(daemon: Daemon, host: str, port: int) -> Totals:
+    """The daemon and the web app in one event loop; the daemon's signal handlers stop both."""
+    import asyncio
+    import contextlib
+
+    import uvicorn
+
+    from nurture.web.app import create_app
+
+    class Embedded(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            yield  # the daemon owns SIGTERM/SIGINT
+
+    server = Embedded(uvicorn.Config(create_app(daemon.settings, daemon.clock, daemon.store), host=host, port=port))
+    web = asyncio.create_task(server.serve())
+    try:
+        return await daemon.run()
+    finally:
+        server.should_exit = True
+        await web
 
 
 @app.command()

@@ -68,3 +68,33 @@ def test_serve_with_a_key_from_the_cli_and_revoke_it(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert users.returncode == 1 and "at least 8 characters" in users.stderr
+
+
+def test_run_with_serve_answers_http_and_stops_on_sigterm(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    nurture("db", "upgrade", "--db", db)
+    port = free_port()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "nurture", "run", "--serve", "--port", str(port), "--db", db],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics")
+                if "nurture_job_duration_seconds{" in metrics.text:  # the daemon's heartbeat is in
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and daemon.poll() is None, "nurture run --serve did not come up"
+            time.sleep(0.2)
+        assert 'job="advance"' in metrics.text
+    finally:
+        daemon.terminate()
+        out, _ = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, out[-2000:]
+    assert "stopped: 0 enrolled" in out

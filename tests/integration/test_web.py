@@ -309,3 +309,43 @@ def test_dashboard_pages_need_a_login_and_forms_need_the_csrf_token(daemon: Daem
         },
     )
     assert evil.status_code in (303, 403) and "evil" not in evil.headers.get("location", "")
+
+
+def log_in(daemon: Daemon, site: httpx.Client) -> None:
+    set_user(daemon.store, "max", "correct horse battery", "Max Keller")
+    token = re.search(r'name="csrf" value="([^"]+)"', site.get("/login").text)
+    assert token is not None
+    form = {"username": "max", "password": "correct horse battery", "csrf": token.group(1)}
+    assert site.post("/login", data=form).status_code == 303
+
+
+def funnel_row(html: str, step: str) -> list[int]:
+    row = re.search(rf"<tr><td><strong>{step}</strong>.*?</tr>", html, re.S)
+    assert row is not None, step
+    return [int(n) for n in re.findall(r'<td class="n">(\d+)', row.group(0))]
+
+
+def test_scenario_page_shows_the_per_step_funnel_without_scanner_clicks(
+    daemon: Daemon, site: httpx.Client, smtp: SmtpServer, clock: FakeClock
+) -> None:
+    send_welcome(daemon, smtp)
+    clock.advance(timedelta(hours=4))  # 10:00 in São Paulo: Kim's window opens
+    send_welcome(daemon, smtp)
+    assert len(smtp.messages) == 2
+    clock.advance(timedelta(minutes=3))  # people click minutes later, not within seconds of delivery
+    for message in smtp.messages:
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        link = path_of(next(u for u in re.findall(r'href="([^"]+)"', html) if "/c/" in u))
+        person = message["To"].addresses[0].addr_spec == "ada@nordwerk.example"
+        agent = "Mozilla/5.0 (Macintosh)" if person else "Mozilla/5.0 (compatible; Barracuda)"
+        assert site.get(link, headers={"User-Agent": agent}).status_code == 302
+    log_in(daemon, site)
+    page = site.get("/scenarios/whitepaper_nurture")
+    assert page.status_code == 200
+    # entered, sent, opened, clicked, unsubscribed, bounced, converted
+    assert funnel_row(page.text, "welcome") == [2, 2, 1, 1, 0, 0, 0]
+    assert funnel_row(page.text, "pause_before_case_study") == [2]
+    assert "2 enrolled, 2 active" in page.text
+
+    scoring = site.get("/scoring")
+    assert scoring.status_code == 200 and "2 reachable leads: 2 cold." in scoring.text
