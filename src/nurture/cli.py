@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,11 +13,12 @@ import typer
 from nurture.clock import SystemClock
 from nurture.config import Settings
 from nurture.errors import NurtureError, ValidationFailed
-from nurture.project import check_file, find_scoring
+from nurture.project import check_file, find_scoring, find_scoring_file
 from nurture.scenario.compiler import compile_scenario
 from nurture.scenario.graph import to_dot, to_mermaid
 from nurture.scenario.loader import load_scenario, scenario_files
 from nurture.scenario.model import Scenario
+from nurture.scoring.engine import CompiledScoring
 from nurture.store.db import make_engine
 from nurture.store.repo import Store
 from nurture.timeutil import parse_duration
@@ -333,6 +335,251 @@ def score_explain(
         for d in result.discounted:
             typer.echo(f"  {d.at:%Y-%m-%d %H:%M} {d.type}: {d.reason}")
     typer.echo("hot: yes" if result.hot else "missing: " + "; ".join(result.missing or ["-"]))
+
+
+ScenariosOption = Annotated[Path, typer.Option("--scenarios", help="Folder with scoring.yaml and scenarios")]
+
+
+def _analysis(db: str | None, scenarios: Path) -> tuple[Store, Path, CompiledScoring]:
+    settings = _settings(db)
+    found = find_scoring_file(scenarios, settings.templates_dir)
+    if found is None:
+        fail(f"no valid scoring file in {scenarios}/ (nurture validate {scenarios}/ says why)")
+        raise AssertionError  # unreachable: fail exits
+    return _store(settings), found[0], found[1]
+
+
+def _day(value: str, option: str) -> datetime:
+    from nurture.simulate import parse_when
+
+    return parse_when(value, SystemClock().now(), option)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+@score_app.command("backtest")
+def score_backtest(
+    since: Annotated[str, typer.Option("--from", help="Start of the window (ISO date or instant)")],
+    until: Annotated[str, typer.Option("--to", help="End of the window (ISO date or instant)")],
+    threshold: Annotated[str, typer.Option(help="Engagement thresholds: START:STOP:STEP or a list")] = "40:90:10",
+    grades: Annotated[str | None, typer.Option(help="Grade cuts, e.g. A,AB,ABC (default: A, A+B, A+B+C)")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV here")] = None,
+    chart: Annotated[Path | None, typer.Option(help="Also draw precision and recall per threshold (SVG) here")] = None,
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Replay stored events with the scoring model: promotions, precision, recall, time to promotion."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nurture.analytics.backtest import CURRENT, backtest, parse_cuts, parse_thresholds, to_csv
+    from nurture.analytics.chart import PALETTE, Series, line_chart
+    from nurture.analytics.history import load_history
+
+    store, _, scoring = _analysis(db, scenarios)
+    start, end = _day(since, "--from"), _day(until, "--to")
+    thresholds, cuts = parse_thresholds(threshold), parse_cuts(grades, scoring)
+    rows = backtest(scoring, load_history(store, scoring, start, end), start, end, thresholds, cuts)
+    table = Table(title=f"Backtest {start:%Y-%m-%d} – {end:%Y-%m-%d}: {rows[0].converting} converting lead(s)")
+    for column in ("grades", "threshold", "promoted", "good", "missed", "precision", "recall", "median days"):
+        table.add_column(column, justify="left" if column == "grades" else "right")
+    for r in rows:
+        table.add_row(
+            r.cut,
+            "per grade" if r.threshold is None else str(r.threshold),
+            str(r.promoted),
+            str(r.good),
+            str(r.missed),
+            _pct(r.precision),
+            _pct(r.recall),
+            "—" if r.median_days is None else f"{r.median_days:.1f}",
+        )
+    Console().print(table)
+    if csv_out is not None:
+        csv_out.write_text(to_csv(rows), encoding="utf-8")
+        typer.echo(f"wrote {csv_out}")
+    if chart is not None:
+        series = []
+        for index, cut in enumerate(cuts):
+            mine = [r for r in rows if r.cut == cut.label and r.cut != CURRENT]
+            colour = PALETTE[index % len(PALETTE)]
+            series.append(
+                Series(f"{cut.label} precision", [(r.threshold or 0, r.precision or 0) for r in mine], colour=colour)
+            )
+            series.append(
+                Series(
+                    f"{cut.label} recall", [(r.threshold or 0, r.recall or 0) for r in mine], dashed=True, colour=colour
+                )
+            )
+        chart.write_text(line_chart("Precision (solid) and recall (dashed)", "engagement threshold", "share", series))
+        typer.echo(f"wrote {chart}")
+
+
+@score_app.command("near-miss")
+def score_near_miss(
+    engagement_gap: Annotated[int, typer.Option(help="At most this many engagement points short")] = 10,
+    fit_gap: Annotated[int, typer.Option(help="At most this many fit points short of a grade that can be hot")] = 10,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the list as CSV here")] = None,
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Leads just below the hot line, with what each lacks, and what a lower line would add."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nurture.analytics.history import load_history
+    from nurture.analytics.nearmiss import near_misses, slices, to_csv
+
+    store, _, scoring = _analysis(db, scenarios)
+    now = SystemClock().now()
+    misses = near_misses(scoring, load_history(store, scoring, now, now), now, engagement_gap, fit_gap)
+    table = Table(title=f"{len(misses)} near miss(es)")
+    for column in ("lead", "stage", "grade", "fit", "engagement", "lacks"):
+        table.add_column(column, justify="right" if column in ("fit", "engagement") else "left")
+    for m in misses:
+        table.add_row(m.email, m.stage, m.grade, str(m.fit), str(m.engagement), "; ".join(m.lacks))
+    console = Console()
+    console.print(table)
+    for grade, lowered, added in slices(misses):
+        console.print(f"grade {grade} hot from {lowered}: +{added} lead(s)")
+    if csv_out is not None:
+        csv_out.write_text(to_csv(misses), encoding="utf-8")
+        typer.echo(f"wrote {csv_out}")
+
+
+@score_app.command("learn")
+def score_learn(
+    outcomes: Annotated[Path, typer.Option(help="CSV with email, converted (yes/no) and optionally at")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the proposed file (default: beside it)")] = None,
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Fit rule weights to past conversions and propose a revised scoring file (never applied)."""
+    from nurture.analytics.history import load_history
+    from nurture.analytics.learn import learn, read_outcomes
+
+    store, path, scoring = _analysis(db, scenarios)
+    try:
+        rows = read_outcomes(outcomes)
+    except ValidationFailed as exc:
+        fail(f"{exc}\nnothing learned")
+        return
+    now = SystemClock().now()
+    proposal = learn(scoring, path.read_text(encoding="utf-8"), str(path), load_history(store, scoring), rows, now)
+    for email in proposal.unknown:
+        typer.echo(f"warning: {outcomes}: no lead with email {email}; left out", err=True)
+    typer.echo(f"{proposal.examples} example(s), {proposal.positives} converted")
+    typer.echo(f"{'rule':<24} {'weight':>8} {'points now':>10} {'proposed':>9}")
+    for name, (now_points, new_points) in proposal.points.items():
+        typer.echo(f"{name:<24} {proposal.weights[name]:>8.3f} {now_points:>10} {new_points:>9}")
+    where = "on a held-out quarter" if proposal.held_out else "in-sample (too few examples to hold some out)"
+    b, a = proposal.before, proposal.after
+    typer.echo(
+        f"expected, {where}: hot {b.hot} → {a.hot}, precision {_pct(b.precision)} → {_pct(a.precision)}, "
+        f"recall {_pct(b.recall)} → {_pct(a.recall)}"
+    )
+    target = out or path.with_name(f"{path.stem}.proposed{path.suffix}.txt")
+    target.write_text(proposal.text, encoding="utf-8")
+    typer.echo(proposal.diff, nl=False)
+    typer.echo(f"wrote {target}; review it, then copy it over {path} to adopt it")
+
+
+@score_app.command("drift")
+def score_drift(
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Promoted leads sales rejected, grouped by the rules that made them hot."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nurture.analytics.drift import drift
+    from nurture.analytics.history import load_history
+
+    store, _, scoring = _analysis(db, scenarios)
+    report = drift(scoring, load_history(store, scoring))
+    table = Table(title=f"{report.promotions} promotion(s), {report.rejected} rejected by sales")
+    for column in ("rule", "kind", "promoted", "rejected", "accepted", "rejection rate", "top reasons"):
+        table.add_column(
+            column, justify="right" if column in ("promoted", "rejected", "accepted", "rejection rate") else "left"
+        )
+    for r in report.rules:
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in r.reasons.most_common(3))
+        table.add_row(
+            r.rule, r.kind, str(r.promoted), str(r.rejected), str(r.accepted), f"{r.rejection_rate:.0%}", reasons
+        )
+    Console().print(table)
+
+
+@app.command()
+def report(
+    scenario: Annotated[str | None, typer.Argument(help="Scenario id (default: every scenario)")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="Only enrolments from this date")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Only enrolments before this date")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the step rows as CSV here")] = None,
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Per scenario: funnel by step, email metrics (bots excluded), time to hot."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nurture.analytics.report import report_csv, scenario_report
+    from nurture.scenario.compiler import CompiledScenario
+    from nurture.scenario.loader import LoadedScenario
+
+    settings = _settings(db)
+    store = _store(settings)
+    found: dict[str, CompiledScenario] = {}
+    scoring: CompiledScoring | None = None
+    for path in scenario_files([scenarios]):
+        loaded, problems = check_file(path, settings.templates_dir)
+        if problems:
+            continue
+        if isinstance(loaded, LoadedScenario):
+            compiled = compile_scenario(loaded)
+            found[compiled.id] = compiled
+        elif isinstance(loaded, CompiledScoring):
+            scoring = loaded
+    if scenario is not None and scenario not in found:
+        fail(f"no scenario {scenario!r} in {scenarios}/; there are: {', '.join(sorted(found)) or 'none'}")
+    start = _day(since, "--from") if since else None
+    end = _day(until, "--to") if until else None
+    console = Console()
+    reports = []
+    for sid in [scenario] if scenario else sorted(found):
+        r = scenario_report(store, found[sid], scoring, start, end)
+        reports.append(r)
+        table = Table(title=f"{r.name} ({sid}): {r.enrolled} enrolled, {r.active} active, {r.hot} became hot")
+        for column in ("step", "entered", "sent", "delivered", "opened", "clicked", "unsub", "bounced", "converted"):
+            table.add_column(column, justify="left" if column == "step" else "right")
+        for row in [*r.steps, r.totals()]:
+            if row.is_email:
+                table.add_row(
+                    row.step,
+                    str(row.entered) if row.step != "all emails" else "",
+                    str(row.sent),
+                    str(row.delivered),
+                    f"{row.opened} ({_pct(row.rate('opened'))})",
+                    f"{row.clicked} ({_pct(row.rate('clicked'))})",
+                    str(row.unsubscribed),
+                    str(row.bounced),
+                    str(row.converted),
+                )
+            else:
+                table.add_row(f"{row.step} [dim]({row.kind})[/dim]", str(row.entered), *[""] * 7)
+        console.print(table)
+        median = r.median_time_to_hot
+        finished = ", ".join(f"{n} {reason}" for reason, n in sorted(r.finished.items())) or "none yet"
+        console.print(
+            f"time to hot: {'—' if median is None else f'median {median.total_seconds() / 86400:.1f} days'}"
+            f" ({len(r.time_to_hot)} lead(s)); finished: {finished}\n"
+        )
+    if csv_out is not None:
+        csv_out.write_text(report_csv(reports), encoding="utf-8")
+        typer.echo(f"wrote {csv_out}")
 
 
 @app.command()

@@ -27,10 +27,16 @@ def check_file(
 
 def find_scoring(folder: Path, templates_dir: Path | None = None) -> CompiledScoring | None:
     """The valid scoring model among the files of `folder`, if there is one."""
+    found = find_scoring_file(folder, templates_dir)
+    return found[1] if found else None
+
+
+def find_scoring_file(folder: Path, templates_dir: Path | None = None) -> tuple[Path, CompiledScoring] | None:
+    """The valid scoring file among the files of `folder` and its model, if there is one."""
     from nurture.scenario.loader import scenario_files
 
     for path in scenario_files([folder]):
         loaded, _ = check_file(path, templates_dir)
         if isinstance(loaded, CompiledScoring):
-            return loaded
+            return path, loaded
     return None

@@ -14,7 +14,10 @@ Definitions (kept in one place so the dashboard and `nurture report` agree):
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -209,3 +212,14 @@ def scenario_report(
 
 def _kind(step: Step) -> str:
     return str(step.type)
+
+
+def report_csv(reports: Sequence[ScenarioReport]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = ("entered", "sent", "delivered", "opened", "clicked", "unsubscribed", "bounced", "converted")
+    writer.writerow(["scenario", "step", "kind", *columns])
+    for report in reports:
+        for row in report.steps:
+            writer.writerow([report.scenario_id, row.step, row.kind, *(getattr(row, c) for c in columns)])
+    return out.getvalue()

@@ -1,0 +1,147 @@
+"""The stored past, loaded once for analysis: leads, their events, lifecycle changes, outcomes.
+
+Analyses replay the scoring model over this history. Lead fields are today's (the store
+keeps no history of fields), events and lifecycle changes are as they happened.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+
+from nurture.scenario.expr import EventRecord
+from nurture.scoring.engine import CompiledScoring, ScoreResult
+from nurture.store.repo import EV, L, Store, lead_view
+from nurture.store.tables import LifecycleChange
+
+LC = LifecycleChange.__table__  # type: ignore[attr-defined]
+GOOD = ("accepted", "customer")  # what sales accepting or a deal closing means for a lead
+CHUNK = 500
+
+
+class Change(NamedTuple):
+    at: datetime
+    from_stage: str
+    to_stage: str
+    reason: str
+    actor: str
+
+
+@dataclass
+class LeadHistory:
+    id: int
+    email: str
+    fields: dict[str, Any]
+    account: str | None
+    created_at: datetime
+    stage: str
+    reachable: bool = True  # neither unsubscribed nor bounced
+    events: list[EventRecord] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def converted(self) -> bool:
+        """Accepted by sales or became a customer, at any time."""
+        return any(c.to_stage in GOOD for c in self.changes)
+
+    @property
+    def rejected(self) -> bool:
+        return any(c.to_stage == "rejected" for c in self.changes)
+
+    def engagement_since(self, at: datetime) -> datetime | None:
+        """When engagement last started afresh (sales recycled the lead) before `at`."""
+        starts = [c.at for c in self.changes if c.to_stage == "recycled" and c.at <= at]
+        return starts[-1] if starts else None
+
+
+@dataclass
+class History:
+    leads: dict[int, LeadHistory]
+    by_account: dict[str, list[int]]
+
+    def colleague_events(self, lead: LeadHistory) -> list[EventRecord]:
+        if lead.account is None:
+            return []
+        found = [
+            e for other in self.by_account.get(lead.account, []) if other != lead.id for e in self.leads[other].events
+        ]
+        return sorted(found, key=lambda e: e.at)
+
+
+def account_of(scoring: CompiledScoring, company: str | None, email: str) -> str | None:
+    if scoring.model.account.weight <= 0:
+        return None
+    if scoring.model.account.by == "company":
+        return (company or "").strip().lower() or None
+    return email.rpartition("@")[2]
+
+
+def load_history(
+    store: Store, scoring: CompiledScoring, since: datetime | None = None, until: datetime | None = None
+) -> History:
+    """Every lead, with events in [since - lookback, until] and all lifecycle changes."""
+    start = since - scoring.lookback if since is not None else None
+    leads: dict[int, LeadHistory] = {}
+    with store.reading() as conn:
+        for row in conn.execute(select(L).order_by(L.c.id)):
+            leads[row.id] = LeadHistory(
+                row.id,
+                row.email,
+                dict(lead_view(row._mapping).fields),
+                account_of(scoring, row.company, row.email),
+                row.created_at,
+                row.lifecycle_stage,
+                not (row.unsubscribed or row.bounced),
+            )
+        ids = list(leads)
+        for offset in range(0, len(ids), CHUNK):
+            chunk = ids[offset : offset + CHUNK]
+            query = select(EV.c.lead_id, EV.c.type, EV.c.at, EV.c.props, EV.c.id).where(EV.c.lead_id.in_(chunk))
+            if start is not None:
+                query = query.where(EV.c.at >= start)
+            if until is not None:
+                query = query.where(EV.c.at <= until)
+            for ev in conn.execute(query.order_by(EV.c.at, EV.c.id)):
+                leads[ev.lead_id].events.append(EventRecord(ev.type, ev.at, ev.props or {}, str(ev.id)))
+            changes = select(LC).where(LC.c.lead_id.in_(chunk)).order_by(LC.c.at, LC.c.id)
+            for ch in conn.execute(changes):
+                leads[ch.lead_id].changes.append(Change(ch.at, ch.from_stage, ch.to_stage, ch.reason, ch.actor))
+    by_account: dict[str, list[int]] = defaultdict(list)
+    for lead in leads.values():
+        if lead.account:
+            by_account[lead.account].append(lead.id)
+    return History(leads, dict(by_account))
+
+
+def score_at(
+    scoring: CompiledScoring,
+    lead: LeadHistory,
+    at: datetime,
+    colleagues: Sequence[EventRecord] = (),
+) -> ScoreResult:
+    """The lead's score as the model would have computed it at `at`, from what was known then."""
+    own = [e for e in lead.events if e.at <= at]
+    before = [e for e in colleagues if e.at <= at]
+    return scoring.evaluate(lead.fields, own, at, before, lead.engagement_since(at))
+
+
+def engagement_series(
+    scoring: CompiledScoring, history: History, lead: LeadHistory, since: datetime, until: datetime
+) -> list[tuple[datetime, int]]:
+    """The lead's engagement at each instant in [since, until] where it can reach a new high.
+
+    Engagement only rises when an event arrives (between events it decays), so a threshold
+    is first crossed at one of these instants or never.
+    """
+    colleagues = history.colleague_events(lead)
+    times = {e.at for e in lead.events} | {e.at for e in colleagues}
+    return [(t, score_at(scoring, lead, t, colleagues).engagement) for t in sorted(times) if since <= t <= until]
+
+
+def first_at_or_above(series: Sequence[tuple[datetime, int]], threshold: int) -> datetime | None:
+    return next((t for t, points in series if points >= threshold), None)
