@@ -24,6 +24,8 @@ from nurture.store.repo import Store
 from nurture.timeutil import parse_duration
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from nurture.daemon import Daemon, Totals
 
 app = typer.Typer(help="nurture: B2B lead nurturing and qualification.", no_args_is_help=True)
@@ -355,6 +357,15 @@ def _day(value: str, option: str) -> datetime:
     return parse_when(value, SystemClock().now(), option)
 
 
+def _console() -> Console:
+    """Rich's console; when output is not a terminal, wide enough for the analysis tables."""
+    import shutil
+
+    from rich.console import Console
+
+    return Console(width=max(shutil.get_terminal_size((120, 24)).columns, 120))
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
@@ -371,7 +382,6 @@ def score_backtest(
     scenarios: ScenariosOption = Path("scenarios"),
 ) -> None:
     """Replay stored events with the scoring model: promotions, precision, recall, time to promotion."""
-    from rich.console import Console
     from rich.table import Table
 
     from nurture.analytics.backtest import CURRENT, backtest, parse_cuts, parse_thresholds, to_csv
@@ -383,12 +393,12 @@ def score_backtest(
     thresholds, cuts = parse_thresholds(threshold), parse_cuts(grades, scoring)
     rows = backtest(scoring, load_history(store, scoring, start, end), start, end, thresholds, cuts)
     table = Table(title=f"Backtest {start:%Y-%m-%d} – {end:%Y-%m-%d}: {rows[0].converting} converting lead(s)")
-    for column in ("grades", "threshold", "promoted", "good", "missed", "precision", "recall", "median days"):
-        table.add_column(column, justify="left" if column == "grades" else "right")
+    for column in ("grades", "hot from", "promoted", "good", "missed", "precision", "recall", "days to hot"):
+        table.add_column(column, justify="left" if column == "grades" else "right", no_wrap=True)
     for r in rows:
         table.add_row(
             r.cut,
-            "per grade" if r.threshold is None else str(r.threshold),
+            "as in file" if r.threshold is None else str(r.threshold),
             str(r.promoted),
             str(r.good),
             str(r.missed),
@@ -396,7 +406,7 @@ def score_backtest(
             _pct(r.recall),
             "—" if r.median_days is None else f"{r.median_days:.1f}",
         )
-    Console().print(table)
+    _console().print(table)
     if csv_out is not None:
         csv_out.write_text(to_csv(rows), encoding="utf-8")
         typer.echo(f"wrote {csv_out}")
@@ -426,7 +436,6 @@ def score_near_miss(
     scenarios: ScenariosOption = Path("scenarios"),
 ) -> None:
     """Leads just below the hot line, with what each lacks, and what a lower line would add."""
-    from rich.console import Console
     from rich.table import Table
 
     from nurture.analytics.history import load_history
@@ -440,7 +449,7 @@ def score_near_miss(
         table.add_column(column, justify="right" if column in ("fit", "engagement") else "left")
     for m in misses:
         table.add_row(m.email, m.stage, m.grade, str(m.fit), str(m.engagement), "; ".join(m.lacks))
-    console = Console()
+    console = _console()
     console.print(table)
     for grade, lowered, added in slices(misses):
         console.print(f"grade {grade} hot from {lowered}: +{added} lead(s)")
@@ -492,7 +501,6 @@ def score_drift(
     scenarios: ScenariosOption = Path("scenarios"),
 ) -> None:
     """Promoted leads sales rejected, grouped by the rules that made them hot."""
-    from rich.console import Console
     from rich.table import Table
 
     from nurture.analytics.drift import drift
@@ -510,7 +518,7 @@ def score_drift(
         table.add_row(
             r.rule, r.kind, str(r.promoted), str(r.rejected), str(r.accepted), f"{r.rejection_rate:.0%}", reasons
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @app.command()
@@ -523,7 +531,6 @@ def report(
     scenarios: ScenariosOption = Path("scenarios"),
 ) -> None:
     """Per scenario: funnel by step, email metrics (bots excluded), time to hot."""
-    from rich.console import Console
     from rich.table import Table
 
     from nurture.analytics.report import report_csv, scenario_report
@@ -547,7 +554,7 @@ def report(
         fail(f"no scenario {scenario!r} in {scenarios}/; there are: {', '.join(sorted(found)) or 'none'}")
     start = _day(since, "--from") if since else None
     end = _day(until, "--to") if until else None
-    console = Console()
+    console = _console()
     reports = []
     for sid in [scenario] if scenario else sorted(found):
         r = scenario_report(store, found[sid], scoring, start, end)

@@ -7,7 +7,8 @@ engagement threshold and grade cut, who would have been promoted and how that we
   and account roll-up as the model defines them);
 - good: promoted leads that sales accepted or that became customers (any time);
 - precision = good / promoted; recall = good / every converting lead of the population;
-- time to promotion: from the lead's first event in the window to the crossing.
+- time to promotion: from the lead's first engagement in the window (its own, or a
+  colleague's with account roll-up) to the crossing.
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ def backtest(
         raise NurtureError("--to must be after --from")
     population = []
     for lead in history.leads.values():
-        in_window = [e.at for e in lead.events if since <= e.at <= until]
-        if in_window:
+        if any(since <= e.at <= until for e in lead.events):
             grade = scoring.fit(lead.fields)[1]
             series = engagement_series(scoring, history, lead, since, until)
-            population.append((lead, grade, min(in_window), series))
+            # Time to promotion counts from the first engagement in the window, the lead's own
+            # or (with account roll-up) a colleague's.
+            population.append((lead, grade, series[0][0], series))
     converting = sum(1 for lead, *_ in population if lead.converted)
     needed = {str(g): n for g, n in scoring.model.hot.engagement.items()}
 
