@@ -346,6 +346,8 @@ def test_scenario_page_shows_the_per_step_funnel_without_scanner_clicks(
     assert funnel_row(page.text, "welcome") == [2, 2, 1, 1, 0, 0, 0]
     assert funnel_row(page.text, "pause_before_case_study") == [2]
     assert "2 enrolled, 2 active" in page.text
+    journey = page.text[page.text.index("<svg") : page.text.index("</svg>")]
+    assert ">welcome</text>" in journey and ">2 entered</text>" in journey and ">timeout</text>" in journey
 
     scoring = site.get("/scoring")
     assert scoring.status_code == 200 and "2 reachable leads: 2 cold." in scoring.text

@@ -140,3 +140,67 @@ def to_dot(steps: Sequence[Step], title: str = "journey") -> str:
         lines.append(f'    {source} -> {target} [label="{text}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def to_svg(steps: Sequence[Step], counts: dict[str, str] | None = None) -> str:
+    """The journey as an SVG drawing (no JavaScript, no external tools): steps top to
+    bottom in file order, falling through straight down, jumps as labelled arcs on the right.
+    `counts` adds a note (e.g. a funnel figure) to each step's box."""
+    counts = counts or {}
+    order = [s.id for s in steps] + [END]
+    row, box_w, box_h, left, top = 56, 300, 38, 20, 16
+    y = {name: top + i * row for i, name in enumerate(order)}
+    fills = {"send_email": "#e8f0fe", "wait": "#f1f3f4", "wait_for": "#fef7e0", "branch": "#fce8e6", "split": "#fce8e6"}
+    jumps = [(s, label, t) for s, label, t in edges(steps) if order.index(t) != order.index(s) + 1 or label]
+    width = left + box_w + 60 + 26 * len(jumps) + 200
+    height = top + len(order) * row
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="12" role="img" aria-label="journey">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#5f6368"/></marker></defs>',
+    ]
+    for index, step in enumerate(steps):
+        top_y = y[step.id]
+        following = order[index + 1]
+        falls = any(s == step.id and t == following and not label for s, label, t in edges(steps))
+        if falls:
+            parts.append(
+                f'<line x1="{left + box_w / 2}" y1="{top_y + box_h}" x2="{left + box_w / 2}" y2="{y[following] - 2}" '
+                'stroke="#5f6368" marker-end="url(#arrow)"/>'
+            )
+        note = counts.get(step.id, "")
+        parts.append(
+            f'<rect x="{left}" y="{top_y}" width="{box_w}" height="{box_h}" rx="6" '
+            f'fill="{fills.get(_kind(step), "#ffffff")}" stroke="#9aa0a6"/>'
+            f'<text x="{left + 10}" y="{top_y + 16}" font-weight="bold">{_xml(step.id)}</text>'
+            f'<text x="{left + 10}" y="{top_y + 31}" fill="#5f6368">{_xml(_kind(step))}</text>'
+            f'<text x="{left + box_w - 10}" y="{top_y + 24}" text-anchor="end">{_xml(note)}</text>'
+        )
+    end_y = y[END]
+    parts.append(
+        f'<circle cx="{left + box_w / 2}" cy="{end_y + box_h / 2}" r="14" fill="#fff" stroke="#5f6368"/>'
+        f'<text x="{left + box_w / 2}" y="{end_y + box_h / 2 + 4}" text-anchor="middle">end</text>'
+    )
+    right = left + box_w
+    starts: dict[str, int] = {}
+    for lane, (source, label, target) in enumerate(jumps):
+        x = right + 30 + 26 * lane
+        nth = starts[source] = starts.get(source, -1) + 1
+        y1, y2 = y[source] + 8 + 7 * nth, y[target] + box_h / 2 + 6
+        end_x = right if target != END else left + box_w / 2 + 14
+        parts.append(
+            f'<path d="M{right},{y1} C{x},{y1} {x},{y2} {end_x},{y2}" fill="none" stroke="#1a73e8" '
+            f'stroke-width="1.3" marker-end="url(#arrow)"/>'
+        )
+        if label:
+            # At the arc's outermost point (3/4 of the way to its control points), halfway down.
+            label_x, label_y = right + 0.75 * (x - right) + 4, (y1 + y2) / 2 + 4
+            text = label if len(label) <= 32 else label[:31] + "…"
+            parts.append(f'<text x="{label_x:.0f}" y="{label_y:.0f}" fill="#1a73e8">{_xml(text)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

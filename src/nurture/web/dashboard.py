@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from sqlalchemy import func, or_, select
 
 from nurture.access import authenticate
@@ -21,7 +22,7 @@ from nurture.catalog import Catalog
 from nurture.errors import NurtureError
 from nurture.qualify import LC, SH, Qualifier, needed_for
 from nurture.sales import ACT, feedback
-from nurture.scenario.graph import edges, to_mermaid
+from nurture.scenario.graph import edges, to_mermaid, to_svg
 from nurture.store.repo import EV, L, S
 from nurture.web.context import csrf_token, web
 
@@ -251,6 +252,7 @@ def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
         report=report,
         outgoing=outgoing,
         mermaid=to_mermaid(compiled.scenario.steps, compiled.scenario.name),
+        journey=Markup(to_svg(compiled.scenario.steps, {r.step: f"{r.entered} entered" for r in report.steps})),
     )
 
 
