@@ -77,6 +77,7 @@ class Outbox:
         stats = DrainStats(claimed=len(rows))
         if not rows:
             return stats
+        self.templates.refresh()
         leads = await asyncio.to_thread(self.store.leads_by_id, sorted({r.lead_id for r in rows}))
         marks: asyncio.Queue[Mark | None] = asyncio.Queue()
         marker = asyncio.create_task(self._mark_sent(marks))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import email
 from email.policy import default
+from pathlib import Path
+from urllib.parse import unquote
 
 import aiosmtplib
 
 from nurture.mail.message import MessageError, build_message, parse_address
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, RateLimiter, classify
-from nurture.mail.tracking import sign, verify
+from nurture.mail.templates import TemplateStore
+from nurture.mail.tracking import Links, sign, verify
 
 
 def test_errors_are_sorted_into_retry_bounce_and_fail() -> None:
@@ -84,3 +87,29 @@ def test_signed_links_reject_tampering() -> None:
     forged = sign("secret", {"l": 99, "s": 2}).split(".")[0] + "." + mac
     assert verify("secret", forged) is None
     assert verify("secret", "garbage") is None
+
+
+def test_an_edited_template_is_used_from_the_next_batch_on(tmp_path: Path) -> None:
+    (tmp_path / "hello.html").write_text("<p>Hello {{ lead.first_name }}</p>")
+    store = TemplateStore(tmp_path)
+    context = {"lead": {"first_name": "Ann"}}
+    assert store.render("hello", "Hi", context).html == "<p>Hello Ann</p>"
+    (tmp_path / "hello.html").write_text("<p>Welcome {{ lead.first_name }}</p>")
+    (tmp_path / "hello.txt").write_text("Welcome, {{ lead.first_name }}")
+    assert store.render("hello", "Hi", context).html == "<p>Hello Ann</p>"  # within one batch: as it began
+    store.refresh()
+    rendered = store.render("hello", "Hi {{ lead.first_name }}", context)
+    assert (rendered.html, rendered.text, rendered.subject) == ("<p>Welcome Ann</p>", "Welcome, Ann", "Hi Ann")
+
+
+def test_each_distinct_link_of_an_email_is_signed_once_and_verifies() -> None:
+    links = Links("https://t.example/", "secret", send_id=7, lead_id=3)
+    first = links.click("guide", "https://acme.example/guide?a=1&b=2")
+    assert links.click("guide", "https://acme.example/guide?a=1&b=2") == first
+    token = unquote(first.removeprefix("https://t.example/c/"))
+    assert verify("secret", token) == {"l": 3, "s": 7, "n": "guide", "u": "https://acme.example/guide?a=1&b=2"}
+    assert links.unsubscribe().startswith("https://t.example/u/")
+    assert verify("secret", links.open_pixel().removeprefix("https://t.example/o/").removesuffix(".gif")) == {
+        "l": 3,
+        "s": 7,
+    }

@@ -79,6 +79,19 @@ class TemplateStore:
         self.env = _environment(root)
         self._strings = _environment(None)
         self._compiled: dict[str, Template] = {}
+        self._pairs: dict[str, tuple[Template, Template | None]] = {}
+
+    def refresh(self) -> None:
+        """Look at the files again on the next render (the send job calls this per batch, so
+        edited templates are picked up without a file check per message)."""
+        self._pairs.clear()
+
+    def _pair(self, name: str) -> tuple[Template, Template | None]:
+        pair = self._pairs.get(name)
+        if pair is None:
+            text = self.env.get_template(f"{name}.txt") if (self.root / f"{name}.txt").is_file() else None
+            pair = self._pairs[name] = (self.env.get_template(f"{name}.html"), text)
+        return pair
 
     def exists(self, name: str) -> bool:
         return (self.root / f"{name}.html").is_file()
@@ -101,12 +114,10 @@ class TemplateStore:
 
     def render(self, name: str, subject: str, context: Mapping[str, Any]) -> RenderedEmail:
         try:
-            html_body = self.env.get_template(f"{name}.html").render(context)
-            text_path = self.root / f"{name}.txt"
-            text_body = (
-                self.env.get_template(f"{name}.txt").render(context) if text_path.is_file() else html_to_text(html_body)
-            )
-            subject_text = self._string(subject).render(context)
+            html_template, text_template = self._pair(name)
+            html_body = html_template.render(context)
+            text_body = text_template.render(context) if text_template else html_to_text(html_body)
+            subject_text = self._string(subject).render(context) if "{" in subject else subject
         except Exception as exc:  # any template failure is the marketer's to fix
             raise TemplateError(f"template '{name}': {exc}") from exc
         return RenderedEmail(" ".join(subject_text.split()), html_body, text_body)

@@ -43,20 +43,26 @@ def verify(secret: str, token: str) -> dict[str, Any] | None:
 
 
 class Links:
-    """Builds the tracked URLs that go into one email."""
+    """Builds the tracked URLs that go into one email (each distinct link is signed once,
+    though the HTML and text parts both ask for it)."""
 
     def __init__(self, base_url: str, secret: str, send_id: int, lead_id: int) -> None:
         self.base = base_url.rstrip("/")
         self.secret = secret
         self.send_id = send_id
         self.lead_id = lead_id
+        self._recipient = sign(secret, {"l": lead_id, "s": send_id})
+        self._clicks: dict[tuple[str, str], str] = {}
 
     def unsubscribe(self) -> str:
-        return f"{self.base}/u/{sign(self.secret, {'l': self.lead_id, 's': self.send_id})}"
+        return f"{self.base}/u/{self._recipient}"
 
     def open_pixel(self) -> str:
-        return f"{self.base}/o/{sign(self.secret, {'l': self.lead_id, 's': self.send_id})}.gif"
+        return f"{self.base}/o/{self._recipient}.gif"
 
     def click(self, name: str, url: str) -> str:
-        token = sign(self.secret, {"l": self.lead_id, "s": self.send_id, "n": name, "u": url})
-        return f"{self.base}/c/{quote(token)}"
+        found = self._clicks.get((name, url))
+        if found is None:
+            token = sign(self.secret, {"l": self.lead_id, "s": self.send_id, "n": name, "u": url})
+            found = self._clicks[(name, url)] = f"{self.base}/c/{quote(token)}"
+        return found
