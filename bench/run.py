@@ -111,11 +111,11 @@ async def raw_send(port: int, payload: bytes, count: int, connections: int) -> f
     return count / elapsed
 
 
-def bench_send(folder: Path, count: int, connections: int) -> list[str]:
+def bench_send(folder: Path, count: int, connections: int, render_processes: int = 0) -> list[str]:
     sink = Sink()
     try:
         scenarios, templates = project(folder, None)
-        engine = fresh_sqlite(folder, "send")
+        engine = fresh_sqlite(folder, f"send{render_processes}")
         clock = FakeClock(NOW)
         store = Store(engine, clock)
         bulk_leads(engine, count, NOW)
@@ -150,14 +150,14 @@ def bench_send(folder: Path, count: int, connections: int) -> list[str]:
             batch_size=1000,
             secret_key="bench",
             base_url="https://t.example",
+            render_processes=render_processes,
         )
 
         async def nurture_send() -> tuple[float, bytes]:
             pool = SmtpPool(settings)
             outbox = Outbox(store, settings, clock, pool, worker="bench", templates_dir=templates)
-            sample = outbox._build(
-                store.claim_sends("probe", NOW, 1, timedelta(seconds=1))[0], store.leads_by_id([1])[1]
-            )
+            probe = store.claim_sends("probe", NOW, 1, timedelta(seconds=1))[0]
+            sample = outbox.composer.compose(probe._mapping, store.leads_by_id([1])[1]._mapping, NOW)
             with engine.begin() as conn:  # put the probe row back
                 conn.execute(
                     update(S)
@@ -168,6 +168,7 @@ def bench_send(folder: Path, count: int, connections: int) -> list[str]:
             stats = await outbox.drain_until_idle()
             elapsed = time.perf_counter() - start
             await pool.close()
+            await outbox.close()
             assert stats.sent == count, stats
             return count / elapsed, sample.data
 
@@ -177,7 +178,8 @@ def bench_send(folder: Path, count: int, connections: int) -> list[str]:
         sink.close()
     return [
         ratio_line(
-            f"send: {count} emails, {connections} connections to {sink.kind}",
+            f"send: {count} emails, {connections} connections to {sink.kind}, "
+            + (f"{render_processes} render process(es)" if render_processes else "rendering in the sender"),
             nurture_rate,
             raw_rate,
             "msg/s",
@@ -362,6 +364,7 @@ def main() -> None:
     for section in args.sections:
         if section == "send":
             new = bench_send(folder, 1000 if args.quick else 5000, 4)
+            new += bench_send(folder, 1000 if args.quick else 5000, 4, render_processes=1)
         elif section == "advance":
             new = bench_advance(folder, 2000 if args.quick else 10_000)
         elif section == "tick":

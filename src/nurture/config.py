@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     smtp_timeout: float = 30.0
     smtp_pool_size: int = 4
     send_rate: float = Field(default=0.0, description="Messages per second across the pool; 0 = unlimited")
+    render_processes: int = Field(
+        default=0,
+        ge=0,
+        description="Processes that render emails while the sender talks SMTP (0: render in the sender)",
+    )
     max_attempts: int = 6
     retry_base_seconds: float = 60.0
 

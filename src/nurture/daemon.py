@@ -241,6 +241,8 @@ class Daemon:
             scheduler.shutdown(wait=False)
             if self.pool is not None:
                 await self.pool.close()
+            if self.outbox is not None:
+                await self.outbox.close()
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

@@ -11,19 +11,24 @@ key, so even such a resend carries the same Message-ID and receivers can recogni
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from nurture.clock import Clock
 from nurture.config import Settings
-from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
+from nurture.mail.compose import Composed, Composer, compose_in_worker, start_worker
+from nurture.mail.message import BuiltMessage
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, SmtpPool, classify
-from nurture.mail.templates import TemplateError, TemplateStore
-from nurture.mail.tracking import Links
-from nurture.scenario.expr import Record
-from nurture.store.repo import Store, lead_view
+from nurture.mail.templates import TemplateError
+from nurture.store.repo import Store
+
+RENDER_CHUNK = 50  # messages a render process composes per call
+Ahead = tuple["asyncio.Future[list[Composed]]", int]  # a chunk being composed, and a row's place in it
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,15 @@ class Outbox:
         self.clock = clock
         self.pool = pool
         self.worker = worker
-        self.templates = TemplateStore(templates_dir or settings.templates_dir)
-        self.scenario_names = scenario_names or {}
+        self.composer = Composer(
+            templates_dir or settings.templates_dir,
+            settings.base_url,
+            settings.secret_key,
+            settings.mail_domain,
+            settings.unsubscribe_mailto,
+            scenario_names or {},
+        )
+        self._renderers: ProcessPoolExecutor | None = None
         # A send starts before half the lease has passed and lasts at most one SMTP timeout,
         # so with a lease of at least three timeouts it ends while the lease still holds.
         self.lease = timedelta(seconds=max(settings.lease_seconds, settings.smtp_timeout * 3))
@@ -77,8 +89,9 @@ class Outbox:
         stats = DrainStats(claimed=len(rows))
         if not rows:
             return stats
-        self.templates.refresh()
+        self.composer.templates.refresh()
         leads = await asyncio.to_thread(self.store.leads_by_id, sorted({r.lead_id for r in rows}))
+        composed = self._compose_ahead(rows, leads, claimed_at)
         marks: asyncio.Queue[Mark | None] = asyncio.Queue()
         marker = asyncio.create_task(self._mark_sent(marks))
         work: asyncio.Queue[Any] = asyncio.Queue()
@@ -93,7 +106,7 @@ class Outbox:
                 if self.clock.now() >= deadline:
                     unsent.append(row.id)
                     continue
-                await self._deliver(row, leads.get(row.lead_id), marks, stats)
+                await self._deliver(row, leads.get(row.lead_id), composed, marks, stats)
 
         try:
             await asyncio.gather(*(worker() for _ in range(min(self.pool.size, len(rows)))))
@@ -141,15 +154,58 @@ class Outbox:
             for mark in items:
                 mark.committed.set_result(None)
 
-    async def _deliver(self, row: Any, lead: Any, marks: asyncio.Queue[Mark | None], stats: DrainStats) -> None:
-        if lead is None or row.unsubscribed or row.bounced or row.suppressed:
+    def _compose_ahead(self, rows: list[Any], leads: dict[int, Any], now: datetime) -> dict[int, Ahead]:
+        """With render processes: start composing every deliverable row of the batch now, in
+        chunks, so the next messages render while earlier ones are on the wire."""
+        if self.settings.render_processes <= 0:
+            return {}
+        if self._renderers is None:
+            self._renderers = ProcessPoolExecutor(
+                self.settings.render_processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=start_worker,
+                initargs=(self.composer,),
+            )
+        loop = asyncio.get_running_loop()
+        deliverable = [r for r in rows if _deliverable(r, leads.get(r.lead_id))]
+        ahead: dict[int, Ahead] = {}
+        for start in range(0, len(deliverable), RENDER_CHUNK):
+            chunk = deliverable[start : start + RENDER_CHUNK]
+            items = [(dict(r._mapping), dict(leads[r.lead_id]._mapping)) for r in chunk]
+            future = loop.run_in_executor(self._renderers, compose_in_worker, items, now)
+            for index, row in enumerate(chunk):
+                ahead[row.id] = (future, index)
+        return ahead
+
+    async def close(self) -> None:
+        if self._renderers is not None:
+            renderers, self._renderers = self._renderers, None
+            await asyncio.to_thread(renderers.shutdown, True, cancel_futures=True)
+
+    async def _deliver(
+        self,
+        row: Any,
+        lead: Any,
+        composed: dict[int, Ahead],
+        marks: asyncio.Queue[Mark | None],
+        stats: DrainStats,
+    ) -> None:
+        if not _deliverable(row, lead):
             await self._finish(row.id, "suppressed", "recipient is unsubscribed, bounced or suppressed")
             stats.suppressed += 1
             return
-        try:
-            message = self._build(row, lead)
-        except (TemplateError, MessageError) as exc:
-            await self._after_error(row, RETRY if isinstance(exc, TemplateError) else FAIL, str(exc), stats)
+        message: Composed | None = None
+        ahead = composed.get(row.id)
+        if ahead is not None:
+            chunk, index = ahead
+            try:
+                message = (await chunk)[index]
+            except BrokenProcessPool:  # a render process died: render here; a new pool next batch
+                self._renderers = None
+        if message is None:
+            message = self.composer.compose_one(row._mapping, lead._mapping, self.clock.now())
+        if not isinstance(message, BuiltMessage):
+            await self._after_error(row, RETRY if isinstance(message, TemplateError) else FAIL, str(message), stats)
             return
         try:
             await self.pool.send(message)
@@ -180,35 +236,6 @@ class Outbox:
             self.store.finish_send, self.worker, send_id, status, self.clock.now(), error=error, **kwargs
         )
 
-    def _build(self, row: Any, lead_row: Any) -> BuiltMessage:
-        lead = lead_view(lead_row._mapping)
-        links = Links(self.settings.base_url, self.settings.secret_key, row.id, lead_row.id)
-        unsubscribe_url = links.unsubscribe()
-        context = {
-            "lead": Record(lead.fields),
-            "score": Record(lead.score),
-            "scenario": self.scenario_names.get(row.scenario_id, row.scenario_id),
-            "unsubscribe_url": unsubscribe_url,
-            "link": links.click,
-            "now": self.clock.now(),
-        }
-        rendered = self.templates.render(row.template, row.subject, context)
-        pixel = f'<img src="{links.open_pixel()}" width="1" height="1" alt="">'
-        html = (
-            rendered.html.replace("</body>", pixel + "</body>") if "</body>" in rendered.html else rendered.html + pixel
-        )
-        name = " ".join(p for p in (lead_row.first_name, lead_row.last_name) if p)
-        return build_message(
-            sender=row.sender,
-            to_email=lead_row.email,
-            to_name=name,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=html,
-            message_id=message_id_for(row.idempotency_key, self.settings.mail_domain),
-            unsubscribe_url=unsubscribe_url,
-            unsubscribe_mailto=self.settings.unsubscribe_mailto,
-            idempotency_key=row.idempotency_key,
-            reply_to=row.reply_to,
-            date=self.clock.now(),
-        )
+
+def _deliverable(row: Any, lead: Any) -> bool:
+    return lead is not None and not (row.unsubscribed or row.bounced or row.suppressed)

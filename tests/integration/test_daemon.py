@@ -353,3 +353,29 @@ def test_json_import_names_lines(sqlite_url: str, make_daemon: Callable[..., Dae
         "FILE:3: company_size: Input should be a valid integer, unable to parse string as an integer"
     ]
     assert report.created == 1
+
+
+def test_render_processes_send_the_same_messages_as_rendering_in_the_sender(
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    write_scenario(workspace, TWO_STEP)
+    received: dict[int, list[bytes]] = {}
+    for processes in (0, 1):
+        smtp.messages.clear()
+        daemon = make_daemon(f"sqlite:///{tmp_path / f'r{processes}.db'}", render_processes=processes)
+        import_csv(daemon, tmp_path)
+
+        async def scenario(d: Daemon = daemon) -> None:
+            await d.tick()
+            assert d.pool is not None and d.outbox is not None
+            await d.pool.close()
+            await d.outbox.close()
+
+        run(scenario())
+        received[processes] = sorted(m.as_bytes() for m in smtp.messages)
+    assert len(received[0]) == 1  # Ann, in Berlin's window
+    assert received[1] == received[0]

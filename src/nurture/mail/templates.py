@@ -7,6 +7,7 @@ the HTML when absent. The same environment renders subjects.
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ class RenderedEmail:
 def _environment(root: Path | None) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         loader=FileSystemLoader(str(root)) if root else None,
+        # Freshness is checked once per batch (TemplateStore.refresh), not by a file check in
+        # every render: `{% extends %}` looks its parent up each time a message renders.
+        auto_reload=False,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
@@ -80,11 +84,20 @@ class TemplateStore:
         self._strings = _environment(None)
         self._compiled: dict[str, Template] = {}
         self._pairs: dict[str, tuple[Template, Template | None]] = {}
+        self._seen: tuple[tuple[str, int, int], ...] = ()
 
     def refresh(self) -> None:
-        """Look at the files again on the next render (the send job calls this per batch, so
-        edited templates are picked up without a file check per message)."""
-        self._pairs.clear()
+        """Pick up edited, added or removed template files (the send job calls this once per
+        batch, instead of a file check per message)."""
+        try:
+            seen = tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(self.root)))
+        except OSError:
+            seen = ()
+        if seen != self._seen:
+            self._seen = seen
+            self._pairs.clear()
+            if self.env.cache is not None:
+                self.env.cache.clear()
 
     def _pair(self, name: str) -> tuple[Template, Template | None]:
         pair = self._pairs.get(name)

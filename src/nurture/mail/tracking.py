@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -22,10 +23,21 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@lru_cache(maxsize=8)
+def _keyed(secret: str) -> Any:
+    """An HMAC already keyed with `secret`; copying it skips the key set-up on every link."""
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+
+def _mac(secret: str, body: bytes) -> bytes:
+    mac = _keyed(secret).copy()
+    mac.update(body)
+    return mac.digest()[:16]
+
+
 def sign(secret: str, payload: dict[str, Any]) -> str:
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    mac = hmac.digest(secret.encode(), body, hashlib.sha256)[:16]
-    return f"{_b64(body)}.{_b64(mac)}"
+    return f"{_b64(body)}.{_b64(_mac(secret, body))}"
 
 
 def verify(secret: str, token: str) -> dict[str, Any] | None:
@@ -33,7 +45,7 @@ def verify(secret: str, token: str) -> dict[str, Any] | None:
     try:
         body_text, mac_text = token.split(".", 1)
         body = _unb64(body_text)
-        expected = hmac.digest(secret.encode(), body, hashlib.sha256)[:16]
+        expected = _mac(secret, body)
         if not hmac.compare_digest(expected, _unb64(mac_text)):
             return None
         payload = json.loads(body)

@@ -1,0 +1,103 @@
+"""Turning an outbox row into the bytes of an email: render, sign links, assemble MIME.
+
+This is the CPU-heavy half of sending. `Composer` holds only plain settings, so it can run
+in the sending process or in worker processes beside it (`NURTURE_RENDER_PROCESSES`),
+which then render the next messages while the sender talks SMTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
+from nurture.mail.templates import TemplateError, TemplateStore
+from nurture.mail.tracking import Links
+from nurture.scenario.expr import Record
+from nurture.store.repo import lead_view
+
+Composed = BuiltMessage | TemplateError | MessageError
+
+
+@dataclass
+class Composer:
+    templates_dir: Path
+    base_url: str
+    secret_key: str
+    mail_domain: str
+    unsubscribe_mailto: str | None = None
+    scenario_names: dict[str, str] = field(default_factory=dict)
+    _templates: TemplateStore | None = field(default=None, repr=False)
+
+    @property
+    def templates(self) -> TemplateStore:
+        if self._templates is None:
+            self._templates = TemplateStore(self.templates_dir)
+        return self._templates
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_templates": None}  # each process loads the templates itself
+
+    def compose(self, row: Mapping[str, Any], lead_row: Mapping[str, Any], now: datetime) -> BuiltMessage:
+        lead = lead_view(lead_row)
+        links = Links(self.base_url, self.secret_key, row["id"], lead_row["id"])
+        unsubscribe_url = links.unsubscribe()
+        context = {
+            "lead": Record(lead.fields),
+            "score": Record(lead.score),
+            "scenario": self.scenario_names.get(row["scenario_id"], row["scenario_id"]),
+            "unsubscribe_url": unsubscribe_url,
+            "link": links.click,
+            "now": now,
+        }
+        rendered = self.templates.render(row["template"], row["subject"], context)
+        pixel = f'<img src="{links.open_pixel()}" width="1" height="1" alt="">'
+        html = (
+            rendered.html.replace("</body>", pixel + "</body>") if "</body>" in rendered.html else rendered.html + pixel
+        )
+        name = " ".join(p for p in (lead_row["first_name"], lead_row["last_name"]) if p)
+        return build_message(
+            sender=row["sender"],
+            to_email=lead_row["email"],
+            to_name=name,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=html,
+            message_id=message_id_for(row["idempotency_key"], self.mail_domain),
+            unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=self.unsubscribe_mailto,
+            idempotency_key=row["idempotency_key"],
+            reply_to=row["reply_to"],
+            date=now,
+        )
+
+    def compose_one(self, row: Mapping[str, Any], lead_row: Mapping[str, Any], now: datetime) -> Composed:
+        """The message, or the error that stopped it (a broken template, an unusable address)."""
+        try:
+            return self.compose(row, lead_row, now)
+        except (TemplateError, MessageError) as exc:
+            return exc
+
+    def compose_many(
+        self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], now: datetime
+    ) -> list[Composed]:
+        """A chunk in a render process: templates are looked at afresh once per chunk."""
+        self.templates.refresh()
+        return [self.compose_one(row, lead_row, now) for row, lead_row in items]
+
+
+_worker: Composer | None = None
+
+
+def start_worker(composer: Composer) -> None:
+    """Initialiser of a render process."""
+    global _worker
+    _worker = composer
+
+
+def compose_in_worker(items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], now: datetime) -> list[Composed]:
+    assert _worker is not None, "render process started without a composer"
+    return _worker.compose_many(items, now)
