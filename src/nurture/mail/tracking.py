@@ -24,7 +24,7 @@ def _unb64(text: str) -> bytes:
 
 
 @lru_cache(maxsize=8)
-def _keyed(secret: str) -> Any:
+def _keyed(secret: str) -> hmac.HMAC:
     """An HMAC already keyed with `secret`; copying it skips the key set-up on every link."""
     return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
