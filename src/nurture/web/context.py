@@ -29,17 +29,22 @@ class Web:
     clock: Clock
     templates: Jinja2Templates = field(init=False)
     _project: tuple[dict[str, CompiledScenario], CompiledScoring | None] | None = field(default=None, init=False)
+    _seen: tuple[tuple[str, int, int], ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
         self.templates = Jinja2Templates(directory=str(PAGES))
         self.templates.env.filters["when"] = lambda d: d.strftime("%Y-%m-%d %H:%M") if d else "—"
 
-    def project(self, *, fresh: bool = False) -> tuple[dict[str, CompiledScenario], CompiledScoring | None]:
-        """The valid scenarios (by id) and the scoring model in the scenarios folder."""
-        if self._project is None or fresh:
+    def project(self) -> tuple[dict[str, CompiledScenario], CompiledScoring | None]:
+        """The valid scenarios (by id) and the scoring model in the scenarios folder, loaded
+        again whenever a file there changed."""
+        paths = scenario_files([self.settings.scenarios_dir])
+        seen = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+        if self._project is None or seen != self._seen:
+            self._seen = seen
             scenarios: dict[str, CompiledScenario] = {}
             scoring: CompiledScoring | None = None
-            for path in scenario_files([self.settings.scenarios_dir]):
+            for path in paths:
                 loaded, problems = check_file(path, self.settings.templates_dir)
                 if problems or loaded is None:
                     continue

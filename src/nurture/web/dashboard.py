@@ -6,6 +6,7 @@ session's CSRF token, and a POST without the matching token is refused with 403.
 
 from __future__ import annotations
 
+import hmac
 import itertools
 from collections import Counter
 from typing import Annotated, Any
@@ -45,8 +46,6 @@ def user(request: Request) -> str:
 
 
 def checked_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
-    import hmac
-
     if not csrf or not hmac.compare_digest(csrf, csrf_token(request)):
         raise HTTPException(403, "the form expired or did not come from this site; reload the page and try again")
 
@@ -185,7 +184,7 @@ def lead_page(request: Request, lead_id: int, _: User) -> Response:
             {
                 "at": s.sent_at or s.next_attempt_at,
                 "kind": f"email {s.status}",
-                "text": f"{s.subject}",
+                "text": f"template {s.template}",
                 "detail": f"{s.scenario_id} / {s.step}" + (f" — {s.last_error}" if s.last_error else ""),
             }
         )
@@ -230,14 +229,14 @@ def _actions(stage: str) -> list[str]:
 @router.get("/scenarios")
 def scenarios(request: Request, _: User) -> Response:
     w = web(request)
-    found, _scoring = w.project(fresh=True)
+    found, _scoring = w.project()
     return w.page(request, "scenarios.html", scenarios=sorted(found.values(), key=lambda c: c.id))
 
 
 @router.get("/scenarios/{scenario_id}")
 def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
     w = web(request)
-    found, scoring = w.project(fresh=True)
+    found, scoring = w.project()
     compiled = found.get(scenario_id)
     if compiled is None:
         raise HTTPException(404, f"no scenario {scenario_id!r} in {w.settings.scenarios_dir}")
