@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -94,22 +95,37 @@ class Outbox:
         composed = self._compose_ahead(rows, leads, claimed_at)
         marks: asyncio.Queue[Mark | None] = asyncio.Queue()
         marker = asyncio.create_task(self._mark_sent(marks))
-        work: asyncio.Queue[Any] = asyncio.Queue()
-        for row in rows:
-            work.put_nowait(row)
-
+        senders = min(self.pool.size, len(rows))
+        # One task composes messages a little ahead while the senders' connections wait on
+        # the server's replies, so composing the next message costs no time on the wire.
+        ready: asyncio.Queue[tuple[Any, BuiltMessage] | None] = asyncio.Queue(maxsize=senders * 2)
         unsent: list[int] = []
 
-        async def worker() -> None:
-            while not work.empty():
-                row = work.get_nowait()
+        async def compose() -> None:
+            for row in rows:
                 if self.clock.now() >= deadline:
                     unsent.append(row.id)
                     continue
-                await self._deliver(row, leads.get(row.lead_id), composed, marks, stats)
+                message = await self._prepare(row, leads.get(row.lead_id), composed, stats)
+                if message is not None:
+                    await ready.put((row, message))
+                await asyncio.sleep(0)  # read the replies that arrived meanwhile
+            for _ in range(senders):
+                await ready.put(None)
+
+        async def send() -> None:
+            while (item := await ready.get()) is not None:
+                row, message = item
+                if self.clock.now() >= deadline:
+                    unsent.append(row.id)
+                    continue
+                await self._deliver(row, message, marks, stats)
 
         try:
-            await asyncio.gather(*(worker() for _ in range(min(self.pool.size, len(rows)))))
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(compose())
+                for _ in range(senders):
+                    tasks.create_task(send())
         finally:
             marks.put_nowait(None)
             await marker
@@ -131,28 +147,34 @@ class Outbox:
         return total
 
     async def _mark_sent(self, marks: asyncio.Queue[Mark | None]) -> None:
-        done = False
-        while not done:
-            batch = [await marks.get()]
-            while not marks.empty():
-                batch.append(marks.get_nowait())
-            done = None in batch
-            items = [item for item in batch if item is not None]
-            if not items:
-                continue
-            try:
-                await asyncio.to_thread(
-                    self.store.mark_sent_many,
-                    self.worker,
-                    [(m.send_id, m.message_id) for m in items],
-                    self.clock.now(),
-                )
-            except Exception as exc:  # the waiting senders stop; rows stay leased and are retried
+        """Commit the marks of delivered messages in groups: whatever arrived meanwhile."""
+        with self.store.send_marks(self.worker) as mark_sent:
+            done = False
+            while not done:
+                batch = [await marks.get()]
+                while not marks.empty():
+                    batch.append(marks.get_nowait())
+                done = None in batch
+                items = [item for item in batch if item is not None]
+                if not items:
+                    continue
+                try:
+                    await self._write(mark_sent, [(m.send_id, m.message_id) for m in items], self.clock.now())
+                except Exception as exc:  # the waiting senders stop; rows stay leased and are retried
+                    for mark in items:
+                        mark.committed.set_exception(exc)
+                    continue
                 for mark in items:
-                    mark.committed.set_exception(exc)
-                continue
-            for mark in items:
-                mark.committed.set_result(None)
+                    mark.committed.set_result(None)
+
+    async def _write(self, write: Callable[..., None], *args: Any) -> None:
+        """A short write to the store. A server database is a network round trip away, so
+        the write waits in a thread; SQLite commits locally in less time than handing the
+        call to a thread takes, so it runs here."""
+        if self.store.postgres:
+            await asyncio.to_thread(write, *args)
+        else:
+            write(*args)
 
     def _compose_ahead(self, rows: list[Any], leads: dict[int, Any], now: datetime) -> dict[int, Ahead]:
         """With render processes: start composing every deliverable row of the batch now, in
@@ -182,18 +204,12 @@ class Outbox:
             renderers, self._renderers = self._renderers, None
             await asyncio.to_thread(renderers.shutdown, True, cancel_futures=True)
 
-    async def _deliver(
-        self,
-        row: Any,
-        lead: Any,
-        composed: dict[int, Ahead],
-        marks: asyncio.Queue[Mark | None],
-        stats: DrainStats,
-    ) -> None:
+    async def _prepare(self, row: Any, lead: Any, composed: dict[int, Ahead], stats: DrainStats) -> BuiltMessage | None:
+        """The message for `row`, or None when it is not to be sent (its outcome is recorded)."""
         if not _deliverable(row, lead):
             await self._finish(row.id, "suppressed", "recipient is unsubscribed, bounced or suppressed")
             stats.suppressed += 1
-            return
+            return None
         message: Composed | None = None
         ahead = composed.get(row.id)
         if ahead is not None:
@@ -206,7 +222,12 @@ class Outbox:
             message = self.composer.compose_one(row._mapping, lead._mapping, self.clock.now())
         if not isinstance(message, BuiltMessage):
             await self._after_error(row, RETRY if isinstance(message, TemplateError) else FAIL, str(message), stats)
-            return
+            return None
+        return message
+
+    async def _deliver(
+        self, row: Any, message: BuiltMessage, marks: asyncio.Queue[Mark | None], stats: DrainStats
+    ) -> None:
         try:
             await self.pool.send(message)
         except Exception as exc:  # classified below: every SMTP or network failure has a next step

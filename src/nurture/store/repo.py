@@ -77,6 +77,19 @@ _GUARDED_UPDATE = (
         lease_until=None,
     )
 )
+# Built once: the sender marks a few rows at a time, many times a second.
+_MARK_SENT = (
+    update(S)
+    .where(S.c.id == bindparam("s_id"), S.c.lease_owner == bindparam("worker"))
+    .values(
+        status="sent",
+        sent_at=bindparam("at"),
+        message_id=bindparam("mid"),
+        lease_owner=None,
+        lease_until=None,
+        last_error=None,
+    )
+)
 LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in L.c]
 
 
@@ -709,23 +722,17 @@ class Store:
                 .values(status="pending", lease_owner=None, lease_until=None, attempts=S.c.attempts - 1)
             )
 
-    def mark_sent_many(self, worker: str, items: Sequence[tuple[int, str]], now: datetime) -> None:
-        if not items:
-            return
-        statement = (
-            update(S)
-            .where(S.c.id == bindparam("s_id"), S.c.lease_owner == worker)
-            .values(
-                status="sent",
-                sent_at=now,
-                message_id=bindparam("mid"),
-                lease_owner=None,
-                lease_until=None,
-                last_error=None,
-            )
-        )
-        with self.engine.begin() as conn:
-            conn.execute(statement, [{"s_id": i, "mid": m} for i, m in items])
+    @contextmanager
+    def send_marks(self, worker: str) -> Iterator[Callable[[Sequence[tuple[int, str]], datetime], None]]:
+        """For the sender: a function that marks (send id, Message-ID) pairs sent, each call
+        its own short transaction, on one connection held while the sender runs."""
+        with self.engine.connect() as conn:
+
+            def mark(items: Sequence[tuple[int, str]], now: datetime) -> None:
+                with conn.begin():
+                    conn.execute(_MARK_SENT, [{"s_id": i, "mid": m, "worker": worker, "at": now} for i, m in items])
+
+            yield mark
 
     # -- reporting -------------------------------------------------------------------------
 
