@@ -26,8 +26,12 @@ MAX_MOVES = 200
 
 ACTIVE, COMPLETED, EXITED = "active", "completed", "exited"
 
+# Position, LeadView and StepResult are values: never changed after they are made. They
+# are plain slotted dataclasses rather than frozen ones because the daemon makes several
+# per lead per step, and a frozen dataclass costs several times as much to build.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Position:
     """Where a lead stands in a scenario: plain data, stored as columns of its enrolment."""
 
@@ -46,7 +50,7 @@ class Position:
         return Position(self.state, self.entered_at, when, self.seq, self.status)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeadView:
     """What the runtime may know of a lead."""
 
@@ -72,7 +76,7 @@ class FrequencyCap:
     period: timedelta = timedelta(days=7)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepResult:
     position: Position
     effects: list[Effect]

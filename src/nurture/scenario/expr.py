@@ -101,7 +101,7 @@ class Record:
         return f"Record({dict(self._data)!r})"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # a value; not frozen because many are made per batch
 class EventRecord:
     """One behavioural event as the runtime sees it."""
 

@@ -90,7 +90,21 @@ _MARK_SENT = (
         last_error=None,
     )
 )
+# SQLite: most steps move an active enrolment on to its next wait. Its status stays and
+# SQLite never leases enrolments (the write lock is the lease), so only these change.
+_MOVE = (
+    update(E)
+    .where(E.c.id == bindparam("e_id"), E.c.seq == bindparam("e_old_seq"))
+    .values(
+        state=bindparam("state"),
+        seq=bindparam("seq"),
+        entered_at=bindparam("entered_at"),
+        due_at=bindparam("due_at"),
+    )
+)
 LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in L.c]
+# What stepping a lead reads: its fields and score, not the scorer's bookkeeping times.
+_STEP_LEAD = [c for c in L.c if c.name not in ("engagement_since", "scored_at", "updated_at")]
 
 
 def lead_view(row: Any) -> LeadView:
@@ -104,7 +118,7 @@ def lead_view(row: Any) -> LeadView:
     return LeadView(row["email"], fields, score)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made per enrolment per batch, and frozen init is slow
 class Claimed:
     """An enrolment this worker holds a lease on."""
 
@@ -119,7 +133,7 @@ class Claimed:
     due_at: datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # as Claimed
 class EnrollmentUpdate:
     """The new position of an enrolment plus what the step produced, applied atomically."""
 
@@ -170,6 +184,17 @@ def _position_params(item: EnrollmentUpdate) -> dict[str, Any]:
         "due_at": item.due_at,
         "finished_at": item.finished_at,
         "exit_reason": item.exit_reason,
+    }
+
+
+def _move_params(item: EnrollmentUpdate) -> dict[str, Any]:
+    return {
+        "e_id": item.id,
+        "e_old_seq": item.old_seq,
+        "state": item.state,
+        "seq": item.seq,
+        "entered_at": item.entered_at,
+        "due_at": item.due_at,
     }
 
 
@@ -471,7 +496,7 @@ class Store:
     def _load(
         self, conn: Connection, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
-        leads = {row.id: row for row in conn.execute(select(L).where(L.c.id.in_(lead_ids)))}
+        leads = {row.id: row for row in conn.execute(select(*_STEP_LEAD).where(L.c.id.in_(lead_ids)))}
         return (
             leads,
             self.events_for(conn, lead_ids, events_since),
@@ -515,8 +540,11 @@ class Store:
                 return 0, 0, 0
             lead_ids = sorted({c.lead_id for c in claimed})
             updates = step_batch(claimed, *self._load(conn, lead_ids, events_since, sends_since))
-            if updates:
-                conn.execute(_GUARDED_UPDATE, [_position_params(i) for i in updates])
+            moves = [i for i in updates if i.status == "active"]
+            if moves:
+                conn.execute(_MOVE, [_move_params(i) for i in moves])
+            if len(moves) < len(updates):
+                conn.execute(_GUARDED_UPDATE, [_position_params(i) for i in updates if i.status != "active"])
             self._write_effects(conn, updates)
         return len(claimed), len(updates), 0
 
