@@ -20,6 +20,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy import bindparam, insert, update
@@ -205,21 +206,10 @@ def _version(folder: Path) -> str:
     return content_version(BRANCH_AND_WAIT)
 
 
-def bench_advance(folder: Path, count: int) -> list[str]:
-    clock = FakeClock(NOW)
+def bench_advance(folder: Path, count: int, rounds: int = 3) -> list[str]:
+    """Best of `rounds` for each side, each round on fresh databases (the shared machine's
+    noise only ever slows a round down)."""
     version = _version(folder)
-    engine = fresh_sqlite(folder, "advance")
-    bulk_leads(engine, count, NOW)
-    bulk_enrollments(engine, count, count, NOW, version)
-    advancer = _advancer(folder, engine, clock, batch=1000)
-    Daemon.tune_gc()
-    stats, elapsed = timed(advancer.run_until_idle)
-    assert stats.applied == count, stats
-    nurture_rate = count / elapsed
-
-    raw = fresh_sqlite(folder, "advance_raw")
-    bulk_leads(raw, count, NOW)
-    bulk_enrollments(raw, count, count, NOW, version)
     statement = (
         update(E)
         .where(E.c.id == bindparam("e_id"))
@@ -231,29 +221,42 @@ def bench_advance(folder: Path, count: int) -> list[str]:
         )
     )
 
-    def baseline() -> None:
-        for start in range(0, count, 1000):
-            with raw.begin() as conn:
-                conn.execute(
-                    statement,
-                    [
-                        {
-                            "e_id": i + 1,
-                            "state": "big_wait",
-                            "seq": 1,
-                            "at": NOW,
-                            "due": NOW + timedelta(days=3),
-                        }
-                        for i in range(start, start + 1000)
-                    ],
-                )
+    def fresh(name: str) -> Any:
+        engine = fresh_sqlite(folder, name)
+        bulk_leads(engine, count, NOW)
+        bulk_enrollments(engine, count, count, NOW, version)
+        return engine
 
-    _, raw_elapsed = timed(baseline)
+    def nurture_round(index: int) -> float:
+        advancer = _advancer(folder, fresh(f"advance{index}"), FakeClock(NOW), batch=1000)
+        stats, elapsed = timed(advancer.run_until_idle)
+        assert stats.applied == count, stats
+        return elapsed
+
+    def raw_round(index: int) -> float:
+        raw = fresh(f"advance_raw{index}")
+
+        def baseline() -> None:
+            for start in range(0, count, 1000):
+                with raw.begin() as conn:
+                    conn.execute(
+                        statement,
+                        [
+                            {"e_id": i + 1, "state": "big_wait", "seq": 1, "at": NOW, "due": NOW + timedelta(days=3)}
+                            for i in range(start, start + 1000)
+                        ],
+                    )
+
+        return timed(baseline)[1]
+
+    Daemon.tune_gc()
+    nurture_best = min(nurture_round(i) for i in range(rounds))
+    raw_best = min(raw_round(i) for i in range(rounds))
     return [
         ratio_line(
-            f"advance: {count} enrolments (branch → wait), batches of 1000",
-            nurture_rate,
-            count / raw_elapsed,
+            f"advance: {count} enrolments (branch → wait), batches of 1000, best of {rounds}",
+            count / nurture_best,
+            count / raw_best,
             "steps/s",
             "≥ 0.25×",
         )
