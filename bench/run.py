@@ -109,39 +109,47 @@ async def raw_send(port: int, payload: bytes, count: int, connections: int) -> f
     elapsed = time.perf_counter() - start
     for client in clients:
         await client.quit()
-    return count / elapsed
+    return elapsed
 
 
-def bench_send(folder: Path, count: int, connections: int, render_processes: int = 0) -> list[str]:
+def _outbox(folder: Path, name: str, count: int) -> Any:
+    """A fresh database with `count` leads and one pending welcome email each."""
+    engine = fresh_sqlite(folder, name)
+    bulk_leads(engine, count, NOW)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(S),
+            [
+                {
+                    "idempotency_key": f"bench-{i}",
+                    "kind": "email",
+                    "lead_id": i + 1,
+                    "scenario_id": "bench",
+                    "scenario_version": "v",
+                    "step": "welcome",
+                    "template": "welcome",
+                    "subject": "Your copy, {{ lead.first_name }}",
+                    "sender": "Acme <hello@acme.example>",
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": NOW,
+                    "next_attempt_at": NOW,
+                }
+                for i in range(count)
+            ],
+        )
+    return engine
+
+
+def bench_send(folder: Path, count: int, connections: int, render_processes: int = 0, rounds: int = 3) -> list[str]:
+    """Best of `rounds` for each side; nurture drains a fresh outbox each round."""
     sink = Sink()
-    try:
-        scenarios, templates = project(folder, None)
-        engine = fresh_sqlite(folder, f"send{render_processes}")
+    scenarios, templates = project(folder, None)
+
+    async def nurture_send(index: int) -> tuple[float, bytes]:
+        engine = _outbox(folder, f"send{render_processes}_{index}", count)
         clock = FakeClock(NOW)
         store = Store(engine, clock)
-        bulk_leads(engine, count, NOW)
-        with engine.begin() as conn:
-            conn.execute(
-                insert(S),
-                [
-                    {
-                        "idempotency_key": f"bench-{i}",
-                        "kind": "email",
-                        "lead_id": i + 1,
-                        "scenario_id": "bench",
-                        "scenario_version": "v",
-                        "step": "welcome",
-                        "template": "welcome",
-                        "subject": "Your copy, {{ lead.first_name }}",
-                        "sender": "Acme <hello@acme.example>",
-                        "status": "pending",
-                        "attempts": 0,
-                        "created_at": NOW,
-                        "next_attempt_at": NOW,
-                    }
-                    for i in range(count)
-                ],
-            )
         settings = Settings(
             database_url=str(engine.url),
             templates_dir=templates,
@@ -153,36 +161,39 @@ def bench_send(folder: Path, count: int, connections: int, render_processes: int
             base_url="https://t.example",
             render_processes=render_processes,
         )
+        pool = SmtpPool(settings)
+        outbox = Outbox(store, settings, clock, pool, worker="bench", templates_dir=templates)
+        sample = outbox.composer.compose(
+            store.claim_sends("probe", NOW, 1, timedelta(seconds=1))[0]._mapping,
+            store.leads_by_id([1])[1]._mapping,
+            NOW,
+        )
+        with engine.begin() as conn:  # put the probe row back
+            conn.execute(
+                update(S).where(S.c.id == 1).values(status="pending", lease_owner=None, lease_until=None, attempts=0)
+            )
+        start = time.perf_counter()
+        stats = await outbox.drain_until_idle()
+        elapsed = time.perf_counter() - start
+        await pool.close()
+        await outbox.close()
+        assert stats.sent == count, stats
+        return elapsed, sample.data
 
-        async def nurture_send() -> tuple[float, bytes]:
-            pool = SmtpPool(settings)
-            outbox = Outbox(store, settings, clock, pool, worker="bench", templates_dir=templates)
-            probe = store.claim_sends("probe", NOW, 1, timedelta(seconds=1))[0]
-            sample = outbox.composer.compose(probe._mapping, store.leads_by_id([1])[1]._mapping, NOW)
-            with engine.begin() as conn:  # put the probe row back
-                conn.execute(
-                    update(S)
-                    .where(S.c.id == 1)
-                    .values(status="pending", lease_owner=None, lease_until=None, attempts=0)
-                )
-            start = time.perf_counter()
-            stats = await outbox.drain_until_idle()
-            elapsed = time.perf_counter() - start
-            await pool.close()
-            await outbox.close()
-            assert stats.sent == count, stats
-            return count / elapsed, sample.data
-
-        nurture_rate, payload = asyncio.run(nurture_send())
-        raw_rate = asyncio.run(raw_send(sink.port, payload, count, connections))
+    try:
+        runs = [asyncio.run(nurture_send(i)) for i in range(rounds)]
+        payload = runs[0][1]
+        nurture_best = min(elapsed for elapsed, _ in runs)
+        raw_best = min(asyncio.run(raw_send(sink.port, payload, count, connections)) for _ in range(rounds))
     finally:
         sink.close()
     return [
         ratio_line(
             f"send: {count} emails, {connections} connections to {sink.kind}, "
-            + (f"{render_processes} render process(es)" if render_processes else "rendering in the sender"),
-            nurture_rate,
-            raw_rate,
+            + (f"{render_processes} render process(es)" if render_processes else "rendering in the sender")
+            + f", best of {rounds}",
+            count / nurture_best,
+            count / raw_best,
             "msg/s",
             "≥ 0.5×",
         )
