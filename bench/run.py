@@ -277,7 +277,7 @@ def bench_advance(folder: Path, count: int, rounds: int = 3) -> list[str]:
 # -- tick -------------------------------------------------------------------------------------------
 
 
-def _tick_seconds(folder: Path, name: str, total: int, due: int) -> float:
+def _tick_seconds(folder: Path, name: str, total: int, due: int, rounds: int = 3) -> float:
     clock = FakeClock(NOW)
     version = _version(folder)
     engine = fresh_sqlite(folder, name)
@@ -294,16 +294,24 @@ def _tick_seconds(folder: Path, name: str, total: int, due: int) -> float:
     with engine.begin() as conn:
         conn.execute(update(E).where(E.c.id <= 50).values(due_at=NOW + timedelta(minutes=5)))
     advancer.batch_size = due
-    stats, elapsed = timed(advancer.run_once)
-    assert stats.applied == due, stats
-    return elapsed
+    best = float("inf")
+    for _ in range(rounds):  # best of `rounds`, each time with the same rows back at 'route'
+        with engine.begin() as conn:
+            conn.execute(
+                update(E).where(E.c.id <= due).values(state="route", seq=0, entered_at=NOW, due_at=NOW, status="active")
+            )
+        stats, elapsed = timed(advancer.run_once)
+        assert stats.applied == due, stats
+        best = min(best, elapsed)
+    return best
 
 
 def bench_tick(folder: Path, small: int, large: int, due: int) -> list[str]:
     few = _tick_seconds(folder, "tick_small", small, due)
     many = _tick_seconds(folder, "tick_large", large, due)
     return [
-        f"| tick: {due} due among {large:,} vs among {small:,} | {many * 1000:,.0f} ms | {few * 1000:,.0f} ms "
+        f"| tick: {due} due among {large:,} vs among {small:,}, best of 3 | {many * 1000:,.0f} ms "
+        f"| {few * 1000:,.0f} ms "
         f"| {many / few:.2f}× | ≤ 2× |"
     ]
 
