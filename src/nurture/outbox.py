@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -148,7 +147,7 @@ class Outbox:
 
     async def _mark_sent(self, marks: asyncio.Queue[Mark | None]) -> None:
         """Commit the marks of delivered messages in groups: whatever arrived meanwhile."""
-        with self.store.send_marks(self.worker) as mark_sent:
+        with self.store.send_marks(self.worker) as writer:
             done = False
             while not done:
                 batch = [await marks.get()]
@@ -158,23 +157,16 @@ class Outbox:
                 items = [item for item in batch if item is not None]
                 if not items:
                     continue
+                pairs = [(m.send_id, m.message_id) for m in items]
                 try:
-                    await self._write(mark_sent, [(m.send_id, m.message_id) for m in items], self.clock.now())
+                    if not writer.now(pairs, self.clock.now()):
+                        await asyncio.to_thread(writer.wait, pairs, self.clock.now())
                 except Exception as exc:  # the waiting senders stop; rows stay leased and are retried
                     for mark in items:
                         mark.committed.set_exception(exc)
                     continue
                 for mark in items:
                     mark.committed.set_result(None)
-
-    async def _write(self, write: Callable[..., None], *args: Any) -> None:
-        """A short write to the store. A server database is a network round trip away, so
-        the write waits in a thread; SQLite commits locally in less time than handing the
-        call to a thread takes, so it runs here."""
-        if self.store.postgres:
-            await asyncio.to_thread(write, *args)
-        else:
-            write(*args)
 
     def _compose_ahead(self, rows: list[Any], leads: dict[int, Any], now: datetime) -> dict[int, Ahead]:
         """With render processes: start composing every deliverable row of the batch now, in

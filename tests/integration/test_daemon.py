@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select, update
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.leads import import_leads
+from nurture.store.db import make_engine
 from nurture.store.repo import SUP, E, L, S
 from tests.integration.conftest import copy_samples, ticks, write_scenario
 from tests.smtp_server import SmtpServer
@@ -379,3 +382,51 @@ def test_render_processes_send_the_same_messages_as_rendering_in_the_sender(
         received[processes] = sorted(m.as_bytes() for m in smtp.messages)
     assert len(received[0]) == 1  # Ann, in Berlin's window
     assert received[1] == received[0]
+
+
+def test_a_busy_sqlite_database_does_not_stall_the_sender(
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    tmp_path: Path,
+) -> None:
+    """Another writer takes SQLite's write lock the moment the server accepts the email, so
+    the `sent` mark meets a busy database. It must wait off the event loop: the loop stays
+    free to run the task below, which is what lets the other writer finish."""
+    write_scenario(workspace, TWO_STEP)
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    daemon = make_daemon(url)
+    import_csv(daemon, tmp_path)
+    other_writer = make_engine(url)
+    locked, release = threading.Event(), threading.Event()
+    released_by_the_loop: list[bool] = []
+
+    def hold_the_write_lock() -> None:
+        with other_writer.begin():  # BEGIN IMMEDIATE
+            locked.set()
+            released_by_the_loop.append(release.wait(timeout=20))
+
+    accept = smtp.recorder.handle_DATA
+
+    async def lock_then_accept(server: Any, session: Any, envelope: Any) -> str:
+        threading.Thread(target=hold_the_write_lock).start()
+        assert locked.wait(timeout=5)
+        return await accept(server, session, envelope)
+
+    smtp.recorder.handle_DATA = lock_then_accept  # type: ignore[method-assign]
+
+    async def let_the_other_writer_finish() -> None:
+        while not smtp.messages:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the sender meets the lock meanwhile
+        release.set()
+
+    async def scenario() -> None:
+        await asyncio.gather(daemon.tick(), let_the_other_writer_finish())
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    run(scenario())
+    assert released_by_the_loop == [True]
+    assert len(smtp.messages) == 1
+    assert sends_by_status(daemon) == {"sent": 1}

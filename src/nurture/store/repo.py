@@ -30,12 +30,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import OperationalError
 
 from nurture.clock import Clock
 from nurture.leadfields import STANDARD_FIELDS
 from nurture.runtime.engine import LeadView
 from nurture.scenario.expr import EventRecord
-from nurture.store.db import is_postgres
+from nurture.store.db import SQLITE_BUSY_TIMEOUT_MS, is_postgres
 from nurture.store.tables import (
     AuditLog,
     Enrollment,
@@ -206,6 +207,42 @@ def counts(result: Any) -> dict[Any, int]:
 def _insert_ignore(engine: Engine, table: Any) -> Any:
     dialect = postgresql if is_postgres(engine) else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
+
+
+class SendMarks:
+    """Marks delivered sends `sent` (with their Message-ID), each call one short transaction.
+
+    On SQLite a commit takes less time than handing the call to a thread, so the sender
+    first tries `now` in its own thread, on a held connection that never waits for the
+    write lock: when another writer holds it, `now` says so at once and the sender calls
+    `wait` from a thread instead. On PostgreSQL every mark is a round trip: `wait` only.
+    """
+
+    def __init__(self, engine: Engine, worker: str, conn: Connection | None) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.conn = conn
+
+    def _params(self, items: Sequence[tuple[int, str]], at: datetime) -> list[dict[str, Any]]:
+        return [{"s_id": i, "mid": m, "worker": self.worker, "at": at} for i, m in items]
+
+    def now(self, items: Sequence[tuple[int, str]], at: datetime) -> bool:
+        """Commit without waiting; False (nothing written) if the database is busy."""
+        if self.conn is None:
+            return False
+        try:
+            with self.conn.begin():
+                self.conn.execute(_MARK_SENT, self._params(items, at))
+        except OperationalError as exc:
+            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                return False
+            raise
+        return True
+
+    def wait(self, items: Sequence[tuple[int, str]], at: datetime) -> None:
+        """Commit, waiting for the write lock like any writer (call it from a thread)."""
+        with self.engine.begin() as conn:
+            conn.execute(_MARK_SENT, self._params(items, at))
 
 
 class Store:
@@ -751,16 +788,21 @@ class Store:
             )
 
     @contextmanager
-    def send_marks(self, worker: str) -> Iterator[Callable[[Sequence[tuple[int, str]], datetime], None]]:
-        """For the sender: a function that marks (send id, Message-ID) pairs sent, each call
-        its own short transaction, on one connection held while the sender runs."""
+    def send_marks(self, worker: str) -> Iterator[SendMarks]:
+        """For the sender while it drains a batch: see `SendMarks`."""
+        if self.postgres:
+            yield SendMarks(self.engine, worker, None)
+            return
         with self.engine.connect() as conn:
-
-            def mark(items: Sequence[tuple[int, str]], now: datetime) -> None:
-                with conn.begin():
-                    conn.execute(_MARK_SENT, [{"s_id": i, "mid": m, "worker": worker, "at": now} for i, m in items])
-
-            yield mark
+            # On the driver's connection: through SQLAlchemy the PRAGMA would begin a
+            # transaction, and on this engine a transaction takes the write lock.
+            driver = conn.connection.dbapi_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout=0")
+            try:
+                yield SendMarks(self.engine, worker, conn)
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
     # -- reporting -------------------------------------------------------------------------
 
