@@ -77,9 +77,14 @@ class Advancer:
             self.lease,
             now - self.events_lookback,
             now - self.cap.period,
+            self._reads,
             step_batch,
         )
         return AdvanceStats(claimed, applied, lost, counts["emails"], counts["finished"])
+
+    def _reads(self, item: Claimed) -> tuple[bool, bool]:
+        compiled = self.catalog.get(item.scenario_id, item.scenario_version)
+        return compiled.reads_events, compiled.sends_email
 
     def run_until_idle(self, max_batches: int = 10_000) -> AdvanceStats:
         total = AdvanceStats()

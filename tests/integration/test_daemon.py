@@ -430,3 +430,62 @@ def test_a_busy_sqlite_database_does_not_stall_the_sender(
     assert released_by_the_loop == [True]
     assert len(smtp.messages) == 1
     assert sends_by_status(daemon) == {"sent": 1}
+
+
+BY_INTEREST = """
+id: by_interest
+name: By interest
+entry:
+  when: 'lead.source == "web"'
+steps:
+  - id: settle
+    type: wait
+    duration: 1h
+  - id: route
+    type: branch
+    cases:
+      - if: 'events.count("page_view") >= 2'
+        goto: keen
+    else: casual
+  - id: keen
+    type: update
+    add_tags: [keen]
+    next: done
+  - id: casual
+    type: update
+    add_tags: [casual]
+  - id: done
+    type: exit
+"""
+
+
+def test_a_scenario_without_emails_or_waits_for_events_still_branches_on_events(
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    """The daemon loads events only for scenarios that can look at them; a condition about
+    events is enough."""
+    write_scenario(workspace, BY_INTEREST)
+    daemon = make_daemon(db_url)
+    import_csv(daemon, tmp_path)
+
+    async def scenario() -> None:
+        await daemon.tick()
+        with daemon.store.engine.begin() as conn:
+            ann = conn.execute(select(L.c.id).where(L.c.email == "ann@alpha.example")).scalar_one()
+            for n in range(2):
+                daemon.store.record_event(conn, ann, "page_view", clock.now(), {"url": f"/p{n}"}, f"pv-{n}")
+        clock.advance(timedelta(hours=2))
+        await daemon.tick()
+
+    run(scenario())
+    with daemon.store.engine.connect() as conn:
+        tags = dict(conn.execute(select(L.c.email, L.c.tags).where(L.c.source == "web")).all())
+    assert tags == {
+        "ann@alpha.example": ["keen"],
+        "bob@beta.example": ["casual"],
+        "cho@gamma.example": ["casual"],
+    }

@@ -26,6 +26,8 @@ from nurture.scenario.model import (
     Branch,
     Exit,
     Goto,
+    NotifySales,
+    SendEmail,
     Split,
     Step,
     Wait,
@@ -117,9 +119,19 @@ class CompiledScenario:
             auto_transitions=False,
             send_event=False,
         )
+        self._cases: list[Expression] = []
         for step in self.scenario.steps:
             self._add_transitions(step)
         self.machine.add_model(self.cursor, initial=self.first)
+        # What a walk can read besides the lead, so that the daemon loads a lead's recent
+        # events and sends only for scenarios that look at them. Events: waiting for one,
+        # conditions about them, and the activity a sales hand-over reports. Sends: the
+        # frequency cap, consulted by send steps.
+        expressions = [*self._cases, *self.wait_where.values(), *(e for _, e in self.exit_conditions)]
+        self.reads_events = any(isinstance(s, WaitFor | NotifySales) for s in self.scenario.steps) or any(
+            "events" in e.usage.names for e in expressions
+        )
+        self.sends_email = any(isinstance(s, SendEmail) for s in self.scenario.steps)
 
     def _following(self) -> dict[str, str]:
         ordered = self.scenario.steps
@@ -133,7 +145,9 @@ class CompiledScenario:
         elif isinstance(step, Branch):
             for number, case in enumerate(step.cases, start=1):
                 label = f"case {number}: {case.if_}"
-                add("advance", step.id, case.goto, conditions=[_case(Expression(case.if_), label)])
+                expression = Expression(case.if_)
+                self._cases.append(expression)
+                add("advance", step.id, case.goto, conditions=[_case(expression, label)])
             add("advance", step.id, step.else_, after=[lambda turn: setattr(turn, "chosen", "else")])
         elif isinstance(step, Split):
             total = sum(v.weight for v in step.variants)

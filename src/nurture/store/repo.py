@@ -168,6 +168,8 @@ _CLAIMED = (
     E.c.due_at,
 )
 
+# Per claimed enrolment: whether its scenario reads the lead's (events, recent sends).
+Reads = Callable[[Claimed], tuple[bool, bool]]
 StepBatch = Callable[
     [list[Claimed], dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]],
     list[EnrollmentUpdate],
@@ -525,19 +527,29 @@ class Store:
             return [Claimed(*row) for row in conn.execute(statement).all()]
 
     def load_context(
-        self, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
+        self, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
         with self.reading() as conn:
-            return self._load(conn, lead_ids, events_since, sends_since)
+            return self._load(conn, claimed, reads, events_since, sends_since)
 
     def _load(
-        self, conn: Connection, lead_ids: Sequence[int], events_since: datetime, sends_since: datetime
+        self, conn: Connection, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
-        leads = {row.id: row for row in conn.execute(select(*_STEP_LEAD).where(L.c.id.in_(lead_ids)))}
+        """The claimed enrolments' leads, and the recent events and sends of those whose
+        scenario can look at them (`reads` says, per enrolment)."""
+        lead_ids, event_ids, send_ids = set(), set(), set()
+        for item in claimed:
+            lead_ids.add(item.lead_id)
+            events, sends = reads(item)
+            if events:
+                event_ids.add(item.lead_id)
+            if sends:
+                send_ids.add(item.lead_id)
+        leads = {row.id: row for row in conn.execute(select(*_STEP_LEAD).where(L.c.id.in_(sorted(lead_ids))))}
         return (
             leads,
-            self.events_for(conn, lead_ids, events_since),
-            self.recent_sends(conn, lead_ids, sends_since),
+            self.events_for(conn, sorted(event_ids), events_since),
+            self.recent_sends(conn, sorted(send_ids), sends_since),
         )
 
     def advance_due(
@@ -548,6 +560,7 @@ class Store:
         lease: timedelta,
         events_since: datetime,
         sends_since: datetime,
+        reads: Reads,
         step_batch: StepBatch,
     ) -> tuple[int, int, int]:
         """Step up to `limit` due enrolments; returns (claimed, applied, lost).
@@ -562,8 +575,7 @@ class Store:
             claimed = self.claim_due(worker, now, limit, lease)
             if not claimed:
                 return 0, 0, 0
-            lead_ids = sorted({c.lead_id for c in claimed})
-            updates = step_batch(claimed, *self.load_context(lead_ids, events_since, sends_since))
+            updates = step_batch(claimed, *self.load_context(claimed, reads, events_since, sends_since))
             applied, lost = self.apply(worker, updates)
             return len(claimed), applied, lost
         with self.engine.begin() as conn:
@@ -575,8 +587,7 @@ class Store:
             ]
             if not claimed:
                 return 0, 0, 0
-            lead_ids = sorted({c.lead_id for c in claimed})
-            updates = step_batch(claimed, *self._load(conn, lead_ids, events_since, sends_since))
+            updates = step_batch(claimed, *self._load(conn, claimed, reads, events_since, sends_since))
             moves = [i for i in updates if i.status == "active"]
             if moves:
                 conn.execute(_MOVE, [_move_params(i) for i in moves])
