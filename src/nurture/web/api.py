@@ -19,23 +19,10 @@ from sqlalchemy import select
 from nurture.access import check_api_key
 from nurture.errors import NurtureError
 from nurture.leads import LeadIn
+from nurture.scenario.expr import EventType
 from nurture.store.repo import L
 from nurture.web.context import Web, web
 
-EventType = Literal[
-    "open",
-    "click",
-    "page_view",
-    "download",
-    "form_fill",
-    "webinar_registered",
-    "webinar_attended",
-    "reply",
-    "inquiry",
-    "unsubscribe",
-    "bounce",
-    "custom",
-]
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_BATCH = 1000
 
