@@ -38,12 +38,17 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+        moment: datetime
         if isinstance(value, str):
             try:  # stored as naive UTC text; parsing with the offset is faster than replace()
-                return datetime.fromisoformat(value + "+00:00")
-            except ValueError:
-                return datetime.fromisoformat(value).astimezone(UTC)
-        moment: datetime = value
+                moment = datetime.fromisoformat(value + "+00:00")
+            except ValueError:  # text that carries its own offset
+                moment = datetime.fromisoformat(value)
+        else:
+            moment = value
+        if moment.tzinfo is UTC:
+            return moment
+        # Naive (including date-only text, whose appended offset Python ignores) is UTC.
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
