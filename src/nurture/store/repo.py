@@ -8,6 +8,7 @@ tick costs O(due rows) and so that several daemons can share one PostgreSQL data
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -236,7 +237,8 @@ class SendMarks:
             with self.conn.begin():
                 self.conn.execute(_MARK_SENT, self._params(items, at))
         except OperationalError as exc:
-            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+            code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return False
             raise
         return True
