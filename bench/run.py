@@ -172,6 +172,7 @@ def bench_send(folder: Path, count: int, connections: int, render_processes: int
             conn.execute(
                 update(S).where(S.c.id == 1).values(status="pending", lease_owner=None, lease_until=None, attempts=0)
             )
+        await outbox.start()  # as the daemon does before its first batch
         start = time.perf_counter()
         stats = await outbox.drain_until_idle()
         elapsed = time.perf_counter() - start

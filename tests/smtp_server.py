@@ -22,10 +22,12 @@ def free_port() -> int:
 
 @dataclass
 class Recorder:
-    """aiosmtpd handler. `rcpt_replies` maps an address to the reply its RCPT gets;
+    """aiosmtpd handler. `rcpts` lists every RCPT address in order of arrival;
+    `rcpt_replies` maps an address to the reply its RCPT gets;
     `drop_next` closes the connection on the next N DATA commands; `delay` stalls DATA."""
 
     messages: list[EmailMessage] = field(default_factory=list)
+    rcpts: list[str] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
     drop_next: int = 0
@@ -33,6 +35,7 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.rcpts.append(address.lower())
         reply = self.rcpt_replies.get(address.lower())
         if reply:
             return reply

@@ -227,6 +227,7 @@ class Daemon:
                 name=name,
                 next_run_time=_now_for_scheduler(),
             )
+        await self._outbox().start()
         scheduler.start()
         log.info("daemon %s running", self.worker)
         try:

@@ -1,16 +1,19 @@
 """The send job: drain the outbox through the SMTP pool, exactly once per idempotency key.
 
 A row is leased (status `sending`) before its message goes out and marked `sent` right
-after the server accepts it. Marks are written by one task in group commits, and each
-connection waits for its mark to commit before it sends its next message. So the only
-window for a duplicate is a crash between the server's acceptance and that commit: at
-most one message per pooled connection. The Message-ID is derived from the idempotency
-key, so even such a resend carries the same Message-ID and receivers can recognise it.
+after the server accepts it. Marks are written by one task in group commits. Each sender
+waits for the mark of its previous message to commit before it lets the body of its next
+one go out (the envelope of the next one is exchanged meanwhile), so the only window for a
+duplicate is a crash between the server's acceptance and that commit: at most one message
+per sender, and there are as many senders as pooled connections. The Message-ID is derived
+from the idempotency key, so even such a resend carries the same Message-ID and receivers
+can recognise it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,17 +28,58 @@ from nurture.mail.compose import Composed, Composer, compose_in_worker, start_wo
 from nurture.mail.message import BuiltMessage
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, SmtpPool, classify
 from nurture.mail.templates import TemplateError
-from nurture.store.repo import Store
+from nurture.store.repo import SendMarks, Store
 
 RENDER_CHUNK = 50  # messages a render process composes per call
 Ahead = tuple["asyncio.Future[list[Composed]]", int]  # a chunk being composed, and a row's place in it
 
 
-@dataclass(frozen=True)
-class Mark:
-    send_id: int
-    message_id: str
-    committed: asyncio.Future[None]
+class Marks:
+    """`sent` marks waiting for their commit.
+
+    A commit is made when a sender needs one (the body of its next message is about to go
+    out) and at the end of a batch, and it takes every mark gathered by then: the other
+    senders' marks ride along, so there are fewer commits than messages, and no sender
+    ever waits for more than the commit of its own previous message.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, str, asyncio.Future[None]]] = []
+        self.wanted = asyncio.Event()
+        self.closing = False
+
+    def add(self, send_id: int, message_id: str) -> asyncio.Future[None]:
+        committed = asyncio.get_running_loop().create_future()
+        self.pending.append((send_id, message_id, committed))
+        return committed
+
+    async def committed(self, mark: asyncio.Future[None]) -> None:
+        if not mark.done():
+            self.wanted.set()
+        await mark
+
+    def close(self) -> None:
+        self.closing = True
+        self.wanted.set()
+
+    async def write(self, writer: SendMarks, clock: Clock) -> None:
+        """The marker task: commit on demand until closed, then commit what is left."""
+        while not (self.closing and not self.pending):
+            await self.wanted.wait()
+            self.wanted.clear()
+            items, self.pending = self.pending, []
+            if not items:
+                continue
+            pairs = [(send_id, message_id) for send_id, message_id, _ in items]
+            try:
+                if not writer.now(pairs, clock.now()):  # the database is busy: wait off the loop
+                    await asyncio.to_thread(writer.wait, pairs, clock.now())
+            except Exception as exc:  # the senders stop; unmarked rows stay leased and are retried
+                for _, _, committed in items:
+                    committed.set_exception(exc)
+                continue
+            for _, _, committed in items:
+                committed.set_result(None)
 
 
 @dataclass
@@ -92,7 +136,7 @@ class Outbox:
         self.composer.templates.refresh()
         leads = await asyncio.to_thread(self.store.leads_by_id, sorted({r.lead_id for r in rows}))
         composed = self._compose_ahead(rows, leads, claimed_at)
-        marks: asyncio.Queue[Mark | None] = asyncio.Queue()
+        marks = Marks()
         marker = asyncio.create_task(self._mark_sent(marks))
         senders = min(self.pool.size, len(rows))
         # One task composes messages a little ahead while the senders' connections wait on
@@ -113,12 +157,15 @@ class Outbox:
                 await ready.put(None)
 
         async def send() -> None:
+            previous: asyncio.Future[None] | None = None  # the mark of this sender's last message
             while (item := await ready.get()) is not None:
                 row, message = item
                 if self.clock.now() >= deadline:
                     unsent.append(row.id)
                     continue
-                await self._deliver(row, message, marks, stats)
+                previous = await self._deliver(row, message, marks, stats, previous)
+            if previous is not None:
+                await marks.committed(previous)
 
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -126,7 +173,7 @@ class Outbox:
                 for _ in range(senders):
                     tasks.create_task(send())
         finally:
-            marks.put_nowait(None)
+            marks.close()
             await marker
             if unsent:
                 await asyncio.to_thread(self.store.release_sends, self.worker, unsent)
@@ -145,34 +192,22 @@ class Outbox:
                 break
         return total
 
-    async def _mark_sent(self, marks: asyncio.Queue[Mark | None]) -> None:
-        """Commit the marks of delivered messages in groups: whatever arrived meanwhile."""
+    async def _mark_sent(self, marks: Marks) -> None:
         with self.store.send_marks(self.worker) as writer:
-            done = False
-            while not done:
-                batch = [await marks.get()]
-                while not marks.empty():
-                    batch.append(marks.get_nowait())
-                done = None in batch
-                items = [item for item in batch if item is not None]
-                if not items:
-                    continue
-                pairs = [(m.send_id, m.message_id) for m in items]
-                try:
-                    if not writer.now(pairs, self.clock.now()):
-                        await asyncio.to_thread(writer.wait, pairs, self.clock.now())
-                except Exception as exc:  # the waiting senders stop; rows stay leased and are retried
-                    for mark in items:
-                        mark.committed.set_exception(exc)
-                    continue
-                for mark in items:
-                    mark.committed.set_result(None)
+            await marks.write(writer, self.clock)
 
-    def _compose_ahead(self, rows: list[Any], leads: dict[int, Any], now: datetime) -> dict[int, Ahead]:
-        """With render processes: start composing every deliverable row of the batch now, in
-        chunks, so the next messages render while earlier ones are on the wire."""
-        if self.settings.render_processes <= 0:
-            return {}
+    async def start(self) -> None:
+        """Start the render processes now instead of at the first batch: each one imports
+        nurture and loads the templates, which takes a moment."""
+        count = self.settings.render_processes
+        if count > 0:
+            loop = asyncio.get_running_loop()
+            renderers = self._render_pool()
+            await asyncio.gather(
+                *(loop.run_in_executor(renderers, compose_in_worker, [], self.clock.now()) for _ in range(count))
+            )
+
+    def _render_pool(self) -> ProcessPoolExecutor:
         if self._renderers is None:
             self._renderers = ProcessPoolExecutor(
                 self.settings.render_processes,
@@ -180,13 +215,21 @@ class Outbox:
                 initializer=start_worker,
                 initargs=(self.composer,),
             )
+        return self._renderers
+
+    def _compose_ahead(self, rows: list[Any], leads: dict[int, Any], now: datetime) -> dict[int, Ahead]:
+        """With render processes: start composing every deliverable row of the batch now, in
+        chunks, so the next messages render while earlier ones are on the wire."""
+        if self.settings.render_processes <= 0:
+            return {}
+        renderers = self._render_pool()
         loop = asyncio.get_running_loop()
         deliverable = [r for r in rows if _deliverable(r, leads.get(r.lead_id))]
         ahead: dict[int, Ahead] = {}
         for start in range(0, len(deliverable), RENDER_CHUNK):
             chunk = deliverable[start : start + RENDER_CHUNK]
             items = [(dict(r._mapping), dict(leads[r.lead_id]._mapping)) for r in chunk]
-            future = loop.run_in_executor(self._renderers, compose_in_worker, items, now)
+            future = loop.run_in_executor(renderers, compose_in_worker, items, now)
             for index, row in enumerate(chunk):
                 ahead[row.id] = (future, index)
         return ahead
@@ -218,18 +261,26 @@ class Outbox:
         return message
 
     async def _deliver(
-        self, row: Any, message: BuiltMessage, marks: asyncio.Queue[Mark | None], stats: DrainStats
-    ) -> None:
+        self,
+        row: Any,
+        message: BuiltMessage,
+        marks: Marks,
+        stats: DrainStats,
+        previous: asyncio.Future[None] | None,
+    ) -> asyncio.Future[None] | None:
+        """Send `row`'s message, its body only once `previous` (a mark) has committed; returns
+        the mark still to be committed: this message's, or `previous` if this one failed."""
+        wait = None if previous is None else functools.partial(marks.committed, previous)
         try:
-            await self.pool.send(message)
+            await self.pool.send(message, before_data=wait)
         except Exception as exc:  # classified below: every SMTP or network failure has a next step
+            if previous is not None and previous.done() and not previous.cancelled() and previous.exception() is exc:
+                raise  # the previous mark failed: stop; unmarked rows stay leased and are retried
             outcome = classify(exc)
             await self._after_error(row, outcome.action, outcome.text, stats)
-            return
+            return previous
         stats.sent += 1
-        mark = Mark(row.id, message.message_id, asyncio.get_running_loop().create_future())
-        marks.put_nowait(mark)
-        await mark.committed
+        return marks.add(row.id, message.message_id)
 
     async def _after_error(self, row: Any, action: str, error: str, stats: DrainStats) -> None:
         stats.errors.append(f"{row.lead_email}: {error}")

@@ -432,6 +432,75 @@ def test_a_busy_sqlite_database_does_not_stall_the_sender(
     assert sends_by_status(daemon) == {"sent": 1}
 
 
+ALWAYS_OPEN = """
+id: always_open
+name: Always open
+entry:
+  when: 'lead.source == "web"'
+lead_fields: [whitepaper_title]
+send_window:
+  days: [mon, tue, wed, thu, fri, sat, sun]
+  start: "00:00"
+  end: "23:59"
+steps:
+  - id: hello
+    type: send_email
+    template: welcome
+    subject: "Hello {{ lead.first_name }}"
+"""
+
+
+def test_a_connection_holds_back_its_next_body_until_the_last_message_is_marked_sent(
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    tmp_path: Path,
+) -> None:
+    """The crash window stays one message per connection: while the mark of an accepted
+    message cannot be written (another writer holds SQLite's write lock), the connection
+    may offer the next envelope but must not send the next body."""
+    write_scenario(workspace, ALWAYS_OPEN)
+    url = f"sqlite:///{tmp_path / 'held.db'}"
+    daemon = make_daemon(url, smtp_pool_size=1)
+    leads = ["ann@alpha.example", "bob@beta.example", "cho@gamma.example"]
+    import_csv(daemon, tmp_path, "email,first_name,timezone,source\n" + "".join(f"{a},X,UTC,web\n" for a in leads))
+    other_writer = make_engine(url)
+    locked, release = threading.Event(), threading.Event()
+    accepted_while_held: list[int] = []
+
+    def hold_the_write_lock() -> None:
+        with other_writer.begin():  # BEGIN IMMEDIATE
+            locked.set()
+            release.wait(timeout=20)
+
+    accept = smtp.recorder.handle_DATA
+
+    async def lock_on_first_accept(server: Any, session: Any, envelope: Any) -> str:
+        if not locked.is_set():
+            threading.Thread(target=hold_the_write_lock).start()
+            assert locked.wait(timeout=5)
+        return await accept(server, session, envelope)
+
+    smtp.recorder.handle_DATA = lock_on_first_accept  # type: ignore[method-assign]
+
+    async def release_once_the_next_envelope_is_in() -> None:
+        while len(smtp.recorder.rcpts) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # time enough for a body that was not held back to arrive
+        accepted_while_held.append(len(smtp.messages))
+        release.set()
+
+    async def scenario() -> None:
+        await asyncio.gather(daemon.tick(), release_once_the_next_envelope_is_in())
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    run(scenario())
+    assert accepted_while_held == [1]
+    assert sorted(m["To"].addresses[0].addr_spec for m in smtp.messages) == leads
+    assert sends_by_status(daemon) == {"sent": 3}
+
+
 BY_INTEREST = """
 id: by_interest
 name: By interest

@@ -109,7 +109,16 @@ class SmtpPool:
             return self._client()
         return await self._idle.get()
 
-    async def send(self, message: BuiltMessage) -> None:
+    async def send(self, message: BuiltMessage, before_data: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Deliver one message. `before_data()`, when given, is awaited after the server has
+        taken the envelope and before the body goes out: nothing is delivered until the
+        body's final dot is accepted, so the caller's bookkeeping of its previous message
+        can finish meanwhile. If it raises, the connection is dropped mid-envelope and the
+        server discards the transaction.
+
+        The transaction is driven with MAIL, RCPT and DATA rather than `sendmail`, whose
+        address re-parsing and line-ending scan repeat what `build_message` already did.
+        """
         await self.limiter.acquire()
         client = await self._acquire()
         healthy = False
@@ -117,7 +126,12 @@ class SmtpPool:
             if not client.is_connected:
                 await client.connect()  # TLS and login happen here; any failure drops the client
             try:
-                await client.sendmail(message.envelope_from, [message.recipient], message.data)
+                size = [f"SIZE={len(message.data)}"] if client.supports_extension("size") else []
+                await client.mail(message.envelope_from, options=size)
+                await client.rcpt(message.recipient)
+                if before_data is not None:
+                    await before_data()
+                await client.data(message.data)
                 healthy = True
             except aiosmtplib.SMTPResponseException as exc:
                 # A refused message leaves a usable session once reset.
