@@ -5,11 +5,20 @@ Defaults give the embedded set-up: SQLite in `./nurture.db`, SMTP to localhost:1
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_render_processes() -> int:
+    """Rendering is the sender's heaviest work: give it a process of its own where there is
+    a second core to run it on."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    return 1 if cores >= 2 else 0
 
 
 class Settings(BaseSettings):
@@ -30,9 +39,10 @@ class Settings(BaseSettings):
     smtp_pool_size: int = 4
     send_rate: float = Field(default=0.0, description="Messages per second across the pool; 0 = unlimited")
     render_processes: int = Field(
-        default=0,
+        default_factory=default_render_processes,
         ge=0,
-        description="Processes that render emails while the sender talks SMTP (0: render in the sender)",
+        description="Processes that render emails while the sender talks SMTP (0: render in the sender); "
+        "default 1 where a second CPU core is available, else 0",
     )
     max_attempts: int = 6
     retry_base_seconds: float = 60.0

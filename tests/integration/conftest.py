@@ -125,6 +125,9 @@ def make_daemon(workspace: Path, smtp: SmtpServer, clock: FakeClock) -> Callable
             base_url="https://t.example",
             mail_domain="mail.example",
             worker_id="w1",
+            # Render in the sender: a test daemon is driven by tick() and never closed, so
+            # render processes would outlive it. The tests that want them ask for them.
+            render_processes=0,
         )
         values.update(overrides)
         daemon = Daemon(Settings(**values), clock, Store(engine, clock))  # type: ignore[arg-type]

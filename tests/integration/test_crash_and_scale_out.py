@@ -167,6 +167,43 @@ def test_postgres_daemon_killed_repeatedly_loses_and_repeats_nothing(
     crash_and_restart(pg_url, workspace, smtp, tmp_path, leads=300)
 
 
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's reaping is left
+
+
+def test_render_processes_end_with_a_killed_daemon(
+    sqlite_url: str, workspace: Path, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    prepare(sqlite_url, workspace, tmp_path, leads=5)
+    log = tmp_path / "daemon.log"
+    env = environment(sqlite_url, workspace, smtp, "renders") | {"NURTURE_RENDER_PROCESSES": "2"}
+    process = start_daemon(env, log)
+    try:
+        wait_until_running(log, "renders")  # render processes start before the daemon says so
+        renderers = {
+            pid for pid in children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        }
+        assert len(renderers) == 2
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in renderers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in renderers if alive(pid)], "render processes outlived their daemon"
+
+
 @pytest.mark.postgres
 def test_three_daemons_on_one_postgres_send_each_email_once(
     pg_url: str, workspace: Path, smtp: SmtpServer, tmp_path: Path

@@ -7,6 +7,10 @@ which then render the next messages while the sender talks SMTP.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,9 +97,18 @@ _worker: Composer | None = None
 
 
 def start_worker(composer: Composer) -> None:
-    """Initialiser of a render process."""
+    """Initialiser of a render process. The process ends with its daemon, even one killed
+    outright: it would otherwise wait forever on a queue nobody writes to."""
     global _worker
     _worker = composer
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 def compose_in_worker(items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], now: datetime) -> list[Composed]:
