@@ -146,6 +146,25 @@ class Advancer:
             ref=f"enrollment:{item.id}",
         )
         new = result.position
+        scenario = (compiled.id, compiled.version)
+        if not result.effects:  # the usual step: the lead moved on to its next wait, nothing more
+            return EnrollmentUpdate(
+                id=item.id,
+                old_seq=item.seq,
+                state=new.state,
+                status=new.status,
+                seq=new.seq,
+                entered_at=new.entered_at,
+                due_at=new.due_at,
+                finished_at=None,
+                exit_reason=None,
+                sends=[],
+                lead_changes=None,
+                audit=None,
+                lead_id=item.lead_id,
+                scenario=scenario,
+                entered=result.entered,
+            )
         outbox: list[dict[str, Any]] = []
         changes: dict[str, Any] = {"set": {}, "add_tags": [], "remove_tags": [], "score_delta": 0}
         finished_at = exit_reason = None
@@ -186,22 +205,20 @@ class Advancer:
         # The audit log records what a step did to or for the lead (emails, notifications,
         # field changes, leaving), with the decisions that led there. A step that only moved
         # the lead to its next wait is visible in the enrolment row and is not logged.
-        audit = None
-        if result.effects:
-            audit = {
-                "at": now,
-                "lead_id": item.lead_id,
-                "enrollment_id": item.id,
-                "kind": "step",
-                "detail": {
-                    "scenario": compiled.id,
-                    "from": item.state,
-                    "to": new.state,
-                    "decisions": [d.text for d in result.decisions],
-                    "emails": [s["template"] for s in outbox],
-                    "notify_sales": notified,
-                },
-            }
+        audit = {
+            "at": now,
+            "lead_id": item.lead_id,
+            "enrollment_id": item.id,
+            "kind": "step",
+            "detail": {
+                "scenario": compiled.id,
+                "from": item.state,
+                "to": new.state,
+                "decisions": [d.text for d in result.decisions],
+                "emails": [s["template"] for s in outbox],
+                "notify_sales": notified,
+            },
+        }
         return EnrollmentUpdate(
             id=item.id,
             old_seq=item.seq,
@@ -217,6 +234,6 @@ class Advancer:
             audit=audit,
             lead_id=item.lead_id,
             notifications=notifications,
-            scenario=(compiled.id, compiled.version),
+            scenario=scenario,
             entered=result.entered,
         )

@@ -191,9 +191,7 @@ def test_render_processes_end_with_a_killed_daemon(
     process = start_daemon(env, log)
     try:
         wait_until_running(log, "renders")  # render processes start before the daemon says so
-        renderers = {
-            pid for pid in children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        }
+        renderers = {pid for pid in children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
         assert len(renderers) == 2
     finally:
         process.send_signal(signal.SIGKILL)

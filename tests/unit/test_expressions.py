@@ -58,6 +58,18 @@ def test_missing_field_reads_as_none() -> None:
     assert Expression("lead.nickname is none").test(context())
 
 
+def test_a_list_literal_is_a_new_list_at_every_evaluation() -> None:
+    expression = Expression("[1, 2]")
+    first = expression.evaluate({})
+    first.append(3)
+    assert expression.evaluate({}) == [1, 2]
+
+
+def test_an_unknown_name_is_an_error_not_none() -> None:
+    with pytest.raises(ExpressionError, match="'nosuch' is undefined"):
+        Expression("nosuch.field == 1").evaluate(context())
+
+
 @pytest.mark.parametrize(
     "source",
     ["lead.__class__", "lead._data", "score.__init__.__globals__", "().__class__.__bases__"],

@@ -1,12 +1,19 @@
-"""Timestamps read back from SQLite text are always timezone-aware UTC."""
+"""Stored values read back as they were written: timestamps as timezone-aware UTC, JSON
+columns whatever the standard `json` module wrote."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy.dialects import sqlite
 
+from nurture.clock import FakeClock
+from nurture.store.db import make_engine
+from nurture.store.migrate import upgrade
+from nurture.store.repo import Store
 from nurture.store.types import UTCDateTime
 
 
@@ -23,3 +30,17 @@ def test_stored_text_reads_back_as_utc(text: str, expected: datetime) -> None:
     value = UTCDateTime().process_result_value(text, sqlite.dialect())
     assert value == expected
     assert value is not None and value.tzinfo is UTC
+
+
+def test_custom_fields_read_back_whole_even_where_only_the_standard_json_module_can(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'json.db'}")
+    upgrade(engine)
+    store = Store(engine, FakeClock(datetime(2026, 3, 2, tzinfo=UTC)))
+    custom = {"ratio": float("nan"), "budget": float("inf"), "名前": "テスト", "nested": {"a": [1, 2.5, None]}}
+    with engine.begin() as conn:
+        store.upsert_lead(conn, {"email": "a@x.example", "custom": custom})
+    row = store.lead_by_email("a@x.example")
+    assert row is not None
+    assert math.isnan(row.custom["ratio"])
+    assert row.custom["budget"] == float("inf")
+    assert {k: v for k, v in row.custom.items() if k != "ratio"} == {k: v for k, v in custom.items() if k != "ratio"}

@@ -9,7 +9,7 @@ real lead would live.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -221,13 +221,10 @@ class _Walk:
     def act(self, position: Position) -> tuple[Position, bool]:
         """Complete the current step and move on, or (position with due_at, True) to wait."""
         step = self.c.steps[position.state]
+        waits = _WAITING.get(type(step))
+        if waits is not None:
+            return waits(self, position, step)
         at = position.entered_at
-        if isinstance(step, m.Wait):
-            return self.wait(position, step)
-        if isinstance(step, m.WaitFor):
-            return self.wait_for(position, step)
-        if isinstance(step, m.SendEmail):
-            return self.send(position, step)
         if isinstance(step, m.Update):
             self.update(step, at)
         elif isinstance(step, m.NotifySales):
@@ -314,3 +311,11 @@ class _Walk:
         self.emit(
             UpdateLead(step.id, dict(step.set), tuple(step.add_tags), tuple(step.remove_tags), step.adjust_score, at)
         )
+
+
+# The steps that may wait, by type: looked up once per step rather than tested in turn.
+_WAITING: dict[type, Callable[[_Walk, Position, Any], tuple[Position, bool]]] = {
+    m.Wait: _Walk.wait,
+    m.WaitFor: _Walk.wait_for,
+    m.SendEmail: _Walk.send,
+}

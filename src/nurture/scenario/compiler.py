@@ -18,6 +18,7 @@ from typing import Any
 
 from transitions import Machine
 
+from nurture.errors import ExpressionError
 from nurture.scenario.expr import Expression
 from nurture.scenario.graph import END
 from nurture.scenario.loader import LoadedScenario
@@ -57,8 +58,6 @@ class Cursor:
 
 def _case(expression: Expression, label: str) -> Callable[[Turn], bool]:
     def condition(turn: Turn) -> bool:
-        from nurture.errors import ExpressionError
-
         try:
             result = expression.test(turn.context)
         except ExpressionError as exc:

@@ -235,6 +235,9 @@ _BINARY: dict[type[nodes.Node], Callable[[Any, Any], Any]] = {
 }
 
 
+_MISSING = object()
+
+
 def _getattr(obj: Any, name: str) -> Any:
     if type(obj) is Record and not name.startswith("_"):
         return obj._data.get(name)
@@ -271,14 +274,30 @@ def _compile(node: nodes.Node) -> Compiled:
 
         return load
     if isinstance(node, nodes.Getattr):
-        base, attr = _compile(node.node), node.attr
+        attr = node.attr
+        if isinstance(node.node, nodes.Name) and not attr.startswith("_"):
+            # `lead.industry` and the like, the commonest term: one closure, not two.
+            name = node.node.name
+
+            def field(ctx: Mapping[str, Any]) -> Any:
+                obj = ctx.get(name, _MISSING)
+                if type(obj) is Record:
+                    return obj._data.get(attr)
+                return _getattr(_ENV.undefined(name=name) if obj is _MISSING else obj, attr)
+
+            return field
+        base = _compile(node.node)
         return lambda ctx: _getattr(base(ctx), attr)
     if isinstance(node, nodes.Getitem):
         base, key = _compile(node.node), _compile(node.arg)
         return lambda ctx: _getitem(base(ctx), key(ctx))
     if isinstance(node, nodes.List | nodes.Tuple):
-        items = [_compile(item) for item in node.items]
         kind = list if isinstance(node, nodes.List) else tuple
+        consts = [item for item in node.items if isinstance(item, nodes.Const)]
+        if len(consts) == len(node.items):
+            constant = tuple(item.value for item in consts)  # built once; a list is copied on use
+            return (lambda ctx: list(constant)) if kind is list else (lambda ctx: constant)
+        items = [_compile(item) for item in node.items]
         return lambda ctx: kind(item(ctx) for item in items)
     if isinstance(node, nodes.Dict):
         pairs = [(_compile(p.key), _compile(p.value)) for p in node.items]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
@@ -19,14 +21,26 @@ def normalise_url(url: str) -> str:
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another's write lock
 
 
+def json_loads(text: str | bytes) -> Any:
+    """JSON columns (a lead's tags and custom fields, event properties) are decoded on
+    every row the daemon reads: orjson does it many times faster than `json`. The standard
+    module still reads what only it accepts (NaN and Infinity, which `json.dumps` writes)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_deserializer=json_loads, **kwargs
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, json_deserializer=json_loads, **kwargs)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -172,6 +172,9 @@ _CLAIMED = (
     E.c.entered_at,
     E.c.due_at,
 )
+# SQLite claims enrolments together with their leads: the enrolment's columns come first,
+# under names of their own, so that each row also reads as its lead's row.
+_CLAIM_WITH_LEAD = [*(c.label(f"enrollment_{c.name}") for c in _CLAIMED), *_STEP_LEAD]
 
 # Per claimed enrolment: whether its scenario reads the lead's (events, recent sends).
 Reads = Callable[[Claimed], tuple[bool, bool]]
@@ -548,21 +551,25 @@ class Store:
     def _load(
         self, conn: Connection, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
-        """The claimed enrolments' leads, and the recent events and sends of those whose
-        scenario can look at them (`reads` says, per enrolment)."""
-        lead_ids, event_ids, send_ids = set(), set(), set()
+        """The claimed enrolments' leads, and what `_reads` loads."""
+        lead_ids = sorted({item.lead_id for item in claimed})
+        leads = {row.id: row for row in conn.execute(select(*_STEP_LEAD).where(L.c.id.in_(lead_ids)))}
+        return (leads, *self._reads(conn, claimed, reads, events_since, sends_since))
+
+    def _reads(
+        self, conn: Connection, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
+    ) -> tuple[dict[int, list[EventRecord]], dict[int, list[datetime]]]:
+        """The recent events and sends of the claimed enrolments' leads whose scenario can
+        look at them (`reads` says, per enrolment)."""
+        event_ids, send_ids = set(), set()
         for item in claimed:
-            lead_ids.add(item.lead_id)
             events, sends = reads(item)
             if events:
                 event_ids.add(item.lead_id)
             if sends:
                 send_ids.add(item.lead_id)
-        leads = {row.id: row for row in conn.execute(select(*_STEP_LEAD).where(L.c.id.in_(sorted(lead_ids))))}
-        return (
-            leads,
-            self.events_for(conn, sorted(event_ids), events_since),
-            self.recent_sends(conn, sorted(send_ids), sends_since),
+        return self.events_for(conn, sorted(event_ids), events_since), self.recent_sends(
+            conn, sorted(send_ids), sends_since
         )
 
     def advance_due(
@@ -592,15 +599,18 @@ class Store:
             applied, lost = self.apply(worker, updates)
             return len(claimed), applied, lost
         with self.engine.begin() as conn:
-            claimed = [
-                Claimed(*row)
-                for row in conn.execute(
-                    select(*_CLAIMED).where(E.c.status == "active", E.c.due_at <= now).order_by(E.c.due_at).limit(limit)
-                )
-            ]
-            if not claimed:
+            rows = conn.execute(
+                select(*_CLAIM_WITH_LEAD)
+                .join_from(E, L, L.c.id == E.c.lead_id)
+                .where(E.c.status == "active", E.c.due_at <= now)
+                .order_by(E.c.due_at)
+                .limit(limit)
+            ).all()
+            if not rows:
                 return 0, 0, 0
-            updates = step_batch(claimed, *self._load(conn, claimed, reads, events_since, sends_since))
+            claimed = [Claimed(*row[: len(_CLAIMED)]) for row in rows]
+            leads = {row.id: row for row in rows}
+            updates = step_batch(claimed, leads, *self._reads(conn, claimed, reads, events_since, sends_since))
             moves = [i for i in updates if i.status == "active"]
             if moves:
                 conn.execute(_MOVE, [_move_params(i) for i in moves])
