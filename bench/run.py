@@ -33,7 +33,7 @@ from common import BRANCH_AND_WAIT, bulk_enrollments, bulk_leads, fresh_sqlite, 
 from nurture.advance import Advancer  # noqa: E402
 from nurture.catalog import Catalog  # noqa: E402
 from nurture.clock import FakeClock  # noqa: E402
-from nurture.config import Settings  # noqa: E402
+from nurture.config import Settings, default_render_processes  # noqa: E402
 from nurture.daemon import Daemon  # noqa: E402
 from nurture.mail.sender import SmtpPool  # noqa: E402
 from nurture.outbox import Outbox  # noqa: E402
@@ -191,7 +191,12 @@ def bench_send(folder: Path, count: int, connections: int, render_processes: int
     return [
         ratio_line(
             f"send: {count} emails, {connections} connections to {sink.kind}, "
-            + (f"{render_processes} render process(es)" if render_processes else "rendering in the sender")
+            + (
+                f"{render_processes} render process{'es' if render_processes > 1 else ''}"
+                if render_processes
+                else "rendering in the sender"
+            )
+            + (" (the default here)" if render_processes == default_render_processes() else "")
             + f", best of {rounds}",
             count / nurture_best,
             count / raw_best,
@@ -386,8 +391,9 @@ def main() -> None:
     print("\n".join(lines), flush=True)
     for section in args.sections:
         if section == "send":
-            new = bench_send(folder, 1000 if args.quick else 5000, 4)
-            new += bench_send(folder, 1000 if args.quick else 5000, 4, render_processes=1)
+            count = 1000 if args.quick else 5000
+            new = bench_send(folder, count, 4, render_processes=default_render_processes())
+            new += bench_send(folder, count, 4, render_processes=0)
         elif section == "advance":
             new = bench_advance(folder, 2000 if args.quick else 10_000)
         elif section == "tick":

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
+import hashlib
+import hmac
+import json
 from email.policy import default
 from pathlib import Path
 from urllib.parse import unquote
@@ -87,6 +91,22 @@ def test_signed_links_reject_tampering() -> None:
     forged = sign("secret", {"l": 99, "s": 2}).split(".")[0] + "." + mac
     assert verify("secret", forged) is None
     assert verify("secret", "garbage") is None
+
+
+def test_links_in_emails_sent_by_earlier_releases_still_verify() -> None:
+    """Earlier releases wrote the token's JSON with escaped non-ASCII; such links are in
+    inboxes and must keep working."""
+    payload = {"l": 1, "n": "ガイド", "s": 2, "u": "https://x.example/é"}
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    assert "\\u" in body  # the escaped form
+    mac = hmac.new(b"secret", body.encode(), hashlib.sha256).digest()[:16]
+    token = f"{_b64(body.encode())}.{_b64(mac)}"
+    assert verify("secret", token) == payload
+    assert verify("other", token) is None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def test_an_edited_template_is_used_from_the_next_batch_on(tmp_path: Path) -> None:

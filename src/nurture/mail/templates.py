@@ -82,6 +82,7 @@ class TemplateStore:
         self.root = root
         self.env = _environment(root)
         self._strings = _environment(None)
+        self._globals = dict(self.env.globals)  # both environments have Jinja's default globals
         self._compiled: dict[str, Template] = {}
         self._pairs: dict[str, tuple[Template, Template | None]] = {}
         self._seen: tuple[tuple[str, int, int], ...] = ()
@@ -126,11 +127,14 @@ class TemplateStore:
         return problems
 
     def render(self, name: str, subject: str, context: Mapping[str, Any]) -> RenderedEmail:
+        # The template globals (range, namespace, ...) joined with the context once for the
+        # three renders, rather than by Jinja at each of them.
+        variables = {**self._globals, **context}
         try:
             html_template, text_template = self._pair(name)
-            html_body = html_template.render(context)
-            text_body = text_template.render(context) if text_template else html_to_text(html_body)
-            subject_text = self._string(subject).render(context) if "{" in subject else subject
+            html_body = _render(html_template, variables)
+            text_body = _render(text_template, variables) if text_template else html_to_text(html_body)
+            subject_text = _render(self._string(subject), variables) if "{" in subject else subject
         except Exception as exc:  # any template failure is the marketer's to fix
             raise TemplateError(f"template '{name}': {exc}") from exc
         return RenderedEmail(" ".join(subject_text.split()), html_body, text_body)
@@ -146,6 +150,16 @@ class TemplateStore:
                 self._compiled.clear()
             template = self._compiled[source] = self._strings.from_string(source)
         return template
+
+
+def _render(template: Template, variables: dict[str, Any]) -> str:
+    """`template.render(variables)` for variables that already include the globals: Jinja
+    would copy them and its globals into a new dict at every call."""
+    context = template.new_context(variables, shared=True)
+    try:
+        return template.environment.concat(template.root_render_func(context))
+    except Exception:
+        template.environment.handle_exception()
 
 
 def check_template_source(source: str, filename: str, lead_fields: set[str], line: int = 0) -> list[Diagnostic]:

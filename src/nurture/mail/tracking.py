@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
+
+import orjson
 
 
 def _b64(data: bytes) -> str:
@@ -36,7 +37,7 @@ def _mac(secret: str, body: bytes) -> bytes:
 
 
 def sign(secret: str, payload: dict[str, Any]) -> str:
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)  # compact JSON, as UTF-8
     return f"{_b64(body)}.{_b64(_mac(secret, body))}"
 
 
@@ -48,8 +49,8 @@ def verify(secret: str, token: str) -> dict[str, Any] | None:
         expected = _mac(secret, body)
         if not hmac.compare_digest(expected, _unb64(mac_text)):
             return None
-        payload = json.loads(body)
-    except (ValueError, json.JSONDecodeError):
+        payload = orjson.loads(body)
+    except ValueError:  # bad base64, or not JSON (orjson.JSONDecodeError is a ValueError)
         return None
     return payload if isinstance(payload, dict) else None
 
