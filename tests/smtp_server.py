@@ -22,12 +22,14 @@ def free_port() -> int:
 
 @dataclass
 class Recorder:
-    """aiosmtpd handler. `rcpts` lists every RCPT address in order of arrival;
+    """aiosmtpd handler. `rcpts` lists every RCPT address in order of arrival, and
+    `mail_options` the MAIL parameters of every accepted message;
     `rcpt_replies` maps an address to the reply its RCPT gets;
     `drop_next` closes the connection on the next N DATA commands; `delay` stalls DATA."""
 
     messages: list[EmailMessage] = field(default_factory=list)
     rcpts: list[str] = field(default_factory=list)
+    mail_options: list[list[str]] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
     drop_next: int = 0
@@ -54,6 +56,7 @@ class Recorder:
                 return self.data_replies.pop(0)
             message = email.message_from_bytes(envelope.content, policy=default)
             self.messages.append(message)  # type: ignore[arg-type]
+            self.mail_options.append(list(envelope.mail_options))
         return "250 Message accepted"
 
     def by_recipient(self) -> dict[str, list[EmailMessage]]:

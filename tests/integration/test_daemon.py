@@ -501,6 +501,27 @@ def test_a_connection_holds_back_its_next_body_until_the_last_message_is_marked_
     assert sends_by_status(daemon) == {"sent": 3}
 
 
+def test_every_message_declares_its_size_to_the_server(
+    make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    """RFC 1870: MAIL FROM carries SIZE, from the first message on a fresh connection on."""
+    write_scenario(workspace, ALWAYS_OPEN)
+    daemon = make_daemon(f"sqlite:///{tmp_path / 'size.db'}", smtp_pool_size=1)
+    leads = ["ann@alpha.example", "bob@beta.example"]
+    import_csv(daemon, tmp_path, "email,first_name,timezone,source\n" + "".join(f"{a},X,UTC,web\n" for a in leads))
+
+    async def scenario() -> None:
+        await daemon.tick()
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    run(scenario())
+    assert len(smtp.recorder.mail_options) == 2
+    for options, message in zip(smtp.recorder.mail_options, smtp.messages, strict=True):
+        (size,) = [int(o.split("=")[1]) for o in options if o.upper().startswith("SIZE=")]
+        assert abs(size - len(message.as_bytes())) < 200  # the bytes sent, as the server re-reads them
+
+
 BY_INTEREST = """
 id: by_interest
 name: By interest

@@ -125,6 +125,7 @@ class SmtpPool:
         try:
             if not client.is_connected:
                 await client.connect()  # TLS and login happen here; any failure drops the client
+                await self._greet(client)
             try:
                 size = [f"SIZE={len(message.data)}"] if client.supports_extension("size") else []
                 await client.mail(message.envelope_from, options=size)
@@ -142,6 +143,18 @@ class SmtpPool:
                 client.close()
                 client = self._client()
             self._idle.put_nowait(client)
+
+    @staticmethod
+    async def _greet(client: aiosmtplib.SMTP) -> None:
+        """EHLO (HELO if refused) right after connecting, unless connecting did it (TLS,
+        login), so the server's extensions (SIZE) are known for the first message too."""
+        if client.is_ehlo_or_helo_needed:
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo()
 
     @staticmethod
     async def _reset(client: aiosmtplib.SMTP) -> bool:
