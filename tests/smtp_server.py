@@ -24,17 +24,26 @@ def free_port() -> int:
 class Recorder:
     """aiosmtpd handler. `rcpts` lists every RCPT address in order of arrival, and
     `mail_options` the MAIL parameters of every accepted message;
-    `rcpt_replies` maps an address to the reply its RCPT gets;
+    `mail_reply`, when set, is the reply every MAIL gets; `rcpt_replies` maps an address to
+    the reply its RCPT gets;
     `drop_next` closes the connection on the next N DATA commands; `delay` stalls DATA."""
 
     messages: list[EmailMessage] = field(default_factory=list)
     rcpts: list[str] = field(default_factory=list)
     mail_options: list[list[str]] = field(default_factory=list)
+    mail_reply: str | None = None
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
     drop_next: int = 0
     delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         self.rcpts.append(address.lower())

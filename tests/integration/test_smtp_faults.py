@@ -7,10 +7,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from nurture.clock import FakeClock
+from nurture.config import Settings
 from nurture.daemon import Daemon
+from nurture.mail.message import BuiltMessage, MessageError
+from nurture.mail.sender import SmtpPool
 from nurture.store.repo import SUP, E, L, S
 from tests.integration.conftest import ticks, write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
@@ -85,6 +89,46 @@ def test_permanent_550_bounces_suppresses_and_stops_the_lead(
     assert tuple(enrolment) == ("exited", "bounced")
     assert "bob@beta.example" not in smtp.recorder.by_recipient()
     assert len(smtp.recorder.by_recipient()["ann@alpha.example"]) == 2
+
+
+def test_a_refused_sender_is_retried_on_4xx_and_fails_on_5xx_without_suppressing_anyone(
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    daemon = setup(make_daemon, workspace, tmp_path, db_url, max_attempts=2)
+    smtp.recorder.mail_reply = "451 4.3.0 try later"
+
+    async def scenario() -> None:
+        await daemon.tick()
+        row = send_row(daemon, "ann@alpha.example")
+        assert row["status"] == "pending" and row["attempts"] == 1
+        assert "sender refused: 451" in str(row["last_error"])
+        smtp.recorder.mail_reply = "553 5.7.1 sender not allowed"
+        await ticks(daemon, clock, timedelta(minutes=5))
+
+    asyncio.run(scenario())
+    row = send_row(daemon, "ann@alpha.example")
+    assert row["status"] == "failed" and "sender refused: 553" in str(row["last_error"])
+    assert smtp.messages == []
+    with daemon.store.engine.connect() as conn:
+        assert conn.execute(select(SUP)).all() == []  # our sender's problem, not the leads'
+
+
+def test_an_address_that_could_smuggle_smtp_parameters_never_reaches_the_server(smtp: SmtpServer) -> None:
+    pool = SmtpPool(Settings(smtp_port=smtp.port))
+    message = BuiltMessage("us@acme.example", "ann@alpha.example> NOTIFY=NEVER", "<m@x>", b"Subject: x\r\n\r\nhi\r\n")
+
+    async def scenario() -> None:
+        with pytest.raises(MessageError, match="not a bare address"):
+            await pool.send(message)
+        await pool.close()
+
+    asyncio.run(scenario())
+    assert smtp.recorder.rcpts == [] and smtp.messages == []
 
 
 def test_dropped_connection_is_retried_and_the_pool_recovers(

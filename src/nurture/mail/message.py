@@ -19,7 +19,8 @@ from functools import lru_cache
 from nurture.errors import NurtureError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+# A bare address: nothing that could end the address or add parameters on an SMTP command line.
+PLAIN_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
 class MessageError(NurtureError):
@@ -44,10 +45,10 @@ def parse_address(value: str) -> tuple[str, str]:
     """(display name, address) from 'Name <addr>' or 'addr'; refuses anything else."""
     if _CONTROL.search(value):
         raise MessageError(f"address contains control characters: {value!r}")
-    if _ADDRESS.match(value):
+    if PLAIN_ADDRESS.match(value):
         return "", value
     name, addr = getaddresses([value])[0]
-    if not _ADDRESS.match(addr):
+    if not PLAIN_ADDRESS.match(addr):
         raise MessageError(f"not an email address: {value!r}")
     return clean_header(name), addr
 

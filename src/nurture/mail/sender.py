@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from nurture.config import Settings
-from nurture.mail.message import BuiltMessage
+from nurture.mail.message import PLAIN_ADDRESS, BuiltMessage, MessageError
 
 RETRY, BOUNCE, FAIL = "retry", "bounce", "fail"
 
@@ -117,7 +117,7 @@ class SmtpPool:
         server discards the transaction.
 
         The transaction is driven with MAIL, RCPT and DATA rather than `sendmail`, whose
-        address re-parsing and line-ending scan repeat what `build_message` already did.
+        address parsing and sizing scan repeat what `build_message` already did.
         """
         await self.limiter.acquire()
         client = await self._acquire()
@@ -127,9 +127,7 @@ class SmtpPool:
                 await client.connect()  # TLS and login happen here; any failure drops the client
                 await self._greet(client)
             try:
-                size = [f"SIZE={len(message.data)}"] if client.supports_extension("size") else []
-                await client.mail(message.envelope_from, options=size)
-                await client.rcpt(message.recipient)
+                await self._envelope(client, message)
                 if before_data is not None:
                     await before_data()
                 await client.data(message.data)
@@ -143,6 +141,23 @@ class SmtpPool:
                 client.close()
                 client = self._client()
             self._idle.put_nowait(client)
+
+    @staticmethod
+    async def _envelope(client: aiosmtplib.SMTP, message: BuiltMessage) -> None:
+        """MAIL (with SIZE, RFC 1870) and RCPT, as aiosmtplib's `mail` and `rcpt` send them and
+        with the same errors, but without parsing both addresses again for every message:
+        `build_message` made them bare addresses, which the check below confirms."""
+        sender, recipient = message.envelope_from, message.recipient
+        for address in (sender, recipient):
+            if not PLAIN_ADDRESS.match(address):
+                raise MessageError(f"not a bare address: {address!r}")
+        size = [f"SIZE={len(message.data)}".encode()] if client.supports_extension("size") else []
+        reply = await client.execute_command(b"MAIL", b"FROM:<" + sender.encode("ascii") + b">", *size)
+        if reply.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+        reply = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
+        if reply.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+            raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
 
     @staticmethod
     async def _greet(client: aiosmtplib.SMTP) -> None:
