@@ -551,12 +551,12 @@ class Store:
     def _load(
         self, conn: Connection, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, Row[Any]], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
-        """The claimed enrolments' leads, and what `_reads` loads."""
+        """The claimed enrolments' leads, and what `_recent` loads."""
         lead_ids = sorted({item.lead_id for item in claimed})
         leads = {row.id: row for row in conn.execute(select(*_STEP_LEAD).where(L.c.id.in_(lead_ids)))}
-        return (leads, *self._reads(conn, claimed, reads, events_since, sends_since))
+        return (leads, *self._recent(conn, claimed, reads, events_since, sends_since))
 
-    def _reads(
+    def _recent(
         self, conn: Connection, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
     ) -> tuple[dict[int, list[EventRecord]], dict[int, list[datetime]]]:
         """The recent events and sends of the claimed enrolments' leads whose scenario can
@@ -610,7 +610,7 @@ class Store:
                 return 0, 0, 0
             claimed = [Claimed(*row[: len(_CLAIMED)]) for row in rows]
             leads = {row.id: row for row in rows}
-            updates = step_batch(claimed, leads, *self._reads(conn, claimed, reads, events_since, sends_since))
+            updates = step_batch(claimed, leads, *self._recent(conn, claimed, reads, events_since, sends_since))
             moves = [i for i in updates if i.status == "active"]
             if moves:
                 conn.execute(_MOVE, [_move_params(i) for i in moves])
