@@ -309,3 +309,12 @@ steps:
     result = step(scenario, first.position, lead(), [], MONDAY_9_UTC + timedelta(days=1))
     assert sends(result.effects) == ["again"]
     assert result.position.status == COMPLETED
+
+
+def test_the_runtime_knows_every_kind_of_step() -> None:
+    from typing import get_args
+
+    from nurture.runtime.engine import _ACTS
+    from nurture.scenario.model import Step
+
+    assert set(_ACTS) == set(get_args(get_args(Step)[0]))

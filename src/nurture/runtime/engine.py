@@ -221,21 +221,29 @@ class _Walk:
     def act(self, position: Position) -> tuple[Position, bool]:
         """Complete the current step and move on, or (position with due_at, True) to wait."""
         step = self.c.steps[position.state]
-        waits = _WAITING.get(type(step))
-        if waits is not None:
-            return waits(self, position, step)
+        return _ACTS[type(step)](self, position, step)
+
+    def follow(self, position: Position, step: m.Branch | m.Goto) -> tuple[Position, bool]:
+        """A branch or a goto: the machine picks the next step."""
+        return self.move(position, "advance", position.entered_at), False
+
+    def apply(self, position: Position, step: m.Update) -> tuple[Position, bool]:
+        self.update(step, position.entered_at)
+        return self.move(position, "advance", position.entered_at), False
+
+    def notify(self, position: Position, step: m.NotifySales) -> tuple[Position, bool]:
         at = position.entered_at
-        if isinstance(step, m.Update):
-            self.update(step, at)
-        elif isinstance(step, m.NotifySales):
-            self.emit(NotifySales(step.id, step.message, self.key("notify", step.id, position.seq), at))
-        elif isinstance(step, m.Split):
-            turn = Turn(self.context(), bucket=stable_bucket(self.lead.key, self.c.id, step.id))
-            return self.move(position, "advance", at, turn), False
-        elif isinstance(step, m.Exit):
-            moved = self.move(position, "advance", at)
-            return self.finish(moved, COMPLETED, step.reason, at), False
+        self.emit(NotifySales(step.id, step.message, self.key("notify", step.id, position.seq), at))
         return self.move(position, "advance", at), False
+
+    def split(self, position: Position, step: m.Split) -> tuple[Position, bool]:
+        turn = Turn(self.context(), bucket=stable_bucket(self.lead.key, self.c.id, step.id))
+        return self.move(position, "advance", position.entered_at, turn), False
+
+    def leave(self, position: Position, step: m.Exit) -> tuple[Position, bool]:
+        at = position.entered_at
+        moved = self.move(position, "advance", at)
+        return self.finish(moved, COMPLETED, step.reason, at), False
 
     def wait(self, position: Position, step: m.Wait) -> tuple[Position, bool]:
         until = self.c.until(step.id)
@@ -313,9 +321,15 @@ class _Walk:
         )
 
 
-# The steps that may wait, by type: looked up once per step rather than tested in turn.
-_WAITING: dict[type, Callable[[_Walk, Position, Any], tuple[Position, bool]]] = {
+# What completing a step means, by its type: looked up once per step.
+_ACTS: dict[type, Callable[[_Walk, Position, Any], tuple[Position, bool]]] = {
     m.Wait: _Walk.wait,
     m.WaitFor: _Walk.wait_for,
     m.SendEmail: _Walk.send,
+    m.Update: _Walk.apply,
+    m.NotifySales: _Walk.notify,
+    m.Split: _Walk.split,
+    m.Exit: _Walk.leave,
+    m.Branch: _Walk.follow,
+    m.Goto: _Walk.follow,
 }

@@ -100,6 +100,9 @@ class CompiledScenario:
         self.durations = {s.id: parse_duration(s.timeout) for s in self.scenario.steps if isinstance(s, WaitFor)} | {
             s.id: parse_duration(s.duration) for s in self.scenario.steps if isinstance(s, Wait) and s.duration
         }
+        self._untils = {
+            s.id: WeekdayTime.parse(s.until) for s in self.scenario.steps if isinstance(s, Wait) and s.until
+        }
         self.wait_where = {s.id: Expression(s.where) for s in self.scenario.steps if isinstance(s, WaitFor) and s.where}
         self.exit_conditions = [(item, Expression(EXIT_SHORTCUTS.get(item, item))) for item in self.scenario.exit_when]
         entry = self.scenario.entry.when
@@ -171,9 +174,7 @@ class CompiledScenario:
         return cursor.state
 
     def until(self, step_id: str) -> WeekdayTime | None:
-        step = self.steps[step_id]
-        until = getattr(step, "until", None)
-        return WeekdayTime.parse(until) if until else None
+        return self._untils.get(step_id)
 
 
 _CACHE: dict[tuple[str, str], CompiledScenario] = {}
