@@ -10,7 +10,8 @@ from nurture.catalog import Catalog
 from nurture.clock import Clock
 from nurture.qualify import hand_over, route_owner
 from nurture.runtime import effects as fx
-from nurture.runtime.engine import FrequencyCap, Position, step
+from nurture.runtime.engine import FrequencyCap, Position, StepResult, step
+from nurture.scenario.compiler import CompiledScenario
 from nurture.store.repo import Claimed, EnrollmentUpdate, Store, lead_view
 
 
@@ -146,30 +147,42 @@ class Advancer:
             ref=f"enrollment:{item.id}",
         )
         new = result.position
-        scenario = (compiled.id, compiled.version)
-        if not result.effects:  # the usual step: the lead moved on to its next wait, nothing more
-            return EnrollmentUpdate(
-                id=item.id,
-                old_seq=item.seq,
-                state=new.state,
-                status=new.status,
-                seq=new.seq,
-                entered_at=new.entered_at,
-                due_at=new.due_at,
-                finished_at=None,
-                exit_reason=None,
-                sends=[],
-                lead_changes=None,
-                audit=None,
-                lead_id=item.lead_id,
-                scenario=scenario,
-                entered=result.entered,
-            )
-        outbox: list[dict[str, Any]] = []
+        update = EnrollmentUpdate(
+            id=item.id,
+            old_seq=item.seq,
+            state=new.state,
+            status=new.status,
+            seq=new.seq,
+            entered_at=new.entered_at,
+            due_at=new.due_at,
+            finished_at=None,
+            exit_reason=None,
+            sends=[],
+            lead_changes=None,
+            audit=None,
+            lead_id=item.lead_id,
+            scenario=(compiled.id, compiled.version),
+            entered=result.entered,
+        )
+        # The usual step only moves the lead on to its next wait: nothing more to record.
+        if result.effects:
+            self._record_effects(update, result, compiled, item, row, events, now)
+        return update
+
+    def _record_effects(
+        self,
+        update: EnrollmentUpdate,
+        result: StepResult,
+        compiled: CompiledScenario,
+        item: Claimed,
+        row: Any,
+        events: list[Any],
+        now: datetime,
+    ) -> None:
+        """Fill `update` with what the step did: emails, lead changes, notifications, leaving."""
+        outbox = update.sends
         changes: dict[str, Any] = {"set": {}, "add_tags": [], "remove_tags": [], "score_delta": 0}
-        finished_at = exit_reason = None
         notified = []
-        notifications: list[dict[str, Any]] = []
         for effect in result.effects:
             if isinstance(effect, fx.SendEmail):
                 outbox.append(
@@ -198,14 +211,15 @@ class Advancer:
                 changes["score_delta"] += effect.score_delta
             elif isinstance(effect, fx.NotifySales):
                 notified.append({"step": effect.step, "message": effect.message, "key": effect.idempotency_key})
-                notifications += self._hand_over(effect, compiled.scenario.name, row, events, now)
+                update.notifications += self._hand_over(effect, compiled.scenario.name, row, events, now)
             elif isinstance(effect, fx.Finished):
-                finished_at, exit_reason = effect.at, effect.reason
-        has_changes = bool(changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"])
+                update.finished_at, update.exit_reason = effect.at, effect.reason
+        if changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"]:
+            update.lead_changes = changes
         # The audit log records what a step did to or for the lead (emails, notifications,
         # field changes, leaving), with the decisions that led there. A step that only moved
         # the lead to its next wait is visible in the enrolment row and is not logged.
-        audit = {
+        update.audit = {
             "at": now,
             "lead_id": item.lead_id,
             "enrollment_id": item.id,
@@ -213,27 +227,9 @@ class Advancer:
             "detail": {
                 "scenario": compiled.id,
                 "from": item.state,
-                "to": new.state,
+                "to": update.state,
                 "decisions": [d.text for d in result.decisions],
                 "emails": [s["template"] for s in outbox],
                 "notify_sales": notified,
             },
         }
-        return EnrollmentUpdate(
-            id=item.id,
-            old_seq=item.seq,
-            state=new.state,
-            status=new.status,
-            seq=new.seq,
-            entered_at=new.entered_at,
-            due_at=new.due_at,
-            finished_at=finished_at,
-            exit_reason=exit_reason,
-            sends=outbox,
-            lead_changes=changes if has_changes else None,
-            audit=audit,
-            lead_id=item.lead_id,
-            notifications=notifications,
-            scenario=scenario,
-            entered=result.entered,
-        )
