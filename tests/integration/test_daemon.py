@@ -64,6 +64,34 @@ def run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
 
+def import_web_leads(daemon: Daemon, tmp_path: Path, addresses: list[str]) -> None:
+    import_csv(daemon, tmp_path, "email,first_name,timezone,source\n" + "".join(f"{a},X,UTC,web\n" for a in addresses))
+
+
+class WriteLockOnFirstAccept:
+    """Another writer that takes SQLite's write lock (BEGIN IMMEDIATE) the moment the SMTP
+    server accepts its first message, and holds it until `release` is set."""
+
+    def __init__(self, url: str, smtp: SmtpServer) -> None:
+        self.engine = make_engine(url)
+        self.locked, self.release = threading.Event(), threading.Event()
+        self.released_in_time: list[bool] = []
+        accept = smtp.recorder.handle_DATA
+
+        async def lock_then_accept(server: Any, session: Any, envelope: Any) -> str:
+            if not self.locked.is_set():
+                threading.Thread(target=self._hold).start()
+                assert self.locked.wait(timeout=5)
+            return await accept(server, session, envelope)
+
+        smtp.recorder.handle_DATA = lock_then_accept  # type: ignore[method-assign]
+
+    def _hold(self) -> None:
+        with self.engine.begin():
+            self.locked.set()
+            self.released_in_time.append(self.release.wait(timeout=20))
+
+
 def sends_by_status(daemon: Daemon) -> dict[str, int]:
     with daemon.store.engine.connect() as conn:
         return dict(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())  # type: ignore[arg-type]
@@ -397,29 +425,13 @@ def test_a_busy_sqlite_database_does_not_stall_the_sender(
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     daemon = make_daemon(url)
     import_csv(daemon, tmp_path)
-    other_writer = make_engine(url)
-    locked, release = threading.Event(), threading.Event()
-    released_by_the_loop: list[bool] = []
-
-    def hold_the_write_lock() -> None:
-        with other_writer.begin():  # BEGIN IMMEDIATE
-            locked.set()
-            released_by_the_loop.append(release.wait(timeout=20))
-
-    accept = smtp.recorder.handle_DATA
-
-    async def lock_then_accept(server: Any, session: Any, envelope: Any) -> str:
-        threading.Thread(target=hold_the_write_lock).start()
-        assert locked.wait(timeout=5)
-        return await accept(server, session, envelope)
-
-    smtp.recorder.handle_DATA = lock_then_accept  # type: ignore[method-assign]
+    other_writer = WriteLockOnFirstAccept(url, smtp)
 
     async def let_the_other_writer_finish() -> None:
         while not smtp.messages:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)  # the sender meets the lock meanwhile
-        release.set()
+        other_writer.release.set()
 
     async def scenario() -> None:
         await asyncio.gather(daemon.tick(), let_the_other_writer_finish())
@@ -427,7 +439,7 @@ def test_a_busy_sqlite_database_does_not_stall_the_sender(
         await daemon.pool.close()
 
     run(scenario())
-    assert released_by_the_loop == [True]
+    assert other_writer.released_in_time == [True]
     assert len(smtp.messages) == 1
     assert sends_by_status(daemon) == {"sent": 1}
 
@@ -463,32 +475,16 @@ def test_a_connection_holds_back_its_next_body_until_the_last_message_is_marked_
     url = f"sqlite:///{tmp_path / 'held.db'}"
     daemon = make_daemon(url, smtp_pool_size=1)
     leads = ["ann@alpha.example", "bob@beta.example", "cho@gamma.example"]
-    import_csv(daemon, tmp_path, "email,first_name,timezone,source\n" + "".join(f"{a},X,UTC,web\n" for a in leads))
-    other_writer = make_engine(url)
-    locked, release = threading.Event(), threading.Event()
+    import_web_leads(daemon, tmp_path, leads)
+    other_writer = WriteLockOnFirstAccept(url, smtp)
     accepted_while_held: list[int] = []
-
-    def hold_the_write_lock() -> None:
-        with other_writer.begin():  # BEGIN IMMEDIATE
-            locked.set()
-            release.wait(timeout=20)
-
-    accept = smtp.recorder.handle_DATA
-
-    async def lock_on_first_accept(server: Any, session: Any, envelope: Any) -> str:
-        if not locked.is_set():
-            threading.Thread(target=hold_the_write_lock).start()
-            assert locked.wait(timeout=5)
-        return await accept(server, session, envelope)
-
-    smtp.recorder.handle_DATA = lock_on_first_accept  # type: ignore[method-assign]
 
     async def release_once_the_next_envelope_is_in() -> None:
         while len(smtp.recorder.rcpts) < 2:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)  # time enough for a body that was not held back to arrive
         accepted_while_held.append(len(smtp.messages))
-        release.set()
+        other_writer.release.set()
 
     async def scenario() -> None:
         await asyncio.gather(daemon.tick(), release_once_the_next_envelope_is_in())
@@ -507,8 +503,7 @@ def test_every_message_declares_its_size_to_the_server(
     """RFC 1870: MAIL FROM carries SIZE, from the first message on a fresh connection on."""
     write_scenario(workspace, ALWAYS_OPEN)
     daemon = make_daemon(f"sqlite:///{tmp_path / 'size.db'}", smtp_pool_size=1)
-    leads = ["ann@alpha.example", "bob@beta.example"]
-    import_csv(daemon, tmp_path, "email,first_name,timezone,source\n" + "".join(f"{a},X,UTC,web\n" for a in leads))
+    import_web_leads(daemon, tmp_path, ["ann@alpha.example", "bob@beta.example"])
 
     async def scenario() -> None:
         await daemon.tick()
