@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.store.repo import E, L
+from nurture.store.tables import ENROLMENTS, LEADS
 
 T = TypeVar("T")
 
@@ -62,7 +62,7 @@ def bulk_leads(engine: Engine, count: int, now: datetime, chunk: int = 50_000) -
     with engine.begin() as conn:
         for start in range(0, count, chunk):
             conn.execute(
-                insert(L),
+                insert(LEADS),
                 [
                     {
                         "email": f"lead{i}@bench.example",
@@ -89,7 +89,7 @@ def bulk_enrollments(engine: Engine, count: int, due: int, now: datetime, versio
     with engine.begin() as conn:
         for start in range(0, count, chunk):
             conn.execute(
-                insert(E),
+                insert(ENROLMENTS),
                 [
                     {
                         "lead_id": i + 1,

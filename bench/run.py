@@ -30,14 +30,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import BRANCH_AND_WAIT, bulk_enrollments, bulk_leads, fresh_sqlite, ratio_line, timed  # noqa: E402
 
-from nurture.advance import Advancer  # noqa: E402
-from nurture.catalog import Catalog  # noqa: E402
+from nurture.jobs.advance import Advancer  # noqa: E402
+from nurture.jobs.catalog import Catalog  # noqa: E402
 from nurture.clock import FakeClock  # noqa: E402
 from nurture.config import Settings, default_render_processes  # noqa: E402
 from nurture.daemon import Daemon  # noqa: E402
 from nurture.mail.sender import SmtpPool  # noqa: E402
-from nurture.outbox import Outbox  # noqa: E402
-from nurture.store.repo import E, S, Store  # noqa: E402
+from nurture.jobs.send import Outbox  # noqa: E402
+from nurture.store.tables import ENROLMENTS, SENDS  # noqa: E402
+from nurture.store import Store
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -118,7 +119,7 @@ def _outbox(folder: Path, name: str, count: int) -> Any:
     bulk_leads(engine, count, NOW)
     with engine.begin() as conn:
         conn.execute(
-            insert(S),
+            insert(SENDS),
             [
                 {
                     "idempotency_key": f"bench-{i}",
@@ -164,13 +165,15 @@ def bench_send(folder: Path, count: int, connections: int, render_processes: int
         pool = SmtpPool(settings)
         outbox = Outbox(store, settings, clock, pool, worker="bench", templates_dir=templates)
         sample = outbox.composer.compose(
-            store.claim_sends("probe", NOW, 1, timedelta(seconds=1))[0]._mapping,
-            store.leads_by_id([1])[1]._mapping,
+            store.sends.claim("probe", NOW, 1, timedelta(seconds=1))[0]._mapping,
+            store.leads.by_ids([1])[1]._mapping,
             NOW,
         )
         with engine.begin() as conn:  # put the probe row back
             conn.execute(
-                update(S).where(S.c.id == 1).values(status="pending", lease_owner=None, lease_until=None, attempts=0)
+                update(SENDS)
+                .where(SENDS.c.id == 1)
+                .values(status="pending", lease_owner=None, lease_until=None, attempts=0)
             )
         await outbox.start()  # as the daemon does before its first batch
         start = time.perf_counter()
@@ -228,8 +231,8 @@ def bench_advance(folder: Path, count: int, rounds: int = 3) -> list[str]:
     noise only ever slows a round down)."""
     version = _version(folder)
     statement = (
-        update(E)
-        .where(E.c.id == bindparam("e_id"))
+        update(ENROLMENTS)
+        .where(ENROLMENTS.c.id == bindparam("e_id"))
         .values(
             state=bindparam("state"),
             seq=bindparam("seq"),
@@ -292,19 +295,25 @@ def _tick_seconds(folder: Path, name: str, total: int, due: int, rounds: int = 3
     advancer = _advancer(folder, engine, clock, batch=due)
     # Warm up on a first tick over a few rows, then time one tick over `due` due rows.
     with engine.begin() as conn:
-        conn.execute(update(E).where(E.c.id <= 50).values(due_at=NOW - timedelta(hours=1)))
-        conn.execute(update(E).where(E.c.id > 50, E.c.id <= due).values(due_at=NOW + timedelta(minutes=5)))
+        conn.execute(update(ENROLMENTS).where(ENROLMENTS.c.id <= 50).values(due_at=NOW - timedelta(hours=1)))
+        conn.execute(
+            update(ENROLMENTS)
+            .where(ENROLMENTS.c.id > 50, ENROLMENTS.c.id <= due)
+            .values(due_at=NOW + timedelta(minutes=5))
+        )
     advancer.batch_size = 50
     advancer.run_once()
     clock.advance(timedelta(minutes=10))
     with engine.begin() as conn:
-        conn.execute(update(E).where(E.c.id <= 50).values(due_at=NOW + timedelta(minutes=5)))
+        conn.execute(update(ENROLMENTS).where(ENROLMENTS.c.id <= 50).values(due_at=NOW + timedelta(minutes=5)))
     advancer.batch_size = due
     best = float("inf")
     for _ in range(rounds):  # best of `rounds`, each time with the same rows back at 'route'
         with engine.begin() as conn:
             conn.execute(
-                update(E).where(E.c.id <= due).values(state="route", seq=0, entered_at=NOW, due_at=NOW, status="active")
+                update(ENROLMENTS)
+                .where(ENROLMENTS.c.id <= due)
+                .values(state="route", seq=0, entered_at=NOW, due_at=NOW, status="active")
             )
         stats, elapsed = timed(advancer.run_once)
         assert stats.applied == due, stats

@@ -23,18 +23,18 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from nurture.advance import Advancer, AdvanceStats
-from nurture.catalog import Catalog
 from nurture.clock import Clock
 from nurture.config import Settings
-from nurture.enrol import Enroller
+from nurture.jobs.advance import Advancer, AdvanceStats
+from nurture.jobs.catalog import Catalog
+from nurture.jobs.enrol import Enroller
+from nurture.jobs.notify import Notifier, NotifyStats, queue_digests
+from nurture.jobs.qualify import Qualifier, QualifyStats
+from nurture.jobs.send import DrainStats, Outbox
 from nurture.mail.sender import SmtpPool
-from nurture.notify import Notifier, NotifyStats, queue_digests
-from nurture.outbox import DrainStats, Outbox
-from nurture.qualify import Qualifier, QualifyStats
 from nurture.runtime.engine import FrequencyCap
+from nurture.store import Store
 from nurture.store.db import make_engine
-from nurture.store.repo import Store
 
 log = logging.getLogger("nurture.daemon")
 HEARTBEAT = "heartbeat:"  # kv key prefix: one row per daemon, read by /metrics
@@ -126,8 +126,8 @@ class Daemon:
     def heartbeat(self) -> None:
         """Publish this daemon's liveness and last job durations for `/metrics`."""
         beat = {"at": self.clock.now().isoformat(), "jobs": self.job_seconds}
-        with self.store.engine.begin() as conn:
-            self.store.put_setting(conn, f"{HEARTBEAT}{self.worker}", json.dumps(beat))
+        with self.store.transaction() as conn:
+            self.store.settings.put(conn, f"{HEARTBEAT}{self.worker}", json.dumps(beat))
 
     def _daily(self) -> None:
         """Once a day, by one daemon of the cluster: rescore everyone (engagement decays) and
@@ -137,14 +137,14 @@ class Daemon:
             if not mine:
                 return
             with self.store.reading() as conn:
-                last = self.store.get_setting(conn, "daily:last")
+                last = self.store.settings.get(conn, "daily:last")
             if last and datetime.fromisoformat(last) + timedelta(days=1) > now:
                 return
             self.qualifier.run_once(everyone=True)
             if self.catalog.scoring is not None:
                 queue_digests(self.store, self.catalog.scoring, now)
-            with self.store.engine.begin() as conn:
-                self.store.put_setting(conn, "daily:last", now.isoformat())
+            with self.store.transaction() as conn:
+                self.store.settings.put(conn, "daily:last", now.isoformat())
 
     async def tick(self) -> None:
         """One round of every job, in order: what a scheduler would do, but deterministic."""

@@ -23,15 +23,14 @@ from aiosmtpd.handlers import Mailbox
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
-from sqlalchemy import select
 
 from nurture.clock import AcceleratedClock
 from nurture.config import Settings
 from nurture.daemon import Daemon
 from nurture.leads import import_leads
+from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.store.repo import S, Store
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday morning in Europe
 
@@ -79,23 +78,19 @@ class Audience:
 
     def react(self) -> int:
         made = 0
-        with self.store.engine.begin() as conn:
-            rows = conn.execute(
-                select(S.c.id, S.c.lead_id, S.c.template, S.c.sent_at, S.c.idempotency_key)
-                .where(S.c.status == "sent", S.c.id > self.seen)
-                .order_by(S.c.id)
-            ).all()
+        with self.store.transaction() as conn:
+            rows = self.store.sends.sent_after(conn, self.seen)
             for row in rows:
                 self.seen = max(self.seen, row.id)
                 link, click_rate, follow_up = AUDIENCE.get(row.template, ("", 0.2, None))
                 roll = chance(row.idempotency_key)
                 if roll < 0.6:
                     opened = row.sent_at + timedelta(minutes=20 + int(roll * 600))
-                    self.store.record_event(conn, row.lead_id, "open", opened, {"send": row.id}, f"demo-open-{row.id}")
+                    self.store.events.record(conn, row.lead_id, "open", opened, {"send": row.id}, f"demo-open-{row.id}")
                     made += 1
                 if link and roll < click_rate:
                     clicked = row.sent_at + timedelta(hours=1 + int(roll * 20))
-                    self.store.record_event(
+                    self.store.events.record(
                         conn,
                         row.lead_id,
                         "click",
@@ -105,7 +100,7 @@ class Audience:
                     )
                     made += 1
                     if follow_up:
-                        self.store.record_event(
+                        self.store.events.record(
                             conn,
                             row.lead_id,
                             follow_up,
@@ -115,7 +110,7 @@ class Audience:
                         )
                     if chance("pricing", row.lead_id) < 0.3:
                         for n in range(2):
-                            self.store.record_event(
+                            self.store.events.record(
                                 conn,
                                 row.lead_id,
                                 "page_view",
@@ -211,19 +206,10 @@ def run_demo(
 
 
 def summarise(store: Store, daemon: Daemon) -> dict[str, Any]:
-    from sqlalchemy import func
-
-    from nurture.store.repo import L, counts
-    from nurture.store.tables import Notification
-
-    notifications = Notification.__table__  # type: ignore[attr-defined]
-    status = store.status()
-    funnels = {sid: store.funnel(sid) for sid in sorted(daemon.catalog.current)}
-    with store.reading() as conn:
-        alerts = conn.execute(
-            select(func.count()).where(notifications.c.status == "sent", notifications.c.kind != "webhook")
-        ).scalar()
-        stages = counts(conn.execute(select(L.c.lifecycle_stage, func.count()).group_by(L.c.lifecycle_stage)))
+    status = store.reports.status()
+    funnels = {sid: store.reports.funnel(sid) for sid in sorted(daemon.catalog.current)}
+    alerts = store.notifications.emails_sent()
+    stages = store.reports.stages()
     return {"status": status, "funnels": funnels, "totals": daemon.totals, "alerts": alerts, "stages": stages}
 
 

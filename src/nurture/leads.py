@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nurture.errors import NurtureError
-from nurture.leadfields import READ_ONLY_FIELDS, STANDARD_FIELDS
-from nurture.store.repo import Store
+from nurture.store import Store
 from nurture.timeutil import is_valid_zone
+from nurture.vocabulary import READ_ONLY_FIELDS, STANDARD_FIELDS
 
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -223,9 +223,9 @@ def import_leads(store: Store, path: Path, chunk: int = 500) -> ImportReport:
         seen[result.email] = where
         valid.append(result)
     for start in range(0, len(valid), chunk):
-        with store.engine.begin() as conn:
+        with store.transaction() as conn:
             for lead in valid[start : start + chunk]:
-                _, created = store.upsert_lead(conn, lead.to_row())
+                _, created = store.leads.upsert(conn, lead.to_row())
                 report.created += created
                 report.updated += not created
     return report

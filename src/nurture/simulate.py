@@ -19,9 +19,10 @@ from nurture.errors import Diagnostic, NurtureError, ValidationFailed
 from nurture.runtime import effects as fx
 from nurture.runtime.engine import FrequencyCap, LeadView, Position, start, step
 from nurture.scenario.compiler import CompiledScenario
-from nurture.scenario.expr import EVENT_TYPES, EventRecord, Record
+from nurture.scenario.expr import EventRecord, Record
 from nurture.scoring.engine import CompiledScoring
 from nurture.timeutil import parse_duration, zone
+from nurture.vocabulary import EVENT_TYPES
 
 
 @dataclass(frozen=True)

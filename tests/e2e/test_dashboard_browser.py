@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from nurture.access import set_user
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.web.app import create_app
 from tests.http_server import serving
 from tests.integration.conftest import ROOT
 from tests.integration.test_daemon import import_csv
-from tests.integration.test_qualification import LEADS, record
+from tests.integration.test_qualification import LEADS_CSV, record
 
 CHROMIUM = os.environ.get("NURTURE_TEST_CHROMIUM", "/usr/bin/chromium")
 # Skipped only where nobody asked for it: CI names the browser and then a missing one fails.
@@ -47,7 +46,7 @@ def hot_lead_site(
     for name in ("whitepaper_nurture.yaml", "scoring.yaml"):
         shutil.copy(ROOT / "scenarios" / name, workspace / "scenarios")
     daemon = make_daemon(sqlite_url, base_url="http://nurture.test")
-    import_csv(daemon, tmp_path, LEADS)
+    import_csv(daemon, tmp_path, LEADS_CSV)
 
     async def promote() -> None:
         await daemon.tick()
@@ -59,7 +58,7 @@ def hot_lead_site(
         await daemon.pool.close()
 
     asyncio.run(promote())
-    set_user(daemon.store, "max", "correct horse battery", "Max Keller")
+    daemon.store.access.set_user("max", "correct horse battery", "Max Keller")
     with serving(create_app(daemon.settings, clock, daemon.store)) as base:
         yield base, daemon
 
@@ -98,5 +97,5 @@ def test_sales_logs_in_accepts_a_hot_lead_and_sees_its_lifecycle_change(hot_lead
         expect(page.locator("#explain")).to_contain_text("webinar_attended")
         browser.close()
 
-    lead = daemon.store.lead_by_email("ada@nordwerk.example")
+    lead = daemon.store.leads.by_email("ada@nordwerk.example")
     assert lead is not None and lead.lifecycle_stage == "accepted"

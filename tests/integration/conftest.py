@@ -14,9 +14,9 @@ from sqlalchemy.exc import OperationalError
 from nurture.clock import FakeClock
 from nurture.config import Settings
 from nurture.daemon import Daemon
+from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.store.repo import Store
 from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,12 +22,13 @@ from nurture.analytics.nearmiss import near_misses, slices
 from nurture.analytics.report import scenario_report
 from nurture.clock import FakeClock
 from nurture.errors import NurtureError, ValidationFailed
-from nurture.qualify import change_stage
+from nurture.lifecycle import change_stage
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.loader import load_scoring
+from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.store.repo import L, S, Store
+from nurture.store.tables import LEADS, SENDS
 from tests.integration.conftest import ROOT, ticks, write_scenario
 from tests.integration.test_daemon import import_csv, run
 from tests.smtp_server import SmtpServer
@@ -91,21 +92,21 @@ class Planted:
 
 
 def add_lead(store: Store, email: str, size: int, title: str | None = None, industry: str | None = None) -> int:
-    with store.engine.begin() as conn:
-        lead_id, _ = store.upsert_lead(
+    with store.transaction() as conn:
+        lead_id, _ = store.leads.upsert(
             conn, {"email": email, "company_size": size, "job_title": title, "industry": industry, "company": email}
         )
     return lead_id
 
 
 def add_events(store: Store, lead_id: int, type_: str, times: list[datetime]) -> None:
-    with store.engine.begin() as conn:
+    with store.transaction() as conn:
         for at in times:
-            store.record_event(conn, lead_id, type_, at, {"url": "/docs"})
+            store.events.record(conn, lead_id, type_, at, {"url": "/docs"})
 
 
 def stage(store: Store, lead_id: int, old: str, new: str, at: datetime, reason: str = "test") -> None:
-    with store.engine.begin() as conn:
+    with store.transaction() as conn:
         change_stage(store, conn, lead_id, old, new, reason, "sales", at)
 
 
@@ -172,10 +173,10 @@ def test_backtest_ignores_scanner_clicks_like_the_live_model(
     model = scoring[1]
     lead_id = add_lead(store, "ada@synthetic.example", 1000)
     sent = WINDOW_START + timedelta(days=3)
-    with store.engine.begin() as conn:
+    with store.transaction() as conn:
         for n in range(5):  # page views score; then five scanner visits score nothing
-            store.record_event(conn, lead_id, "page_view", sent + timedelta(hours=n), {"url": "/a"})
-            store.record_event(
+            store.events.record(conn, lead_id, "page_view", sent + timedelta(hours=n), {"url": "/a"})
+            store.events.record(
                 conn,
                 lead_id,
                 "page_view",
@@ -382,15 +383,15 @@ def test_scenario_report_matches_hand_computed_figures(
     def send_of(email: str, step: str) -> Any:
         with store.reading() as conn:
             return conn.execute(
-                select(S.c.id, S.c.lead_id, S.c.sent_at)
-                .join(L, L.c.id == S.c.lead_id)
-                .where(L.c.email == email, S.c.step == step)
+                select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.sent_at)
+                .join(LEADS, LEADS.c.id == SENDS.c.lead_id)
+                .where(LEADS.c.email == email, SENDS.c.step == step)
             ).one()
 
     def engage(email: str, step: str, type_: str, after: timedelta, **props: Any) -> None:
         send = send_of(email, step)
-        with store.engine.begin() as conn:
-            store.record_event(
+        with store.transaction() as conn:
+            store.events.record(
                 conn,
                 send.lead_id,
                 type_,
@@ -411,7 +412,7 @@ def test_scenario_report_matches_hand_computed_figures(
     engage("bob@r.example", "follow_up", "open", timedelta(hours=5))
     ann = send_of("ann@r.example", "follow_up")
     hot_at = ann.sent_at + timedelta(hours=6)
-    with store.engine.begin() as conn:
+    with store.transaction() as conn:
         change_stage(store, conn, ann.lead_id, "cold", "hot", "grade A with engagement 45", "qualify", hot_at)
 
     compiled = daemon.catalog.current["reported"]

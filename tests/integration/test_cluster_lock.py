@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nurture.clock import SystemClock
+from nurture.store import Store
 from nurture.store.db import make_engine
-from nurture.store.repo import Store
 
 
 @pytest.mark.postgres

@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import func, select
 
 from nurture.clock import SystemClock
+from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.store.repo import E, S, Store
+from nurture.store.tables import ENROLMENTS, SENDS
 from tests.integration.conftest import write_scenario
 from tests.smtp_server import SmtpServer
 
@@ -110,9 +111,9 @@ def wait_until_done(store: Store, expected_sends: int, timeout: float = 120) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with store.engine.connect() as conn:
-            sent = conn.execute(select(func.count()).where(S.c.status == "sent")).scalar()
-            active = conn.execute(select(func.count()).where(E.c.status == "active")).scalar()
-            enrolled = conn.execute(select(func.count()).select_from(E)).scalar()
+            sent = conn.execute(select(func.count()).where(SENDS.c.status == "sent")).scalar()
+            active = conn.execute(select(func.count()).where(ENROLMENTS.c.status == "active")).scalar()
+            enrolled = conn.execute(select(func.count()).select_from(ENROLMENTS)).scalar()
         if sent == expected_sends and active == 0 and enrolled:
             return
         time.sleep(0.3)
@@ -121,9 +122,9 @@ def wait_until_done(store: Store, expected_sends: int, timeout: float = 120) -> 
 
 def check_exactly_once(store: Store, smtp: SmtpServer, leads: int, window: int) -> None:
     with store.engine.connect() as conn:
-        statuses = dict(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())  # type: ignore[arg-type]
-        stored_ids = {r for (r,) in conn.execute(select(S.c.message_id))}
-        per_lead = Counter(r for (r,) in conn.execute(select(S.c.lead_id)))
+        statuses = dict(conn.execute(select(SENDS.c.status, func.count()).group_by(SENDS.c.status)).all())  # type: ignore[arg-type]
+        stored_ids = {r for (r,) in conn.execute(select(SENDS.c.message_id))}
+        per_lead = Counter(r for (r,) in conn.execute(select(SENDS.c.lead_id)))
     assert statuses == {"sent": 2 * leads}
     assert set(per_lead.values()) == {2}
     received = Counter(str(m["Message-ID"]) for m in smtp.messages)
@@ -139,7 +140,14 @@ def crash_and_restart(url: str, workspace: Path, smtp: SmtpServer, tmp_path: Pat
     kills = 0
     for attempt in range(5):
         process = start_daemon(environment(url, workspace, smtp, f"crash-{attempt}"), log)
-        time.sleep(rng.uniform(1.0, 2.5))
+        # Killed in the middle of sending, whatever the machine's speed: once the server has
+        # taken a random number of further messages (or the outbox ran dry meanwhile).
+        target = len(smtp.messages) + rng.randint(1, 40)
+        deadline = time.monotonic() + 60
+        while len(smtp.messages) < target and time.monotonic() < deadline and process.poll() is None:
+            if len(smtp.messages) >= 2 * leads:
+                break
+            time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         kills += 1
@@ -221,6 +229,6 @@ def test_three_daemons_on_one_postgres_send_each_email_once(
     assert codes == [0, 0, 0], log.read_text()[-2000:]
     check_exactly_once(store, smtp, leads, window=0)
     with store.engine.connect() as conn:
-        workers = {r for (r,) in conn.execute(select(func.distinct(E.c.lease_owner)))}
+        workers = {r for (r,) in conn.execute(select(func.distinct(ENROLMENTS.c.lease_owner)))}
     assert workers == {None}
     assert len({m["X-Nurture-Key"] for m in smtp.messages}) == 2 * leads

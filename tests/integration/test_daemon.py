@@ -15,7 +15,7 @@ from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.leads import import_leads
 from nurture.store.db import make_engine
-from nurture.store.repo import SUP, E, L, S
+from nurture.store.tables import ENROLMENTS, LEADS, SENDS, SUPPRESSIONS
 from tests.integration.conftest import copy_samples, ticks, write_scenario
 from tests.smtp_server import SmtpServer
 
@@ -94,7 +94,7 @@ class WriteLockOnFirstAccept:
 
 def sends_by_status(daemon: Daemon) -> dict[str, int]:
     with daemon.store.engine.connect() as conn:
-        return dict(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())  # type: ignore[arg-type]
+        return dict(conn.execute(select(SENDS.c.status, func.count()).group_by(SENDS.c.status)).all())  # type: ignore[arg-type]
 
 
 def test_leads_are_enrolled_and_each_email_arrives_once(
@@ -130,7 +130,7 @@ def test_leads_are_enrolled_and_each_email_arrives_once(
     assert len({m["Message-ID"] for m in smtp.messages}) == 6
     assert sends_by_status(daemon) == {"sent": 6}
     with daemon.store.engine.connect() as conn:
-        statuses = conn.execute(select(E.c.status, func.count()).group_by(E.c.status)).all()
+        statuses = conn.execute(select(ENROLMENTS.c.status, func.count()).group_by(ENROLMENTS.c.status)).all()
     assert dict(statuses) == {"completed": 3}  # type: ignore[arg-type]
 
 
@@ -186,10 +186,10 @@ def test_lead_data_cannot_inject_headers_and_is_escaped_in_html(
     write_scenario(workspace, TWO_STEP)
     daemon = make_daemon(sqlite_url)
     import_csv(daemon, tmp_path)
-    with daemon.store.engine.begin() as conn:
+    with daemon.store.transaction() as conn:
         conn.execute(
-            update(L)
-            .where(L.c.email == "ann@alpha.example")
+            update(LEADS)
+            .where(LEADS.c.email == "ann@alpha.example")
             .values(first_name="Ann\r\nBcc: victim@evil.example", company="<script>alert(1)</script>")
         )
 
@@ -216,9 +216,9 @@ def test_unsubscribed_lead_gets_nothing_more(
 
     async def scenario() -> None:
         await daemon.tick()
-        with daemon.store.engine.begin() as conn:
-            lead_id = conn.execute(select(L.c.id).where(L.c.email == "ann@alpha.example")).scalar_one()
-            daemon.store.record_event(conn, lead_id, "unsubscribe", clock.now(), {}, "u-1")
+        with daemon.store.transaction() as conn:
+            lead_id = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "ann@alpha.example")).scalar_one()
+            daemon.store.events.record(conn, lead_id, "unsubscribe", clock.now(), {}, "u-1")
         clock.advance(timedelta(days=3))
         await daemon.tick()
         await daemon.pool.close()  # type: ignore[union-attr]
@@ -227,7 +227,9 @@ def test_unsubscribed_lead_gets_nothing_more(
     assert [m["Subject"] for m in smtp.recorder.by_recipient()["ann@alpha.example"]] == ["Hello Ann"]
     with daemon.store.engine.connect() as conn:
         row = conn.execute(
-            select(E.c.status, E.c.exit_reason).join(L, L.c.id == E.c.lead_id).where(L.c.email == "ann@alpha.example")
+            select(ENROLMENTS.c.status, ENROLMENTS.c.exit_reason)
+            .join(LEADS, LEADS.c.id == ENROLMENTS.c.lead_id)
+            .where(LEADS.c.email == "ann@alpha.example")
         ).one()
     assert tuple(row) == ("exited", "unsubscribed")
 
@@ -308,7 +310,7 @@ def test_changed_scenario_is_a_new_version_and_enrolled_leads_finish_the_old_one
     assert received["ann@alpha.example"][1]["Subject"] == "Case study for A"
     assert received["bob@beta.example"][1]["Subject"] == "New subject for B"
     with daemon.store.engine.connect() as conn:
-        versions = conn.execute(select(func.count(func.distinct(E.c.scenario_version)))).scalar()
+        versions = conn.execute(select(func.count(func.distinct(ENROLMENTS.c.scenario_version)))).scalar()
     assert versions == 2
 
 
@@ -359,18 +361,18 @@ def test_leads_import_reports_bad_rows_and_keeps_good_ones(
     assert problems[2] == "FILE:5: timezone: unknown time zone 'Mars/Olympus': use an IANA name like 'Europe/Berlin'"
     assert problems[3] == "FILE:6: first_name: must be one line of text (no control characters)"
     assert (report.created, report.updated) == (2, 0)
-    lead = daemon.store.lead_by_email("ok@a.example")
+    lead = daemon.store.leads.by_email("ok@a.example")
     assert lead is not None and lead.custom == {"favourite_colour": "blue"}
-    ok2 = daemon.store.lead_by_email("ok2@a.example")
+    ok2 = daemon.store.leads.by_email("ok2@a.example")
     assert ok2 is not None and ok2.country == "JP"
     path.write_text("email,company\nOK@a.example,Renamed\n")
     again = import_leads(daemon.store, path)
     assert (again.created, again.updated) == (0, 1)
-    renamed = daemon.store.lead_by_email("ok@a.example")
+    renamed = daemon.store.leads.by_email("ok@a.example")
     assert renamed is not None and renamed.company == "Renamed" and renamed.first_name == "Ok"
     with daemon.store.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(L)).scalar() == 2
-        assert conn.execute(select(func.count()).select_from(SUP)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(LEADS)).scalar() == 2
+        assert conn.execute(select(func.count()).select_from(SUPPRESSIONS)).scalar() == 0
 
 
 def test_json_import_names_lines(sqlite_url: str, make_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
@@ -559,16 +561,16 @@ def test_a_scenario_without_emails_or_waits_for_events_still_branches_on_events(
 
     async def scenario() -> None:
         await daemon.tick()
-        with daemon.store.engine.begin() as conn:
-            ann = conn.execute(select(L.c.id).where(L.c.email == "ann@alpha.example")).scalar_one()
+        with daemon.store.transaction() as conn:
+            ann = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "ann@alpha.example")).scalar_one()
             for n in range(2):
-                daemon.store.record_event(conn, ann, "page_view", clock.now(), {"url": f"/p{n}"}, f"pv-{n}")
+                daemon.store.events.record(conn, ann, "page_view", clock.now(), {"url": f"/p{n}"}, f"pv-{n}")
         clock.advance(timedelta(hours=2))
         await daemon.tick()
 
     run(scenario())
     with daemon.store.engine.connect() as conn:
-        tags = dict(conn.execute(select(L.c.email, L.c.tags).where(L.c.source == "web")).all())
+        tags = dict(conn.execute(select(LEADS.c.email, LEADS.c.tags).where(LEADS.c.source == "web")).all())
     assert tags == {
         "ann@alpha.example": ["keen"],
         "bob@beta.example": ["casual"],

@@ -17,11 +17,10 @@ from sqlalchemy import select
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
-from nurture.notify import verify_signature
-from nurture.qualify import LC
-from nurture.sales import feedback
-from nurture.store.repo import E, L
-from nurture.store.tables import Notification
+from nurture.jobs.notify import verify_signature
+from nurture.lifecycle import feedback
+from nurture.store.tables import ENROLMENTS, LEADS, Notification
+from nurture.store.tables import LIFECYCLE_CHANGES as LC
 from tests.integration.conftest import ROOT
 from tests.integration.test_daemon import import_csv
 from tests.smtp_server import SmtpServer, free_port
@@ -58,7 +57,7 @@ def webhook() -> Iterator[str]:
     server.shutdown()
 
 
-LEADS = (
+LEADS_CSV = (
     "email,first_name,last_name,company,company_size,industry,job_title,country,timezone,source\n"
     "ada@nordwerk.example,Ada,Lang,Nordwerk,1500,Manufacturing,Head of Operations,DE,Europe/Berlin,whitepaper\n"
     "kim@tinyshop.example,Kim,Poor,Tiny Shop,5,Retail,Student,BR,America/Sao_Paulo,whitepaper\n"
@@ -66,15 +65,15 @@ LEADS = (
 
 
 def lead_id(daemon: Daemon, email: str) -> int:
-    row = daemon.store.lead_by_email(email)
+    row = daemon.store.leads.by_email(email)
     assert row is not None
     return int(row.id)
 
 
 def record(daemon: Daemon, email: str, type_: str, at: Any, **props: Any) -> None:
     lead = lead_id(daemon, email)
-    with daemon.store.engine.begin() as conn:
-        daemon.store.record_event(conn, lead, type_, at, props)
+    with daemon.store.transaction() as conn:
+        daemon.store.events.record(conn, lead, type_, at, props)
 
 
 def test_hot_lead_is_promoted_and_sales_notified_once(
@@ -90,7 +89,7 @@ def test_hot_lead_is_promoted_and_sales_notified_once(
     scoring = (ROOT / "scenarios" / "scoring.yaml").read_text().replace("webhook_url: null", f"webhook_url: {webhook}")
     (workspace / "scenarios" / "scoring.yaml").write_text(scoring)
     daemon = make_daemon(db_url, notify_sender="nurture <sales-alerts@acme.example>")
-    import_csv(daemon, tmp_path, LEADS)
+    import_csv(daemon, tmp_path, LEADS_CSV)
 
     async def scenario() -> None:
         await daemon.tick()
@@ -117,8 +116,8 @@ def test_hot_lead_is_promoted_and_sales_notified_once(
         await daemon.pool.close()
 
     asyncio.run(scenario())
-    ada = daemon.store.lead_by_email("ada@nordwerk.example")
-    kim = daemon.store.lead_by_email("kim@tinyshop.example")
+    ada = daemon.store.leads.by_email("ada@nordwerk.example")
+    kim = daemon.store.leads.by_email("kim@tinyshop.example")
     assert ada is not None and kim is not None
     assert (ada.lifecycle_stage, ada.grade, ada.owner) == ("hot", "A", "max.keller@acme-analytics.example")
     assert (kim.lifecycle_stage, kim.grade) == ("warm", "D")
@@ -143,7 +142,9 @@ def test_hot_lead_is_promoted_and_sales_notified_once(
         changes = conn.execute(
             select(LC.c.from_stage, LC.c.to_stage, LC.c.reason).where(LC.c.lead_id == ada.id).order_by(LC.c.id)
         ).all()
-        enrolment = conn.execute(select(E.c.status, E.c.exit_reason).where(E.c.lead_id == ada.id)).one()
+        enrolment = conn.execute(
+            select(ENROLMENTS.c.status, ENROLMENTS.c.exit_reason).where(ENROLMENTS.c.lead_id == ada.id)
+        ).one()
         statuses = sorted(conn.execute(select(N.c.kind, N.c.status)).all())
     assert [(c.from_stage, c.to_stage) for c in changes] == [("cold", "hot")]
     assert changes[0].reason.startswith("grade A with engagement")
@@ -159,7 +160,7 @@ def test_hot_lead_is_promoted_and_sales_notified_once(
         "accepted",
         "recycled",
     )
-    recycled = daemon.store.lead_by_email("ada@nordwerk.example")
+    recycled = daemon.store.leads.by_email("ada@nordwerk.example")
     assert recycled is not None and recycled.lifecycle_stage == "recycled" and recycled.score_engagement == 0
 
 
@@ -174,19 +175,19 @@ def test_recycled_lead_is_re_enrolled_in_reengagement_and_not_promoted_again_at_
     for name in ("reengagement.yaml", "scoring.yaml"):
         shutil.copy(ROOT / "scenarios" / name, workspace / "scenarios")
     daemon = make_daemon(sqlite_url)
-    import_csv(daemon, tmp_path, LEADS)
+    import_csv(daemon, tmp_path, LEADS_CSV)
     record(daemon, "ada@nordwerk.example", "inquiry", clock.now() - timedelta(hours=1))
     daemon.qualifier.run_once()
-    assert daemon.store.lead_by_email("ada@nordwerk.example").lifecycle_stage == "hot"  # type: ignore[union-attr]
+    assert daemon.store.leads.by_email("ada@nordwerk.example").lifecycle_stage == "hot"  # type: ignore[union-attr]
     feedback(daemon.store, "ada@nordwerk.example", "recycle", "not now", "sales", clock.now())
     clock.advance(timedelta(minutes=5))
     record(daemon, "ada@nordwerk.example", "open", clock.now())
     daemon.qualifier.run_once()
     daemon.enroller.run_once()
-    ada = daemon.store.lead_by_email("ada@nordwerk.example")
+    ada = daemon.store.leads.by_email("ada@nordwerk.example")
     assert ada is not None and ada.lifecycle_stage == "recycled"
     with daemon.store.engine.connect() as conn:
-        scenarios = conn.execute(select(E.c.scenario_id).where(E.c.lead_id == ada.id)).scalars().all()
+        scenarios = conn.execute(select(ENROLMENTS.c.scenario_id).where(ENROLMENTS.c.lead_id == ada.id)).scalars().all()
     assert scenarios == ["reengagement"]
 
 
@@ -196,7 +197,7 @@ def test_feedback_refuses_unknown_leads_and_missing_reasons(
     from nurture.errors import NurtureError
 
     daemon = make_daemon(sqlite_url)
-    import_csv(daemon, tmp_path, LEADS)
+    import_csv(daemon, tmp_path, LEADS_CSV)
     with pytest.raises(NurtureError, match="no lead with email"):
         feedback(daemon.store, "nobody@x.example", "accept", "x", "s", clock.now())
     with pytest.raises(NurtureError, match="needs a reason"):
@@ -204,7 +205,10 @@ def test_feedback_refuses_unknown_leads_and_missing_reasons(
     with pytest.raises(NurtureError, match="cannot recycle a lead that is cold"):
         feedback(daemon.store, "ada@nordwerk.example", "recycle", "x", "s", clock.now())
     with daemon.store.engine.connect() as conn:
-        assert conn.execute(select(L.c.lifecycle_stage).where(L.c.email == "ada@nordwerk.example")).scalar() == "cold"
+        assert (
+            conn.execute(select(LEADS.c.lifecycle_stage).where(LEADS.c.email == "ada@nordwerk.example")).scalar()
+            == "cold"
+        )
 
 
 def test_daily_digest_lists_each_owners_new_hot_leads_once(
@@ -215,11 +219,11 @@ def test_daily_digest_lists_each_owners_new_hot_leads_once(
     clock: FakeClock,
     tmp_path: Path,
 ) -> None:
-    from nurture.notify import queue_digests
+    from nurture.jobs.notify import queue_digests
 
     shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
     daemon = make_daemon(sqlite_url)
-    import_csv(daemon, tmp_path, LEADS)
+    import_csv(daemon, tmp_path, LEADS_CSV)
     record(daemon, "ada@nordwerk.example", "inquiry", clock.now() - timedelta(hours=1))
     daemon.qualifier.run_once()
     assert daemon.catalog.scoring is not None
@@ -250,7 +254,7 @@ def test_failed_webhook_is_retried_and_delivered_once(
     scoring = (ROOT / "scenarios" / "scoring.yaml").read_text().replace("webhook_url: null", f"webhook_url: {webhook}")
     (workspace / "scenarios" / "scoring.yaml").write_text(scoring)
     daemon = make_daemon(sqlite_url)
-    import_csv(daemon, tmp_path, LEADS)
+    import_csv(daemon, tmp_path, LEADS_CSV)
     record(daemon, "ada@nordwerk.example", "inquiry", clock.now() - timedelta(hours=1))
     Hooks.failures = [503]
 
@@ -279,12 +283,12 @@ def test_scenario_score_adjustments_survive_rescoring(
 ) -> None:
     shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
     daemon = make_daemon(sqlite_url)
-    import_csv(daemon, tmp_path, LEADS)
-    with daemon.store.engine.begin() as conn:
-        daemon.store._change_lead(conn, lead_id(daemon, "ada@nordwerk.example"), {"score_delta": 10})
+    import_csv(daemon, tmp_path, LEADS_CSV)
+    with daemon.store.transaction() as conn:
+        daemon.store.leads.change(conn, lead_id(daemon, "ada@nordwerk.example"), {"score_delta": 10})
     record(daemon, "ada@nordwerk.example", "click", clock.now() - timedelta(minutes=5), link="x")
     daemon.qualifier.run_once()
-    ada = daemon.store.lead_by_email("ada@nordwerk.example")
+    ada = daemon.store.leads.by_email("ada@nordwerk.example")
     assert ada is not None and ada.score_engagement == 15  # 5 for the click, 10 added by a scenario
 
 

@@ -15,7 +15,7 @@ from nurture.config import Settings
 from nurture.daemon import Daemon
 from nurture.mail.message import BuiltMessage, MessageError
 from nurture.mail.sender import SmtpPool
-from nurture.store.repo import SUP, E, L, S
+from nurture.store.tables import ENROLMENTS, LEADS, SENDS, SUPPRESSIONS
 from tests.integration.conftest import ticks, write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
 from tests.smtp_server import SmtpServer
@@ -28,7 +28,9 @@ THREE = (
 
 def send_row(daemon: Daemon, email: str) -> dict[str, object]:
     with daemon.store.engine.connect() as conn:
-        row = conn.execute(select(S).join(L, L.c.id == S.c.lead_id).where(L.c.email == email).order_by(S.c.id)).first()
+        row = conn.execute(
+            select(SENDS).join(LEADS, LEADS.c.id == SENDS.c.lead_id).where(LEADS.c.email == email).order_by(SENDS.c.id)
+        ).first()
     assert row is not None
     return dict(row._mapping)
 
@@ -82,10 +84,15 @@ def test_permanent_550_bounces_suppresses_and_stops_the_lead(
     row = send_row(daemon, "bob@beta.example")
     assert row["status"] == "bounced" and row["attempts"] == 1 and "550" in str(row["last_error"])
     with daemon.store.engine.connect() as conn:
-        assert conn.execute(select(SUP.c.reason).where(SUP.c.email == "bob@beta.example")).scalar() == "bounce"
-        lead = conn.execute(select(L.c.id, L.c.bounced).where(L.c.email == "bob@beta.example")).one()
+        assert (
+            conn.execute(select(SUPPRESSIONS.c.reason).where(SUPPRESSIONS.c.email == "bob@beta.example")).scalar()
+            == "bounce"
+        )
+        lead = conn.execute(select(LEADS.c.id, LEADS.c.bounced).where(LEADS.c.email == "bob@beta.example")).one()
         assert lead.bounced is True
-        enrolment = conn.execute(select(E.c.status, E.c.exit_reason).where(E.c.lead_id == lead.id)).one()
+        enrolment = conn.execute(
+            select(ENROLMENTS.c.status, ENROLMENTS.c.exit_reason).where(ENROLMENTS.c.lead_id == lead.id)
+        ).one()
     assert tuple(enrolment) == ("exited", "bounced")
     assert "bob@beta.example" not in smtp.recorder.by_recipient()
     assert len(smtp.recorder.by_recipient()["ann@alpha.example"]) == 2
@@ -115,7 +122,7 @@ def test_a_refused_sender_is_retried_on_4xx_and_fails_on_5xx_without_suppressing
     assert row["status"] == "failed" and "sender refused: 553" in str(row["last_error"])
     assert smtp.messages == []
     with daemon.store.engine.connect() as conn:
-        assert conn.execute(select(SUP)).all() == []  # our sender's problem, not the leads'
+        assert conn.execute(select(SUPPRESSIONS)).all() == []  # our sender's problem, not the leads'
 
 
 def test_an_address_that_could_smuggle_smtp_parameters_never_reaches_the_server(smtp: SmtpServer) -> None:

@@ -98,5 +98,5 @@ def test_wrong_password_is_retried_not_lost(
     recorder, port, ca_file = secure_smtp
     daemon = send_one(make_daemon, workspace, tmp_path, sqlite_url, port, ca_file, "wrong")
     assert recorder.messages == []
-    status = daemon.store.status()
+    status = daemon.store.reports.status()
     assert status["sends"] == {"pending": 1} and status["retrying"] == 1

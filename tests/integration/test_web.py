@@ -16,13 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from nurture.access import create_api_key, revoke_api_key, set_user
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
+from nurture.lifecycle import change_stage
 from nurture.mail.tracking import sign
-from nurture.qualify import LC, change_stage
-from nurture.store.repo import EV, SUP, L
-from nurture.store.tables import ApiKey
+from nurture.store.tables import EVENTS, LEADS, SUPPRESSIONS, ApiKey
+from nurture.store.tables import LIFECYCLE_CHANGES as LC
 from nurture.web.app import create_app
 from tests.http_server import serving
 from tests.integration.conftest import ROOT
@@ -30,7 +29,7 @@ from tests.integration.test_daemon import import_csv
 from tests.smtp_server import SmtpServer
 
 AK = ApiKey.__table__  # type: ignore[attr-defined]
-LEADS = (
+LEADS_CSV = (
     "email,first_name,last_name,company,company_size,industry,job_title,country,timezone,source\n"
     "ada@nordwerk.example,Ada,Lang,Nordwerk,1500,Manufacturing,Head of Operations,DE,Europe/Berlin,whitepaper\n"
     "kim@tinyshop.example,Kim,Poor,Tiny Shop,5,Retail,Student,BR,America/Sao_Paulo,whitepaper\n"
@@ -42,7 +41,7 @@ def daemon(db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, tmp
     for name in ("whitepaper_nurture.yaml", "scoring.yaml"):
         shutil.copy(ROOT / "scenarios" / name, workspace / "scenarios")
     built = make_daemon(db_url, base_url="http://nurture.test")  # https would make the session cookie Secure
-    import_csv(built, tmp_path, LEADS)
+    import_csv(built, tmp_path, LEADS_CSV)
     return built
 
 
@@ -54,7 +53,7 @@ def site(daemon: Daemon) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def api(daemon: Daemon, site: httpx.Client) -> httpx.Client:
-    site.headers["Authorization"] = f"Bearer {create_api_key(daemon.store, 'crm')}"
+    site.headers["Authorization"] = f"Bearer {daemon.store.access.create_key('crm')}"
     return site
 
 
@@ -93,14 +92,14 @@ def test_click_in_a_real_email_redirects_and_counts_once_per_click(
     assert answer.status_code == 302
     assert answer.headers["location"] == "https://acme-analytics.example/whitepapers/modern-manufacturing-analytics.pdf"
     with daemon.store.reading() as conn:
-        [click] = conn.execute(select(EV.c.type, EV.c.props).where(EV.c.type == "click")).all()
+        [click] = conn.execute(select(EVENTS.c.type, EVENTS.c.props).where(EVENTS.c.type == "click")).all()
     assert click.props["link"] == "whitepaper" and click.props["step"] == "welcome"
     assert click.props["sent_at"] is not None  # lets the scoring model spot scanner clicks
 
     pixel = next(u for u in re.findall(r'src="([^"]+)"', html) if "/o/" in u)
     opened = site.get(path_of(pixel))
     assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
-    assert count(daemon, EV, EV.c.type == "open") == 1
+    assert count(daemon, EVENTS, EVENTS.c.type == "open") == 1
 
 
 def test_tampered_or_forged_links_get_400_and_count_nothing(
@@ -124,7 +123,7 @@ def test_tampered_or_forged_links_get_400_and_count_nothing(
         answer = site.get(path)
         assert answer.status_code == 400, path
         assert "location" not in answer.headers
-    assert count(daemon, EV, EV.c.type.in_(("click", "open"))) == 0
+    assert count(daemon, EVENTS, EVENTS.c.type.in_(("click", "open"))) == 0
 
 
 def test_one_click_unsubscribe_suppresses_at_once_and_is_idempotent(
@@ -136,16 +135,16 @@ def test_one_click_unsubscribe_suppresses_at_once_and_is_idempotent(
 
     page = site.get(path_of(url))  # a link scanner's GET changes nothing
     assert page.status_code == 200 and "ad•@nordwerk.example" in page.text
-    assert count(daemon, SUP) == 0
+    assert count(daemon, SUPPRESSIONS) == 0
 
     for _ in range(2):  # RFC 8058: the mail client POSTs List-Unsubscribe=One-Click
         done = site.post(path_of(url), data={"List-Unsubscribe": "One-Click"})
         assert done.status_code == 200
         assert "no more marketing email" in done.text or "already unsubscribed" in done.text
-    lead = daemon.store.lead_by_email("ada@nordwerk.example")
+    lead = daemon.store.leads.by_email("ada@nordwerk.example")
     assert lead is not None and lead.unsubscribed
-    assert count(daemon, SUP, SUP.c.email == "ada@nordwerk.example") == 1
-    assert count(daemon, EV, EV.c.type == "unsubscribe") == 1
+    assert count(daemon, SUPPRESSIONS, SUPPRESSIONS.c.email == "ada@nordwerk.example") == 1
+    assert count(daemon, EVENTS, EVENTS.c.type == "unsubscribe") == 1
 
     tampered = path_of(url)[:-3] + "xyz"
     assert site.post(tampered).status_code == 400
@@ -159,15 +158,15 @@ def test_api_needs_a_valid_unrevoked_key_stored_only_as_a_hash(daemon: Daemon, s
     assert site.post("/api/v1/events", json=event).status_code == 401
     assert site.post("/api/v1/events", json=event, headers={"X-API-Key": "nk_wrong"}).status_code == 401
 
-    key = create_api_key(daemon.store, "website")
+    key = daemon.store.access.create_key("website")
     with daemon.store.reading() as conn:
         stored = conn.execute(select(AK.c.key_hash, AK.c.prefix)).one()
     assert key not in stored.key_hash and len(stored.prefix) < len(key) // 3
     assert site.post("/api/v1/events", json=event, headers={"X-API-Key": key}).status_code == 200
 
-    revoke_api_key(daemon.store, "website")
+    daemon.store.access.revoke_key("website")
     assert site.post("/api/v1/events", json=event, headers={"X-API-Key": key}).status_code == 401
-    assert count(daemon, EV) == 1
+    assert count(daemon, EVENTS) == 1
 
 
 def test_events_with_a_repeated_id_are_stored_once(daemon: Daemon, api: httpx.Client) -> None:
@@ -184,7 +183,7 @@ def test_events_with_a_repeated_id_are_stored_once(daemon: Daemon, api: httpx.Cl
     assert replay.json() == {"stored": 0, "duplicates": 3}
     single = api.post("/api/v1/events", json=batch["events"][0])
     assert single.json() == {"stored": 0, "duplicates": 1}
-    assert count(daemon, EV) == 3
+    assert count(daemon, EVENTS) == 3
 
 
 @pytest.mark.parametrize(
@@ -206,7 +205,7 @@ def test_a_bad_event_is_422_naming_its_field_and_nothing_of_the_batch_is_stored(
     assert answer.status_code == 422
     errors = answer.json()["detail"]
     assert any(e["loc"][: len(loc)] == loc and message.lower() in e["msg"].lower() for e in errors), errors
-    assert count(daemon, EV) == 0
+    assert count(daemon, EVENTS) == 0
 
 
 def test_leads_upsert_by_email_and_a_bad_batch_stores_nothing(daemon: Daemon, api: httpx.Client) -> None:
@@ -223,15 +222,15 @@ def test_leads_upsert_by_email_and_a_bad_batch_stores_nothing(daemon: Daemon, ap
     )
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["body", "leads", 1, "country"]
-    assert count(daemon, L, L.c.email.like("new%")) == 0
+    assert count(daemon, LEADS, LEADS.c.email.like("new%")) == 0
     assert api.post("/api/v1/leads", json={"email": "not-an-email"}).json()["detail"][0]["loc"] == ["body", "email"]
     assert api.get("/api/v1/leads/nobody@x.example").status_code == 404
 
 
 def test_sales_feedback_through_the_api_changes_the_lifecycle(daemon: Daemon, api: httpx.Client) -> None:
-    lead = daemon.store.lead_by_email("ada@nordwerk.example")
+    lead = daemon.store.leads.by_email("ada@nordwerk.example")
     assert lead is not None
-    with daemon.store.engine.begin() as conn:
+    with daemon.store.transaction() as conn:
         change_stage(daemon.store, conn, lead.id, "cold", "hot", "test", "qualify", daemon.clock.now())
     ok = api.post(
         "/api/v1/feedback", json={"email": "ada@nordwerk.example", "action": "accept", "reason": "call", "by": "max"}
@@ -280,7 +279,7 @@ def test_metrics_report_sends_backlog_and_job_durations(
 
 
 def test_dashboard_pages_need_a_login_and_forms_need_the_csrf_token(daemon: Daemon, site: httpx.Client) -> None:
-    set_user(daemon.store, "max", "correct horse battery", "Max Keller")
+    daemon.store.access.set_user("max", "correct horse battery", "Max Keller")
     answer = site.get("/inbox")
     assert answer.status_code == 303 and answer.headers["location"] == "/login?next=/inbox"
 
@@ -294,11 +293,11 @@ def test_dashboard_pages_need_a_login_and_forms_need_the_csrf_token(daemon: Daem
     assert ok.status_code == 303 and ok.headers["location"] == "/inbox"
     assert site.get("/inbox").status_code == 200
 
-    lead = daemon.store.lead_by_email("ada@nordwerk.example")
+    lead = daemon.store.leads.by_email("ada@nordwerk.example")
     assert lead is not None
     forged = site.post(f"/leads/{lead.id}/feedback", data={"action": "reject", "reason": "spam"})
     assert forged.status_code == 403
-    assert daemon.store.lead_by_email("ada@nordwerk.example").lifecycle_stage == "cold"  # type: ignore[union-attr]
+    assert daemon.store.leads.by_email("ada@nordwerk.example").lifecycle_stage == "cold"  # type: ignore[union-attr]
     evil = site.post(
         "/login",
         data={
@@ -312,7 +311,7 @@ def test_dashboard_pages_need_a_login_and_forms_need_the_csrf_token(daemon: Daem
 
 
 def log_in(daemon: Daemon, site: httpx.Client) -> None:
-    set_user(daemon.store, "max", "correct horse battery", "Max Keller")
+    daemon.store.access.set_user("max", "correct horse battery", "Max Keller")
     token = re.search(r'name="csrf" value="([^"]+)"', site.get("/login").text)
     assert token is not None
     form = {"username": "max", "password": "correct horse battery", "csrf": token.group(1)}

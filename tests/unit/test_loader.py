@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nurture.errors import ValidationFailed
-from nurture.project import check_file
+from nurture.jobs.catalog import check_file
 from nurture.scenario.loader import check_scenario, load_scenario
 
 GOOD = """

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy.dialects import sqlite
 
 from nurture.clock import FakeClock
+from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.store.repo import Store
 from nurture.store.types import UTCDateTime
 
 
@@ -38,8 +38,8 @@ def test_custom_fields_read_back_whole_even_where_only_the_standard_json_module_
     store = Store(engine, FakeClock(datetime(2026, 3, 2, tzinfo=UTC)))
     custom = {"ratio": float("nan"), "budget": float("inf"), "名前": "テスト", "nested": {"a": [1, 2.5, None]}}
     with engine.begin() as conn:
-        store.upsert_lead(conn, {"email": "a@x.example", "custom": custom})
-    row = store.lead_by_email("a@x.example")
+        store.leads.upsert(conn, {"email": "a@x.example", "custom": custom})
+    row = store.leads.by_email("a@x.example")
     assert row is not None
     assert math.isnan(row.custom["ratio"])
     assert row.custom["budget"] == float("inf")

@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
-
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.engine import CompiledScoring, ScoreResult
-from nurture.store.repo import EV, L, Store, lead_view
-from nurture.store.tables import LifecycleChange
+from nurture.store import Store
+from nurture.store.leads import lead_view
 
-LC = LifecycleChange.__table__  # type: ignore[attr-defined]
 GOOD = ("accepted", "customer")  # what sales accepting or a deal closing means for a lead
 CHUNK = 500
 
@@ -88,7 +85,7 @@ def load_history(
     start = since - scoring.lookback if since is not None else None
     leads: dict[int, LeadHistory] = {}
     with store.reading() as conn:
-        for row in conn.execute(select(L).order_by(L.c.id)):
+        for row in store.reports.every_lead(conn):
             leads[row.id] = LeadHistory(
                 row.id,
                 row.email,
@@ -101,15 +98,9 @@ def load_history(
         ids = list(leads)
         for offset in range(0, len(ids), CHUNK):
             chunk = ids[offset : offset + CHUNK]
-            query = select(EV.c.lead_id, EV.c.type, EV.c.at, EV.c.props, EV.c.id).where(EV.c.lead_id.in_(chunk))
-            if start is not None:
-                query = query.where(EV.c.at >= start)
-            if until is not None:
-                query = query.where(EV.c.at <= until)
-            for ev in conn.execute(query.order_by(EV.c.at, EV.c.id)):
-                leads[ev.lead_id].events.append(EventRecord(ev.type, ev.at, ev.props or {}, str(ev.id)))
-            changes = select(LC).where(LC.c.lead_id.in_(chunk)).order_by(LC.c.at, LC.c.id)
-            for ch in conn.execute(changes):
+            for lead_id, event in store.reports.events_of(conn, chunk, start, until):
+                leads[lead_id].events.append(event)
+            for ch in store.reports.stage_changes_of(conn, chunk):
                 leads[ch.lead_id].changes.append(Change(ch.at, ch.from_stage, ch.to_stage, ch.reason, ch.actor))
     by_account: dict[str, list[int]] = defaultdict(list)
     for lead in leads.values():

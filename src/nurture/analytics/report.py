@@ -21,17 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-
+from nurture.lifecycle import CONVERTED
 from nurture.scenario.compiler import CompiledScenario
-from nurture.scenario.expr import EventRecord
 from nurture.scenario.model import Step
 from nurture.scoring.engine import CompiledScoring
-from nurture.store.repo import EV, VISIT, E, S, Store
-from nurture.store.tables import LifecycleChange
-
-LC = LifecycleChange.__table__  # type: ignore[attr-defined]
-CONVERTED = ("hot", "accepted", "customer")
+from nurture.store import Store
 
 
 @dataclass
@@ -98,48 +92,19 @@ def scenario_report(
     """The report of one scenario (all its versions), for enrolments in [since, until)."""
     sid = compiled.id
     rows = {s.id: StepRow(s.id, _kind(s)) for s in compiled.scenario.steps}
-    enrol_filter = [E.c.scenario_id == sid]
-    if since is not None:
-        enrol_filter.append(E.c.enrolled_at >= since)
-    if until is not None:
-        enrol_filter.append(E.c.enrolled_at < until)
-    with store.reading() as conn:
-        enrolments = conn.execute(
-            select(E.c.id, E.c.lead_id, E.c.status, E.c.exit_reason, E.c.enrolled_at).where(*enrol_filter)
-        ).all()
-        enrolment_ids = {r.id for r in enrolments}
-        visits = conn.execute(
-            select(VISIT.c.step, func.sum(VISIT.c.entered)).where(VISIT.c.scenario_id == sid).group_by(VISIT.c.step)
-        ).all()
-        sends = [
-            r
-            for r in conn.execute(
-                select(S.c.id, S.c.lead_id, S.c.step, S.c.status, S.c.sent_at, S.c.enrollment_id).where(
-                    S.c.scenario_id == sid, S.c.kind == "email"
-                )
-            )
-            if r.enrollment_id in enrolment_ids
-        ]
-        lead_ids = sorted({s.lead_id for s in sends} | {r.lead_id for r in enrolments})
-        events: dict[int, list[EventRecord]] = defaultdict(list)
-        changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
-        for start in range(0, len(lead_ids), 500):
-            chunk = lead_ids[start : start + 500]
-            for ev in conn.execute(
-                select(EV.c.lead_id, EV.c.type, EV.c.at, EV.c.props, EV.c.id)
-                .where(EV.c.lead_id.in_(chunk), EV.c.type.in_(("open", "click", "unsubscribe", "bounce")))
-                .order_by(EV.c.at)
-            ):
-                events[ev.lead_id].append(EventRecord(ev.type, ev.at, ev.props or {}, str(ev.id)))
-            for ch in conn.execute(
-                select(LC.c.lead_id, LC.c.at, LC.c.to_stage).where(LC.c.lead_id.in_(chunk)).order_by(LC.c.at)
-            ):
-                changes[ch.lead_id].append((ch.at, ch.to_stage))
+    found = store.reports.scenario_activity(sid, since, until)
+    enrolments, visits, sends, events, changes = (
+        found.enrolments,
+        found.visits,
+        found.sends,
+        found.events,
+        found.changes,
+    )
 
     if not (since or until):
         for step, entered in visits:
             if step in rows:
-                rows[step].entered += int(entered or 0)
+                rows[step].entered += entered
     if compiled.scenario.steps:
         rows[compiled.scenario.steps[0].id].entered += len(enrolments)
 

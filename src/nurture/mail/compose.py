@@ -21,7 +21,7 @@ from nurture.mail.message import BuiltMessage, MessageError, build_message, mess
 from nurture.mail.templates import TemplateError, TemplateStore
 from nurture.mail.tracking import Links
 from nurture.scenario.expr import Record
-from nurture.store.repo import lead_view
+from nurture.store.leads import lead_view
 
 Composed = BuiltMessage | TemplateError | MessageError
 

@@ -17,7 +17,7 @@ import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -27,22 +27,6 @@ from jinja2.sandbox import SandboxedEnvironment
 from nurture.errors import DurationError, ExpressionError
 from nurture.timeutil import parse_duration
 
-# The behavioural events nurture knows; the ingest API validates against the same list.
-EventType = Literal[
-    "open",
-    "click",
-    "page_view",
-    "download",
-    "form_fill",
-    "webinar_registered",
-    "webinar_attended",
-    "reply",
-    "inquiry",
-    "unsubscribe",
-    "bounce",
-    "custom",
-]
-EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 SCORE_FIELDS = ("fit", "engagement", "total", "grade")
 EVENTS_METHODS = ("count", "any", "last", "days_since")
 BASE_NAMES = ("lead", "score", "events", "lifecycle", "now")

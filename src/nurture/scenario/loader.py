@@ -14,12 +14,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nurture.errors import Diagnostic, ExpressionError, ValidationFailed
 from nurture.hints import did_you_mean, hint_with
-from nurture.leadfields import READ_ONLY_FIELDS, STANDARD_FIELDS
 from nurture.mail.templates import TemplateStore, check_template_source
 from nurture.scenario import graph as journey
 from nurture.scenario.expr import (
     BASE_NAMES,
-    EVENT_TYPES,
     EVENTS_METHODS,
     SCORE_FIELDS,
     Expression,
@@ -35,6 +33,7 @@ from nurture.scenario.model import (
     WaitFor,
 )
 from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml
+from nurture.vocabulary import EVENT_TYPES, READ_ONLY_FIELDS, STANDARD_FIELDS
 
 _STEP = TypeAdapter(Step)
 

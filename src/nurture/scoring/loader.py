@@ -9,12 +9,12 @@ from pydantic import ValidationError
 
 from nurture.errors import Diagnostic, ExpressionError, ValidationFailed
 from nurture.hints import did_you_mean, hint_with
-from nurture.leadfields import STANDARD_FIELDS
-from nurture.scenario.expr import EVENT_TYPES, Expression
+from nurture.scenario.expr import Expression
 from nurture.scenario.loader import structural_diagnostic
 from nurture.scenario.yamlsource import LineDict, LineList, parse_yaml
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.model import ScoringFile
+from nurture.vocabulary import EVENT_TYPES, STANDARD_FIELDS
 
 
 def is_scoring_document(data: Any) -> bool:

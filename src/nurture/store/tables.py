@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, text
+from sqlalchemy import Column, Index, Table, text
 from sqlmodel import Field, SQLModel
 
 from nurture.store.types import UTCDateTime, json_type
@@ -265,7 +265,40 @@ class DashboardUser(SQLModel, table=True):
     disabled: bool = False
 
 
+# Named handles on the tables, for the SQL of the store's modules.
+ACTIVITIES: Table = Activity.__table__  # type: ignore[attr-defined]
+API_KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
+AUDIT_LOG: Table = AuditLog.__table__  # type: ignore[attr-defined]
+DASHBOARD_USERS: Table = DashboardUser.__table__  # type: ignore[attr-defined]
+ENROLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
+EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
+LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
+LIFECYCLE_CHANGES: Table = LifecycleChange.__table__  # type: ignore[attr-defined]
+NOTIFICATIONS: Table = Notification.__table__  # type: ignore[attr-defined]
+SCENARIO_VERSIONS: Table = ScenarioVersion.__table__  # type: ignore[attr-defined]
+SCORE_HISTORY: Table = ScoreHistory.__table__  # type: ignore[attr-defined]
+SENDS: Table = Send.__table__  # type: ignore[attr-defined]
+SETTINGS: Table = Setting.__table__  # type: ignore[attr-defined]
+STEP_VISITS: Table = StepVisit.__table__  # type: ignore[attr-defined]
+SUPPRESSIONS: Table = Suppression.__table__  # type: ignore[attr-defined]
+
+
 __all__ = [
+    "ACTIVITIES",
+    "API_KEYS",
+    "AUDIT_LOG",
+    "DASHBOARD_USERS",
+    "ENROLMENTS",
+    "EVENTS",
+    "LEADS",
+    "LIFECYCLE_CHANGES",
+    "NOTIFICATIONS",
+    "SCENARIO_VERSIONS",
+    "SCORE_HISTORY",
+    "SENDS",
+    "SETTINGS",
+    "STEP_VISITS",
+    "SUPPRESSIONS",
     "Activity",
     "ApiKey",
     "AuditLog",

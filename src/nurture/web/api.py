@@ -14,13 +14,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
 
-from nurture.access import check_api_key
 from nurture.errors import NurtureError
 from nurture.leads import LeadIn
-from nurture.scenario.expr import EventType
-from nurture.store.repo import L
+from nurture.vocabulary import EventType
 from nurture.web.context import Web, web
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -34,7 +31,7 @@ def api_client(
 ) -> str:
     """The name of the calling system's key; 401 without a valid, unrevoked one."""
     key = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
-    name = check_api_key(web(request).store, key) if key else None
+    name = web(request).store.access.check_key(key) if key else None
     if name is None:
         raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
     return name
@@ -132,8 +129,7 @@ def _invalid(errors: list[dict[str, Any]]) -> JSONResponse:
 def _store_events(w: Web, events: list[EventIn], batch: bool) -> JSONResponse | Stored:
     now = w.clock.now()
     emails = sorted({e.email for e in events})
-    with w.store.reading() as conn:
-        ids = {r.email: r.id for r in conn.execute(select(L.c.email, L.c.id).where(L.c.email.in_(emails)))}
+    ids = w.store.leads.ids_by_email(emails)
     errors = []
     for index, event in enumerate(events):
         loc: list[str | int] = ["body", "events", index] if batch else ["body"]
@@ -144,12 +140,12 @@ def _store_events(w: Web, events: list[EventIn], batch: bool) -> JSONResponse | 
     if errors:
         return _invalid(errors)
     stored = 0
-    with w.store.engine.begin() as conn:
+    with w.store.transaction() as conn:
         for event in events:
             lead_id = ids[event.email]
-            fresh = w.store.record_event(conn, lead_id, event.type, event.at or now, event.props, external_id=event.id)
+            fresh = w.store.events.record(conn, lead_id, event.type, event.at or now, event.props, external_id=event.id)
             if fresh and event.type in ("unsubscribe", "bounce"):
-                w.store.suppress(conn, event.email, event.type, "ingest API")
+                w.store.leads.suppress(conn, event.email, event.type, "ingest API")
             stored += fresh
     return Stored(stored=stored, duplicates=len(events) - stored)
 
@@ -168,9 +164,9 @@ def post_events(batch: EventBatch, request: Request) -> Any:
 
 def _upsert(w: Web, leads: list[LeadIn]) -> LeadsStored:
     result = LeadsStored(created=0, updated=0, ids=[])
-    with w.store.engine.begin() as conn:
+    with w.store.transaction() as conn:
         for lead in leads:
-            lead_id, created = w.store.upsert_lead(conn, lead.to_row())
+            lead_id, created = w.store.leads.upsert(conn, lead.to_row())
             result.ids.append(lead_id)
             result.created += created
             result.updated += not created
@@ -191,7 +187,7 @@ def post_leads(batch: LeadBatch, request: Request) -> LeadsStored:
 
 @router.get("/leads/{email}", response_model=LeadOut, responses={404: {"description": "No such lead"}})
 def get_lead(email: str, request: Request) -> Any:
-    row = web(request).store.lead_by_email(email)
+    row = web(request).store.leads.by_email(email)
     if row is None:
         raise HTTPException(404, f"no lead with email {email}")
     return LeadOut.model_validate(dict(row._mapping))
@@ -200,10 +196,10 @@ def get_lead(email: str, request: Request) -> Any:
 @router.post("/feedback", response_model=FeedbackOut, responses={409: {"description": "Not allowed in this stage"}})
 def post_feedback(item: FeedbackIn, request: Request) -> Any:
     """Sales feedback on a lead: accept, reject, recycle (back to nurture) or won."""
-    from nurture.sales import feedback
+    from nurture.lifecycle import feedback
 
     w = web(request)
-    if w.store.lead_by_email(item.email) is None:
+    if w.store.leads.by_email(item.email) is None:
         return _invalid([{"loc": ["body", "email"], "msg": f"no lead with email {item.email}", "type": "not_found"}])
     try:
         old, new = feedback(w.store, item.email, item.action, item.reason, item.by, w.clock.now())

@@ -8,8 +8,8 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from nurture.clock import Clock, SystemClock
 from nurture.config import Settings
+from nurture.store import Store
 from nurture.store.db import make_engine
-from nurture.store.repo import Store
 from nurture.web import api, dashboard, ops, tracking
 from nurture.web.context import Web
 

@@ -13,11 +13,11 @@ from fastapi.templating import Jinja2Templates
 
 from nurture.clock import Clock
 from nurture.config import Settings
-from nurture.project import check_file
+from nurture.jobs.catalog import check_file
 from nurture.scenario.compiler import CompiledScenario, compile_scenario
 from nurture.scenario.loader import LoadedScenario, scenario_files
 from nurture.scoring.engine import CompiledScoring
-from nurture.store.repo import Store
+from nurture.store import Store
 
 PAGES = Path(__file__).resolve().parent / "templates"
 

@@ -15,16 +15,13 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
-from sqlalchemy import func, or_, select
 
-from nurture.access import authenticate
 from nurture.analytics.report import scenario_report
-from nurture.catalog import Catalog
 from nurture.errors import NurtureError
-from nurture.qualify import LC, SH, Qualifier, needed_for
-from nurture.sales import ACT, feedback
+from nurture.jobs.catalog import Catalog
+from nurture.jobs.qualify import Qualifier
+from nurture.lifecycle import feedback, feedback_actions, needed_for
 from nurture.scenario.graph import edges, to_mermaid, to_svg
-from nurture.store.repo import EV, L, S
 from nurture.web.context import csrf_token, web
 
 router = APIRouter(include_in_schema=False)
@@ -76,7 +73,7 @@ def login(
     next: Annotated[str, Form()] = "/inbox",
 ) -> Response:
     w = web(request)
-    display = authenticate(w.store, username, password)
+    display = w.store.access.authenticate(username, password)
     if display is None:
         return w.page(request, "login.html", status_code=401, next=_safe_next(next), error="Wrong name or password.")
     request.session.clear()  # a fresh session (and CSRF token) on login: no session fixation
@@ -103,25 +100,8 @@ def home(_: User) -> Response:
 def inbox(request: Request, _: User) -> Response:
     """Hot leads waiting for sales, newest promotion first, and what sales decided lately."""
     w = web(request)
-    promoted = (
-        select(LC.c.lead_id, func.max(LC.c.at).label("at")).where(LC.c.to_stage == "hot").group_by(LC.c.lead_id)
-    ).subquery()
-    with w.store.reading() as conn:
-        hot = conn.execute(
-            select(L, promoted.c.at.label("promoted_at"))
-            .outerjoin(promoted, promoted.c.lead_id == L.c.id)
-            .where(L.c.lifecycle_stage == "hot")
-            .order_by(promoted.c.at.desc().nulls_last(), L.c.id)
-            .limit(200)
-        ).all()
-        recent = conn.execute(
-            select(LC, L.c.email)
-            .join(L, L.c.id == LC.c.lead_id)
-            .where(LC.c.to_stage.in_(("accepted", "rejected", "recycled", "customer")))
-            .order_by(LC.c.at.desc(), LC.c.id.desc())
-            .limit(20)
-        ).all()
-    return w.page(request, "inbox.html", hot=hot, recent=recent, flash=request.session.pop("flash", None))
+    found = w.store.reports.inbox()
+    return w.page(request, "inbox.html", hot=found.hot, recent=found.recent, flash=request.session.pop("flash", None))
 
 
 @router.post("/leads/{lead_id}/feedback", dependencies=[Csrf])
@@ -134,10 +114,10 @@ def give_feedback(
     back: Annotated[str, Form()] = "/inbox",
 ) -> Response:
     w = web(request)
-    with w.store.reading() as conn:
-        email = conn.execute(select(L.c.email).where(L.c.id == lead_id)).scalar()
-    if email is None:
+    lead = w.store.leads.by_id(lead_id)
+    if lead is None:
         raise HTTPException(404, "no such lead")
+    email = lead.email
     try:
         old, new = feedback(w.store, email, action, reason, who, w.clock.now())
         request.session["flash"] = {"ok": True, "text": f"{email}: {old} → {new}"}
@@ -149,14 +129,7 @@ def give_feedback(
 @router.get("/leads")
 def leads(request: Request, _: User, q: str = "", stage: str = "") -> Response:
     w = web(request)
-    query = select(L).order_by(L.c.updated_at.desc()).limit(100)
-    if q.strip():
-        pattern = f"%{q.strip().lower()}%"
-        query = query.where(or_(L.c.email.like(pattern), func.lower(L.c.company).like(pattern)))
-    if stage:
-        query = query.where(L.c.lifecycle_stage == stage)
-    with w.store.reading() as conn:
-        rows = conn.execute(query).all()
+    rows = w.store.leads.search(q, stage)
     return w.page(request, "leads.html", leads=rows, q=q, stage=stage)
 
 
@@ -164,14 +137,11 @@ def leads(request: Request, _: User, q: str = "", stage: str = "") -> Response:
 def lead_page(request: Request, lead_id: int, _: User) -> Response:
     w = web(request)
     with w.store.reading() as conn:
-        lead = conn.execute(select(L).where(L.c.id == lead_id)).first()
-        if lead is None:
+        record = w.store.reports.lead_record(conn, lead_id)
+        if record is None:
             raise HTTPException(404, "no such lead")
-        sends = conn.execute(select(S).where(S.c.lead_id == lead_id).order_by(S.c.id)).all()
-        events = conn.execute(select(EV).where(EV.c.lead_id == lead_id).order_by(EV.c.at.desc()).limit(300)).all()
-        changes = conn.execute(select(LC).where(LC.c.lead_id == lead_id).order_by(LC.c.at)).all()
-        history = conn.execute(select(SH).where(SH.c.lead_id == lead_id).order_by(SH.c.at)).all()
-        activities = conn.execute(select(ACT).where(ACT.c.lead_id == lead_id).order_by(ACT.c.at)).all()
+        lead, sends, events, changes = record.lead, record.sends, record.events, record.changes
+        history, activities = record.history, record.activities
         scoring = w.scoring
         result = None
         if scoring is not None:
@@ -212,15 +182,9 @@ def lead_page(request: Request, lead_id: int, _: User) -> Response:
         history=history,
         result=result,
         needed=needed_for(scoring, lead.grade) if scoring else None,
-        actions=_actions(lead.lifecycle_stage),
+        actions=feedback_actions(lead.lifecycle_stage),
         flash=request.session.pop("flash", None),
     )
-
-
-def _actions(stage: str) -> list[str]:
-    from nurture.sales import ALLOWED_FROM
-
-    return [a for a in ("accept", "reject", "recycle", "won") if stage in ALLOWED_FROM[a]]
 
 
 # -- marketing --------------------------------------------------------------------------------
@@ -260,12 +224,7 @@ def scoring_page(request: Request, _: User) -> Response:
     """How leads spread over grade × engagement, with the hot line drawn in."""
     w = web(request)
     scoring = w.scoring
-    with w.store.reading() as conn:
-        rows = conn.execute(
-            select(L.c.grade, L.c.score_engagement, L.c.lifecycle_stage).where(
-                L.c.unsubscribed.is_(False), L.c.bounced.is_(False)
-            )
-        ).all()
+    rows = w.store.reports.score_spread()
     grades = sorted({r.grade for r in rows} | (set(scoring.model.grades) if scoring else set()) | {"D"})
     buckets = [f"{lo}–{hi - 1}" for lo, hi in itertools.pairwise(SCORE_BUCKETS)]
     buckets.append(f"{SCORE_BUCKETS[-1]}+")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -18,11 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from nurture.daemon import HEARTBEAT
-from nurture.store.repo import EV, KV, NOTE, E, L, S, counts
+from nurture.store.reports import StoreUnavailable
 from nurture.web.context import Web, web
 
 router = APIRouter(include_in_schema=False)
@@ -35,18 +32,15 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self.w.clock.now()
-        with self.w.store.reading() as conn:
-            sends = counts(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)))
-            due_sends = conn.execute(
-                select(func.count()).where(S.c.status == "pending", S.c.next_attempt_at <= now)
-            ).scalar()
-            retrying = conn.execute(select(func.count()).where(S.c.status == "pending", S.c.attempts > 0)).scalar()
-            notes = counts(conn.execute(select(NOTE.c.status, func.count()).group_by(NOTE.c.status)))
-            due = conn.execute(select(func.count()).where(E.c.status == "active", E.c.due_at <= now)).scalar()
-            active = conn.execute(select(func.count()).where(E.c.status == "active")).scalar()
-            stages = counts(conn.execute(select(L.c.lifecycle_stage, func.count()).group_by(L.c.lifecycle_stage)))
-            events = counts(conn.execute(select(EV.c.type, func.count()).group_by(EV.c.type)))
-            beats = conn.execute(select(KV.c.key, KV.c.value).where(KV.c.key.startswith(HEARTBEAT))).all()
+        found = self.w.store.reports.counters(now, HEARTBEAT)
+        sends, notes, stages, events = found.sends, found.notifications, found.stages, found.events
+        due_sends, retrying, due, active = (
+            found.due_sends,
+            found.retrying,
+            found.due_enrolments,
+            found.active_enrolments,
+        )
+        beats = found.heartbeats
 
         sent = CounterMetricFamily("nurture_emails_sent", "Emails accepted by the SMTP server")
         sent.add_metric([], sends.get("sent", 0))
@@ -80,7 +74,7 @@ class StoreCollector(Collector):
         yield from _heartbeats(beats, now)
 
 
-def _heartbeats(beats: Sequence[Any], now: datetime) -> Iterator[Metric]:
+def _heartbeats(beats: Sequence[tuple[str, str]], now: datetime) -> Iterator[Metric]:
     seconds = GaugeMetricFamily(
         "nurture_job_duration_seconds", "How long each daemon's last run of each job took", labels=["worker", "job"]
     )
@@ -114,8 +108,7 @@ def metrics(request: Request) -> Response:
 def health(request: Request) -> JSONResponse:
     """200 when the database answers, else 503: for load balancers and orchestrators."""
     try:
-        with web(request).store.reading() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        return JSONResponse({"status": "unavailable", "database": str(exc).splitlines()[0]}, status_code=503)
+        web(request).store.reports.ping()
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
     return JSONResponse({"status": "ok"})

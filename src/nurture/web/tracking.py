@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from nurture.mail.tracking import verify
-from nurture.store.repo import L, S
+from nurture.store.sends import TrackedSend
 from nurture.web.context import Web, web
 
 router = APIRouter(include_in_schema=False)
@@ -33,20 +32,15 @@ def _bad_link() -> HTMLResponse:
     )
 
 
-def _send_of(w: Web, payload: dict[str, Any]) -> Any:
+def _send_of(w: Web, payload: dict[str, Any]) -> TrackedSend | None:
     """The send a token names, with its lead's email, or None when either is gone."""
     lead_id, send_id = payload.get("l"), payload.get("s")
     if not isinstance(lead_id, int) or not isinstance(send_id, int):
         return None
-    with w.store.reading() as conn:
-        return conn.execute(
-            select(S.c.id, S.c.lead_id, S.c.sent_at, S.c.scenario_id, S.c.step, L.c.email)
-            .join(L, L.c.id == S.c.lead_id)
-            .where(S.c.id == send_id, S.c.lead_id == lead_id)
-        ).first()
+    return w.store.sends.tracked(send_id, lead_id)
 
 
-def _record(w: Web, send: Any, type_: str, props: dict[str, Any]) -> None:
+def _record(w: Web, send: TrackedSend, type_: str, props: dict[str, Any]) -> None:
     now = w.clock.now()
     props = {
         "send": send.id,
@@ -55,8 +49,8 @@ def _record(w: Web, send: Any, type_: str, props: dict[str, Any]) -> None:
         "sent_at": send.sent_at.isoformat() if send.sent_at else None,
         **props,
     }
-    with w.store.engine.begin() as conn:
-        w.store.record_event(conn, send.lead_id, type_, now, props)
+    with w.store.transaction() as conn:
+        w.store.events.record(conn, send.lead_id, type_, now, props)
 
 
 @router.get("/o/{token}.gif")
@@ -92,8 +86,7 @@ def _unsubscribe_target(w: Web, token: str) -> tuple[Any, int | None]:
     payload = verify(w.settings.secret_key, token)
     if payload is None or "u" in payload or not isinstance(payload.get("l"), int):
         return None, None
-    with w.store.reading() as conn:
-        lead = conn.execute(select(L.c.id, L.c.email, L.c.unsubscribed).where(L.c.id == payload["l"])).first()
+    lead = w.store.leads.by_id(payload["l"])
     send = payload.get("s")
     return lead, send if isinstance(send, int) else None
 
@@ -122,9 +115,9 @@ def unsubscribe(token: str, request: Request) -> Response:
     if lead is None:
         return _bad_link()
     now = w.clock.now()
-    with w.store.engine.begin() as conn:
-        w.store.suppress(conn, lead.email, "unsubscribe", "unsubscribe link")
-        w.store.record_event(
+    with w.store.transaction() as conn:
+        w.store.leads.suppress(conn, lead.email, "unsubscribe", "unsubscribe link")
+        w.store.events.record(
             conn, lead.id, "unsubscribe", now, {"via": "link", "send": send_id}, external_id=f"unsubscribe:{lead.id}"
         )
     return w.page(request, "unsubscribed.html", email=_masked(lead.email), already=False)

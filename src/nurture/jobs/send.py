@@ -24,11 +24,16 @@ from typing import Any
 
 from nurture.clock import Clock
 from nurture.config import Settings
+from nurture.jobs.retry import retry_at
 from nurture.mail.compose import Composed, Composer, compose_in_worker, start_worker
 from nurture.mail.message import BuiltMessage
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, SmtpPool, classify
 from nurture.mail.templates import TemplateError
-from nurture.store.repo import SendMarks, Store
+from nurture.store import Store
+from nurture.store.leads import LeadRow
+from nurture.store.queue import Lease
+from nurture.store.sends import ClaimedSend, SendMarks
+from nurture.vocabulary import SendStatus
 
 RENDER_CHUNK = 50  # messages a render process composes per call
 Ahead = tuple["asyncio.Future[list[Composed]]", int]  # a chunk being composed, and a row's place in it
@@ -128,25 +133,25 @@ class Outbox:
         claimed_at = self.clock.now()
         # Never start a send on a lease that may have run out: past half the lease, the
         # rest of the batch goes back to the outbox for whoever claims it next.
-        deadline = claimed_at + self.lease / 2
-        rows = await asyncio.to_thread(self.store.claim_sends, self.worker, claimed_at, limit, self.lease)
+        lease = Lease(self.lease)
+        rows = await asyncio.to_thread(self.store.sends.claim, self.worker, claimed_at, limit, self.lease)
         stats = DrainStats(claimed=len(rows))
         if not rows:
             return stats
         self.composer.templates.refresh()
-        leads = await asyncio.to_thread(self.store.leads_by_id, sorted({r.lead_id for r in rows}))
+        leads = await asyncio.to_thread(self.store.leads.by_ids, sorted({r.lead_id for r in rows}))
         composed = self._compose_ahead(rows, leads, claimed_at)
         marks = Marks()
         marker = asyncio.create_task(self._mark_sent(marks))
         senders = min(self.pool.size, len(rows))
         # One task composes messages a little ahead while the senders' connections wait on
         # the server's replies, so composing the next message costs no time on the wire.
-        ready: asyncio.Queue[tuple[Any, BuiltMessage] | None] = asyncio.Queue(maxsize=senders * 2)
+        ready: asyncio.Queue[tuple[ClaimedSend, BuiltMessage] | None] = asyncio.Queue(maxsize=senders * 2)
         unsent: list[int] = []
 
         async def compose() -> None:
             for row in rows:
-                if self.clock.now() >= deadline:
+                if lease.past_half():
                     unsent.append(row.id)
                     continue
                 message = await self._prepare(row, leads.get(row.lead_id), composed, stats)
@@ -160,7 +165,7 @@ class Outbox:
             previous: asyncio.Future[None] | None = None  # the mark of this sender's last message
             while (item := await ready.get()) is not None:
                 row, message = item
-                if self.clock.now() >= deadline:
+                if lease.past_half():
                     unsent.append(row.id)
                     continue
                 previous = await self._deliver(row, message, marks, stats, previous)
@@ -176,7 +181,7 @@ class Outbox:
             marks.close()
             await marker
             if unsent:
-                await asyncio.to_thread(self.store.release_sends, self.worker, unsent)
+                await asyncio.to_thread(self.store.sends.release, self.worker, unsent)
         return stats
 
     async def drain_until_idle(self, max_batches: int = 1000) -> DrainStats:
@@ -193,7 +198,7 @@ class Outbox:
         return total
 
     async def _mark_sent(self, marks: Marks) -> None:
-        with self.store.send_marks(self.worker) as writer:
+        with self.store.sends.marks(self.worker) as writer:
             await marks.write(writer, self.clock)
 
     async def start(self) -> None:
@@ -217,7 +222,7 @@ class Outbox:
             )
         return self._renderers
 
-    def _compose_ahead(self, rows: list[Any], leads: dict[int, Any], now: datetime) -> dict[int, Ahead]:
+    def _compose_ahead(self, rows: list[ClaimedSend], leads: dict[int, LeadRow], now: datetime) -> dict[int, Ahead]:
         """With render processes: start composing every deliverable row of the batch now, in
         chunks, so the next messages render while earlier ones are on the wire."""
         if self.settings.render_processes <= 0:
@@ -239,10 +244,12 @@ class Outbox:
             renderers, self._renderers = self._renderers, None
             await asyncio.to_thread(renderers.shutdown, True, cancel_futures=True)
 
-    async def _prepare(self, row: Any, lead: Any, composed: dict[int, Ahead], stats: DrainStats) -> BuiltMessage | None:
+    async def _prepare(
+        self, row: ClaimedSend, lead: LeadRow | None, composed: dict[int, Ahead], stats: DrainStats
+    ) -> BuiltMessage | None:
         """The message for `row`, or None when it is not to be sent (its outcome is recorded)."""
-        if not _deliverable(row, lead):
-            await self._finish(row.id, "suppressed", "recipient is unsubscribed, bounced or suppressed")
+        if lead is None or not _deliverable(row, lead):
+            await self._finish(row.id, SendStatus.SUPPRESSED, "recipient is unsubscribed, bounced or suppressed")
             stats.suppressed += 1
             return None
         message: Composed | None = None
@@ -262,7 +269,7 @@ class Outbox:
 
     async def _deliver(
         self,
-        row: Any,
+        row: ClaimedSend,
         message: BuiltMessage,
         marks: Marks,
         stats: DrainStats,
@@ -282,24 +289,26 @@ class Outbox:
         stats.sent += 1
         return marks.add(row.id, message.message_id)
 
-    async def _after_error(self, row: Any, action: str, error: str, stats: DrainStats) -> None:
+    async def _after_error(self, row: ClaimedSend, action: str, error: str, stats: DrainStats) -> None:
         stats.errors.append(f"{row.lead_email}: {error}")
         if action == BOUNCE:
             stats.bounced += 1
-            await self._finish(row.id, "bounced", error, suppress=(row.lead_email, "bounce"))
-        elif action == RETRY and row.attempts < self.settings.max_attempts:
+            await self._finish(row.id, SendStatus.BOUNCED, error, suppress=(row.lead_email, "bounce"))
+            return
+        policy = (self.settings.max_attempts, self.settings.retry_base_seconds)
+        again = retry_at(row.attempts, *policy, self.clock.now()) if action == RETRY else None
+        if again is not None:
             stats.retried += 1
-            delay = self.settings.retry_base_seconds * 2 ** max(row.attempts - 1, 0)
-            await self._finish(row.id, "pending", error, retry_at=self.clock.now() + timedelta(seconds=delay))
+            await self._finish(row.id, SendStatus.PENDING, error, retry_at=again)
         else:
             stats.failed += 1
-            await self._finish(row.id, "failed", error)
+            await self._finish(row.id, SendStatus.FAILED, error)
 
     async def _finish(self, send_id: int, status: str, error: str | None, **kwargs: Any) -> None:
         await asyncio.to_thread(
-            self.store.finish_send, self.worker, send_id, status, self.clock.now(), error=error, **kwargs
+            self.store.sends.finish, self.worker, send_id, status, self.clock.now(), error=error, **kwargs
         )
 
 
-def _deliverable(row: Any, lead: Any) -> bool:
+def _deliverable(row: ClaimedSend, lead: LeadRow | None) -> bool:
     return lead is not None and not (row.unsubscribed or row.bounced or row.suppressed)

@@ -6,13 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from nurture.catalog import Catalog
 from nurture.clock import Clock
-from nurture.qualify import hand_over, route_owner
+from nurture.jobs.catalog import Catalog
+from nurture.lifecycle import hand_over, route_owner
 from nurture.runtime import effects as fx
 from nurture.runtime.engine import FrequencyCap, Position, StepResult, step
 from nurture.scenario.compiler import CompiledScenario
-from nurture.store.repo import Claimed, EnrollmentUpdate, Store, lead_view
+from nurture.scenario.expr import EventRecord
+from nurture.store import Store
+from nurture.store.enrolments import Claimed, EnrollmentUpdate
+from nurture.store.leads import LeadRow, lead_view
+from nurture.vocabulary import EnrolmentStatus, SendStatus
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,8 @@ class Advancer:
 
         def step_batch(
             claimed: list[Claimed],
-            leads: dict[int, Any],
-            events: dict[int, list[Any]],
+            leads: dict[int, LeadRow],
+            events: dict[int, list[EventRecord]],
             sends: dict[int, list[datetime]],
         ) -> list[EnrollmentUpdate]:
             updates = []
@@ -67,11 +71,11 @@ class Advancer:
                 # Later enrolments of the same lead in this batch count these sends toward the cap.
                 recent += [now] * len(update.sends)
                 counts["emails"] += len(update.sends)
-                counts["finished"] += update.status != "active"
+                counts["finished"] += update.status != EnrolmentStatus.ACTIVE
                 updates.append(update)
             return updates
 
-        claimed, applied, lost = self.store.advance_due(
+        claimed, applied, lost = self.store.enrolments.advance(
             self.worker,
             now,
             self.batch_size,
@@ -106,7 +110,7 @@ class Advancer:
         return total
 
     def _hand_over(
-        self, effect: fx.NotifySales, scenario: str, row: Any, events: list[Any], now: datetime
+        self, effect: fx.NotifySales, scenario: str, row: LeadRow, events: list[EventRecord], now: datetime
     ) -> list[dict[str, Any]]:
         """A scenario's notify_sales step: the same email and webhook as a promotion, to the
         lead's owner (or the routed one), keyed by the step visit so it goes out once."""
@@ -132,7 +136,7 @@ class Advancer:
         )
 
     def _step(
-        self, item: Claimed, row: Any, events: list[Any], sends: list[datetime], now: datetime
+        self, item: Claimed, row: LeadRow, events: list[EventRecord], sends: list[datetime], now: datetime
     ) -> EnrollmentUpdate:
         compiled = self.catalog.get(item.scenario_id, item.scenario_version)
         position = Position(item.state, item.entered_at, item.due_at, item.seq, item.status)
@@ -175,8 +179,8 @@ class Advancer:
         result: StepResult,
         compiled: CompiledScenario,
         item: Claimed,
-        row: Any,
-        events: list[Any],
+        row: LeadRow,
+        events: list[EventRecord],
         now: datetime,
     ) -> None:
         """Fill `update` with what the step did: emails, lead changes, notifications, leaving."""
@@ -198,7 +202,7 @@ class Advancer:
                         "subject": effect.subject,
                         "sender": effect.sender,
                         "reply_to": effect.reply_to,
-                        "status": "pending",
+                        "status": SendStatus.PENDING,
                         "attempts": 0,
                         "created_at": now,
                         "next_attempt_at": now,

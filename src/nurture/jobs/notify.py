@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
-
 from nurture.clock import Clock
 from nurture.config import Settings
+from nurture.jobs.retry import retry_at
 from nurture.mail.message import build_message, message_id_for
 from nurture.mail.sender import BOUNCE, SmtpPool, classify
-from nurture.store.repo import Store
-from nurture.store.tables import Notification
-
-N = Notification.__table__  # type: ignore[attr-defined]
+from nurture.store import Store
+from nurture.store.leads import StageChange
+from nurture.store.notifications import ClaimedNotification
+from nurture.store.queue import Lease
+from nurture.vocabulary import NotificationKind, NotificationStatus, Stage
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -97,59 +97,51 @@ class Notifier:
         self.sender = sender
         self.lease = timedelta(seconds=max(settings.lease_seconds, settings.smtp_timeout * 3))
 
-    def _claim(self, now: datetime, limit: int) -> list[Any]:
-        statement = self.store.lease_statement(
-            N,
-            (N.c.status.in_(("pending", "sending")), N.c.next_attempt_at <= now),
-            N.c.id,
-            self.worker,
-            now,
-            limit,
-            self.lease,
-            (N,),
-            status="sending",
-            attempts=N.c.attempts + 1,
-        )
-        with self.store.engine.begin() as conn:
-            return list(conn.execute(statement))
-
-    def _finish(self, row: Any, ok: bool, error: str | None, permanent: bool = False) -> None:
+    def _finish(self, row: ClaimedNotification, ok: bool, error: str | None, permanent: bool = False) -> bool:
+        """Record an attempt's outcome; returns whether the row will be tried again."""
         now = self.clock.now()
-        values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "last_error": error}
+        again = None
         if ok:
-            values.update(status="sent", sent_at=now)
-        elif permanent or row.attempts >= self.settings.max_attempts:
-            values.update(status="failed")
+            status = NotificationStatus.SENT
         else:
-            delay = self.settings.retry_base_seconds * 2 ** max(row.attempts - 1, 0)
-            values.update(status="pending", next_attempt_at=now + timedelta(seconds=delay))
-        with self.store.engine.begin() as conn:
-            conn.execute(update(N).where(N.c.id == row.id, N.c.lease_owner == self.worker).values(**values))
+            again = (
+                None
+                if permanent
+                else retry_at(row.attempts, self.settings.max_attempts, self.settings.retry_base_seconds, now)
+            )
+            status = NotificationStatus.PENDING if again else NotificationStatus.FAILED
+        self.store.notifications.finish(self.worker, row.id, status, now, error, again)
+        return again is not None
 
     async def drain_once(self, limit: int = 100) -> NotifyStats:
         stats = NotifyStats()
-        rows = await asyncio.to_thread(self._claim, self.clock.now(), limit)
-        for row in rows:
+        lease = Lease(self.lease)
+        rows = await asyncio.to_thread(self.store.notifications.claim, self.worker, self.clock.now(), limit, self.lease)
+        for index, row in enumerate(rows):
+            if lease.past_half():
+                # Never start a delivery on a lease that may run out: the rest go back.
+                await asyncio.to_thread(self.store.notifications.release, self.worker, [r.id for r in rows[index:]])
+                break
             try:
-                if row.kind == "webhook":
+                if row.kind == NotificationKind.WEBHOOK:
                     await asyncio.to_thread(self._post, row)
                 else:
                     await self._email(row)
             except Exception as exc:  # every failure is retried with backoff, then kept as failed
                 permanent = isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code != 429
-                permanent = permanent or (classify(exc).action == BOUNCE and row.kind == "email")
-                await asyncio.to_thread(self._finish, row, False, f"{type(exc).__name__}: {exc}", permanent)
-                if permanent or row.attempts >= self.settings.max_attempts:
-                    stats.failed += 1
-                else:
+                permanent = permanent or (classify(exc).action == BOUNCE and row.kind == NotificationKind.EMAIL)
+                again = await asyncio.to_thread(self._finish, row, False, f"{type(exc).__name__}: {exc}", permanent)
+                if again:
                     stats.retried += 1
+                else:
+                    stats.failed += 1
                 continue
             await asyncio.to_thread(self._finish, row, True, None)
             stats.sent += 1
         return stats
 
-    async def _email(self, row: Any) -> None:
-        if row.kind == "digest":
+    async def _email(self, row: ClaimedNotification) -> None:
+        if row.kind == NotificationKind.DIGEST:
             text, html = row.payload["text"], row.payload["html"]
         else:
             text, html = render_summary(row.payload)
@@ -169,7 +161,7 @@ class Notifier:
         )
         await self.pool.send(message)
 
-    def _post(self, row: Any) -> None:
+    def _post(self, row: ClaimedNotification) -> None:
         body = json.dumps(row.payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
         timestamp = int(self.clock.now().timestamp())
         request = urllib.request.Request(
@@ -190,25 +182,17 @@ class Notifier:
 
 def queue_digests(store: Store, scoring: Any, now: datetime) -> int:
     """One email per owner listing the leads that became hot in the last day (once per day)."""
-    from nurture.qualify import LC
-    from nurture.store.repo import L
+    from html import escape
 
-    since = now - timedelta(days=1)
-    with store.engine.begin() as conn:
-        rows = conn.execute(
-            select(L.c.id, L.c.email, L.c.first_name, L.c.last_name, L.c.company, L.c.owner, LC.c.at, LC.c.reason)
-            .join(LC, LC.c.lead_id == L.c.id)
-            .where(LC.c.to_stage == "hot", LC.c.at >= since)
-            .order_by(LC.c.at)
-        ).all()
-        by_owner: dict[str, list[Any]] = {}
-        for row in rows:
+    with store.transaction() as conn:
+        by_owner: dict[str, list[StageChange]] = {}
+        for row in store.leads.stage_changes(conn, Stage.HOT, now - timedelta(days=1)):
             if row.owner:
                 by_owner.setdefault(row.owner, []).append(row)
         made = 0
         for owner, leads in by_owner.items():
             key = f"digest:{owner}:{now.date().isoformat()}"
-            if conn.execute(select(N.c.id).where(N.c.key == key)).first():
+            if store.notifications.exists(conn, key):
                 continue
             lines = [f"{len(leads)} new hot lead(s) in the last 24 hours:", ""]
             lines += [
@@ -217,21 +201,18 @@ def queue_digests(store: Store, scoring: Any, now: datetime) -> int:
                 for r in leads
             ]
             text = "\n".join(lines) + "\n"
-            from html import escape
-
-            conn.execute(
-                insert(N).values(
-                    key=key,
-                    kind="digest",
-                    lead_id=None,
-                    target=owner,
-                    subject=f"Daily digest: {len(leads)} new hot lead(s)",
-                    payload={"text": text, "html": f"<pre>{escape(text)}</pre>"},
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    next_attempt_at=now,
-                )
-            )
+            digest = {
+                "key": key,
+                "kind": NotificationKind.DIGEST,
+                "lead_id": None,
+                "target": owner,
+                "subject": f"Daily digest: {len(leads)} new hot lead(s)",
+                "payload": {"text": text, "html": f"<pre>{escape(text)}</pre>"},
+                "status": NotificationStatus.PENDING,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+            store.notifications.add(conn, [digest])
             made += 1
         return made

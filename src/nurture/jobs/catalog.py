@@ -1,15 +1,52 @@
-"""The scenarios a daemon runs: current versions from `scenarios/`, older ones from the store."""
+"""The catalog of loaded scenarios: the files of a project's `scenarios/` folder (scenarios,
+and at most one scoring file), their current versions, and older versions from the store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from nurture.errors import NurtureError, ValidationFailed
-from nurture.project import check_file
+from nurture.errors import Diagnostic, NurtureError, ValidationFailed
 from nurture.scenario.compiler import CompiledScenario, compile_scenario
-from nurture.scenario.loader import load_scenario_text, scenario_files
+from nurture.scenario.loader import (
+    LoadedScenario,
+    check_scenario,
+    default_templates_dir,
+    load_scenario_text,
+    scenario_files,
+)
+from nurture.scenario.yamlsource import LineDict, parse_yaml
 from nurture.scoring.engine import CompiledScoring
-from nurture.store.repo import Store
+from nurture.scoring.loader import check_scoring_data, is_scoring_document
+from nurture.store import Store
+
+
+def check_file(
+    path: Path, templates_dir: Path | None = None
+) -> tuple[LoadedScenario | CompiledScoring | None, list[Diagnostic]]:
+    """A scenario or the scoring model in `path`, and every problem found."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return check_scenario(path, templates_dir)
+    data, problems = parse_yaml(text, str(path))
+    if not problems and isinstance(data, LineDict) and is_scoring_document(data):
+        return check_scoring_data(data, str(path))
+    return check_scenario(path, templates_dir or default_templates_dir(path))
+
+
+def find_scoring(folder: Path, templates_dir: Path | None = None) -> CompiledScoring | None:
+    """The valid scoring model among the files of `folder`, if there is one."""
+    found = find_scoring_file(folder, templates_dir)
+    return found[1] if found else None
+
+
+def find_scoring_file(folder: Path, templates_dir: Path | None = None) -> tuple[Path, CompiledScoring] | None:
+    """The valid scoring file among the files of `folder` and its model, if there is one."""
+    for path in scenario_files([folder]):
+        loaded, _ = check_file(path, templates_dir)
+        if isinstance(loaded, CompiledScoring):
+            return path, loaded
+    return None
 
 
 class Catalog:
@@ -52,7 +89,7 @@ class Catalog:
             previous = self.current.get(scenario_id)
             if previous is not None and previous.version == compiled.version:
                 continue
-            moved = self.store.register_version(
+            moved = self.store.versions.register(
                 scenario_id,
                 compiled.version,
                 str(compiled.loaded.path),
@@ -70,7 +107,7 @@ class Catalog:
     def get(self, scenario_id: str, version: str) -> CompiledScenario:
         compiled = self._versions.get((scenario_id, version))
         if compiled is None:
-            stored = self.store.version_source(scenario_id, version)
+            stored = self.store.versions.source(scenario_id, version)
             if stored is None:
                 raise NurtureError(f"scenario '{scenario_id}' version {version} is not in the store")
             path, source = stored

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from nurture.catalog import Catalog
 from nurture.clock import Clock
 from nurture.errors import ExpressionError
+from nurture.jobs.catalog import Catalog
 from nurture.runtime.engine import start
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EventRecord, EventsView, Record
-from nurture.store.repo import Store, lead_view
+from nurture.store import Store
+from nurture.store.leads import LeadRow, lead_view
+from nurture.vocabulary import EnrolmentStatus
 
 CHUNK = 1000
 FULL_SWEEP_EVERY = timedelta(days=1)
@@ -39,8 +40,8 @@ class Enroller:
     def _scenario(self, compiled: CompiledScenario, now: datetime) -> int:
         key_mark, key_full = f"enrol:{compiled.id}:{compiled.version}", f"enrol-full:{compiled.id}"
         with self.store.reading() as conn:
-            mark = self.store.get_setting(conn, key_mark)
-            last_full = self.store.get_setting(conn, key_full)
+            mark = self.store.settings.get(conn, key_mark)
+            last_full = self.store.settings.get(conn, key_full)
         full = mark is None or last_full is None or datetime.fromisoformat(last_full) + FULL_SWEEP_EVERY <= now
         since = None if full else datetime.fromisoformat(mark or "")
         uses_events = compiled.entry_condition is not None and "events" in compiled.entry_condition.usage.names
@@ -54,12 +55,12 @@ class Enroller:
         enrolled = 0
         after_id = 0
         while True:
-            with self.store.engine.begin() as conn:
-                chunk = self.store.enrolment_candidates(conn, since, after_id, CHUNK)
+            with self.store.transaction() as conn:
+                chunk = self.store.enrolments.candidates(conn, since, after_id, CHUNK)
                 if not chunk:
                     break
                 after_id = chunk[-1]
-                history = self.store.enrolment_history(conn, compiled.id, chunk)
+                history = self.store.enrolments.history(conn, compiled.id, chunk)
                 # Rule out leads by their enrolment history first: only the rest are read whole.
                 open_ids = []
                 for lead_id in chunk:
@@ -71,8 +72,8 @@ class Enroller:
                     open_ids.append(lead_id)
                 if not open_ids:
                     continue
-                rows = self.store.leads_in(conn, open_ids)
-                events = self.store.events_for(conn, open_ids, now - self.events_lookback) if uses_events else {}
+                rows = self.store.leads.in_(conn, open_ids)
+                events = self.store.events.for_leads(conn, open_ids, now - self.events_lookback) if uses_events else {}
                 new = []
                 for row in rows:
                     if sources and row.source not in sources:
@@ -86,22 +87,22 @@ class Enroller:
                             "scenario_id": compiled.id,
                             "scenario_version": compiled.version,
                             "state": position.state,
-                            "status": "active",
+                            "status": EnrolmentStatus.ACTIVE,
                             "seq": 0,
                             "entered_at": now,
                             "due_at": now,
                             "enrolled_at": now,
                         }
                     )
-                enrolled += self.store.enrol(conn, new)
-        with self.store.engine.begin() as conn:
-            self.store.put_setting(conn, key_mark, now.isoformat())
+                enrolled += self.store.enrolments.enrol(conn, new)
+        with self.store.transaction() as conn:
+            self.store.settings.put(conn, key_mark, now.isoformat())
             if full:
-                self.store.put_setting(conn, key_full, now.isoformat())
+                self.store.settings.put(conn, key_full, now.isoformat())
         return enrolled
 
     @staticmethod
-    def _matches(compiled: CompiledScenario, row: Any, events: Sequence[EventRecord], now: datetime) -> bool:
+    def _matches(compiled: CompiledScenario, row: LeadRow, events: Sequence[EventRecord], now: datetime) -> bool:
         condition = compiled.entry_condition
         if condition is None:
             return True

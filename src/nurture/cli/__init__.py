@@ -1,0 +1,41 @@
+"""The `nurture` command line, one module per part of the README:
+
+    scenarios  validate, schema, graph, simulate
+    leads      leads import/show/log, sales feedback, events add
+    scoring    score explain/backtest/near-miss/learn/drift, report
+    ops        db upgrade, run, status, serve, demo
+    access     api-key, users
+
+`main` is the entry point of the installed `nurture` script and of `python -m nurture`,
+and the one place where errors become messages and exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from nurture.cli import access, leads, ops, scenarios, scoring  # noqa: F401  (they register their commands)
+from nurture.cli.common import app
+from nurture.errors import NurtureError
+
+# The order of `nurture --help`: the way through the README, not the order of the modules.
+HELP_ORDER = (
+    *("validate", "schema", "graph", "simulate", "report", "run", "status", "serve", "demo"),
+    *("db", "leads", "sales", "score", "events", "api-key", "users"),
+)
+app.registered_commands.sort(key=lambda c: HELP_ORDER.index(c.name or getattr(c.callback, "__name__", "")))
+app.registered_groups.sort(key=lambda g: HELP_ORDER.index(g.name or ""))
+
+
+def main() -> None:
+    """Run the command line; a `NurtureError` anywhere is printed as its message, exit code 1."""
+    try:
+        app()
+    except NurtureError as exc:
+        typer.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,135 @@
+"""Operations: the database schema, the daemon, status, the HTTP server, the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from nurture.clock import SystemClock
+from nurture.errors import ValidationFailed
+from nurture.store.db import make_engine
+
+if TYPE_CHECKING:
+    from nurture.daemon import Daemon, Totals
+from nurture.cli.common import DatabaseOption, _settings, _store, app, fail
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DatabaseOption = None) -> None:
+    """Create or migrate the database schema to the latest version."""
+    from nurture.store.migrate import current_revision, upgrade
+
+    engine = make_engine(_settings(db).database_url)
+    upgrade(engine)
+    typer.echo(f"database at revision {current_revision(engine)}")
+
+
+@app.command()
+def run(
+    db: DatabaseOption = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also serve HTTP (as `nurture serve`) in this process")
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --serve: interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --serve: TCP port")] = 8025,
+) -> None:
+    """Run the daemon: enrol, advance and send on a schedule until SIGTERM/SIGINT."""
+    import asyncio
+    import logging
+
+    from nurture.daemon import Daemon
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    settings = _settings(db)
+    daemon = Daemon(settings, SystemClock())
+    try:
+        daemon.load()
+    except ValidationFailed as exc:
+        fail(f"scenarios have problems; nothing started:\n{exc}")
+    totals = asyncio.run(_run_with_web(daemon, host, port) if serve else daemon.run())
+    typer.echo(f"stopped: {totals.enrolled} enrolled, {totals.advanced} steps, {totals.sent} sent")
+
+
+async def _run_with_web(daemon: Daemon, host: str, port: int) -> Totals:
+    """The daemon and the web app in one event loop; the daemon's signal handlers stop both."""
+    import asyncio
+    import contextlib
+
+    import uvicorn
+
+    from nurture.web.app import create_app
+
+    class Embedded(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            yield  # the daemon owns SIGTERM/SIGINT
+
+    server = Embedded(uvicorn.Config(create_app(daemon.settings, daemon.clock, daemon.store), host=host, port=port))
+    web = asyncio.create_task(server.serve())
+    try:
+        return await daemon.run()
+    finally:
+        server.should_exit = True
+        await web
+
+
+@app.command()
+def status(db: DatabaseOption = None) -> None:
+    """Enrolments per scenario and state, outbox backlog, recent failures."""
+    from rich.console import Console
+    from rich.table import Table
+
+    info = _store(_settings(db)).reports.status()
+    console = Console()
+    table = Table(title=f"Enrolments ({info['leads']} leads, {info['due_now']} due now)", title_justify="left")
+    for column in ("scenario", "status", "state", "count"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for scenario_id, state_status, state, count in info["enrolments"]:
+        table.add_row(scenario_id, state_status, state, str(count))
+    console.print(table)
+    sends = info["sends"]
+    oldest = info["oldest_pending"]
+    console.print(
+        f"outbox: {sends.get('pending', 0)} pending ({info['retrying']} retrying), "
+        f"{sends.get('sending', 0)} sending, {sends.get('sent', 0)} sent, "
+        f"{sends.get('bounced', 0)} bounced, {sends.get('failed', 0)} failed, "
+        f"{sends.get('suppressed', 0)} suppressed"
+        + (f"; oldest pending due {oldest:%Y-%m-%d %H:%M} UTC" if oldest else "")
+    )
+    for row in info["failures"]:
+        console.print(f"  {row.status}: {row.email} {row.step}: {row.last_error}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8025,
+    db: DatabaseOption = None,
+) -> None:
+    """Serve tracking links, the ingest API (/api/docs), the dashboard, /metrics and /healthz."""
+    import uvicorn
+
+    from nurture.web.app import create_app
+
+    settings = _settings(db)
+    if settings.secret_key == "change-me":
+        typer.echo("warning: NURTURE_SECRET_KEY is the default; set your own before going live", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(help="Simulated days")] = 21,
+    seconds_per_day: Annotated[float, typer.Option(help="Real seconds per simulated day")] = 1.0,
+    workdir: Annotated[Path, typer.Option(help="Where the database and maildir go")] = Path("nurture-demo"),
+) -> None:
+    """Run nurture end to end on SQLite with a local SMTP capture and an accelerated clock."""
+    from nurture.demo import run_demo
+
+    run_demo(Path.cwd(), workdir, days=days, seconds_per_day=seconds_per_day)

@@ -1,0 +1,287 @@
+"""Commands on scoring and analytics: explain, backtest, near-miss, learn, drift, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nurture.cli.common import DatabaseOption, ScenariosOption, _console, _day, _pct, _settings, _store, app, fail
+from nurture.clock import SystemClock
+from nurture.errors import ValidationFailed
+from nurture.jobs.catalog import check_file, find_scoring, find_scoring_file
+from nurture.scenario.compiler import compile_scenario
+from nurture.scenario.loader import LoadedScenario, scenario_files
+from nurture.scoring.engine import CompiledScoring
+from nurture.store import Store
+
+score_app = typer.Typer(help="Lead scores.", no_args_is_help=True)
+app.add_typer(score_app, name="score")
+
+
+@score_app.command("explain")
+def score_explain(
+    email: str,
+    db: DatabaseOption = None,
+    scenarios: Annotated[Path, typer.Option(help="Folder with scoring.yaml")] = Path("scenarios"),
+) -> None:
+    """Why a lead's score is what it is: every rule, caps, decay, discounted bots, what is missing."""
+    from nurture.jobs.catalog import Catalog
+    from nurture.jobs.qualify import Qualifier
+
+    settings = _settings(db)
+    store = _store(settings)
+    catalog = Catalog(store, scenarios, settings.templates_dir)
+    catalog.scoring = find_scoring(scenarios, settings.templates_dir)
+    if catalog.scoring is None:
+        fail(f"no valid scoring file in {scenarios}/")
+    lead = store.leads.by_email(email)
+    if lead is None:
+        fail(f"no lead with email {email}")
+    now = SystemClock().now()
+    with store.reading() as conn:
+        result = Qualifier(store, catalog, SystemClock()).score_lead(catalog.scoring, conn, lead, now)
+    hot = catalog.scoring.model.hot.engagement
+    typer.echo(
+        f"{email}: fit {result.fit} (grade {result.grade}), engagement {result.engagement}, "
+        f"stage {lead.lifecycle_stage}; hot needs " + ", ".join(f"{g} ≥ {n}" for g, n in hot.items())
+    )
+    for kind in ("fit", "engagement", "account"):
+        parts = [c for c in result.contributions if c.kind == kind]
+        if parts:
+            typer.echo(f"{kind}:")
+        for c in sorted(parts, key=lambda c: -c.points):
+            detail = f" from {c.events} event(s), {c.raw} before decay" if kind != "fit" else ""
+            typer.echo(f"  {c.rule:<24} {c.points:>7.2f}{detail}{'; ' + c.note if c.note else ''}")
+    if result.discounted:
+        typer.echo("discounted as machine activity:")
+        for d in result.discounted:
+            typer.echo(f"  {d.at:%Y-%m-%d %H:%M} {d.type}: {d.reason}")
+    typer.echo("hot: yes" if result.hot else "missing: " + "; ".join(result.missing or ["-"]))
+
+
+def _analysis(db: str | None, scenarios: Path) -> tuple[Store, Path, CompiledScoring]:
+    settings = _settings(db)
+    found = find_scoring_file(scenarios, settings.templates_dir)
+    if found is None:
+        fail(f"no valid scoring file in {scenarios}/ (nurture validate {scenarios}/ says why)")
+        raise AssertionError  # unreachable: fail exits
+    return _store(settings), found[0], found[1]
+
+
+@score_app.command("backtest")
+def score_backtest(
+    since: Annotated[str, typer.Option("--from", help="Start of the window (ISO date or instant)")],
+    until: Annotated[str, typer.Option("--to", help="End of the window (ISO date or instant)")],
+    threshold: Annotated[str, typer.Option(help="Engagement thresholds: START:STOP:STEP or a list")] = "40:90:10",
+    grades: Annotated[str | None, typer.Option(help="Grade cuts, e.g. A,AB,ABC (default: A, A+B, A+B+C)")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV here")] = None,
+    chart: Annotated[Path | None, typer.Option(help="Also draw precision and recall per threshold (SVG) here")] = None,
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Replay stored events with the scoring model: promotions, precision, recall, time to promotion."""
+    from rich.table import Table
+
+    from nurture.analytics.backtest import CURRENT, backtest, parse_cuts, parse_thresholds, to_csv
+    from nurture.analytics.chart import PALETTE, Series, line_chart
+    from nurture.analytics.history import load_history
+
+    store, _, scoring = _analysis(db, scenarios)
+    start, end = _day(since, "--from"), _day(until, "--to")
+    thresholds, cuts = parse_thresholds(threshold), parse_cuts(grades, scoring)
+    rows = backtest(scoring, load_history(store, scoring, start, end), start, end, thresholds, cuts)
+    table = Table(title=f"Backtest {start:%Y-%m-%d} – {end:%Y-%m-%d}: {rows[0].converting} converting lead(s)")
+    for column in ("grades", "hot from", "promoted", "good", "missed", "precision", "recall", "days to hot"):
+        table.add_column(column, justify="left" if column == "grades" else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r.cut,
+            "as in file" if r.threshold is None else str(r.threshold),
+            str(r.promoted),
+            str(r.good),
+            str(r.missed),
+            _pct(r.precision),
+            _pct(r.recall),
+            "—" if r.median_days is None else f"{r.median_days:.1f}",
+        )
+    _console().print(table)
+    if csv_out is not None:
+        csv_out.write_text(to_csv(rows), encoding="utf-8")
+        typer.echo(f"wrote {csv_out}")
+    if chart is not None:
+        series = []
+        for index, cut in enumerate(cuts):
+            mine = [r for r in rows if r.cut == cut.label and r.cut != CURRENT]
+            colour = PALETTE[index % len(PALETTE)]
+            series.append(
+                Series(f"{cut.label} precision", [(r.threshold or 0, r.precision or 0) for r in mine], colour=colour)
+            )
+            series.append(
+                Series(
+                    f"{cut.label} recall", [(r.threshold or 0, r.recall or 0) for r in mine], dashed=True, colour=colour
+                )
+            )
+        chart.write_text(line_chart("Precision (solid) and recall (dashed)", "engagement threshold", "share", series))
+        typer.echo(f"wrote {chart}")
+
+
+@score_app.command("near-miss")
+def score_near_miss(
+    engagement_gap: Annotated[int, typer.Option(help="At most this many engagement points short")] = 10,
+    fit_gap: Annotated[int, typer.Option(help="At most this many fit points short of a grade that can be hot")] = 10,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the list as CSV here")] = None,
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Leads just below the hot line, with what each lacks, and what a lower line would add."""
+    from rich.table import Table
+
+    from nurture.analytics.history import load_history
+    from nurture.analytics.nearmiss import near_misses, slices, to_csv
+
+    store, _, scoring = _analysis(db, scenarios)
+    now = SystemClock().now()
+    misses = near_misses(scoring, load_history(store, scoring, now, now), now, engagement_gap, fit_gap)
+    table = Table(title=f"{len(misses)} near miss(es)")
+    for column in ("lead", "stage", "grade", "fit", "engagement", "lacks"):
+        table.add_column(column, justify="right" if column in ("fit", "engagement") else "left")
+    for m in misses:
+        table.add_row(m.email, m.stage, m.grade, str(m.fit), str(m.engagement), "; ".join(m.lacks))
+    console = _console()
+    console.print(table)
+    for grade, lowered, added in slices(misses):
+        console.print(f"grade {grade} hot from {lowered}: +{added} lead(s)")
+    if csv_out is not None:
+        csv_out.write_text(to_csv(misses), encoding="utf-8")
+        typer.echo(f"wrote {csv_out}")
+
+
+@score_app.command("learn")
+def score_learn(
+    outcomes: Annotated[Path, typer.Option(help="CSV with email, converted (yes/no) and optionally at")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the proposed file (default: beside it)")] = None,
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Fit rule weights to past conversions and propose a revised scoring file (never applied)."""
+    from nurture.analytics.history import load_history
+    from nurture.analytics.learn import learn, read_outcomes
+
+    store, path, scoring = _analysis(db, scenarios)
+    try:
+        rows = read_outcomes(outcomes)
+    except ValidationFailed as exc:
+        fail(f"{exc}\nnothing learned")
+    now = SystemClock().now()
+    proposal = learn(scoring, path.read_text(encoding="utf-8"), str(path), load_history(store, scoring), rows, now)
+    for email in proposal.unknown:
+        typer.echo(f"warning: {outcomes}: no lead with email {email}; left out", err=True)
+    typer.echo(f"{proposal.examples} example(s), {proposal.positives} converted")
+    typer.echo(f"{'rule':<24} {'weight':>8} {'points now':>10} {'proposed':>9}")
+    for name, (now_points, new_points) in proposal.points.items():
+        typer.echo(f"{name:<24} {proposal.weights[name]:>8.3f} {now_points:>10} {new_points:>9}")
+    where = "on a held-out quarter" if proposal.held_out else "in-sample (too few examples to hold some out)"
+    b, a = proposal.before, proposal.after
+    typer.echo(
+        f"expected, {where}: hot {b.hot} → {a.hot}, precision {_pct(b.precision)} → {_pct(a.precision)}, "
+        f"recall {_pct(b.recall)} → {_pct(a.recall)}"
+    )
+    target = out or path.with_name(f"{path.stem}.proposed{path.suffix}.txt")
+    target.write_text(proposal.text, encoding="utf-8")
+    typer.echo(proposal.diff, nl=False)
+    typer.echo(f"wrote {target}; review it, then copy it over {path} to adopt it")
+
+
+@score_app.command("drift")
+def score_drift(
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Promoted leads sales rejected, grouped by the rules that made them hot."""
+    from rich.table import Table
+
+    from nurture.analytics.drift import drift
+    from nurture.analytics.history import load_history
+
+    store, _, scoring = _analysis(db, scenarios)
+    report = drift(scoring, load_history(store, scoring))
+    table = Table(title=f"{report.promotions} promotion(s), {report.rejected} rejected by sales")
+    for column in ("rule", "kind", "promoted", "rejected", "accepted", "rejection rate", "top reasons"):
+        table.add_column(
+            column, justify="right" if column in ("promoted", "rejected", "accepted", "rejection rate") else "left"
+        )
+    for r in report.rules:
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in r.reasons.most_common(3))
+        table.add_row(
+            r.rule, r.kind, str(r.promoted), str(r.rejected), str(r.accepted), f"{r.rejection_rate:.0%}", reasons
+        )
+    _console().print(table)
+
+
+@app.command()
+def report(
+    scenario: Annotated[str | None, typer.Argument(help="Scenario id (default: every scenario)")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="Only enrolments from this date")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Only enrolments before this date")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the step rows as CSV here")] = None,
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Per scenario: funnel by step, email metrics (bots excluded), time to hot."""
+    from rich.table import Table
+
+    from nurture.analytics.report import report_csv, scenario_report
+    from nurture.scenario.compiler import CompiledScenario
+
+    settings = _settings(db)
+    store = _store(settings)
+    found: dict[str, CompiledScenario] = {}
+    scoring: CompiledScoring | None = None
+    for path in scenario_files([scenarios]):
+        loaded, problems = check_file(path, settings.templates_dir)
+        if problems:
+            continue
+        if isinstance(loaded, LoadedScenario):
+            compiled = compile_scenario(loaded)
+            found[compiled.id] = compiled
+        elif isinstance(loaded, CompiledScoring):
+            scoring = loaded
+    if scenario is not None and scenario not in found:
+        fail(f"no scenario {scenario!r} in {scenarios}/; there are: {', '.join(sorted(found)) or 'none'}")
+    start = _day(since, "--from") if since else None
+    end = _day(until, "--to") if until else None
+    console = _console()
+    reports = []
+    for sid in [scenario] if scenario else sorted(found):
+        r = scenario_report(store, found[sid], scoring, start, end)
+        reports.append(r)
+        table = Table(title=f"{r.name} ({sid}): {r.enrolled} enrolled, {r.active} active, {r.hot} became hot")
+        for column in ("step", "entered", "sent", "delivered", "opened", "clicked", "unsub", "bounced", "converted"):
+            table.add_column(column, justify="left" if column == "step" else "right")
+        for row in [*r.steps, r.totals()]:
+            if row.is_email:
+                table.add_row(
+                    row.step,
+                    str(row.entered) if row.step != "all emails" else "",
+                    str(row.sent),
+                    str(row.delivered),
+                    f"{row.opened} ({_pct(row.rate('opened'))})",
+                    f"{row.clicked} ({_pct(row.rate('clicked'))})",
+                    str(row.unsubscribed),
+                    str(row.bounced),
+                    str(row.converted),
+                )
+            else:
+                table.add_row(f"{row.step} [dim]({row.kind})[/dim]", str(row.entered), *[""] * 7)
+        console.print(table)
+        median = r.median_time_to_hot
+        finished = ", ".join(f"{n} {reason}" for reason, n in sorted(r.finished.items())) or "none yet"
+        console.print(
+            f"time to hot: {'—' if median is None else f'median {median.total_seconds() / 86400:.1f} days'}"
+            f" ({len(r.time_to_hot)} lead(s)); finished: {finished}\n"
+        )
+    if csv_out is not None:
+        csv_out.write_text(report_csv(reports), encoding="utf-8")
+        typer.echo(f"wrote {csv_out}")

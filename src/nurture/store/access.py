@@ -1,0 +1,154 @@
+"""Who may use nurture over HTTP: ingest API keys and dashboard users (`store.access`).
+
+API keys are 32 random bytes, so their SHA-256 is enough at rest. Passwords are people's
+and get a salted, memory-hard scrypt hash (standard library; parameters kept in the hash so
+they can be raised later without invalidating old ones).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+from sqlalchemy import insert, select, update
+
+from nurture.errors import NurtureError
+from nurture.store.base import Part
+from nurture.store.tables import API_KEYS, DASHBOARD_USERS
+
+KEY_PREFIX = "nk_"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    encode = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encode(salt).decode()}${encode(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_hex(8))
+
+
+class Access(Part):
+    """API keys and dashboard users."""
+
+    def create_key(self, name: str) -> str:
+        """A new key named `name`; the key itself is shown once and never stored."""
+        name = name.strip()
+        if not name:
+            raise NurtureError("an API key needs a name, e.g. the system that will use it")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self.store.transaction() as conn:
+            if conn.execute(select(API_KEYS.c.id).where(API_KEYS.c.name == name)).first() is not None:
+                raise NurtureError(f"an API key named {name!r} exists; revoke it or choose another name")
+            conn.execute(
+                insert(API_KEYS).values(name=name, prefix=key[:10], key_hash=_digest(key), created_at=self.clock.now())
+            )
+        return key
+
+    def revoke_key(self, name: str) -> None:
+        with self.store.transaction() as conn:
+            result = conn.execute(
+                update(API_KEYS)
+                .where(API_KEYS.c.name == name, API_KEYS.c.revoked_at.is_(None))
+                .values(revoked_at=self.clock.now())
+            )
+        if result.rowcount == 0:
+            raise NurtureError(f"no active API key named {name!r}")
+
+    def check_key(self, key: str) -> str | None:
+        """The name of the active key `key`, or None. Marks the key as used."""
+        if not key.startswith(KEY_PREFIX):
+            return None
+        digest = _digest(key)
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                select(API_KEYS.c.id, API_KEYS.c.name, API_KEYS.c.key_hash, API_KEYS.c.revoked_at).where(
+                    API_KEYS.c.key_hash == digest
+                )
+            )
+            found = row.first()
+            if found is None or found.revoked_at is not None or not hmac.compare_digest(found.key_hash, digest):
+                return None
+            conn.execute(update(API_KEYS).where(API_KEYS.c.id == found.id).values(last_used_at=self.clock.now()))
+        return str(found.name)
+
+    def set_user(self, username: str, password: str, display_name: str = "") -> bool:
+        """Create a dashboard user or change their password; True when created."""
+        username = username.strip()
+        if not username:
+            raise NurtureError("a user needs a name")
+        if len(password) < 8:
+            raise NurtureError("a password needs at least 8 characters")
+        hashed = hash_password(password)
+        with self.store.transaction() as conn:
+            existing = conn.execute(select(DASHBOARD_USERS.c.id).where(DASHBOARD_USERS.c.username == username)).first()
+            if existing is None:
+                conn.execute(
+                    insert(DASHBOARD_USERS).values(
+                        username=username,
+                        password_hash=hashed,
+                        display_name=display_name or username,
+                        created_at=self.clock.now(),
+                        disabled=False,
+                    )
+                )
+                return True
+            values: dict[str, object] = {"password_hash": hashed, "disabled": False}
+            if display_name:
+                values["display_name"] = display_name
+            conn.execute(update(DASHBOARD_USERS).where(DASHBOARD_USERS.c.id == existing.id).values(**values))
+            return False
+
+    def authenticate(self, username: str, password: str) -> str | None:
+        """The user's display name when the password is right, else None (same cost either way)."""
+        with self.store.reading() as conn:
+            row = conn.execute(
+                select(DASHBOARD_USERS).where(
+                    DASHBOARD_USERS.c.username == username.strip(), DASHBOARD_USERS.c.disabled.is_(False)
+                )
+            ).first()
+        if row is None:
+            verify_password(password, _dummy_hash())
+            return None
+        return str(row.display_name or row.username) if verify_password(password, row.password_hash) else None
+
+    def api_keys(self) -> list[KeyInfo]:
+        with self.store.reading() as conn:
+            rows = conn.execute(select(API_KEYS).order_by(API_KEYS.c.name)).all()
+        return [KeyInfo(r.name, r.prefix, r.created_at, r.revoked_at, r.last_used_at) for r in rows]

@@ -1,0 +1,37 @@
+"""What every part of the store shares: the engine, the product clock, the dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+if TYPE_CHECKING:
+    from nurture.store import Store
+
+# Callers outside the store hold connections and rows only as opaque values they pass back.
+__all__ = ["Connection", "Part", "Row", "counts", "insert_ignore"]
+
+
+class Part:
+    """One family of tables behind the `Store` facade; reaches its siblings through it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.clock = store.clock
+        self.postgres = store.postgres
+
+
+def counts(result: Iterable[Any]) -> dict[Any, int]:
+    """{key: count} from rows of (key, count)."""
+    return {key: int(count) for key, count in result}
+
+
+def insert_ignore(postgres: bool, table: Table) -> Any:
+    """INSERT that skips rows whose unique key is already there."""
+    dialect = postgresql if postgres else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()

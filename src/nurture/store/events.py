@@ -1,0 +1,79 @@
+"""Behaviour leads showed: recorded once per external id; recording one wakes the lead's enrolments."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from nurture.scenario.expr import EventRecord
+from nurture.store.base import Connection, Part, insert_ignore
+from nurture.store.tables import ENROLMENTS, EVENTS, LEADS
+from nurture.vocabulary import EnrolmentStatus, EventType
+
+# Events that flag their lead as unreachable.
+_FLAGS = {EventType.UNSUBSCRIBE.value: {"unsubscribed": True}, EventType.BOUNCE.value: {"bounced": True}}
+
+
+class Events(Part):
+    def record(
+        self,
+        conn: Connection,
+        lead_id: int,
+        type_: str,
+        at: datetime,
+        props: Mapping[str, Any] | None = None,
+        external_id: str | None = None,
+    ) -> bool:
+        """Store an event (ignored when its external id was seen) and wake the lead's enrolments."""
+        values = {
+            "lead_id": lead_id,
+            "type": str(type_),
+            "at": at,
+            "props": dict(props or {}),
+            "external_id": external_id,
+            "received_at": self.clock.now(),
+        }
+        # RETURNING tells a conflict apart on both databases (psycopg reports no rowcount here).
+        inserted = conn.execute(insert_ignore(self.postgres, EVENTS).values(**values).returning(EVENTS.c.id)).first()
+        if inserted is None:
+            return False
+        flags = {EventType.UNSUBSCRIBE.value: {"unsubscribed": True}, EventType.BOUNCE.value: {"bounced": True}}.get(
+            str(type_)
+        )
+        if flags:
+            conn.execute(update(LEADS).where(LEADS.c.id == lead_id).values(updated_at=self.clock.now(), **flags))
+        conn.execute(
+            update(ENROLMENTS)
+            .where(
+                ENROLMENTS.c.lead_id == lead_id,
+                ENROLMENTS.c.status == EnrolmentStatus.ACTIVE,
+                ENROLMENTS.c.due_at > at,
+            )
+            .values(due_at=at)
+        )
+        return True
+
+    def for_leads(self, conn: Connection, lead_ids: Sequence[int], since: datetime) -> dict[int, list[EventRecord]]:
+        """Each lead's events at or after `since`, oldest first."""
+        found: dict[int, list[EventRecord]] = defaultdict(list)
+        if not lead_ids:
+            return found
+        rows = conn.execute(
+            select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
+            .where(EVENTS.c.lead_id.in_(lead_ids), EVENTS.c.at >= since)
+            .order_by(EVENTS.c.at)
+        )
+        for row in rows:
+            found[row.lead_id].append(EventRecord(row.type, row.at, row.props or {}, str(row.id)))
+        return found
+
+    def leads_since(self, conn: Connection, since: datetime | None) -> list[int]:
+        """Ids of the leads with events received since `since` (all that have any, for None)."""
+        query = select(func.distinct(EVENTS.c.lead_id))
+        if since is not None:
+            query = query.where(EVENTS.c.received_at >= since)
+        return sorted(conn.execute(query).scalars())

@@ -1,0 +1,265 @@
+"""Leads and the suppression list: upserts by email, reads by id, changes scenarios make."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, cast
+
+from sqlalchemy import func, insert, or_, select, update
+
+from nurture.runtime.engine import LeadView
+from nurture.store.base import Connection, Part, insert_ignore
+from nurture.store.tables import ACTIVITIES, LEADS, LIFECYCLE_CHANGES, SCORE_HISTORY, SUPPRESSIONS
+from nurture.vocabulary import STANDARD_FIELDS
+
+LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in LEADS.c]
+# What stepping a lead reads: its fields and score, not the scorer's bookkeeping times.
+STEP_LEAD = [c for c in LEADS.c if c.name not in ("engagement_since", "scored_at", "updated_at")]
+
+
+class LeadRow(Protocol):
+    """A lead as the store reads it: its columns as attributes, all of them in `_mapping`.
+
+    Rows are handed out as the database driver made them (no copy on the hot paths);
+    this protocol is their type."""
+
+    @property
+    def _mapping(self) -> Mapping[str, Any]: ...
+
+    id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    company_size: int | None
+    industry: str | None
+    job_title: str | None
+    country: str | None
+    timezone: str | None
+    source: str | None
+    lifecycle_stage: str
+    owner: str | None
+    tags: list[str]
+    custom: dict[str, Any]
+    unsubscribed: bool
+    bounced: bool
+    score_fit: int
+    score_engagement: int
+    grade: str
+    engagement_since: datetime | None
+    scored_at: datetime | None
+    score_adjustment: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    """A lead's move to a stage, with what a message to its owner names."""
+
+    id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    owner: str | None
+    at: datetime
+    reason: str
+
+
+def lead_view(row: Mapping[Any, Any]) -> LeadView:
+    """The runtime's view of a lead row (its `_mapping`): standard columns, custom fields, score."""
+    fields: dict[str, Any] = dict(row["custom"] or {})
+    for name in LEAD_COLUMNS:
+        fields[name] = row[name]
+    fields["id"] = row["id"]
+    fit, engagement = row["score_fit"] or 0, row["score_engagement"] or 0
+    score = {"fit": fit, "engagement": engagement, "total": fit + engagement, "grade": row["grade"] or "D"}
+    return LeadView(row["email"], fields, score)
+
+
+class Leads(Part):
+    def upsert(self, conn: Connection, data: Mapping[str, Any]) -> tuple[int, bool]:
+        """Insert or update one lead by email; returns (id, created)."""
+        now = self.clock.now()
+        email = str(data["email"]).strip().lower()
+        existing = conn.execute(select(LEADS.c.id, LEADS.c.custom, LEADS.c.tags).where(LEADS.c.email == email)).first()
+        columns = {k: v for k, v in data.items() if k in LEADS.c and k not in ("id", "email", "custom", "tags")}
+        custom = dict(data.get("custom") or {})
+        if existing is None:
+            values = {
+                "email": email,
+                "custom": custom,
+                "tags": list(data.get("tags") or []),
+                "created_at": now,
+                "updated_at": now,
+                **columns,
+            }
+            lead_id = conn.execute(insert(LEADS).values(**values).returning(LEADS.c.id)).scalar_one()
+            return int(lead_id), True
+        merged_custom = {**(existing.custom or {}), **custom}
+        tags = list(dict.fromkeys([*(existing.tags or []), *(data.get("tags") or [])]))
+        conn.execute(
+            update(LEADS)
+            .where(LEADS.c.id == existing.id)
+            .values(custom=merged_custom, tags=tags, updated_at=now, **columns)
+        )
+        return int(existing.id), False
+
+    def by_email(self, email: str) -> LeadRow | None:
+        with self.store.reading() as conn:
+            row = conn.execute(select(LEADS).where(LEADS.c.email == email.strip().lower())).first()
+        return cast(LeadRow | None, row)
+
+    def by_id(self, lead_id: int) -> LeadRow | None:
+        with self.store.reading() as conn:
+            return cast(LeadRow | None, conn.execute(select(LEADS).where(LEADS.c.id == lead_id)).first())
+
+    def in_(self, conn: Connection, lead_ids: Sequence[int]) -> list[LeadRow]:
+        """The leads with these ids, in id order, read in the caller's transaction."""
+        rows = conn.execute(select(LEADS).where(LEADS.c.id.in_(lead_ids)).order_by(LEADS.c.id))
+        return cast(list[LeadRow], list(rows))
+
+    def by_ids(self, lead_ids: Sequence[int]) -> dict[int, LeadRow]:
+        with self.store.reading() as conn:
+            return {row.id: cast(LeadRow, row) for row in conn.execute(select(LEADS).where(LEADS.c.id.in_(lead_ids)))}
+
+    def step_rows(self, conn: Connection, lead_ids: Sequence[int]) -> dict[int, LeadRow]:
+        """What a step reads of these leads (see STEP_LEAD), by id."""
+        rows = conn.execute(select(*STEP_LEAD).where(LEADS.c.id.in_(lead_ids)))
+        return {row.id: cast(LeadRow, row) for row in rows}
+
+    def change(self, conn: Connection, lead_id: int, changes: Mapping[str, Any]) -> None:
+        """Apply what a scenario step did to a lead: set fields, add or remove tags, adjust its score."""
+        row = conn.execute(
+            select(LEADS.c.custom, LEADS.c.tags, LEADS.c.score_engagement, LEADS.c.score_adjustment).where(
+                LEADS.c.id == lead_id
+            )
+        ).first()
+        if row is None:
+            return
+        values: dict[str, Any] = {"updated_at": self.clock.now()}
+        custom = dict(row.custom or {})
+        for key, value in (changes.get("set") or {}).items():
+            if key in LEADS.c:
+                values[key] = value
+            else:
+                custom[key] = value
+        values["custom"] = custom
+        tags = [t for t in row.tags or [] if t not in changes.get("remove_tags", ())]
+        tags += [t for t in changes.get("add_tags", ()) if t not in tags]
+        values["tags"] = tags
+        if changes.get("score_delta"):
+            # Kept apart as well, so that rescoring from events keeps what scenarios added.
+            values["score_engagement"] = (row.score_engagement or 0) + int(changes["score_delta"])
+            values["score_adjustment"] = (row.score_adjustment or 0) + int(changes["score_delta"])
+        conn.execute(update(LEADS).where(LEADS.c.id == lead_id).values(**values))
+
+    def suppress(self, conn: Connection, email: str, reason: str, detail: str | None = None) -> None:
+        """Put an address on the suppression list and flag its lead (bounced or unsubscribed)."""
+        email = email.strip().lower()
+        conn.execute(
+            insert_ignore(self.postgres, SUPPRESSIONS).values(
+                email=email, reason=reason, detail=detail, created_at=self.clock.now()
+            )
+        )
+        flag = {"bounce": {"bounced": True}}.get(reason, {"unsubscribed": True})
+        conn.execute(update(LEADS).where(LEADS.c.email == email).values(updated_at=self.clock.now(), **flag))
+
+    def ids(self, conn: Connection) -> list[int]:
+        return list(conn.execute(select(LEADS.c.id)).scalars())
+
+    def set_stage(
+        self, conn: Connection, lead_id: int, old: str, new: str, reason: str, actor: str, now: datetime
+    ) -> None:
+        """Move a lead to stage `new`, recording the change with its reason and actor."""
+        conn.execute(update(LEADS).where(LEADS.c.id == lead_id).values(lifecycle_stage=new, updated_at=now))
+        conn.execute(
+            insert(LIFECYCLE_CHANGES).values(
+                lead_id=lead_id, at=now, from_stage=old, to_stage=new, reason=reason, actor=actor
+            )
+        )
+
+    def times_reached(self, conn: Connection, lead_id: int, stage: str) -> int:
+        """How many times a lead has been moved to `stage` (numbers each promotion)."""
+        found = conn.execute(
+            select(func.count()).where(LIFECYCLE_CHANGES.c.lead_id == lead_id, LIFECYCLE_CHANGES.c.to_stage == stage)
+        ).scalar()
+        return int(found or 0)
+
+    def set_owner(self, conn: Connection, lead_id: int, owner: str) -> None:
+        conn.execute(update(LEADS).where(LEADS.c.id == lead_id).values(owner=owner))
+
+    def log_activity(self, conn: Connection, lead_id: int, kind: str, note: str, actor: str, now: datetime) -> None:
+        conn.execute(insert(ACTIVITIES).values(lead_id=lead_id, at=now, kind=kind, note=note, actor=actor))
+
+    def restart_engagement(self, conn: Connection, lead_id: int, now: datetime) -> None:
+        """Engagement counts afresh from `now` (a recycled lead is not promoted again at once)."""
+        conn.execute(
+            update(LEADS)
+            .where(LEADS.c.id == lead_id)
+            .values(engagement_since=now, score_engagement=0, score_adjustment=0)
+        )
+
+    def record_score(
+        self, conn: Connection, row: LeadRow, fit: int, engagement: int, grade: str, now: datetime
+    ) -> None:
+        """Store a lead's new score; a changed score is also added to its history."""
+        changed = (row.score_fit, row.score_engagement, row.grade) != (fit, engagement, grade)
+        conn.execute(
+            update(LEADS)
+            .where(LEADS.c.id == row.id)
+            .values(score_fit=fit, score_engagement=engagement, grade=grade, scored_at=now)
+        )
+        if changed:
+            conn.execute(
+                insert(SCORE_HISTORY).values(lead_id=row.id, at=now, fit=fit, engagement=engagement, grade=grade)
+            )
+
+    def accounts(self, conn: Connection, by_company: bool, wanted: set[str]) -> list[LeadRow]:
+        """The leads of some accounts (by lower-cased company name, or by email domain): id, company, email."""
+        condition = (
+            func.lower(LEADS.c.company).in_(wanted)
+            if by_company
+            else or_(*[LEADS.c.email.like(f"%@{domain}") for domain in wanted])
+        )
+        rows = conn.execute(select(LEADS.c.id, LEADS.c.company, LEADS.c.email).where(condition)).all()
+        return cast(list[LeadRow], rows)
+
+    def stage_changes(self, conn: Connection, stage: str, since: datetime) -> list[StageChange]:
+        """The moves of leads to `stage` since `since`, oldest first, with the lead's name and owner."""
+        rows = conn.execute(
+            select(
+                LEADS.c.id,
+                LEADS.c.email,
+                LEADS.c.first_name,
+                LEADS.c.last_name,
+                LEADS.c.company,
+                LEADS.c.owner,
+                LIFECYCLE_CHANGES.c.at,
+                LIFECYCLE_CHANGES.c.reason,
+            )
+            .join(LIFECYCLE_CHANGES, LIFECYCLE_CHANGES.c.lead_id == LEADS.c.id)
+            .where(LIFECYCLE_CHANGES.c.to_stage == stage, LIFECYCLE_CHANGES.c.at >= since)
+            .order_by(LIFECYCLE_CHANGES.c.at)
+        ).all()
+        return [StageChange(*row) for row in rows]
+
+    def search(self, text: str = "", stage: str = "", limit: int = 100) -> list[LeadRow]:
+        """Leads whose email or company contains `text`, in `stage` if given; latest changed first."""
+        query = select(LEADS).order_by(LEADS.c.updated_at.desc()).limit(limit)
+        if text.strip():
+            pattern = f"%{text.strip().lower()}%"
+            query = query.where(or_(LEADS.c.email.like(pattern), func.lower(LEADS.c.company).like(pattern)))
+        if stage:
+            query = query.where(LEADS.c.lifecycle_stage == stage)
+        with self.store.reading() as conn:
+            return cast(list[LeadRow], conn.execute(query).all())
+
+    def ids_by_email(self, emails: Sequence[str]) -> dict[str, int]:
+        """{email: id} of the leads among `emails` (as stored: lower case)."""
+        with self.store.reading() as conn:
+            rows = conn.execute(select(LEADS.c.email, LEADS.c.id).where(LEADS.c.email.in_(emails)))
+            return {email: lead_id for email, lead_id in rows}

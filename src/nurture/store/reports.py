@@ -1,0 +1,368 @@
+"""Read-only summaries: the daemon's status, scenario funnels, dashboards, analytics."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from nurture.errors import NurtureError
+from nurture.scenario.expr import EventRecord
+from nurture.store.base import Connection, Part, Row, counts
+from nurture.store.leads import LeadRow
+from nurture.store.tables import (
+    ACTIVITIES,
+    ENROLMENTS,
+    EVENTS,
+    LEADS,
+    LIFECYCLE_CHANGES,
+    NOTIFICATIONS,
+    SCORE_HISTORY,
+    SENDS,
+    SETTINGS,
+    STEP_VISITS,
+)
+from nurture.vocabulary import QUEUED, EnrolmentStatus, EventType, SendStatus, Stage
+
+# The stages sales moves leads to.
+SALES_STAGES = (Stage.ACCEPTED, Stage.REJECTED, Stage.RECYCLED, Stage.CUSTOMER)
+
+
+@dataclass(frozen=True)
+class Inbox:
+    hot: list[Row[Any]]  # lead rows with `promoted_at`
+    recent: list[Row[Any]]  # lifecycle changes with the lead's `email`
+
+
+@dataclass(frozen=True, slots=True)
+class StageMove:
+    """One change of a lead's lifecycle stage."""
+
+    lead_id: int
+    at: datetime
+    from_stage: str
+    to_stage: str
+    reason: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEnrolment:
+    id: int
+    lead_id: int
+    status: str
+    exit_reason: str | None
+    enrolled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ActivitySend:
+    id: int
+    lead_id: int
+    step: str
+    status: str
+    sent_at: datetime | None
+    enrollment_id: int | None
+
+
+@dataclass(frozen=True)
+class ScenarioActivity:
+    enrolments: list[ActivityEnrolment]
+    visits: list[tuple[str, int]]  # (step, times entered), all versions, all time
+    sends: list[ActivitySend]
+    events: dict[int, list[EventRecord]]  # by lead: opens, clicks, unsubscribes, bounces
+    changes: dict[int, list[tuple[datetime, str]]]  # by lead: (when, new stage)
+
+
+class StoreUnavailable(NurtureError):
+    """The database did not answer."""
+
+
+@dataclass(frozen=True)
+class Counters:
+    """What /metrics publishes: counts by status, stage and type, and daemons' heartbeats."""
+
+    sends: dict[str, int]
+    due_sends: int
+    retrying: int
+    notifications: dict[str, int]
+    due_enrolments: int
+    active_enrolments: int
+    stages: dict[str, int]
+    events: dict[str, int]
+    heartbeats: list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScorePoint:
+    grade: str
+    score_engagement: int
+    lifecycle_stage: str
+
+
+@dataclass(frozen=True)
+class LeadRecord:
+    lead: LeadRow
+    sends: list[Row[Any]]
+    events: list[Row[Any]]
+    changes: list[Row[Any]]
+    history: list[Row[Any]]
+    activities: list[Row[Any]]
+
+
+class Reports(Part):
+    def status(self) -> dict[str, Any]:
+        now = self.clock.now()
+        with self.store.reading() as conn:
+            enrolments = conn.execute(
+                select(ENROLMENTS.c.scenario_id, ENROLMENTS.c.status, ENROLMENTS.c.state, func.count())
+                .group_by(ENROLMENTS.c.scenario_id, ENROLMENTS.c.status, ENROLMENTS.c.state)
+                .order_by(ENROLMENTS.c.scenario_id, ENROLMENTS.c.status, ENROLMENTS.c.state)
+            ).all()
+            sends = counts(conn.execute(select(SENDS.c.status, func.count()).group_by(SENDS.c.status)).all())
+            oldest = conn.execute(select(func.min(SENDS.c.next_attempt_at)).where(SENDS.c.status.in_(QUEUED))).scalar()
+            due = conn.execute(
+                select(func.count()).where(ENROLMENTS.c.status == EnrolmentStatus.ACTIVE, ENROLMENTS.c.due_at <= now)
+            ).scalar()
+            failures = conn.execute(
+                select(SENDS.c.id, SENDS.c.status, SENDS.c.step, SENDS.c.last_error, LEADS.c.email)
+                .join(LEADS, LEADS.c.id == SENDS.c.lead_id)
+                .where(SENDS.c.status.in_((SendStatus.FAILED, SendStatus.BOUNCED)))
+                .order_by(SENDS.c.id.desc())
+                .limit(10)
+            ).all()
+            retrying = conn.execute(
+                select(func.count()).where(SENDS.c.status == SendStatus.PENDING, SENDS.c.attempts > 0)
+            ).scalar()
+            leads = conn.execute(select(func.count()).select_from(LEADS)).scalar()
+        return {
+            "enrolments": enrolments,
+            "sends": sends,
+            "oldest_pending": oldest,
+            "due_now": due,
+            "failures": failures,
+            "retrying": retrying,
+            "leads": leads,
+        }
+
+    def funnel(self, scenario_id: str) -> dict[str, Any]:
+        with self.store.reading() as conn:
+            sent = counts(
+                conn.execute(
+                    select(SENDS.c.step, func.count())
+                    .where(SENDS.c.scenario_id == scenario_id, SENDS.c.status == SendStatus.SENT)
+                    .group_by(SENDS.c.step)
+                ).all()
+            )
+            finished = counts(
+                conn.execute(
+                    select(ENROLMENTS.c.exit_reason, func.count())
+                    .where(ENROLMENTS.c.scenario_id == scenario_id, ENROLMENTS.c.status != EnrolmentStatus.ACTIVE)
+                    .group_by(ENROLMENTS.c.exit_reason)
+                ).all()
+            )
+            enrolled = conn.execute(select(func.count()).where(ENROLMENTS.c.scenario_id == scenario_id)).scalar()
+        return {"enrolled": enrolled, "sent_by_step": sent, "finished": finished}
+
+    def inbox(self, hot_limit: int = 200, recent_limit: int = 20) -> Inbox:
+        """Hot leads waiting for sales (newest promotion first) and sales' latest decisions."""
+        changes = LIFECYCLE_CHANGES
+        promoted = (
+            select(changes.c.lead_id, func.max(changes.c.at).label("at"))
+            .where(changes.c.to_stage == Stage.HOT)
+            .group_by(changes.c.lead_id)
+        ).subquery()
+        with self.store.reading() as conn:
+            hot = conn.execute(
+                select(LEADS, promoted.c.at.label("promoted_at"))
+                .outerjoin(promoted, promoted.c.lead_id == LEADS.c.id)
+                .where(LEADS.c.lifecycle_stage == Stage.HOT)
+                .order_by(promoted.c.at.desc().nulls_last(), LEADS.c.id)
+                .limit(hot_limit)
+            ).all()
+            recent = conn.execute(
+                select(changes, LEADS.c.email)
+                .join(LEADS, LEADS.c.id == changes.c.lead_id)
+                .where(changes.c.to_stage.in_(SALES_STAGES))
+                .order_by(changes.c.at.desc(), changes.c.id.desc())
+                .limit(recent_limit)
+            ).all()
+        return Inbox(list(hot), list(recent))
+
+    def lead_record(self, conn: Connection, lead_id: int, event_limit: int = 300) -> LeadRecord | None:
+        """Everything known about one lead, for its page: sends, events (newest first), stage
+        changes, score history and sales activities (oldest first)."""
+        lead = conn.execute(select(LEADS).where(LEADS.c.id == lead_id)).first()
+        if lead is None:
+            return None
+
+        def of(table: Any, order: Any) -> list[Row[Any]]:
+            return list(conn.execute(select(table).where(table.c.lead_id == lead_id).order_by(order)).all())
+
+        events = conn.execute(
+            select(EVENTS).where(EVENTS.c.lead_id == lead_id).order_by(EVENTS.c.at.desc()).limit(event_limit)
+        ).all()
+        return LeadRecord(
+            cast(LeadRow, lead),
+            of(SENDS, SENDS.c.id),
+            list(events),
+            of(LIFECYCLE_CHANGES, LIFECYCLE_CHANGES.c.at),
+            of(SCORE_HISTORY, SCORE_HISTORY.c.at),
+            of(ACTIVITIES, ACTIVITIES.c.at),
+        )
+
+    def score_spread(self) -> list[ScorePoint]:
+        """Grade, engagement and stage of every reachable lead."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                select(LEADS.c.grade, LEADS.c.score_engagement, LEADS.c.lifecycle_stage).where(
+                    LEADS.c.unsubscribed.is_(False), LEADS.c.bounced.is_(False)
+                )
+            ).all()
+        return [ScorePoint(*row) for row in rows]
+
+    def counters(self, now: datetime, heartbeat_prefix: str) -> Counters:
+        """The cluster's counters at `now`, read in one go (for /metrics)."""
+        with self.store.reading() as conn:
+            sends = counts(conn.execute(select(SENDS.c.status, func.count()).group_by(SENDS.c.status)))
+            due_sends = conn.execute(
+                select(func.count()).where(SENDS.c.status == SendStatus.PENDING, SENDS.c.next_attempt_at <= now)
+            ).scalar()
+            retrying = conn.execute(
+                select(func.count()).where(SENDS.c.status == SendStatus.PENDING, SENDS.c.attempts > 0)
+            ).scalar()
+            notes = counts(conn.execute(select(NOTIFICATIONS.c.status, func.count()).group_by(NOTIFICATIONS.c.status)))
+            active = ENROLMENTS.c.status == EnrolmentStatus.ACTIVE
+            due = conn.execute(select(func.count()).where(active, ENROLMENTS.c.due_at <= now)).scalar()
+            enrolled = conn.execute(select(func.count()).where(active)).scalar()
+            stages = counts(
+                conn.execute(select(LEADS.c.lifecycle_stage, func.count()).group_by(LEADS.c.lifecycle_stage))
+            )
+            events = counts(conn.execute(select(EVENTS.c.type, func.count()).group_by(EVENTS.c.type)))
+            beats = conn.execute(
+                select(SETTINGS.c.key, SETTINGS.c.value).where(SETTINGS.c.key.startswith(heartbeat_prefix))
+            ).all()
+        return Counters(
+            sends,
+            due_sends or 0,
+            retrying or 0,
+            notes,
+            due or 0,
+            enrolled or 0,
+            stages,
+            events,
+            [(key, value) for key, value in beats],
+        )
+
+    def stages(self) -> dict[str, int]:
+        """How many leads are in each lifecycle stage."""
+        with self.store.reading() as conn:
+            return counts(conn.execute(select(LEADS.c.lifecycle_stage, func.count()).group_by(LEADS.c.lifecycle_stage)))
+
+    def ping(self) -> None:
+        """Ask the database something trivial; raises StoreUnavailable when it does not answer."""
+        try:
+            with self.store.reading() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc).splitlines()[0]) from exc
+
+    # -- history (for analytics) -------------------------------------------------------------
+
+    def every_lead(self, conn: Connection) -> Iterator[LeadRow]:
+        """Every lead, in id order."""
+        for row in conn.execute(select(LEADS).order_by(LEADS.c.id)):
+            yield cast(LeadRow, row)
+
+    def events_of(
+        self, conn: Connection, lead_ids: Sequence[int], start: datetime | None, until: datetime | None
+    ) -> Iterator[tuple[int, EventRecord]]:
+        """(lead id, event) for the events of these leads within [start, until], oldest first."""
+        query = select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id).where(
+            EVENTS.c.lead_id.in_(lead_ids)
+        )
+        if start is not None:
+            query = query.where(EVENTS.c.at >= start)
+        if until is not None:
+            query = query.where(EVENTS.c.at <= until)
+        for ev in conn.execute(query.order_by(EVENTS.c.at, EVENTS.c.id)):
+            yield ev.lead_id, EventRecord(ev.type, ev.at, ev.props or {}, str(ev.id))
+
+    def stage_changes_of(self, conn: Connection, lead_ids: Sequence[int]) -> Iterator[StageMove]:
+        """Every lifecycle change of these leads, oldest first."""
+        changes = LIFECYCLE_CHANGES
+        query = select(changes).where(changes.c.lead_id.in_(lead_ids)).order_by(changes.c.at, changes.c.id)
+        for ch in conn.execute(query):
+            yield StageMove(ch.lead_id, ch.at, ch.from_stage, ch.to_stage, ch.reason, ch.actor)
+
+    def scenario_activity(
+        self, scenario_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> ScenarioActivity:
+        """What a scenario's report counts, for enrolments in [since, until): the enrolments,
+        step visit counters, their emails, and the email events and stage changes of their leads."""
+        enrol_filter = [ENROLMENTS.c.scenario_id == scenario_id]
+        if since is not None:
+            enrol_filter.append(ENROLMENTS.c.enrolled_at >= since)
+        if until is not None:
+            enrol_filter.append(ENROLMENTS.c.enrolled_at < until)
+        changes_t = LIFECYCLE_CHANGES
+        with self.store.reading() as conn:
+            enrolments = conn.execute(
+                select(
+                    ENROLMENTS.c.id,
+                    ENROLMENTS.c.lead_id,
+                    ENROLMENTS.c.status,
+                    ENROLMENTS.c.exit_reason,
+                    ENROLMENTS.c.enrolled_at,
+                ).where(*enrol_filter)
+            ).all()
+            enrolment_ids = {r.id for r in enrolments}
+            visits = conn.execute(
+                select(STEP_VISITS.c.step, func.sum(STEP_VISITS.c.entered))
+                .where(STEP_VISITS.c.scenario_id == scenario_id)
+                .group_by(STEP_VISITS.c.step)
+            ).all()
+            sends = [
+                r
+                for r in conn.execute(
+                    select(
+                        SENDS.c.id,
+                        SENDS.c.lead_id,
+                        SENDS.c.step,
+                        SENDS.c.status,
+                        SENDS.c.sent_at,
+                        SENDS.c.enrollment_id,
+                    ).where(SENDS.c.scenario_id == scenario_id, SENDS.c.kind == "email")
+                )
+                if r.enrollment_id in enrolment_ids
+            ]
+            lead_ids = sorted({s.lead_id for s in sends} | {r.lead_id for r in enrolments})
+            events: dict[int, list[EventRecord]] = defaultdict(list)
+            changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+            email_events = (EventType.OPEN, EventType.CLICK, EventType.UNSUBSCRIBE, EventType.BOUNCE)
+            for start in range(0, len(lead_ids), 500):
+                chunk = lead_ids[start : start + 500]
+                for ev in conn.execute(
+                    select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
+                    .where(EVENTS.c.lead_id.in_(chunk), EVENTS.c.type.in_(email_events))
+                    .order_by(EVENTS.c.at)
+                ):
+                    events[ev.lead_id].append(EventRecord(ev.type, ev.at, ev.props or {}, str(ev.id)))
+                for ch in conn.execute(
+                    select(changes_t.c.lead_id, changes_t.c.at, changes_t.c.to_stage)
+                    .where(changes_t.c.lead_id.in_(chunk))
+                    .order_by(changes_t.c.at)
+                ):
+                    changes[ch.lead_id].append((ch.at, ch.to_stage))
+        return ScenarioActivity(
+            [ActivityEnrolment(*r) for r in enrolments],
+            [(str(step), int(entered or 0)) for step, entered in visits],
+            [ActivitySend(*r) for r in sends],
+            events,
+            changes,
+        )

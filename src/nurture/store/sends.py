@@ -1,0 +1,257 @@
+"""The email outbox: one row per email a step asked for, unique by idempotency key.
+
+The send job claims rows through the leased `Queue`, renders and delivers them, and
+marks each `sent` right after the server accepts it (`SendMarks`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Engine
+
+from nurture.store.base import Connection, Part, Row
+from nurture.store.db import SQLITE_BUSY_TIMEOUT_MS
+from nurture.store.queue import Queue
+from nurture.store.tables import LEADS, SENDS, SUPPRESSIONS
+from nurture.store.types import sqlite_text
+from nurture.vocabulary import QUEUED, SendStatus
+
+# Built once: the sender marks a few rows at a time, many times a second.
+_MARK_SENT = (
+    update(SENDS)
+    .where(SENDS.c.id == bindparam("s_id"), SENDS.c.lease_owner == bindparam("worker"))
+    .values(
+        status=SendStatus.SENT,
+        sent_at=bindparam("at"),
+        message_id=bindparam("mid"),
+        lease_owner=None,
+        lease_until=None,
+        last_error=None,
+    )
+)
+# The same, as SQLite text for the driver (see SendMarks.now).
+_MARK_SENT_SQLITE = (
+    "UPDATE send SET status = 'sent', sent_at = ?, message_id = ?, lease_owner = NULL,"
+    " lease_until = NULL, last_error = NULL WHERE id = ? AND lease_owner = ?"
+)
+
+
+class ClaimedSend(Protocol):
+    """A leased outbox row with what rendering it needs: the send's columns, its lead's
+    address and whether that address may be written to."""
+
+    @property
+    def _mapping(self) -> Mapping[str, Any]: ...
+
+    id: int
+    idempotency_key: str
+    kind: str
+    lead_id: int
+    enrollment_id: int | None
+    scenario_id: str
+    scenario_version: str
+    step: str
+    template: str
+    subject: str
+    sender: str
+    reply_to: str | None
+    status: str
+    attempts: int
+    lead_email: str
+    unsubscribed: bool
+    bounced: bool
+    suppressed: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedSend:
+    """A sent email as its tracking links see it."""
+
+    id: int
+    lead_id: int
+    sent_at: datetime | None
+    scenario_id: str
+    step: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class SentEmail:
+    id: int
+    lead_id: int
+    template: str
+    sent_at: datetime  # set on every sent row
+    idempotency_key: str
+
+
+class SendMarks:
+    """Marks delivered sends `sent` (with their Message-ID), each call one short transaction.
+
+    On SQLite a commit takes less time than handing the call to a thread, so the sender
+    first tries `now` in its own thread, on a held driver connection that never waits for
+    the write lock: when another writer holds it, `now` says so at once and the sender
+    calls `wait` from a thread instead. `now` speaks to the driver directly, because at a
+    few rows per commit SQLAlchemy's own work per statement costs more than SQLite's.
+    On PostgreSQL every mark is a round trip: `wait` only.
+    """
+
+    def __init__(self, engine: Engine, worker: str, driver: sqlite3.Connection | None) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.driver = driver
+
+    def _params(self, items: Sequence[tuple[int, str]], at: datetime) -> list[dict[str, Any]]:
+        return [{"s_id": i, "mid": m, "worker": self.worker, "at": at} for i, m in items]
+
+    def now(self, items: Sequence[tuple[int, str]], at: datetime) -> bool:
+        """Commit without waiting; False (nothing written) if the database is busy."""
+        if self.driver is None:
+            return False
+        sent_at = sqlite_text(at)
+        try:
+            self.driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return False
+            raise
+        try:
+            self.driver.executemany(_MARK_SENT_SQLITE, [(sent_at, m, i, self.worker) for i, m in items])
+            self.driver.execute("COMMIT")
+        except BaseException:
+            self.driver.execute("ROLLBACK")
+            raise
+        return True
+
+    def wait(self, items: Sequence[tuple[int, str]], at: datetime) -> None:
+        """Commit, waiting for the write lock like any writer (call it from a thread)."""
+        with self.engine.begin() as conn:
+            conn.execute(_MARK_SENT, self._params(items, at))
+
+
+class Sends(Part):
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.queue = Queue(self.postgres, SENDS, SENDS.c.next_attempt_at)
+
+    def claim(self, worker: str, now: datetime, limit: int, lease: timedelta) -> list[ClaimedSend]:
+        """Lease pending sends that are due, with what is needed to render them."""
+        with self.engine.begin() as conn:
+            ids = [r.id for r in self.queue.claim(conn, worker, now, limit, lease, (SENDS.c.id,))]
+            if not ids:
+                return []
+            rows = conn.execute(
+                select(
+                    SENDS,
+                    LEADS.c.email.label("lead_email"),
+                    LEADS.c.unsubscribed,
+                    LEADS.c.bounced,
+                    SUPPRESSIONS.c.email.label("suppressed"),
+                )
+                .join(LEADS, LEADS.c.id == SENDS.c.lead_id)
+                .outerjoin(SUPPRESSIONS, SUPPRESSIONS.c.email == LEADS.c.email)
+                .where(SENDS.c.id.in_(ids))
+                .order_by(SENDS.c.id)
+            )
+            return cast(list[ClaimedSend], list(rows))
+
+    def finish(
+        self,
+        worker: str,
+        send_id: int,
+        status: str,
+        now: datetime,
+        *,
+        message_id: str | None = None,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        suppress: tuple[str, str] | None = None,
+    ) -> None:
+        """Record a send's outcome (while `worker` holds it); a bounce also suppresses the address."""
+        values: dict[str, Any] = {}
+        if status == SendStatus.SENT:
+            values.update(sent_at=now, message_id=message_id)
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        with self.engine.begin() as conn:
+            self.queue.finish(conn, worker, send_id, status, error, **values)
+            if suppress is not None:
+                self.store.leads.suppress(conn, suppress[0], suppress[1], error)
+
+    def release(self, worker: str, send_ids: Sequence[int]) -> None:
+        """Give leased, unsent rows back to the outbox (not counted as an attempt)."""
+        with self.engine.begin() as conn:
+            self.queue.release(conn, worker, send_ids)
+
+    @contextmanager
+    def marks(self, worker: str) -> Iterator[SendMarks]:
+        """For the sender while it drains a batch: see `SendMarks`."""
+        if self.postgres:
+            yield SendMarks(self.engine, worker, None)
+            return
+        with self.engine.connect() as conn:
+            # The pooled connection is held for the batch and used through its driver only:
+            # through SQLAlchemy the PRAGMA would begin a transaction, and on this engine a
+            # transaction takes the write lock.
+            driver = conn.connection.dbapi_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.execute("PRAGMA busy_timeout=0")
+            try:
+                yield SendMarks(self.engine, worker, driver)
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+    def recent(self, conn: Connection, lead_ids: Sequence[int], since: datetime) -> dict[int, list[datetime]]:
+        """When each lead was last emailed (queued, being sent or sent) since `since`: for frequency caps."""
+        found: dict[int, list[datetime]] = defaultdict(list)
+        if not lead_ids:
+            return found
+        when = func.coalesce(SENDS.c.sent_at, SENDS.c.created_at)
+        rows = conn.execute(
+            select(SENDS.c.lead_id, when.label("at")).where(
+                SENDS.c.lead_id.in_(lead_ids),
+                SENDS.c.kind == "email",
+                when >= since,
+                SENDS.c.status.in_((*QUEUED, SendStatus.SENT)),
+            )
+        )
+        for row in rows:
+            found[row.lead_id].append(row.at)
+        return found
+
+    def tracked(self, send_id: int, lead_id: int) -> TrackedSend | None:
+        """The send a tracking link names (with its lead's email), or None when either is gone."""
+        with self.store.reading() as conn:
+            row = conn.execute(
+                select(
+                    SENDS.c.id,
+                    SENDS.c.lead_id,
+                    SENDS.c.sent_at,
+                    SENDS.c.scenario_id,
+                    SENDS.c.step,
+                    LEADS.c.email,
+                )
+                .join(LEADS, LEADS.c.id == SENDS.c.lead_id)
+                .where(SENDS.c.id == send_id, SENDS.c.lead_id == lead_id)
+            ).first()
+        return None if row is None else TrackedSend(*row)
+
+    def of_lead(self, lead_id: int) -> list[Row[Any]]:
+        """Every email queued for a lead, oldest first."""
+        with self.store.reading() as conn:
+            return list(conn.execute(select(SENDS).where(SENDS.c.lead_id == lead_id).order_by(SENDS.c.id)).all())
+
+    def sent_after(self, conn: Connection, send_id: int) -> list[SentEmail]:
+        """The emails sent with ids above `send_id`, in id order."""
+        rows = conn.execute(
+            select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.template, SENDS.c.sent_at, SENDS.c.idempotency_key)
+            .where(SENDS.c.status == SendStatus.SENT, SENDS.c.id > send_id)
+            .order_by(SENDS.c.id)
+        ).all()
+        return [SentEmail(*row) for row in rows]

@@ -1,0 +1,113 @@
+"""The words stored data is made of: statuses, lifecycle stages, event types, lead fields.
+
+Each is a `StrEnum`, so a member is equal to (and stored as) its plain string: rows
+written before these enums existed read the same, and SQL compares them as text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EnrolmentStatus(StrEnum):
+    """Where an enrolment is: still stepping, or finished one way or the other."""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+
+class SendStatus(StrEnum):
+    """An email in the outbox. `pending` and `sending` are the queue; the rest are outcomes."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+
+
+class NotificationStatus(StrEnum):
+    """A message to sales in the notification outbox."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+# Statuses of a row that is still in its queue (leased or waiting), for both outboxes.
+QUEUED = (SendStatus.PENDING, SendStatus.SENDING)
+
+
+class NotificationKind(StrEnum):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+    DIGEST = "digest"
+
+
+class Stage(StrEnum):
+    """A lead's lifecycle stage (see `nurture.lifecycle` for who may move it where)."""
+
+    COLD = "cold"
+    WARM = "warm"
+    HOT = "hot"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    RECYCLED = "recycled"
+    CUSTOMER = "customer"
+
+
+class EventType(StrEnum):
+    """The behaviour a lead can show; the one list scenarios, scoring and the API accept."""
+
+    OPEN = "open"
+    CLICK = "click"
+    PAGE_VIEW = "page_view"
+    DOWNLOAD = "download"
+    FORM_FILL = "form_fill"
+    WEBINAR_REGISTERED = "webinar_registered"
+    WEBINAR_ATTENDED = "webinar_attended"
+    REPLY = "reply"
+    INQUIRY = "inquiry"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    CUSTOM = "custom"
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(EventType)
+
+# The lead fields every lead has; scenarios may declare more in `lead_fields`.
+STANDARD_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "company_size",
+    "industry",
+    "job_title",
+    "country",
+    "timezone",
+    "source",
+    "lifecycle_stage",
+    "owner",
+    "tags",
+    "unsubscribed",
+    "bounced",
+    "created_at",
+)
+READ_ONLY_FIELDS = frozenset({"email", "created_at", "unsubscribed", "bounced", "lifecycle_stage"})
+
+__all__ = [
+    "EVENT_TYPES",
+    "QUEUED",
+    "READ_ONLY_FIELDS",
+    "STANDARD_FIELDS",
+    "EnrolmentStatus",
+    "EventType",
+    "NotificationKind",
+    "NotificationStatus",
+    "SendStatus",
+    "Stage",
+]
