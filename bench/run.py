@@ -30,15 +30,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import BRANCH_AND_WAIT, bulk_enrollments, bulk_leads, fresh_sqlite, ratio_line, timed  # noqa: E402
 
-from nurture.jobs.advance import Advancer  # noqa: E402
-from nurture.jobs.catalog import Catalog  # noqa: E402
 from nurture.clock import FakeClock  # noqa: E402
 from nurture.config import Settings, default_render_processes  # noqa: E402
 from nurture.daemon import Daemon  # noqa: E402
-from nurture.mail.sender import SmtpPool  # noqa: E402
+from nurture.jobs.advance import Advancer  # noqa: E402
+from nurture.jobs.catalog import Catalog  # noqa: E402
 from nurture.jobs.send import Outbox  # noqa: E402
+from nurture.mail.sender import SmtpPool  # noqa: E402
+from nurture.store import Store  # noqa: E402
 from nurture.store.tables import ENROLMENTS, SENDS  # noqa: E402
-from nurture.store import Store
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

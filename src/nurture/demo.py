@@ -31,6 +31,7 @@ from nurture.leads import import_leads
 from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
+from nurture.vocabulary import Stage
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday morning in Europe
 
@@ -224,7 +225,7 @@ def print_summary(console: Console, summary: dict[str, Any], delivered: int) -> 
         f"{sends.get('failed', 0) + sends.get('bounced', 0)} failed",
         soft_wrap=True,
     )
-    order = ["cold", "warm", "hot", "accepted", "rejected", "recycled", "customer"]
+    order = list(Stage)
     stages = summary["stages"]
     console.print("lifecycle: " + " · ".join(f"{s} {stages[s]}" for s in order if s in stages), soft_wrap=True)
     for scenario_id, funnel in summary["funnels"].items():

@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from nurture.errors import NurtureError
 from nurture.store import Store
 from nurture.timeutil import is_valid_zone
-from nurture.vocabulary import READ_ONLY_FIELDS, STANDARD_FIELDS
+from nurture.vocabulary import READ_ONLY_FIELDS, STANDARD_FIELDS, Stage
 
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-LIFECYCLE = ("cold", "warm", "hot", "accepted", "rejected", "recycled", "customer")
+LIFECYCLE = tuple(Stage)
 
 
 class LeadIn(BaseModel):

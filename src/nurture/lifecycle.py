@@ -35,6 +35,15 @@ ALLOWED_FROM = {
 }
 
 
+class Routed(Protocol):
+    """What owner routing reads of a lead."""
+
+    @property
+    def country(self) -> str | None: ...
+    @property
+    def industry(self) -> str | None: ...
+
+
 class HandedOver(Protocol):
     """What the hand-over reads of a lead."""
 
@@ -83,7 +92,7 @@ def change_stage(
     store.leads.set_stage(conn, lead_id, old, new, reason, actor, now)
 
 
-def route_owner(scoring: CompiledScoring, row: Any, turn: int) -> tuple[Owner, bool]:
+def route_owner(scoring: CompiledScoring, row: Routed, turn: int) -> tuple[Owner, bool]:
     """The owner for a lead: a territory (country/industry) match, else the `turn`-th owner
     of the general pool; the flag says whether the round-robin was used."""
     owners = scoring.model.routing.owners
@@ -96,7 +105,7 @@ def route_owner(scoring: CompiledScoring, row: Any, turn: int) -> tuple[Owner, b
     return pool[turn % len(pool)], True
 
 
-def assign_owner(store: Store, conn: Connection, scoring: CompiledScoring, row: Any) -> Owner:
+def assign_owner(store: Store, conn: Connection, scoring: CompiledScoring, row: Routed) -> Owner:
     """Route a lead to its owner, taking the next round-robin turn when the pool is used."""
     turn = int(store.settings.get(conn, "owner:round_robin") or 0)
     owner, rotated = route_owner(scoring, row, turn)

@@ -16,13 +16,14 @@ from typing import Any
 import yaml
 
 from nurture.errors import Diagnostic, NurtureError, ValidationFailed
+from nurture.lifecycle import scored_stage
 from nurture.runtime import effects as fx
 from nurture.runtime.engine import FrequencyCap, LeadView, Position, start, step
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EventRecord, Record
 from nurture.scoring.engine import CompiledScoring
 from nurture.timeutil import parse_duration, zone
-from nurture.vocabulary import EVENT_TYPES
+from nurture.vocabulary import EVENT_TYPES, Stage
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,7 @@ def _rescore(
 ) -> LeadView:
     result = scoring.evaluate(lead.fields, events, now, adjustment=adjustment)
     score = {"fit": result.fit, "engagement": result.engagement, "total": result.total, "grade": result.grade}
-    stage = lead.lifecycle
-    if stage in ("cold", "warm", "recycled") and result.hot:
-        stage = "hot"
-    elif stage == "cold" and result.warm:
-        stage = "warm"
+    stage = scored_stage(lead.lifecycle, result) or lead.lifecycle
     if stage != lead.lifecycle:
         entries.append(
             TimelineEntry(now, "", f"★ became {stage}: grade {result.grade}, engagement {result.engagement}")
@@ -181,7 +178,7 @@ def load_lead_file(path: Path) -> tuple[LeadView, bool]:
     given = data.pop("score", None)
     score.update(given or {})
     score.setdefault("total", score["fit"] + score["engagement"])
-    fields: dict[str, Any] = {"tags": [], "unsubscribed": False, "bounced": False, "lifecycle_stage": "cold"}
+    fields: dict[str, Any] = {"tags": [], "unsubscribed": False, "bounced": False, "lifecycle_stage": Stage.COLD}
     fields.update(data)
     return LeadView(str(data["email"]), fields, score), given is not None
 

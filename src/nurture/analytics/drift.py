@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from nurture.analytics.history import History, score_at
 from nurture.scoring.engine import CompiledScoring
+from nurture.vocabulary import Stage
 
 
 @dataclass
@@ -42,7 +43,7 @@ def drift(scoring: CompiledScoring, history: History) -> DriftReport:
     for lead in history.leads.values():
         colleagues = None
         for index, change in enumerate(lead.changes):
-            if change.to_stage != "hot":
+            if change.to_stage != Stage.HOT:
                 continue
             promotions += 1
             if colleagues is None:
@@ -50,7 +51,7 @@ def drift(scoring: CompiledScoring, history: History) -> DriftReport:
             result = score_at(scoring, lead, change.at, colleagues)
             verdict = None
             for later in lead.changes[index + 1 :]:
-                if later.to_stage == "hot":
+                if later.to_stage == Stage.HOT:
                     break
                 if later.to_stage in ("rejected", "accepted", "customer"):
                     verdict = later

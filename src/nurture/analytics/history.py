@@ -16,8 +16,9 @@ from nurture.scenario.expr import EventRecord
 from nurture.scoring.engine import CompiledScoring, ScoreResult
 from nurture.store import Store
 from nurture.store.leads import lead_view
+from nurture.vocabulary import Stage
 
-GOOD = ("accepted", "customer")  # what sales accepting or a deal closing means for a lead
+GOOD = (Stage.ACCEPTED, Stage.CUSTOMER)  # what sales accepting or a deal closing means for a lead
 CHUNK = 500
 
 
@@ -48,11 +49,11 @@ class LeadHistory:
 
     @property
     def rejected(self) -> bool:
-        return any(c.to_stage == "rejected" for c in self.changes)
+        return any(c.to_stage == Stage.REJECTED for c in self.changes)
 
     def engagement_since(self, at: datetime) -> datetime | None:
         """When engagement last started afresh (sales recycled the lead) before `at`."""
-        starts = [c.at for c in self.changes if c.to_stage == "recycled" and c.at <= at]
+        starts = [c.at for c in self.changes if c.to_stage == Stage.RECYCLED and c.at <= at]
         return starts[-1] if starts else None
 
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from nurture.analytics.history import History, score_at
+from nurture.lifecycle import SCORED
 from nurture.scoring.engine import CompiledScoring
-
-SCORED = ("cold", "warm", "recycled")
 
 
 @dataclass(frozen=True)

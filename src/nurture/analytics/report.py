@@ -26,6 +26,7 @@ from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.model import Step
 from nurture.scoring.engine import CompiledScoring
 from nurture.store import Store
+from nurture.vocabulary import EnrolmentStatus, EventType, SendStatus, Stage
 
 
 @dataclass
@@ -114,9 +115,9 @@ def scenario_report(
         row = rows.get(s.step)
         if row is None:
             continue
-        if s.status == "sent":
+        if s.status == SendStatus.SENT:
             row.sent += 1
-        elif s.status == "bounced":
+        elif s.status == SendStatus.BOUNCED:
             row.bounced += 1
         later = changes.get(s.lead_id, [])
         if s.sent_at is not None and any(at >= s.sent_at and stage in CONVERTED for at, stage in later):
@@ -143,7 +144,7 @@ def scenario_report(
                 opened[send.step].add(send.id)
             elif event.type == "unsubscribe":
                 row.unsubscribed += 1
-            elif event.type == "bounce" and send.status == "sent":
+            elif event.type == EventType.BOUNCE and send.status == SendStatus.SENT:
                 row.bounced += 1
                 row.delivered -= 1
     for step, row in rows.items():
@@ -154,19 +155,21 @@ def scenario_report(
     time_to_hot: list[timedelta] = []
     hot = 0
     for r in enrolments:
-        first = next((at for at, stage in changes.get(r.lead_id, []) if stage == "hot" and at >= r.enrolled_at), None)
+        first = next(
+            (at for at, stage in changes.get(r.lead_id, []) if stage == Stage.HOT and at >= r.enrolled_at), None
+        )
         if first is not None:
             hot += 1
             time_to_hot.append(first - r.enrolled_at)
     finished: dict[str, int] = defaultdict(int)
     for r in enrolments:
-        if r.status != "active":
+        if r.status != EnrolmentStatus.ACTIVE:
             finished[r.exit_reason or r.status] += 1
     return ScenarioReport(
         scenario_id=sid,
         name=compiled.scenario.name,
         enrolled=len(enrolments),
-        active=sum(1 for r in enrolments if r.status == "active"),
+        active=sum(1 for r in enrolments if r.status == EnrolmentStatus.ACTIVE),
         finished=dict(finished),
         steps=list(rows.values()),
         hot=hot,

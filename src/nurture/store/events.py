@@ -41,9 +41,7 @@ class Events(Part):
         inserted = conn.execute(insert_ignore(self.postgres, EVENTS).values(**values).returning(EVENTS.c.id)).first()
         if inserted is None:
             return False
-        flags = {EventType.UNSUBSCRIBE.value: {"unsubscribed": True}, EventType.BOUNCE.value: {"bounced": True}}.get(
-            str(type_)
-        )
+        flags = _FLAGS.get(str(type_))
         if flags:
             conn.execute(update(LEADS).where(LEADS.c.id == lead_id).values(updated_at=self.clock.now(), **flags))
         conn.execute(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import func, insert, select
 
@@ -14,6 +14,9 @@ from nurture.store.base import Connection, Part
 from nurture.store.queue import Queue
 from nurture.store.tables import NOTIFICATIONS
 from nurture.vocabulary import NotificationKind, NotificationStatus
+
+if TYPE_CHECKING:
+    from nurture.store import Store
 
 
 class ClaimedNotification(Protocol):
@@ -31,7 +34,7 @@ class ClaimedNotification(Protocol):
 
 
 class Notifications(Part):
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         super().__init__(store)
         self.queue = Queue(self.postgres, NOTIFICATIONS, NOTIFICATIONS.c.id)
 

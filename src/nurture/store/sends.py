@@ -11,12 +11,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Engine
 
-from nurture.store.base import Connection, Part, Row
+from nurture.store.base import Connection, Part, Row, insert_ignore
 from nurture.store.db import SQLITE_BUSY_TIMEOUT_MS
 from nurture.store.queue import Queue
 from nurture.store.tables import LEADS, SENDS, SUPPRESSIONS
@@ -41,6 +41,10 @@ _MARK_SENT_SQLITE = (
     "UPDATE send SET status = 'sent', sent_at = ?, message_id = ?, lease_owner = NULL,"
     " lease_until = NULL, last_error = NULL WHERE id = ? AND lease_owner = ?"
 )
+
+
+if TYPE_CHECKING:
+    from nurture.store import Store
 
 
 class ClaimedSend(Protocol):
@@ -136,7 +140,7 @@ class SendMarks:
 
 
 class Sends(Part):
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         super().__init__(store)
         self.queue = Queue(self.postgres, SENDS, SENDS.c.next_attempt_at)
 
@@ -255,3 +259,8 @@ class Sends(Part):
             .order_by(SENDS.c.id)
         ).all()
         return [SentEmail(*row) for row in rows]
+
+    def add(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Queue emails; a row whose idempotency key is already queued is skipped."""
+        if rows:
+            conn.execute(insert_ignore(self.postgres, SENDS), list(rows))

@@ -9,6 +9,7 @@ from sqlalchemy import Column, Index, Table, text
 from sqlmodel import Field, SQLModel
 
 from nurture.store.types import UTCDateTime, json_type
+from nurture.vocabulary import EnrolmentStatus, SendStatus, Stage
 
 
 def _ts(**kw: Any) -> Any:
@@ -27,7 +28,7 @@ class Lead(SQLModel, table=True):
     country: str | None = Field(default=None, max_length=2)
     timezone: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default=None, max_length=100)
-    lifecycle_stage: str = Field(default="cold", max_length=20)
+    lifecycle_stage: str = Field(default=Stage.COLD.value, max_length=20)
     owner: str | None = Field(default=None, max_length=200)
     tags: list[str] = Field(default_factory=list, sa_column=Column(json_type(), nullable=False))
     custom: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
@@ -78,7 +79,7 @@ class Enrollment(SQLModel, table=True):
     scenario_id: str = Field(max_length=100)
     scenario_version: str = Field(max_length=12)
     state: str = Field(max_length=100)
-    status: str = Field(default="active", max_length=12)
+    status: str = Field(default=EnrolmentStatus.ACTIVE.value, max_length=12)
     seq: int = 0
     entered_at: datetime = _ts()
     due_at: datetime | None = _ts(default=None, nullable=True)
@@ -124,7 +125,7 @@ class Send(SQLModel, table=True):
     subject: str
     sender: str
     reply_to: str | None = None
-    status: str = Field(default="pending", max_length=12)
+    status: str = Field(default=SendStatus.PENDING.value, max_length=12)
     attempts: int = 0
     created_at: datetime = _ts()
     next_attempt_at: datetime = _ts()
@@ -208,7 +209,7 @@ class Notification(SQLModel, table=True):
     target: str
     subject: str = ""
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
-    status: str = Field(default="pending", max_length=12)
+    status: str = Field(default=SendStatus.PENDING.value, max_length=12)
     attempts: int = 0
     created_at: datetime = _ts()
     next_attempt_at: datetime = _ts()

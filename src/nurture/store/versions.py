@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from sqlalchemy import insert, select, update
 
-from nurture.store.base import Part
+from nurture.store.base import Part, insert_ignore
 from nurture.store.tables import AUDIT_LOG, ENROLMENTS, SCENARIO_VERSIONS
 from nurture.vocabulary import EnrolmentStatus
 
@@ -20,31 +20,26 @@ class Versions(Part):
         now = self.clock.now()
         moved = 0
         with self.engine.begin() as conn:
-            known = conn.execute(
-                select(SCENARIO_VERSIONS.c.version).where(
-                    SCENARIO_VERSIONS.c.scenario_id == scenario_id, SCENARIO_VERSIONS.c.version == version
-                )
-            ).first()
             conn.execute(
                 update(SCENARIO_VERSIONS).where(SCENARIO_VERSIONS.c.scenario_id == scenario_id).values(is_current=False)
             )
-            if known is None:
-                conn.execute(
-                    insert(SCENARIO_VERSIONS).values(
-                        scenario_id=scenario_id,
-                        version=version,
-                        path=path,
-                        source=source,
-                        loaded_at=now,
-                        is_current=True,
-                    )
+            # Several daemons may start with the same new version at once: the first one
+            # records it, the others find it there.
+            conn.execute(
+                insert_ignore(self.postgres, SCENARIO_VERSIONS).values(
+                    scenario_id=scenario_id,
+                    version=version,
+                    path=path,
+                    source=source,
+                    loaded_at=now,
+                    is_current=True,
                 )
-            else:
-                conn.execute(
-                    update(SCENARIO_VERSIONS)
-                    .where(SCENARIO_VERSIONS.c.scenario_id == scenario_id, SCENARIO_VERSIONS.c.version == version)
-                    .values(is_current=True)
-                )
+            )
+            conn.execute(
+                update(SCENARIO_VERSIONS)
+                .where(SCENARIO_VERSIONS.c.scenario_id == scenario_id, SCENARIO_VERSIONS.c.version == version)
+                .values(is_current=True)
+            )
             for old_state, new_state in migrate.items():
                 result = conn.execute(
                     update(ENROLMENTS)

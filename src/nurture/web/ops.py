@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from nurture.daemon import HEARTBEAT
 from nurture.store.reports import StoreUnavailable
+from nurture.vocabulary import NotificationStatus, SendStatus
 from nurture.web.context import Web, web
 
 router = APIRouter(include_in_schema=False)
@@ -43,20 +44,20 @@ class StoreCollector(Collector):
         beats = found.heartbeats
 
         sent = CounterMetricFamily("nurture_emails_sent", "Emails accepted by the SMTP server")
-        sent.add_metric([], sends.get("sent", 0))
+        sent.add_metric([], sends.get(SendStatus.SENT, 0))
         yield sent
         failures = CounterMetricFamily("nurture_email_failures", "Emails not delivered", labels=["reason"])
-        for reason in ("bounced", "failed", "suppressed"):
+        for reason in (SendStatus.BOUNCED, SendStatus.FAILED, SendStatus.SUPPRESSED):
             failures.add_metric([reason], sends.get(reason, 0))
         yield failures
         backlog = GaugeMetricFamily("nurture_outbox_backlog", "Emails waiting in the outbox", labels=["state"])
-        backlog.add_metric(["pending"], sends.get("pending", 0))
-        backlog.add_metric(["sending"], sends.get("sending", 0))
+        backlog.add_metric(["pending"], sends.get(SendStatus.PENDING, 0))
+        backlog.add_metric(["sending"], sends.get(SendStatus.SENDING, 0))
         backlog.add_metric(["due"], due_sends or 0)
         backlog.add_metric(["retrying"], retrying or 0)
         yield backlog
         notify = GaugeMetricFamily("nurture_notifications", "Messages to sales by state", labels=["state"])
-        for state in ("pending", "sending", "sent", "failed"):
+        for state in NotificationStatus:
             notify.add_metric([state], notes.get(state, 0))
         yield notify
         enrol = GaugeMetricFamily("nurture_enrolments_active", "Active enrolments", labels=["due"])

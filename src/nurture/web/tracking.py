@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from nurture.mail.tracking import verify
+from nurture.store.leads import LeadRow
 from nurture.store.sends import TrackedSend
 from nurture.web.context import Web, web
 
@@ -81,7 +82,7 @@ def click(token: str, request: Request) -> Response:
     return RedirectResponse(url, status_code=302, headers=NO_STORE)
 
 
-def _unsubscribe_target(w: Web, token: str) -> tuple[Any, int | None]:
+def _unsubscribe_target(w: Web, token: str) -> tuple[LeadRow | None, int | None]:
     """The lead a valid unsubscribe token names (None if forged or gone), and its send."""
     payload = verify(w.settings.secret_key, token)
     if payload is None or "u" in payload or not isinstance(payload.get("l"), int):
