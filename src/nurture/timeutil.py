@@ -6,10 +6,12 @@ here, where a weekday/time or a send window is interpreted in a lead's zone.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from nurture.errors import DurationError
 
@@ -46,6 +48,19 @@ def parse_clock_time(text: str) -> time:
     return time(int(match[1]), int(match[2]))
 
 
+def parse_month_day(text: str) -> tuple[int, int]:
+    """'04-29' → (4, 29)."""
+    match = re.fullmatch(r"(\d{1,2})-(\d{1,2})", str(text).strip())
+    if not match:
+        raise DurationError(f"bad day {text!r}: use MM-DD, e.g. '12-28'")
+    month, day = int(match[1]), int(match[2])
+    try:
+        date(2024, month, day)  # a leap year, so 02-29 is a day
+    except ValueError as exc:
+        raise DurationError(f"bad day {text!r}: no such day") from exc
+    return month, day
+
+
 @dataclass(frozen=True)
 class WeekdayTime:
     """'tuesday 10:00': the next such local moment strictly after a given instant."""
@@ -80,12 +95,75 @@ def zone(name: str | None, fallback: str = "UTC") -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
+def suggest_zone(name: str) -> str:
+    """A did-you-mean hint for a misspelt IANA zone (`Asia/Tokio`, `tokyo`, `JST`)."""
+    aliases = {"JST": "Asia/Tokyo", "CET": "Europe/Berlin", "EST": "America/New_York", "PST": "America/Los_Angeles"}
+    if name.upper() in aliases:
+        return f"did you mean '{aliases[name.upper()]}'?"
+    zones = sorted(available_timezones())
+    by_city = {z.rsplit("/", 1)[-1].lower(): z for z in zones}
+    key = name.strip().replace(" ", "_").lower()
+    if key in by_city:
+        return f"did you mean '{by_city[key]}'?"
+    close = difflib.get_close_matches(name, zones, n=1, cutoff=0.6) or [
+        by_city[c] for c in difflib.get_close_matches(key.rsplit("/", 1)[-1], list(by_city), n=1, cutoff=0.75)
+    ]
+    return f"did you mean '{close[0]}'?" if close else "use an IANA name like 'Asia/Tokyo' or 'Europe/Berlin'"
+
+
 def is_valid_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+@lru_cache(maxsize=64)
+def _holidays(country: str, year: int) -> dict[date, str]:
+    import holidays
+
+    try:
+        calendar = holidays.country_holidays(country.upper(), years=year)
+        if calendar.default_language:  # names in the country's own language: 元日, not New Year's Day
+            calendar = holidays.country_holidays(country.upper(), years=year, language=calendar.default_language)
+    except NotImplementedError:
+        return {}
+    return {day: str(name) for day, name in calendar.items()}
+
+
+def holiday_calendar(country: str) -> dict[date, str] | None:
+    """This year's public holidays of `country` (ISO code such as JP), or None when unknown."""
+    import holidays
+
+    if country.upper() not in holidays.list_supported_countries():
+        return None
+    return _holidays(country, datetime.now(UTC).year)
+
+
+@dataclass(frozen=True)
+class ClosedDays:
+    """Days a send window stays shut: public holidays of some countries and yearly blackouts
+    (Golden Week, お盆, 年末年始), as local dates."""
+
+    countries: tuple[str, ...] = ()
+    blackouts: tuple[tuple[str, tuple[int, int], tuple[int, int]], ...] = ()
+
+    def reason(self, day: date) -> str | None:
+        """Why `day` is closed ('public holiday: 憲法記念日', 'blackout: Golden Week'), or None."""
+        for country in self.countries:
+            name = _holidays(country, day.year).get(day)
+            if name:
+                return f"public holiday ({country.upper()}): {name}"
+        key = (day.month, day.day)
+        for name, first, last in self.blackouts:
+            inside = first <= key <= last if first <= last else (key >= first or key <= last)
+            if inside:
+                return f"blackout: {name}"
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self.countries or self.blackouts)
 
 
 @dataclass(frozen=True)
@@ -95,24 +173,36 @@ class SendWindow:
     days: frozenset[int]
     start: time
     end: time
+    closed: ClosedDays = ClosedDays()
 
     def contains(self, instant: datetime, tz: ZoneInfo) -> bool:
         local = instant.astimezone(tz)
-        return local.weekday() in self.days and self.start <= local.time() < self.end
+        if not (local.weekday() in self.days and self.start <= local.time() < self.end):
+            return False
+        return not self.closed or self.closed.reason(local.date()) is None
 
     def next_open(self, instant: datetime, tz: ZoneInfo) -> datetime:
         """`instant` itself when inside the window, else the next moment the window opens."""
         if self.contains(instant, tz):
             return instant
         local = instant.astimezone(tz)
-        for offset in range(8):
+        for offset in range(400 if self.closed else 8):
             day = local.date() + timedelta(days=offset)
-            if day.weekday() not in self.days:
+            if day.weekday() not in self.days or (self.closed and self.closed.reason(day)):
                 continue
             opening = datetime.combine(day, self.start, tz)
             if opening > local:
                 return opening.astimezone(UTC)
-        raise DurationError("send window has no open day")  # unreachable when days is non-empty
+        raise DurationError("send window has no open day within a year")
+
+    def why_closed(self, instant: datetime, tz: ZoneInfo) -> str:
+        """Why nothing may be sent at `instant`: the day, the hours, a holiday or a blackout."""
+        local = instant.astimezone(tz)
+        if self.closed and (reason := self.closed.reason(local.date())):
+            return reason
+        if local.weekday() not in self.days:
+            return f"{WEEKDAYS[local.weekday()].capitalize()} is not a sending day"
+        return f"outside sending hours {self.start:%H:%M}–{self.end:%H:%M}"
 
 
 ALWAYS = SendWindow(frozenset(range(7)), time(0, 0), time(23, 59, 59, 999999))

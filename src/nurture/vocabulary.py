@@ -99,8 +99,25 @@ STANDARD_FIELDS = (
 )
 READ_ONLY_FIELDS = frozenset({"email", "created_at", "unsubscribed", "bounced", "lifecycle_stage"})
 
+# What kind of value each built-in field holds; `validate` uses it to catch comparisons such
+# as `lead.company_size >= "100名"` that can never hold.
+FIELD_KINDS = {
+    **{name: "text" for name in STANDARD_FIELDS},
+    "company_size": "number",
+    "unsubscribed": "boolean",
+    "bounced": "boolean",
+    "tags": "list",
+    "created_at": "time",
+}
+
+# Fields nurture itself reads when a lead has them, without a scenario declaring them:
+# `language` picks an email's language variant, `name_order` overrides how names are written.
+OPTIONAL_FIELDS = ("language", "name_order")
+
 __all__ = [
     "EVENT_TYPES",
+    "FIELD_KINDS",
+    "OPTIONAL_FIELDS",
     "QUEUED",
     "READ_ONLY_FIELDS",
     "STANDARD_FIELDS",

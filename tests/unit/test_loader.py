@@ -158,12 +158,12 @@ def test_custom_fields_declared_in_lead_fields_are_accepted(project: Callable[..
 
 def test_bad_duration(project: Callable[..., Path]) -> None:
     found = problems(project, GOOD.replace("duration: 2d", "duration: 2 days"))
-    assert any(p.startswith("FILE:10: steps.1.duration: bad duration '2 days'") for p in found)
+    assert any(p.startswith("FILE:10: step 'pause': duration: bad duration '2 days'") for p in found)
 
 
 def test_bad_weekday_wait(project: Callable[..., Path]) -> None:
     found = problems(project, GOOD.replace("duration: 2d", "until: tusday 10:00"))
-    assert any(p.startswith("FILE:10: steps.1.until: unknown weekday 'tusday'") for p in found)
+    assert any(p.startswith("FILE:10: step 'pause': until: unknown weekday 'tusday'") for p in found)
 
 
 def test_bad_expression_syntax(project: Callable[..., Path]) -> None:

@@ -17,7 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nurture.mail.links import LinkTracker
 from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
+from nurture.mail.names import full_name
 from nurture.mail.templates import TemplateError, TemplateStore
 from nurture.mail.tracking import Links
 from nurture.scenario.expr import Record
@@ -34,6 +36,8 @@ class Composer:
     mail_domain: str
     unsubscribe_mailto: str | None = None
     scenario_names: dict[str, str] = field(default_factory=dict)
+    scenario_utm: dict[str, dict[str, str]] = field(default_factory=dict)
+    name_order: str = "auto"
     _templates: TemplateStore | None = field(default=None, repr=False)
 
     @property
@@ -48,27 +52,29 @@ class Composer:
     def compose(self, row: Mapping[str, Any], lead_row: Mapping[str, Any], now: datetime) -> BuiltMessage:
         lead = lead_view(lead_row)
         links = Links(self.base_url, self.secret_key, row["id"], lead_row["id"])
+        tracker = LinkTracker(links.click, self.base_url, self.scenario_utm.get(row["scenario_id"]))
         unsubscribe_url = links.unsubscribe()
+        name = full_name(lead.fields, self.name_order)
         context = {
             "lead": Record(lead.fields),
             "score": Record(lead.score),
             "scenario": self.scenario_names.get(row["scenario_id"], row["scenario_id"]),
             "unsubscribe_url": unsubscribe_url,
-            "link": links.click,
+            "link": tracker.tracked_named,
+            "full_name": name,
             "now": now,
         }
         rendered = self.templates.render(row["template"], row["subject"], context)
         pixel = f'<img src="{links.open_pixel()}" width="1" height="1" alt="">'
-        html = (
-            rendered.html.replace("</body>", pixel + "</body>") if "</body>" in rendered.html else rendered.html + pixel
-        )
-        name = " ".join(p for p in (lead_row["first_name"], lead_row["last_name"]) if p)
+        body = tracker.html(rendered.html)
+        text = tracker.text(rendered.text)
+        html = body.replace("</body>", pixel + "</body>") if "</body>" in body else body + pixel
         return build_message(
             sender=row["sender"],
             to_email=lead_row["email"],
             to_name=name,
             subject=rendered.subject,
-            text=rendered.text,
+            text=text,
             html=html,
             message_id=message_id_for(row["idempotency_key"], self.mail_domain),
             unsubscribe_url=unsubscribe_url,

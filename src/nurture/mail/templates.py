@@ -20,7 +20,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from nurture.errors import Diagnostic, NurtureError
 from nurture.hints import did_you_mean, hint_with
 
-TEMPLATE_NAMES = ("lead", "score", "scenario", "unsubscribe_url", "link", "now")
+TEMPLATE_NAMES = ("lead", "score", "scenario", "unsubscribe_url", "link", "full_name", "now")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
+_UNSUBSCRIBE_MARK = "https://unsubscribe.invalid/nurture-check"
 
 
 class TemplateError(NurtureError):
@@ -110,6 +112,38 @@ class TemplateStore:
     def exists(self, name: str) -> bool:
         return (self.root / f"{name}.html").is_file()
 
+    def variants(self, name: str) -> dict[str, str]:
+        """The language variants of template `name`: {'ja': 'welcome.ja', 'en': 'welcome.en'}."""
+        if not self.root.is_dir():
+            return {}
+        found = {}
+        for path in self.root.glob(f"{name}.*.html"):
+            language = path.name[len(name) + 1 : -len(".html")]
+            if _LANGUAGE.match(language):
+                found[language.lower().replace("_", "-")] = f"{name}.{language}"
+        return dict(sorted(found.items()))
+
+    def links_unsubscribe(self, name: str) -> bool | None:
+        """Whether the email `name` renders contains the unsubscribe link (with its layout and
+        blocks), or None when a sample render is not possible."""
+        sample = {
+            "lead": _Blank(),
+            "score": _Blank(),
+            "scenario": "",
+            "unsubscribe_url": _UNSUBSCRIBE_MARK,
+            "link": lambda _name, url: url,
+            "full_name": "",
+            "now": None,
+        }
+        try:
+            html_template, text_template = self._pair(name)
+            body = _render(html_template, {**self._globals, **sample})
+            if text_template is not None:
+                body += _render(text_template, {**self._globals, **sample})
+        except Exception:  # a sample lead cannot render every template; then we cannot tell
+            return None
+        return _UNSUBSCRIBE_MARK in body
+
     def check(self, name: str, lead_fields: Iterable[str]) -> list[Diagnostic]:
         """Problems in template `name`: missing file, syntax, unknown variables."""
         known = set(lead_fields)
@@ -152,6 +186,16 @@ class TemplateStore:
         return template
 
 
+class _Blank:
+    """A sample record for checking templates: every field reads as empty."""
+
+    def __getattr__(self, name: str) -> str:
+        return ""
+
+    def __getitem__(self, name: str) -> str:
+        return ""
+
+
 def _render(template: Template, variables: dict[str, Any]) -> str:
     """`template.render(variables)` for variables that already include the globals: Jinja
     would copy them and its globals into a new dict at every call."""
@@ -168,7 +212,7 @@ def check_template_source(source: str, filename: str, lead_fields: set[str], lin
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
-        return [Diagnostic(filename, line + (exc.lineno or 1), f"template syntax error: {exc.message}")]
+        return [_syntax_diagnostic(exc, source, filename, line)]
     problems = []
     for field, at in lead_fields_used(tree):
         if field not in lead_fields:
@@ -192,6 +236,42 @@ def check_template_source(source: str, filename: str, lead_fields: set[str], lin
                 )
             )
     return problems
+
+
+def _syntax_diagnostic(exc: TemplateSyntaxError, source: str, filename: str, line: int) -> Diagnostic:
+    """A template syntax error in the author's terms: an unclosed `{{` says so, on its line."""
+    message = exc.message or "syntax error"
+    opened = _unclosed(source, "{{", "}}") if "print statement" in message or "'}'" in message else None
+    if opened is not None:
+        return Diagnostic(
+            filename,
+            line + opened,
+            "template syntax error: '{{' is never closed",
+            "end the variable with '}}', e.g. {{ lead.first_name }}",
+        )
+    opened = _unclosed(source, "{%", "%}")
+    if opened is not None:
+        return Diagnostic(
+            filename, line + opened, "template syntax error: '{%' is never closed", "end the tag with '%}'"
+        )
+    if "Jinja was looking for the following tags" in message:
+        wanted = message.split("following tags:", 1)[1].split(".")[0].strip()
+        return Diagnostic(
+            filename, line + (exc.lineno or 1), "template syntax error: a block is never closed", f"add {wanted}"
+        )
+    return Diagnostic(filename, line + (exc.lineno or 1), f"template syntax error: {message}")
+
+
+def _unclosed(source: str, opening: str, closing: str) -> int | None:
+    """The line of the first `opening` with no `closing` after it (before the next opening)."""
+    position = 0
+    while (start := source.find(opening, position)) >= 0:
+        end = source.find(closing, start + len(opening))
+        following = source.find(opening, start + len(opening))
+        if end < 0 or (0 <= following < end):
+            return source.count("\n", 0, start) + 1
+        position = end + len(closing)
+    return None
 
 
 LinkMaker = Callable[[str, str], str]

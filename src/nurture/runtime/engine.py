@@ -18,7 +18,7 @@ from nurture.errors import ExpressionError, NurtureError
 from nurture.runtime.effects import Decision, Effect, Finished, NotifySales, SendEmail, UpdateLead
 from nurture.scenario import model as m
 from nurture.scenario.compiler import CompiledScenario, Turn, stable_bucket
-from nurture.scenario.expr import EventRecord, EventsView, Record
+from nurture.scenario.expr import EventRecord, EventsView, Record, event_is
 from nurture.scenario.graph import END
 from nurture.timeutil import zone
 
@@ -260,7 +260,7 @@ class _Walk:
         horizon = min(self.now, deadline)
         where = self.c.wait_where.get(step.id)
         for event in sorted(self.events, key=lambda e: e.at):
-            if event.type != step.event or not position.entered_at <= event.at <= horizon:
+            if not event_is(event, step.event) or not position.entered_at <= event.at <= horizon:
                 continue
             if where is not None:
                 context = self.context() | {"event": event.as_record()}
@@ -289,11 +289,12 @@ class _Walk:
                 free_at = recent[len(recent) - self.cap.max_sends] + self.cap.period
                 self.note(self.now, step.id, f"frequency cap reached; deferred to {free_at:%Y-%m-%d %H:%M} UTC")
                 return position.due(free_at), True
+        template, subject, _ = self.c.localised(step, self.lead.fields)
         self.emit(
             SendEmail(
                 step.id,
-                step.template,
-                step.subject,
+                template,
+                subject,
                 step.from_ or self.c.scenario.from_,
                 step.reply_to,
                 self.key("email", step.id, position.seq),

@@ -12,7 +12,7 @@ Triggers: `advance` (leave a step that is done), `event` and `timeout` (leave a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ from nurture.scenario.model import (
     Wait,
     WaitFor,
 )
-from nurture.timeutil import SendWindow, WeekdayTime, parse_clock_time, parse_duration
+from nurture.timeutil import ClosedDays, SendWindow, WeekdayTime, parse_clock_time, parse_duration, parse_month_day
 
 
 @dataclass
@@ -108,10 +108,23 @@ class CompiledScenario:
         entry = self.scenario.entry.when
         self.entry_condition = Expression(entry) if entry else None
         window = self.scenario.send_window
+        project = loaded.project
+        blackouts = [*window.blackouts, *(project.blackouts if project else [])]
+        closed = ClosedDays(
+            tuple(dict.fromkeys(c.upper() for c in [*window.holidays, *(project.holidays if project else [])])),
+            tuple((b.name, parse_month_day(b.from_), parse_month_day(b.to)) for b in blackouts),
+        )
         self.send_window = SendWindow(
-            window.day_numbers(), parse_clock_time(window.start), parse_clock_time(window.end)
+            window.day_numbers(), parse_clock_time(window.start), parse_clock_time(window.end), closed
         )
         self.window_zone = window.timezone
+        self.language_field = project.language_field if project else "language"
+        self.default_language = (project.default_language if project else None) or ""
+        self._plain = {
+            s.template: loaded.templates.exists(s.template)
+            for s in self.scenario.steps
+            if isinstance(s, SendEmail) and loaded.variants.get(s.template)
+        }
         self.fallback_zone = window.fallback_timezone
         self.cursor = Cursor(self.first)
         self.machine = Machine(
@@ -175,6 +188,33 @@ class CompiledScenario:
 
     def until(self, step_id: str) -> WeekdayTime | None:
         return self._untils.get(step_id)
+
+    def localised(self, step: SendEmail, fields: Mapping[str, Any]) -> tuple[str, str, str]:
+        """(template, subject, language) of a send for a lead: the variant in the lead's
+        language (`welcome.ja`), else the project's default language, else the plain template."""
+        variants = self.loaded.variants.get(step.template) or {}
+        subjects = step.subject if isinstance(step.subject, dict) else {}
+        if not variants and not subjects:
+            return step.template, str(step.subject), ""
+        wanted = language_of(fields.get(self.language_field))
+        candidates = [wanted, wanted.split("-")[0]] if wanted else []
+        chosen = next((c for c in candidates if c in variants or c in subjects), self.default_language)
+        plain = step.template if self._plain.get(step.template) else None
+        template = variants.get(chosen) or plain or next(iter(variants.values()), step.template)
+        if subjects:
+            subject = subjects.get(chosen) or subjects.get("default") or next(iter(subjects.values()))
+        else:
+            subject = str(step.subject)
+        return template, subject, chosen if chosen in variants or chosen in subjects else ""
+
+
+_LANGUAGE_NAMES = {"japanese": "ja", "日本語": "ja", "english": "en", "英語": "en", "german": "de", "deutsch": "de"}
+
+
+def language_of(value: Any) -> str:
+    """A lead's language as a lower-case tag: 'ja-JP' → 'ja-jp', 'Japanese' → 'ja'."""
+    text = str(value or "").strip().lower().replace("_", "-")
+    return _LANGUAGE_NAMES.get(text, text)
 
 
 _CACHE: dict[tuple[str, str], CompiledScenario] = {}

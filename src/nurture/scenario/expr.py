@@ -100,8 +100,14 @@ class EventRecord:
         return Record({"type": self.type, "at": self.at, **self.props})
 
 
+def event_is(event: EventRecord, type_: str) -> bool:
+    """Whether `event` is of type `type_`; a declared custom event (`login`) also arrives as
+    type `custom` with the property `name: login`."""
+    return type_ == event.type or (event.type == "custom" and event.props.get("name") == type_)
+
+
 def _matches(event: EventRecord, type_: str, where: Mapping[str, Any]) -> bool:
-    if type_ not in ("*", event.type):
+    if type_ != "*" and not event_is(event, type_):
         return False
     for key, wanted in where.items():
         value = event.props.get(key)
@@ -157,6 +163,25 @@ class Usage:
     score_fields: frozenset[str]
     event_methods: frozenset[str]
     event_types: frozenset[str]
+    comparisons: tuple[Comparison, ...] = ()
+    event_fields: frozenset[str] = frozenset()  # `event.X` inside a wait_for's `where`
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`lead.company_size >= "100名"`: a field (`lead.company_size`) compared with a constant."""
+
+    term: str
+    op: str
+    value: Any
+
+    @property
+    def ordering(self) -> bool:
+        return self.op in ("gt", "gteq", "lt", "lteq")
+
+    def describe(self) -> str:
+        symbols = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<="}
+        return f"{self.term} {symbols.get(self.op, self.op)} {self.value!r}"
 
 
 class Expression:
@@ -378,6 +403,7 @@ def _analyse(tree: nodes.Node) -> Usage:
     score_fields: set[str] = set()
     methods: set[str] = set()
     types: set[str] = set()
+    event_fields: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         base = node.node  # type: ignore[attr-defined]
         if not isinstance(base, nodes.Name):
@@ -385,7 +411,9 @@ def _analyse(tree: nodes.Node) -> Usage:
         key = node.attr if isinstance(node, nodes.Getattr) else _const_str(node.arg)  # type: ignore[attr-defined]
         if key is None:
             continue
-        {"lead": lead_fields, "score": score_fields, "events": methods}.get(base.name, set()).add(key)
+        {"lead": lead_fields, "score": score_fields, "events": methods, "event": event_fields}.get(
+            base.name, set()
+        ).add(key)
     for call in tree.find_all(nodes.Call):
         target = call.node
         if isinstance(target, nodes.Getattr) and isinstance(target.node, nodes.Name):
@@ -402,7 +430,35 @@ def _analyse(tree: nodes.Node) -> Usage:
         frozenset(score_fields),
         frozenset(methods),
         frozenset(types - {"*"}),
+        tuple(_comparisons(tree)),
+        frozenset(event_fields),
     )
+
+
+def _term(node: nodes.Node) -> str | None:
+    """`lead.company_size` for a field of a named record, else None."""
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
+        return f"{node.node.name}.{node.attr}"
+    if isinstance(node, nodes.Getitem) and isinstance(node.node, nodes.Name):
+        key = _const_str(node.arg)
+        return f"{node.node.name}.{key}" if key is not None else None
+    return None
+
+
+_MIRRORED = {"gt": "lt", "gteq": "lteq", "lt": "gt", "lteq": "gteq", "eq": "eq", "ne": "ne"}
+
+
+def _comparisons(tree: nodes.Node) -> Iterator[Comparison]:
+    for compare in tree.find_all(nodes.Compare):
+        operands = [compare.expr, *(op.expr for op in compare.ops)]
+        for index, op in enumerate(compare.ops):
+            left, right = operands[index], operands[index + 1]
+            if op.op not in _MIRRORED:
+                continue
+            if (term := _term(left)) is not None and isinstance(right, nodes.Const):
+                yield Comparison(term, op.op, right.value)
+            elif (term := _term(right)) is not None and isinstance(left, nodes.Const):
+                yield Comparison(term, _MIRRORED[op.op], left.value)
 
 
 def compile_expression(source: str) -> Expression:

@@ -32,8 +32,12 @@ from nurture.scenario.model import (
     Update,
     WaitFor,
 )
+from nurture.scenario.typecheck import comparison_problems, kinds_for
 from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml
-from nurture.vocabulary import EVENT_TYPES, READ_ONLY_FIELDS, STANDARD_FIELDS
+from nurture.vocabulary import OPTIONAL_FIELDS, READ_ONLY_FIELDS, STANDARD_FIELDS
+
+if typing.TYPE_CHECKING:
+    from nurture.scenario.projectfile import ProjectSettings
 
 _STEP = TypeAdapter(Step)
 
@@ -48,6 +52,9 @@ class LoadedScenario:
     templates: TemplateStore
     step_lines: dict[str, int] = field(default_factory=dict)
     text: str = ""
+    project: ProjectSettings | None = None
+    warnings: list[Diagnostic] = field(default_factory=list)
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)  # template → {language: variant}
 
     @property
     def id(self) -> str:
@@ -104,30 +111,52 @@ def load_scenario_text(text: str, path: Path, templates_dir: Path) -> LoadedScen
 
 
 def check_scenario_text(text: str, path: Path, templates_dir: Path) -> tuple[LoadedScenario | None, list[Diagnostic]]:
+    from nurture.scenario.projectfile import check_project_data, is_project_document, load_project
+
     name = str(path)
     data, problems = parse_yaml(text, name)
+    if not problems and isinstance(data, LineDict) and is_project_document(data):
+        return None, check_project_data(data, name)[1]
     if data is None and not problems:
         problems = [Diagnostic(name, 1, "the file is empty", "a scenario needs id, name and steps")]
     if problems:
         return None, problems
     if not isinstance(data, LineDict):
         return None, [Diagnostic(name, 1, "a scenario file must be a mapping of keys to values")]
-    checker = _Checker(name, data, TemplateStore(templates_dir))
+    project = load_project(path.parent).settings
+    checker = _Checker(name, data, TemplateStore(templates_dir), project)
     scenario = checker.run()
     if checker.problems or scenario is None:
         return None, sorted(set(checker.problems), key=lambda d: (d.line, d.message))
-    return LoadedScenario(scenario, path, content_version(text), checker.templates, checker.step_lines, text), []
+    return (
+        LoadedScenario(
+            scenario,
+            path,
+            content_version(text),
+            checker.templates,
+            checker.step_lines,
+            text,
+            project,
+            sorted(set(checker.warnings), key=lambda d: (d.line, d.message)),
+            checker.variants,
+        ),
+        [],
+    )
 
 
 class _Checker:
     """Structural checks (pydantic) then semantic checks (references, graph, expressions)."""
 
-    def __init__(self, filename: str, data: LineDict, templates: TemplateStore) -> None:
+    def __init__(self, filename: str, data: LineDict, templates: TemplateStore, project: ProjectSettings) -> None:
         self.file = filename
         self.data = data
         self.templates = templates
+        self.project = project
         self.problems: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
         self.step_lines: dict[str, int] = {}
+        self.variants: dict[str, dict[str, str]] = {}
+        self.events = project.event_names()
 
     def report(self, line: int, message: str, hint: str = "") -> None:
         self.problems.append(Diagnostic(self.file, line, message, hint))
@@ -140,7 +169,11 @@ class _Checker:
             for error in exc.errors():
                 self._structural(error)
         steps = self._steps_that_parse()
-        fields = set(STANDARD_FIELDS) | {str(f) for f in self.data.get("lead_fields", []) or [] if isinstance(f, str)}
+        fields = (
+            set(STANDARD_FIELDS)
+            | set(OPTIONAL_FIELDS)
+            | {str(f) for f in self.data.get("lead_fields", []) or [] if isinstance(f, str)}
+        )
         self._semantic(steps, fields)
         return scenario
 
@@ -191,14 +224,16 @@ class _Checker:
         if isinstance(step, SendEmail):
             self._check_template(step, line, fields)
         elif isinstance(step, WaitFor):
-            if step.event not in EVENT_TYPES:
+            if step.event not in self.events:
                 self.report(
                     _line_near(self.data, line, "event"),
                     f"step '{step.id}' waits for unknown event '{step.event}'",
-                    did_you_mean(step.event, EVENT_TYPES),
+                    unknown_event_hint(step.event, self.project),
                 )
             if step.where:
-                self._check_expression(step.where, _line_near(self.data, line, "where"), fields, event=True)
+                self._check_expression(
+                    step.where, _line_near(self.data, line, "where"), fields, event=True, event_type=step.event
+                )
         elif isinstance(step, Branch):
             raw_cases = _get_step(self.data, step.id).get("cases", [])
             for index, case in enumerate(step.cases):
@@ -220,6 +255,11 @@ class _Checker:
                 self.report(line, f"step '{step.id}' has two variants with the same name")
 
     def _check_template(self, step: SendEmail, line: int, fields: set[str]) -> None:
+        variants = self.templates.variants(step.template)
+        self.variants[step.template] = variants
+        if variants or isinstance(step.subject, dict):
+            self._check_languages(step, line, fields, variants)
+            return
         if not self.templates.exists(step.template):
             available = (
                 sorted(p.stem for p in self.templates.root.glob("*.html")) if self.templates.root.is_dir() else []
@@ -232,10 +272,64 @@ class _Checker:
             )
         else:
             self.problems += self.templates.check(step.template, fields)
+            self._check_unsubscribe(step, step.template, line)
         subject_line = _line_near(self.data, line, "subject")
+        assert isinstance(step.subject, str)
         self.problems += check_template_source(step.subject, self.file, fields, line=subject_line - 1)
 
-    def _check_expression(self, source: str, line: int, fields: set[str], *, event: bool = False) -> None:
+    def _check_languages(self, step: SendEmail, line: int, fields: set[str], variants: dict[str, str]) -> None:
+        """A send in several languages: every language with a subject has a body and the
+        other way round, and leads of any other language get a fallback."""
+        subject_line = _line_near(self.data, line, "subject")
+        subjects = step.subject if isinstance(step.subject, dict) else {}
+        default = self.project.default_language
+        has_plain = self.templates.exists(step.template)
+        for language in sorted(subjects):
+            if language != "default" and language not in variants and not (has_plain and language == default):
+                self.report(
+                    subject_line,
+                    f"step '{step.id}' has a '{language}' subject but no template "
+                    f"{self.templates.root / f'{step.template}.{language}.html'}",
+                    did_you_mean(language, variants) if variants else "add the template, or remove the subject",
+                )
+        if subjects and "default" not in subjects:
+            for language in variants:
+                if language not in subjects:
+                    self.report(
+                        subject_line,
+                        f"step '{step.id}' has a template for '{language}' but no '{language}' subject",
+                        "add it to the subject mapping, or a 'default' subject",
+                    )
+        fallback = variants.get(default or "") or (step.template if has_plain else None)
+        if fallback is None:
+            self.report(
+                _line_near(self.data, line, "template"),
+                f"step '{step.id}': leads in other languages have no '{step.template}' email",
+                f"add {self.templates.root / (step.template + '.html')}, or set default_language in "
+                "scenarios/project.yaml to one of: " + ", ".join(variants),
+            )
+        names = [*variants.values(), *([step.template] if has_plain else [])]
+        for name in names:
+            self.problems += self.templates.check(name, fields)
+            self._check_unsubscribe(step, name, line)
+        for language, text in (subjects.items() if subjects else [("", str(step.subject))]):
+            at = _line_near_nested(self.data, line, "subject", language) if language else subject_line
+            self.problems += check_template_source(text, self.file, fields, line=at - 1)
+
+    def _check_unsubscribe(self, step: SendEmail, template: str, line: int) -> None:
+        if self.templates.links_unsubscribe(template) is False:
+            self.warnings.append(
+                Diagnostic(
+                    self.file,
+                    _line_near(self.data, line, "template"),
+                    f"warning: template '{template}' (step '{step.id}') has no unsubscribe link",
+                    "add <a href=\"{{ unsubscribe_url }}\">Unsubscribe</a> to it or to its layout's footer",
+                )
+            )
+
+    def _check_expression(
+        self, source: str, line: int, fields: set[str], *, event: bool = False, event_type: str = ""
+    ) -> None:
         try:
             expression = Expression(source)
         except ExpressionError as exc:
@@ -255,13 +349,43 @@ class _Checker:
             self.report(line, f"expression uses unknown score.{name}", did_you_mean(name, SCORE_FIELDS))
         for name in sorted(usage.event_methods - set(EVENTS_METHODS)):
             self.report(line, f"expression uses unknown events.{name}", did_you_mean(name, EVENTS_METHODS))
-        for name in sorted(usage.event_types - set(EVENT_TYPES)):
-            self.report(line, f"expression counts unknown event '{name}'", did_you_mean(name, EVENT_TYPES))
+        for name in sorted(usage.event_types - set(self.events)):
+            self.report(line, f"expression counts unknown event '{name}'", unknown_event_hint(name, self.project))
+        declared = self.project.events.get(event_type)
+        if declared is not None and declared.properties:
+            known = set(declared.properties) | {"type", "at", "name"}
+            for prop in sorted(_event_props(usage) - known):
+                self.report(
+                    line,
+                    f"event '{event_type}' has no property '{prop}'",
+                    did_you_mean(prop, declared.properties),
+                )
+        props = declared.properties if declared is not None else None
+        for message, hint in comparison_problems(usage, kinds_for(props)):
+            self.report(line, message, hint)
 
     def _check_top_level(self, fields: set[str], ids: set[str]) -> None:
         entry = self.data.get("entry")
         if isinstance(entry, LineDict) and isinstance(entry.get("when"), str):
             self._check_expression(entry["when"], entry.key_lines["when"], fields)
+        if isinstance(entry, LineDict):
+            for key in ("lists", "not_lists"):
+                names = entry.get(key)
+                if isinstance(names, LineList):
+                    for index, name in enumerate(names):
+                        if isinstance(name, str) and name not in self.project.lists:
+                            self.report(
+                                names.item_lines[index],
+                                f"entry uses unknown list '{name}'",
+                                hint_with(
+                                    did_you_mean(name, self.project.lists) if self.project.lists else "",
+                                    "(declare lists under 'lists:' in scenarios/project.yaml)",
+                                ),
+                            )
+        own = self.data.get("id")
+        others = self.data.get("exclusive_with")
+        if isinstance(others, LineList) and own in others:
+            self.report(others.line, "a scenario cannot exclude itself", "list other scenarios' ids")
         exits = self.data.get("exit_when")
         if isinstance(exits, LineList):
             for index, item in enumerate(exits):
@@ -325,7 +449,42 @@ def structural_diagnostic(filename: str, data: Any, error: Any, root: Any) -> Di
             did_you_mean(str(tag), choices),
         )
     message = str(error["msg"]).removeprefix("Value error, ")
-    return Diagnostic(filename, line, f"{'.'.join(str(p) for p in _clean(loc, data)) or 'file'}: {message}")
+    message, _, hint = message.partition(" — ")
+    return Diagnostic(filename, line, f"{_place(loc, data)}: {message}", hint)
+
+
+def _place(loc: tuple[Any, ...], data: Any) -> str:
+    """Where a problem is, as an author names it: `step 'pause': duration`, not `steps.3.duration`."""
+    parts = _clean(loc, data)
+    if len(parts) >= 2 and parts[0] == "steps" and isinstance(parts[1], int):
+        step = _get(data, parts[:2])
+        name = f"step '{step['id']}'" if isinstance(step, dict) and isinstance(step.get("id"), str) else (
+            f"step #{parts[1] + 1}"
+        )
+        rest = ".".join(str(p) for p in parts[2:])
+        return f"{name}: {rest}" if rest else name
+    return ".".join(str(p) for p in parts) or "file"
+
+
+def _event_props(usage: Any) -> set[str]:
+    return set(usage.event_fields)
+
+
+def unknown_event_hint(name: str, project: ProjectSettings) -> str:
+    from nurture.scenario.projectfile import unknown_event_hint as hint
+
+    return hint(name, project)
+
+
+def _line_near_nested(data: LineDict, step_line: int, key: str, inner: str) -> int:
+    """Line of `key: {inner: ...}` inside the step that starts on `step_line`."""
+    for item in data.get("steps") or []:
+        if isinstance(item, LineDict) and item.line == step_line:
+            nested = item.get(key)
+            if isinstance(nested, LineDict):
+                return nested.key_lines.get(inner, item.key_lines.get(key, step_line))
+            return item.key_lines.get(key, step_line)
+    return step_line
 
 
 def _get(data: Any, loc: Sequence[Any]) -> Any:

@@ -16,7 +16,9 @@ from nurture.timeutil import (
     is_valid_zone,
     parse_clock_time,
     parse_duration,
+    parse_month_day,
     parse_weekday,
+    suggest_zone,
 )
 
 STEP_ID = r"^[a-z][a-z0-9_]*$"
@@ -51,8 +53,13 @@ class SendEmail(_StepBase):
     """Send one templated email."""
 
     type: Literal["send_email"]
-    template: str = Field(description="Name of a template in email_templates/ (without extension).")
-    subject: str = Field(description="Subject line; may use {{ lead.* }} variables.")
+    template: str = Field(
+        description="Name of a template in email_templates/ (without extension); language variants are "
+        "NAME.LANG.html (welcome.ja.html), chosen by the lead's language."
+    )
+    subject: str | dict[str, str] = Field(
+        description="Subject line; may use {{ lead.* }} variables. One per language: {ja: ..., en: ...}."
+    )
     from_: str | None = Field(default=None, alias="from", description="Sender; default: scenario's.")
     reply_to: str | None = None
 
@@ -154,6 +161,23 @@ DAY_NAMES = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _WORKDAYS: tuple[DAY_NAMES, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
+class Blackout(_Strict):
+    """A period in which nothing is sent, every year: `from: "12-28"`, `to: "01-04"` (inclusive)."""
+
+    name: str
+    from_: str = Field(alias="from", description="First day, MM-DD.")
+    to: str = Field(description="Last day, MM-DD; may be in the next year (12-28 to 01-04).")
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _v_day(cls, value: str) -> str:
+        try:
+            parse_month_day(value)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+
 class SendWindowSpec(_Strict):
     days: list[DAY_NAMES] = Field(default_factory=lambda: list(_WORKDAYS))
     start: str = "09:00"
@@ -163,6 +187,10 @@ class SendWindowSpec(_Strict):
         description="'lead' uses each lead's own time zone; or an IANA name like 'Asia/Tokyo'.",
     )
     fallback_timezone: str = Field(default="UTC", description="Used when a lead has no zone.")
+    holidays: list[str] = Field(
+        default_factory=list, description="Countries whose public holidays close the window, e.g. [JP]."
+    )
+    blackouts: list[Blackout] = Field(default_factory=list, description="Periods with no sending, every year.")
 
     @field_validator("start", "end")
     @classmethod
@@ -177,7 +205,7 @@ class SendWindowSpec(_Strict):
     @classmethod
     def _v_zone(cls, value: str) -> str:
         if value != "lead" and not is_valid_zone(value):
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name like 'Europe/Berlin'")
+            raise ValueError(f"unknown time zone {value!r} — {suggest_zone(value)}")
         return value
 
     @model_validator(mode="after")
@@ -195,6 +223,8 @@ class SendWindowSpec(_Strict):
 class Entry(_Strict):
     when: str | None = Field(default=None, description="Which leads enrol, as an expression.")
     source: list[str] = Field(default_factory=list, description="Only leads from these sources.")
+    lists: list[str] = Field(default_factory=list, description="Only members of at least one of these lists.")
+    not_lists: list[str] = Field(default_factory=list, description="Never members of these lists.")
 
 
 class Reentry(_Strict):
@@ -227,6 +257,16 @@ class Scenario(_Strict):
     send_window: SendWindowSpec = Field(default_factory=SendWindowSpec)
     from_: str = Field(alias="from", default="Marketing <marketing@example.com>")
     lead_fields: list[str] = Field(default_factory=list, description="Custom lead fields this scenario reads.")
+    priority: int = Field(default=0, description="Among exclusive scenarios, the higher priority keeps the lead.")
+    exclusive_with: list[str] = Field(
+        default_factory=list, description="Scenario ids a lead may not be in at the same time as this one."
+    )
+    group: str | None = Field(default=None, description="Scenarios of one group exclude each other.")
+    utm: dict[str, str] = Field(
+        default_factory=dict,
+        description="UTM parameters for every link, e.g. {source: newsletter, medium: email}; campaign "
+        "defaults to the scenario id.",
+    )
     migrate: dict[str, str] = Field(
         default_factory=dict,
         description="Move leads on an older version from step (key) to step (value) of this one.",

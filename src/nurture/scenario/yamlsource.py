@@ -6,6 +6,8 @@ messages, so mappings and sequences here carry the line of each key and item.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +57,9 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequen
 
 def parse_yaml(text: str, filename: str) -> tuple[Any, list[Diagnostic]]:
     """Parse one YAML document; syntax problems and duplicate keys become diagnostics."""
+    width = full_width_problems(text, filename)
+    if width:
+        return None, width
     loader = _Loader(text)
     loader.duplicates = []
     try:
@@ -63,14 +68,7 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, list[Diagnostic]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = exc.problem or "invalid YAML"
-        return None, [
-            Diagnostic(
-                filename,
-                line,
-                f"YAML syntax error: {problem}",
-                "check indentation and quoting around this line",
-            )
-        ]
+        return None, [Diagnostic(filename, line, f"YAML syntax error: {problem}", _syntax_hint(text, line))]
     except yaml.YAMLError as exc:
         return None, [Diagnostic(filename, 1, f"YAML error: {exc}")]
     finally:
@@ -94,3 +92,78 @@ def line_of(data: Any, loc: Sequence[Any]) -> int:
             line = current.item_lines[part]
             current = current[part]
     return line
+
+
+_KEY_WITH_WIDE_COLON = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*：")
+_WIDE_ASCII = re.compile(r"[\uff01-\uff5e]")
+
+
+def full_width_problems(text: str, filename: str) -> list[Diagnostic]:
+    """Full-width spaces and characters where YAML needs ASCII, each on its own line.
+
+    Japanese input methods type `　` (U+3000) and `：` easily; YAML then reads a different
+    structure, or none, and its own message points elsewhere. Full-width text inside values
+    is fine and left alone.
+    """
+    problems: list[Diagnostic] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.lstrip(" \t\u3000")
+        indent = line[: len(line) - len(stripped)]
+        if "\u3000" in indent:
+            problems.append(
+                Diagnostic(
+                    filename,
+                    number,
+                    f"full-width space (U+3000) in the indentation at column {indent.index(chr(0x3000)) + 1}",
+                    "indent with ordinary half-width spaces (turn the input method off)",
+                )
+            )
+            continue
+        if stripped.startswith("#"):
+            continue
+        match = _KEY_WITH_WIDE_COLON.match(line)
+        if match:
+            problems.append(
+                Diagnostic(
+                    filename,
+                    number,
+                    f"full-width colon '：' after '{match[1]}'",
+                    f"write '{match[1]}:' with a half-width colon and a space",
+                )
+            )
+            continue
+        key, colon, rest = stripped.partition(":")
+        if colon and rest.startswith("\u3000") and " " not in key and not key.startswith(("'", '"')):
+            problems.append(
+                Diagnostic(
+                    filename,
+                    number,
+                    f"full-width space (U+3000) after '{key.lstrip('- ')}:'",
+                    "put a half-width space after the colon",
+                )
+            )
+            continue
+        if colon and " " not in key.lstrip("- ") and _WIDE_ASCII.search(key):
+            plain = unicodedata.normalize("NFKC", key.lstrip("- "))
+            problems.append(
+                Diagnostic(
+                    filename,
+                    number,
+                    f"key '{key.lstrip('- ')}' is written in full-width characters",
+                    f"write it in half-width characters: '{plain}'",
+                )
+            )
+    return problems
+
+
+def _syntax_hint(text: str, line: int) -> str:
+    """A hint for a YAML syntax error: the common marketer mistakes first."""
+    lines = text.splitlines()
+    nearby = lines[max(0, line - 2) : line + 1]
+    for candidate in nearby:
+        _, colon, value = candidate.partition(":")
+        if colon and value.strip().startswith("{{"):
+            return "a value that starts with '{{' must be quoted: subject: \"{{ lead.first_name }} ...\""
+        if colon and value.strip().startswith(("@", "`", "%")):
+            return "a value that starts with '@', '`' or '%' must be quoted"
+    return "check indentation and quoting around this line"

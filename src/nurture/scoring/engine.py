@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nurture.errors import ExpressionError
-from nurture.scenario.expr import EventRecord, Expression, Record
+from nurture.scenario.expr import EventRecord, Expression, Record, event_is
 from nurture.scoring.model import Scoring
 from nurture.timeutil import parse_duration
 
@@ -179,7 +179,7 @@ class CompiledScoring:
 
     @staticmethod
     def _matches(rule: Any, event: EventRecord) -> bool:
-        if rule.event != event.type:
+        if not event_is(event, rule.event):
             return False
         for key, pattern in rule.match.items():
             value = event.props.get(key)
