@@ -57,6 +57,7 @@ class LinkTracker:
         self.own_base = own_base.rstrip("/")
         self.utm = dict(utm or {})
         self.untracked: set[str] = set()
+        self.names: dict[str, str] = {}  # the HTML part's link names, reused for the same URL in the text part
 
     def _trackable(self, url: str) -> bool:
         return url.startswith(("http://", "https://")) and not url.startswith(self.own_base + "/")
@@ -85,7 +86,9 @@ class LinkTracker:
             return tag
         named = _NAME.search(tag)
         name = (named[1] if named[1] is not None else named[2]) if named else None
-        new = html.escape(self.tracked(url, html.unescape(name) if name else None), quote=True)
+        if name:
+            self.names.setdefault(url, html.unescape(name))
+        new = html.escape(self.tracked(url, self.names.get(url)), quote=True)
         tag = tag[: href.start()] + f'{href[1]}"{new}"' + tag[href.end() :]
         return _NAME.sub("", tag)
 
@@ -95,8 +98,10 @@ class LinkTracker:
 
     def _bare(self, match: re.Match[str]) -> str:
         found = match[0]
+        if ")" in found and "(" not in found:  # "(https://...)" as a derived text part writes links
+            found = found[: found.index(")")]
         url = found.rstrip(_TRAILING)
         tail = found[len(url) :]
         if url in self.untracked or not self._trackable(url):
-            return found
-        return self.tracked(url) + tail
+            return match[0]
+        return self.tracked(url, self.names.get(url)) + tail + match[0][len(found) :]

@@ -2,7 +2,7 @@
 
 Custom events with their properties, static and suppression lists, the lead field that
 picks an email's language, how names are written, holidays and company blackout periods
-for send windows, UTM parameters, the footer every email must carry, and the owner who
+for send windows, UTM parameters, and the owner who
 receives hand-offs when routing finds nobody. Every part is optional; a project without
 the file gets the defaults.
 """
@@ -52,13 +52,6 @@ class DefaultOwner(_Strict):
     email: str
 
 
-class Footer(_Strict):
-    """What the footer check looks for in every email (sender, postal address, opt-out)."""
-
-    sender_name: str | None = None
-    postal_address: str | None = None
-
-
 class ProjectSettings(_Strict):
     language_field: str = Field(default="language", description="Lead field that picks an email's language variant.")
     default_language: str | None = Field(
@@ -79,7 +72,6 @@ class ProjectSettings(_Strict):
     )
     blackouts: list[Blackout] = Field(default_factory=list, description="Company blackout periods (every year).")
     utm: dict[str, str] = Field(default_factory=dict, description="UTM parameters added to every tracked link.")
-    footer: Footer = Field(default_factory=Footer)
 
     @field_validator("events")
     @classmethod
