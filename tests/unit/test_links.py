@@ -19,7 +19,9 @@ SECRET = "s3cret"
 BASE = "https://t.example"
 
 
-def compose(tmp_path: Path, html: str, text: str | None = None, utm: dict[str, str] | None = None, **lead: Any) -> EmailMessage:
+def compose(
+    tmp_path: Path, html: str, text: str | None = None, utm: dict[str, str] | None = None, **lead: Any
+) -> EmailMessage:
     folder = tmp_path / "email_templates"
     folder.mkdir(exist_ok=True)
     (folder / "news.html").write_text(html, encoding="utf-8")
@@ -113,7 +115,11 @@ def test_utm_parameters_of_the_scenario_go_on_every_link_without_replacing_the_l
         )
     )
     targets = {c["n"]: parse_qs(urlsplit(c["u"]).query) for c in clicks(html)}
-    assert targets["acme.example/a"] == {"utm_source": ["newsletter"], "utm_medium": ["email"], "utm_campaign": ["nurture"]}
+    assert targets["acme.example/a"] == {
+        "utm_source": ["newsletter"],
+        "utm_medium": ["email"],
+        "utm_campaign": ["nurture"],
+    }
     assert targets["acme.example/b"]["utm_source"] == ["partner"]
     assert targets["named"]["utm_medium"] == ["email"]
 
@@ -133,14 +139,12 @@ def test_link_helpers() -> None:
     assert link_name("https://www.acme.example/pricing/") == "acme.example/pricing"
     assert with_utm("https://a.example/x?q=1", {"source": "n"}) == "https://a.example/x?q=1&utm_source=n"
     tracker = LinkTracker(lambda name, url: f"{BASE}/c/{name}", BASE)
-    assert tracker.html("<a href='https://a.example/'>x</a>") == f"<a href=\"{BASE}/c/a.example\">x</a>"
+    assert tracker.html("<a href='https://a.example/'>x</a>") == f'<a href="{BASE}/c/a.example">x</a>'
     assert tracker.text("(https://a.example/x)") == f"({BASE}/c/a.example/x)"
 
 
 def test_japanese_leads_are_addressed_family_name_first(tmp_path: Path) -> None:
-    message = compose(
-        tmp_path, "<p>{{ full_name }} 様</p>", first_name="太郎", last_name="山田", country="JP"
-    )
+    message = compose(tmp_path, "<p>{{ full_name }} 様</p>", first_name="太郎", last_name="山田", country="JP")
     assert str(message["To"]) == "山田 太郎 <ann@example.com>"
     assert "山田 太郎 様" in parts(message)[0]
     english = compose(tmp_path, "<p>Dear {{ full_name }}</p>", country="DE")

@@ -241,7 +241,7 @@ def check_template_source(source: str, filename: str, lead_fields: set[str], lin
 def _syntax_diagnostic(exc: TemplateSyntaxError, source: str, filename: str, line: int) -> Diagnostic:
     """A template syntax error in the author's terms: an unclosed `{{` says so, on its line."""
     message = exc.message or "syntax error"
-    opened = _unclosed(source, "{{", "}}") if "print statement" in message or "'}'" in message else None
+    opened = _unclosed(source, "{{", "}}")
     if opened is not None:
         return Diagnostic(
             filename,

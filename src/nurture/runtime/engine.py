@@ -280,14 +280,25 @@ class _Walk:
         tz = zone(self.zone_name())
         opening = self.c.send_window.next_open(self.now, tz)
         if opening > self.now:
-            self.note(self.now, step.id, f"outside send window; deferred to {opening:%Y-%m-%d %H:%M} UTC")
+            why = self.c.send_window.why_closed(self.now, tz)
+            self.note(
+                self.now,
+                step.id,
+                f"outside send window; deferred to {opening:%Y-%m-%d %H:%M} UTC "
+                f"({opening.astimezone(tz):%a %H:%M} {tz.key}): {why}",
+            )
             return position.due(opening), True
         if self.cap is not None:
             window_start = self.now - self.cap.period
             recent = sorted(t for t in self.sends if window_start < t <= self.now)
             if len(recent) >= self.cap.max_sends:
                 free_at = recent[len(recent) - self.cap.max_sends] + self.cap.period
-                self.note(self.now, step.id, f"frequency cap reached; deferred to {free_at:%Y-%m-%d %H:%M} UTC")
+                self.note(
+                    self.now,
+                    step.id,
+                    f"frequency cap reached ({len(recent)} emails in the last {_days(self.cap.period)}, at most "
+                    f"{self.cap.max_sends}); deferred to {free_at:%Y-%m-%d %H:%M} UTC",
+                )
                 return position.due(free_at), True
         template, subject, _ = self.c.localised(step, self.lead.fields)
         self.emit(
@@ -320,6 +331,11 @@ class _Walk:
         self.emit(
             UpdateLead(step.id, dict(step.set), tuple(step.add_tags), tuple(step.remove_tags), step.adjust_score, at)
         )
+
+
+def _days(period: timedelta) -> str:
+    days = period.total_seconds() / 86400
+    return f"{days:g} day{'s' if days != 1 else ''}"
 
 
 # What completing a step means, by its type: looked up once per step.

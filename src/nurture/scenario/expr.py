@@ -449,7 +449,8 @@ _MIRRORED = {"gt": "lt", "gteq": "lteq", "lt": "gt", "lteq": "gteq", "eq": "eq",
 
 
 def _comparisons(tree: nodes.Node) -> Iterator[Comparison]:
-    for compare in tree.find_all(nodes.Compare):
+    compares = [tree] if isinstance(tree, nodes.Compare) else []
+    for compare in [*compares, *tree.find_all(nodes.Compare)]:
         operands = [compare.expr, *(op.expr for op in compare.ops)]
         for index, op in enumerate(compare.ops):
             left, right = operands[index], operands[index + 1]

@@ -312,7 +312,7 @@ class _Checker:
         for name in names:
             self.problems += self.templates.check(name, fields)
             self._check_unsubscribe(step, name, line)
-        for language, text in (subjects.items() if subjects else [("", str(step.subject))]):
+        for language, text in subjects.items() if subjects else [("", str(step.subject))]:
             at = _line_near_nested(self.data, line, "subject", language) if language else subject_line
             self.problems += check_template_source(text, self.file, fields, line=at - 1)
 
@@ -323,7 +323,7 @@ class _Checker:
                     self.file,
                     _line_near(self.data, line, "template"),
                     f"warning: template '{template}' (step '{step.id}') has no unsubscribe link",
-                    "add <a href=\"{{ unsubscribe_url }}\">Unsubscribe</a> to it or to its layout's footer",
+                    'add <a href="{{ unsubscribe_url }}">Unsubscribe</a> to it or to its layout\'s footer',
                 )
             )
 
@@ -458,8 +458,10 @@ def _place(loc: tuple[Any, ...], data: Any) -> str:
     parts = _clean(loc, data)
     if len(parts) >= 2 and parts[0] == "steps" and isinstance(parts[1], int):
         step = _get(data, parts[:2])
-        name = f"step '{step['id']}'" if isinstance(step, dict) and isinstance(step.get("id"), str) else (
-            f"step #{parts[1] + 1}"
+        name = (
+            f"step '{step['id']}'"
+            if isinstance(step, dict) and isinstance(step.get("id"), str)
+            else (f"step #{parts[1] + 1}")
         )
         rest = ".".join(str(p) for p in parts[2:])
         return f"{name}: {rest}" if rest else name
