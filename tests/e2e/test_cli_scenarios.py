@@ -71,8 +71,8 @@ def test_schema_is_json_schema_with_every_step_type() -> None:
 
 def test_graph_prints_mermaid_and_dot() -> None:
     mermaid = nurture("graph", "scenarios/reengagement.yaml")
-    assert mermaid.stdout.startswith("%% Re-engage quiet leads\nflowchart TD")
-    assert 'subject_test -->|"question 50%"| ask_question' in mermaid.stdout
+    assert mermaid.stdout.startswith("---\ntitle: Re-engage quiet leads\n---\nflowchart TD")
+    assert 's_subject_test -->|"question 50%"| s_ask_question' in mermaid.stdout
     dot = nurture("graph", "scenarios/reengagement.yaml", "--format", "dot")
     assert dot.stdout.startswith('digraph "reengagement"')
 

@@ -61,7 +61,7 @@ def test_diagrams_show_every_step_and_edge() -> None:
     mermaid = to_mermaid(steps)
     dot = to_dot(steps)
     for step in steps:
-        assert f"    {step.id}" in mermaid and f"    {step.id} [" in dot
+        assert f"    s_{step.id}" in mermaid and f'    "{step.id}" [' in dot
     for source, _, target in edges(steps):
-        assert f"{source} -->" in mermaid and f"{source} -> {target}" in dot
-    assert 'await_case_study_click -->|"timeout"| case_study_reminder' in mermaid
+        assert f"s_{source} -->" in mermaid and f'"{source}" -> "{target}"' in dot
+    assert 's_await_case_study_click -->|"no click in 3d"| s_case_study_reminder' in mermaid

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nurture.scenario.model import Branch, Exit, Goto, Split, Step, Wait, WaitFor
+from nurture.scenario.model import (
+    Branch,
+    Exit,
+    Goto,
+    NotifySales,
+    Scenario,
+    SendEmail,
+    Split,
+    Step,
+    Update,
+    Wait,
+    WaitFor,
+)
 
 END = "__end__"
 WAITING = (Wait, WaitFor)
@@ -114,30 +126,125 @@ def _kind(step: Step) -> str:
     return step.type
 
 
-def to_mermaid(steps: Sequence[Step], title: str = "") -> str:
-    lines = ["flowchart TD"]
-    if title:
-        lines.insert(0, f"%% {title}")
+def describe(step: Step) -> str:
+    """What a step does, in a few words a marketer reads in a diagram."""
+    if isinstance(step, SendEmail):
+        subject = step.subject if isinstance(step.subject, str) else next(iter(step.subject.values()), "")
+        more = (
+            f" (+{len(step.subject) - 1} languages)" if isinstance(step.subject, dict) and len(step.subject) > 1 else ""
+        )
+        return f"✉ {step.template}: “{_short(subject, 48)}”{more}"
+    if isinstance(step, Wait):
+        return f"⏱ wait {step.duration}" if step.duration else f"⏱ wait until {step.until}"
+    if isinstance(step, WaitFor):
+        where = f" where {_short(step.where, 40)}" if step.where else ""
+        return f"⌛ wait up to {step.timeout} for {step.event}{where}"
+    if isinstance(step, Branch):
+        return "◇ which case?"
+    if isinstance(step, Split):
+        return f"◇ A/B split ({len(step.variants)} variants)"
+    if isinstance(step, Update):
+        parts = [f"{k}={v}" for k, v in step.set.items()] + [f"+{t}" for t in step.add_tags]
+        parts += [f"-{t}" for t in step.remove_tags] + ([f"score {step.adjust_score:+d}"] if step.adjust_score else [])
+        return "✎ " + _short(", ".join(parts) or "update", 48)
+    if isinstance(step, NotifySales):
+        return f"☎ hand to sales: {_short(step.message, 40)}"
+    if isinstance(step, Exit):
+        return f"■ exit: {step.reason}"
+    return f"→ go to {step.target}" if isinstance(step, Goto) else step.type
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def journey_edges(steps: Sequence[Step]) -> list[tuple[str, str, str]]:
+    """`edges` with labels in the author's words: what a wait_for waited for, and for how long."""
+    by_id = {s.id: s for s in steps}
+    result = []
+    for source, label, target in edges(steps):
+        step = by_id[source]
+        if isinstance(step, WaitFor):
+            label = step.event if label == "event" else f"no {step.event} in {step.timeout}"
+        elif isinstance(step, Exit):
+            label = ""
+        result.append((source, label, target))
+    return result
+
+
+def _mermaid_text(text: str) -> str:
+    """Text safe inside a quoted Mermaid label (quotes and angle brackets as entities)."""
+    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def _node(step_id: str) -> str:
+    """A Mermaid node id no step id can break: `end`, `graph`, `click` are Mermaid words."""
+    return f"s_{step_id}" if step_id != END else "s__end"
+
+
+def to_mermaid(steps: Sequence[Step], title: str = "", scenario: Scenario | None = None) -> str:
+    """The journey as a Mermaid flowchart: what each step does, the waits and what they wait
+    for, the branch conditions, and (with `scenario`) who enters and what makes a lead leave."""
+    lines = [f"---\ntitle: {_mermaid_text(title)}\n---"] if title else []
+    lines.append("flowchart TD")
     shapes = {"branch": ("{", "}"), "split": ("{", "}"), "wait": ("([", "])"), "wait_for": ("([", "])")}
+    if scenario is not None:
+        lines.append(f'    s__entry[/"{_mermaid_text(entry_text(scenario))}"/]')
+        lines.append(f"    s__entry --> {_node(steps[0].id)}")
+        lines.append(f'    s__exits>"{_mermaid_text(exit_text(scenario))}"]')
     for step in steps:
         left, right = shapes.get(_kind(step), ("[", "]"))
-        lines.append(f'    {step.id}{left}"{step.id}<br/><i>{_kind(step)}</i>"{right}')
-    lines.append(f"    {END}((end))")
-    for source, label, target in edges(steps):
-        text = label.replace('"', "'")
-        lines.append(f'    {source} -->|"{text}"| {target}' if text else f"    {source} --> {target}")
+        label = f"<b>{_mermaid_text(step.id)}</b><br/>{_mermaid_text(describe(step))}"
+        lines.append(f'    {_node(step.id)}{left}"{label}"{right}')
+    lines.append(f"    {_node(END)}((end))")
+    for source, label, target in journey_edges(steps):
+        text = _mermaid_text(label)
+        arrow = f' -->|"{text}"| ' if text else " --> "
+        lines.append(f"    {_node(source)}{arrow}{_node(target)}")
     return "\n".join(lines) + "\n"
 
 
-def to_dot(steps: Sequence[Step], title: str = "journey") -> str:
+def entry_text(scenario: Scenario) -> str:
+    entry = scenario.entry
+    parts = []
+    if entry.when:
+        parts.append(f"when {entry.when}")
+    if entry.source:
+        parts.append("source: " + ", ".join(entry.source))
+    if entry.lists:
+        parts.append("on list " + " or ".join(entry.lists))
+    if entry.not_lists:
+        parts.append("not on " + ", ".join(entry.not_lists))
+    if scenario.exclusive_with or scenario.group:
+        parts.append(
+            "not while in "
+            + ", ".join([*scenario.exclusive_with, *([f"group {scenario.group}"] if scenario.group else [])])
+        )
+    return "Enters: " + ("; ".join(parts) if parts else "every lead") + f" (re-entry: {scenario.reentry.policy})"
+
+
+def exit_text(scenario: Scenario) -> str:
+    return "Leaves when: " + ", ".join(scenario.exit_when) if scenario.exit_when else "Leaves only at the end"
+
+
+def _dot_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def to_dot(steps: Sequence[Step], title: str = "journey", scenario: Scenario | None = None) -> str:
     shapes = {"branch": "diamond", "split": "diamond", "wait": "ellipse", "wait_for": "ellipse"}
-    lines = [f'digraph "{title}" {{', "    rankdir=TB;"]
+    lines = [f'digraph "{_dot_text(title)}" {{', "    rankdir=TB;", f'    label="{_dot_text(title)}"; labelloc=t;']
+    if scenario is not None:
+        lines.append(f'    "__entry" [label="{_dot_text(entry_text(scenario))}", shape=parallelogram];')
+        lines.append(f'    "__entry" -> "{steps[0].id}";')
+        lines.append(f'    "__exits" [label="{_dot_text(exit_text(scenario))}", shape=note];')
     for step in steps:
-        lines.append(f'    {step.id} [label="{step.id}\\n({_kind(step)})", shape={shapes.get(_kind(step), "box")}];')
-    lines.append(f'    {END} [label="end", shape=doublecircle];')
-    for source, label, target in edges(steps):
-        text = label.replace('"', '\\"')
-        lines.append(f'    {source} -> {target} [label="{text}"];')
+        label = _dot_text(f"{step.id}\n{describe(step)}")
+        lines.append(f'    "{step.id}" [label="{label}", shape={shapes.get(_kind(step), "box")}];')
+    lines.append(f'    "{END}" [label="end", shape=doublecircle];')
+    for source, label, target in journey_edges(steps):
+        lines.append(f'    "{source}" -> "{target}" [label="{_dot_text(label)}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
