@@ -47,7 +47,9 @@ def test_mermaid_shows_title_subjects_waits_events_timeouts_entry_and_exit(
     assert "Leaves when: became_hot, unsubscribed" in chart
 
 
-def test_step_ids_that_are_mermaid_or_dot_words_are_safe_node_ids(compile_text: Callable[..., CompiledScenario]) -> None:
+def test_step_ids_that_are_mermaid_or_dot_words_are_safe_node_ids(
+    compile_text: Callable[..., CompiledScenario],
+) -> None:
     compiled = compile_text(JOURNEY)
     chart = to_mermaid(compiled.scenario.steps, compiled.scenario.name, compiled.scenario)
     node_lines = [line.strip() for line in chart.splitlines()[4:]]

@@ -18,7 +18,7 @@ from nurture.errors import ExpressionError, NurtureError
 from nurture.runtime.effects import Decision, Effect, Finished, NotifySales, SendEmail, UpdateLead
 from nurture.scenario import model as m
 from nurture.scenario.compiler import CompiledScenario, Turn, stable_bucket
-from nurture.scenario.expr import EventRecord, EventsView, Record, event_is
+from nurture.scenario.expr import EventRecord, EventsView, Record, event_is, explain_false
 from nurture.scenario.graph import END
 from nurture.timeutil import zone
 
@@ -101,13 +101,17 @@ def step(
     recent_sends: Sequence[datetime] = (),
     cap: FrequencyCap | None = None,
     ref: str = "",
+    explain: bool = False,
 ) -> StepResult:
     """Move the lead through every step that can complete at `now`; stop at the first that waits.
 
     `recent_sends` are this lead's send times (all scenarios) for the frequency cap;
-    `ref` identifies the enrolment and goes into idempotency keys.
+    `ref` identifies the enrolment and goes into idempotency keys; `explain` adds, for each
+    branch, why the cases before the one taken did not hold (for `simulate`).
     """
-    return _Walk(compiled, lead, events, now, list(recent_sends), cap, ref or lead.key).run(position)
+    walk = _Walk(compiled, lead, events, now, list(recent_sends), cap, ref or lead.key)
+    walk.explain = explain
+    return walk.run(position)
 
 
 class _Walk:
@@ -135,6 +139,7 @@ class _Walk:
         self._context: dict[str, Any] | None = None
         # Exit conditions read the lead; they are checked on entry and after each update.
         self._lead_changed = True
+        self.explain = False
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -183,10 +188,12 @@ class _Walk:
         return None
 
     def move(self, position: Position, trigger: str, at: datetime, turn: Turn | None = None) -> Position:
-        turn = turn or Turn(self.context())
+        turn = turn or Turn(self.context(), explain=self.explain)
         target = self.c.fire(position.state, trigger, turn)
         for error in turn.errors:
             self.note(at, position.state, error)
+        for label, source in turn.failed:
+            self.note(at, position.state, f"{label} did not hold: {'; '.join(explain_false(source, self.context()))}")
         if turn.chosen:
             self.note(at, position.state, f"took {turn.chosen} → {target}")
         self.entered.append(target)

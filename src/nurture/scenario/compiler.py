@@ -45,6 +45,8 @@ class Turn:
     bucket: float = 0.0
     chosen: str = ""
     errors: list[str] = field(default_factory=list)
+    explain: bool = False  # record the cases that did not hold (simulate asks; the daemon does not)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Cursor:
@@ -65,6 +67,8 @@ def _case(expression: Expression, label: str) -> Callable[[Turn], bool]:
             return False
         if result:
             turn.chosen = label
+        elif turn.explain:
+            turn.failed.append((label, expression.source))
         return bool(result)
 
     return condition

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import operator
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -460,6 +461,62 @@ def _comparisons(tree: nodes.Node) -> Iterator[Comparison]:
                 yield Comparison(term, op.op, right.value)
             elif (term := _term(right)) is not None and isinstance(left, nodes.Const):
                 yield Comparison(term, _MIRRORED[op.op], left.value)
+
+
+def explain_false(source: str, context: Mapping[str, Any]) -> list[str]:
+    """Why a condition does not hold, part by part: for `a and b`, each part that is false,
+    with the values it compared (`lead.company_size >= 100 is false: lead.company_size is 40`).
+    Empty when the condition holds."""
+    expression = Expression(source)
+    try:
+        if expression.test(context):
+            return []
+    except ExpressionError as exc:
+        return [f"{source} could not be evaluated ({exc}); treated as false"]
+    tree = _parse(source)
+    parts = list(_conjuncts(tree)) if isinstance(tree, nodes.And) else [tree]
+    if len(re.split(r"\band\b", source)) == len(parts):
+        for index, part in enumerate(parts):
+            part._nurture_index = index  # type: ignore[attr-defined]
+    lines = []
+    for part in parts:
+        text = _source_of(part, source) if len(parts) > 1 else source
+        try:
+            holds = bool(_compile(part)(context))
+        except Exception as exc:  # the part alone may not evaluate; say so rather than guess
+            lines.append(f"{text} could not be evaluated ({exc})")
+            continue
+        if holds:
+            continue
+        values: list[str] = []
+        for node in [part, *part.find_all((nodes.Getattr, nodes.Getitem))]:
+            term = _term(node)
+            if term is None or any(term == v.split(" is ")[0] for v in values):
+                continue
+            try:
+                values.append(f"{term} is {_compile(node)(context)!r}")
+            except Exception:
+                continue
+        lines.append(f"{text} is false" + (f" ({', '.join(values)})" if values else ""))
+    return lines or [f"{source} is false"]
+
+
+def _conjuncts(node: nodes.Node) -> Iterator[nodes.Node]:
+    if isinstance(node, nodes.And):
+        yield from _conjuncts(node.left)
+        yield from _conjuncts(node.right)
+    else:
+        yield node
+
+
+def _source_of(node: nodes.Node, source: str) -> str:
+    """The text of one part of an `and`: Jinja keeps no columns, so split the source on `and`
+    where it splits into as many parts as the tree has, else describe the part."""
+    pieces = [p.strip() for p in re.split(r"\band\b", source)]
+    index = getattr(node, "_nurture_index", None)
+    if isinstance(index, int) and len(pieces) > index:
+        return pieces[index]
+    return type(node).__name__
 
 
 def compile_expression(source: str) -> Expression:
