@@ -489,14 +489,20 @@ def explain_false(source: str, context: Mapping[str, Any]) -> list[str]:
         if holds:
             continue
         values: list[str] = []
-        for node in [part, *part.find_all((nodes.Getattr, nodes.Getitem))]:
-            term = _term(node)
+        for node in [part, *part.find_all((nodes.Call, nodes.Getattr, nodes.Getitem))]:
+            if isinstance(node, nodes.Call):
+                target = _term(node.node)
+                term = f"{target}(…)" if target is not None else None
+            else:
+                term = _term(node)
             if term is None or any(term == v.split(" is ")[0] for v in values):
                 continue
             try:
-                values.append(f"{term} is {_compile(node)(context)!r}")
+                value = _compile(node)(context)
             except Exception:
                 continue
+            if not callable(value):
+                values.append(f"{term} is {value!r}")
         lines.append(f"{text} is false" + (f" ({', '.join(values)})" if values else ""))
     return lines or [f"{source} is false"]
 
