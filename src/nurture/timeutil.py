@@ -111,6 +111,12 @@ def suggest_zone(name: str) -> str:
     return f"did you mean '{close[0]}'?" if close else "use an IANA name like 'Asia/Tokyo' or 'Europe/Berlin'"
 
 
+def local_text(instant: datetime, tz: ZoneInfo) -> str:
+    """An instant as a lead reads it: 'Tue 2026-03-03 09:00 JST'."""
+    local = instant.astimezone(tz)
+    return f"{local:%a %Y-%m-%d %H:%M} {local.tzname() or tz.key}"
+
+
 def is_valid_zone(name: str) -> bool:
     try:
         ZoneInfo(name)

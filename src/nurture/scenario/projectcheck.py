@@ -11,6 +11,7 @@ between scenarios.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from nurture.errors import Diagnostic
 from nurture.hints import did_you_mean
 from nurture.scenario.loader import LoadedScenario
