@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from nurture.project import check_file
+from nurture.jobs.catalog import check_file
 from nurture.runtime.engine import start, step
 from nurture.scenario.compiler import compile_scenario
 from nurture.scenario.expr import EventRecord
