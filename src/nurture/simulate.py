@@ -21,7 +21,9 @@ from nurture.hints import did_you_mean
 from nurture.lifecycle import route_owner, scored_stage
 from nurture.mail.names import full_name
 from nurture.runtime import effects as fx
-from nurture.runtime.engine import FrequencyCap, LeadView, Position, start, step
+from nurture.runtime.arms import NO_EXPERIMENTS, ExperimentView
+from nurture.runtime.engine import FrequencyCap, LeadView, Position, send_zone, start, step
+from nurture.runtime.sendtime import SendTimeView, hour_profile
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EventRecord, EventsView, Record
 from nurture.scenario.programs import EntryVerdict, entry_verdict
@@ -57,6 +59,8 @@ def simulate(
     until: timedelta,
     cap: FrequencyCap | None = None,
     scoring: CompiledScoring | None = None,
+    experiments: ExperimentView = NO_EXPERIMENTS,
+    send_times: SendTimeView | None = None,
     *,
     lists: Collection[str] = (),
     check_entry: bool = True,
@@ -68,7 +72,10 @@ def simulate(
     With `check_entry`, a lead that the entry criteria (source, lists, `entry.when`) keep
     out gets a timeline that says why, and nothing more. Branches explain why the cases
     before the one taken did not hold; hand-offs name the owner; `show_email` adds each
-    email's rendered text."""
+    email's rendered text. `experiments` says which experiments are over (else arms are
+    drawn by weight); `send_times` gives the account and audience profiles for
+    `send_time: optimal` (the lead's own comes from its events, without machine activity
+    when `scoring` is given)."""
     end = begin + until
     cap = cap or FrequencyCap()
     pending = sorted(events, key=lambda e: e.at)
@@ -98,7 +105,19 @@ def simulate(
         visible = [e for e in pending if e.at <= now]
         if scoring is not None:
             lead = _rescore(scoring, lead, visible, now, adjustment, entries)
-        result = step(compiled, position, lead, visible, now, recent_sends=sends, cap=cap, explain=True)
+        profiles = _with_own_profile(compiled, lead, visible, send_times, scoring)
+        result = step(
+            compiled,
+            position,
+            lead,
+            visible,
+            now,
+            recent_sends=sends,
+            cap=cap,
+            explain=True,
+            experiments=experiments,
+            send_times=profiles,
+        )
         adjustment += sum(e.score_delta for e in result.effects if isinstance(e, fx.UpdateLead))
         lead = result.lead
         for item in result.log:
@@ -118,6 +137,21 @@ def simulate(
     if position.active:
         entries.append(TimelineEntry(end, position.state, f"still at '{position.state}' when the simulation ends"))
     return Timeline(entries, position, lead, len(sends), verdict)
+
+
+def _with_own_profile(
+    compiled: CompiledScenario,
+    lead: LeadView,
+    events: Sequence[EventRecord],
+    given: SendTimeView | None,
+    scoring: CompiledScoring | None,
+) -> SendTimeView | None:
+    if not compiled.optimal_send_steps:
+        return given
+    flagged = scoring.machine_activity(events) if scoring is not None else {}
+    human = [e for i, e in enumerate(events) if i not in flagged]
+    own = hour_profile(human, zone(send_zone(compiled, lead)), "")
+    return replace(given or SendTimeView(), own=own)
 
 
 def _rescore(

@@ -1,6 +1,6 @@
 """The layering rules of the source tree, checked on its imports (read with `ast`, never run).
 
-- The pure core (scenario/, runtime/, scoring/) does no I/O: it imports nothing from the
+- The pure core (scenario/, runtime/, scoring/, experiments/) does no I/O: it imports nothing from the
   store, mail, web or jobs packages, nor SQLAlchemy, SQLModel, aiosmtplib or the network.
 - store/ is the only package that speaks SQL: nothing else imports SQLAlchemy or SQLModel.
 - Jobs do not import each other (what two share lives in lifecycle, store or the core);
@@ -19,7 +19,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "nurture"
 
-CORE = ("scenario", "runtime", "scoring")
+CORE = ("scenario", "runtime", "scoring", "experiments")
 CORE_FORBIDDEN = (
     "nurture.store",
     "nurture.mail",

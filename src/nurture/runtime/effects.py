@@ -17,6 +17,7 @@ class SendEmail:
     reply_to: str | None
     idempotency_key: str
     at: datetime
+    timing: str = "window"  # window | optimal (the lead's best hour) | control (optimal's comparison group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,19 @@ class Finished:
     at: datetime
 
 
-Effect = SendEmail | NotifySales | UpdateLead | Finished
+@dataclass(frozen=True, slots=True)
+class AssignArm:
+    """The lead entered an arm of an experiment. `randomised` is False when the experiment was
+    already over and the lead took the winner: such leads are not part of the comparison."""
+
+    step: str
+    experiment: str
+    arm: str
+    randomised: bool
+    at: datetime
+
+
+Effect = SendEmail | NotifySales | UpdateLead | Finished | AssignArm
 
 
 @dataclass(frozen=True, slots=True)

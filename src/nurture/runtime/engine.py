@@ -15,9 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nurture.errors import ExpressionError, NurtureError
-from nurture.runtime.effects import Decision, Effect, Finished, NotifySales, SendEmail, UpdateLead
+from nurture.runtime.arms import NO_EXPERIMENTS, ExperimentView, choose_arm
+from nurture.runtime.effects import AssignArm, Decision, Effect, Finished, NotifySales, SendEmail, UpdateLead
+from nurture.runtime.sendtime import SendTimeView, choose_send_time
 from nurture.scenario import model as m
-from nurture.scenario.compiler import CompiledScenario, Turn, stable_bucket
+from nurture.scenario.compiler import CompiledScenario, CompiledSplit, Turn, stable_bucket
 from nurture.scenario.expr import EventRecord, EventsView, Record, event_is, explain_false
 from nurture.scenario.graph import END
 from nurture.timeutil import zone
@@ -86,6 +88,13 @@ class StepResult:
     entered: list[str] = field(default_factory=list)  # the steps moved into, in order
 
 
+def send_zone(compiled: CompiledScenario, lead: LeadView) -> str:
+    """The zone a scenario's send window (and a lead's best send hour) is read in."""
+    if compiled.window_zone == "lead":
+        return lead.timezone or compiled.fallback_zone
+    return compiled.window_zone
+
+
 def start(compiled: CompiledScenario, now: datetime) -> Position:
     """The position of a lead that enrols now: at the first step, due at once."""
     return Position(compiled.first, now, now)
@@ -102,15 +111,22 @@ def step(
     cap: FrequencyCap | None = None,
     ref: str = "",
     explain: bool = False,
+    experiments: ExperimentView = NO_EXPERIMENTS,
+    send_times: SendTimeView | None = None,
 ) -> StepResult:
     """Move the lead through every step that can complete at `now`; stop at the first that waits.
 
     `recent_sends` are this lead's send times (all scenarios) for the frequency cap;
     `ref` identifies the enrolment and goes into idempotency keys; `explain` adds, for each
-    branch, why the cases before the one taken did not hold (for `simulate`).
+    branch, why the cases before the one taken did not hold (for `simulate`); `experiments`
+    says which experiments are over and which arms this lead already has; `send_times` holds
+    the engagement-by-hour profiles that `send_time: optimal` learns from.
     """
     walk = _Walk(compiled, lead, events, now, list(recent_sends), cap, ref or lead.key)
     walk.explain = explain
+    walk.experiments = experiments
+    walk.arms = dict(experiments.arms)
+    walk.send_times = send_times or SendTimeView()
     return walk.run(position)
 
 
@@ -137,6 +153,9 @@ class _Walk:
         self.log: list[Decision | Effect] = []
         self.entered: list[str] = []
         self._context: dict[str, Any] | None = None
+        self.experiments = NO_EXPERIMENTS
+        self.arms: dict[str, str] = {}
+        self.send_times = SendTimeView()
         # Exit conditions read the lead; they are checked on entry and after each update.
         self._lead_changed = True
         self.explain = False
@@ -169,9 +188,7 @@ class _Walk:
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def zone_name(self) -> str:
-        if self.c.window_zone == "lead":
-            return self.lead.timezone or self.c.fallback_zone
-        return self.c.window_zone
+        return send_zone(self.c, self.lead)
 
     def finish(self, position: Position, status: str, reason: str, at: datetime) -> Position:
         self.emit(Finished(status, reason, at))
@@ -244,8 +261,24 @@ class _Walk:
         return self.move(position, "advance", at), False
 
     def split(self, position: Position, step: m.Split) -> tuple[Position, bool]:
-        turn = Turn(self.context(), bucket=stable_bucket(self.lead.key, self.c.id, step.id))
-        return self.move(position, "advance", position.entered_at, turn), False
+        at = position.entered_at
+        split = self.c.splits[step.id]
+        choice = choose_arm(split, self.c.id, self.lead.key, self.experiments)
+        if split.key is not None:
+            self.note(at, step.id, f"experiment: arm {choice.why}")
+            self.arms[split.key] = choice.arm
+            if choice.new:
+                self.emit(AssignArm(step.id, split.key, choice.arm, choice.randomised, at))
+        moved = self.move(position, "advance", at, Turn(self.context(), arm=choice.arm))
+        if choice.arm in split.holdouts:
+            return self.finish(moved, COMPLETED, f"holdout of '{step.id}': gets nothing", at), False
+        return moved, False
+
+    def arm_of(self, split: CompiledSplit) -> str:
+        """This lead's arm of a split it has passed (for the email right after it)."""
+        if split.key is not None and split.key in self.arms:
+            return self.arms[split.key]
+        return choose_arm(split, self.c.id, self.lead.key, self.experiments).arm
 
     def leave(self, position: Position, step: m.Exit) -> tuple[Position, bool]:
         at = position.entered_at
@@ -285,6 +318,18 @@ class _Walk:
 
     def send(self, position: Position, step: m.SendEmail) -> tuple[Position, bool]:
         tz = zone(self.zone_name())
+        timing = "window"
+        if step.id in self.c.optimal_send_steps:
+            if stable_bucket(self.lead.key, self.c.id, step.id, "send_time") < step.send_time_control:
+                timing = "control"
+                if self.now == position.entered_at:
+                    self.note(self.now, step.id, "send time: as the window allows (the comparison group)")
+            else:
+                timing = "optimal"
+                chosen = choose_send_time(position.entered_at, self.c.send_window, tz, self.send_times)
+                if chosen.at > self.now:
+                    self.note(self.now, step.id, f"send time {chosen.at:%Y-%m-%d %H:%M} UTC: {chosen.why}")
+                    return position.due(chosen.at), True
         opening = self.c.send_window.next_open(self.now, tz)
         if opening > self.now:
             why = self.c.send_window.why_closed(self.now, tz)
@@ -308,6 +353,14 @@ class _Walk:
                 )
                 return position.due(free_at), True
         template, subject, _ = self.c.localised(step, self.lead.fields)
+        split_id = self.c.arm_overrides.get(step.id)
+        if split_id is not None:
+            split = self.c.splits[split_id]
+            arm = self.arm_of(split)
+            variant = split.variants[arm]
+            template, subject = variant.template or template, variant.subject or subject
+            if variant.overrides:
+                self.note(self.now, step.id, f"arm '{arm}' of '{split_id}': template '{template}'")
         self.emit(
             SendEmail(
                 step.id,
@@ -317,6 +370,7 @@ class _Walk:
                 step.reply_to,
                 self.key("email", step.id, position.seq),
                 self.now,
+                timing,
             )
         )
         self.sends.append(self.now)

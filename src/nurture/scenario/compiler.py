@@ -12,13 +12,16 @@ Triggers: `advance` (leave a step that is done), `event` and `timeout` (leave a
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from transitions import Machine
 
 from nurture.errors import ExpressionError
+from nurture.experiments.plan import Plan
 from nurture.scenario.expr import Expression
 from nurture.scenario.graph import END
 from nurture.scenario.loader import LoadedScenario
@@ -31,6 +34,7 @@ from nurture.scenario.model import (
     SendEmail,
     Split,
     Step,
+    Variant,
     Wait,
     WaitFor,
 )
@@ -42,7 +46,7 @@ class Turn:
     """Per-call scratch passed to condition callbacks: the expression context and the choice."""
 
     context: dict[str, Any]
-    bucket: float = 0.0
+    arm: str = ""  # a split's arm, chosen before the trigger fires
     chosen: str = ""
     errors: list[str] = field(default_factory=list)
     explain: bool = False  # record the cases that did not hold (simulate asks; the daemon does not)
@@ -74,10 +78,10 @@ def _case(expression: Expression, label: str) -> Callable[[Turn], bool]:
     return condition
 
 
-def _bucket_range(low: float, high: float, label: str) -> Callable[[Turn], bool]:
+def _arm_is(name: str) -> Callable[[Turn], bool]:
     def condition(turn: Turn) -> bool:
-        if low <= turn.bucket < high:
-            turn.chosen = label
+        if turn.arm == name:
+            turn.chosen = name
             return True
         return False
 
@@ -88,6 +92,89 @@ def stable_bucket(*parts: str) -> float:
     """A number in [0, 1) that depends only on `parts`: stable A/B assignment per lead."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """What counts as success in an experiment: `kind` is click, event, became_hot or converted."""
+
+    kind: str
+    within: timedelta
+    event: str = ""
+    where: Expression | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSplit:
+    """A split's arms with their share of [0, 1), and for an experiment its identity and plan.
+
+    `key` names the experiment: the scenario, the step and a digest of its arms and settings,
+    so editing an experiment starts a new one rather than mixing two sets of arms.
+    """
+
+    step: str
+    arms: tuple[str, ...]
+    bounds: tuple[float, ...]  # upper end of each arm's share of [0, 1)
+    holdouts: frozenset[str]
+    variants: dict[str, Variant]
+    key: str | None = None
+    plan: Plan | None = None
+    goal: Goal | None = None
+
+    def by_weight(self, bucket: float) -> str:
+        for name, high in zip(self.arms, self.bounds, strict=True):
+            if bucket < high:
+                return name
+        return self.arms[-1]
+
+
+def experiment_key(scenario_id: str, step: Split) -> str:
+    digest = hashlib.sha256(
+        json.dumps(
+            {"variants": [v.model_dump() for v in step.variants], "experiment": step.model_dump()["experiment"]},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:8]
+    return f"{scenario_id}/{step.id}/{digest}"
+
+
+def _compile_split(scenario_id: str, step: Split) -> CompiledSplit:
+    total = sum(v.weight for v in step.variants)
+    names = tuple(step.arm_names())
+    bounds, low = [], 0.0
+    for index, variant in enumerate(step.variants):
+        low = 1.0 if index == len(step.variants) - 1 else low + variant.weight / total
+        bounds.append(low)
+    experiment = step.experiment
+    plan = goal = key = None
+    if experiment is not None:
+        key = experiment_key(scenario_id, step)
+        plan = Plan(
+            method=experiment.method,
+            alpha=experiment.alpha,
+            effect=experiment.effect,
+            threshold=experiment.threshold,
+            prior=experiment.prior,
+            min_per_arm=experiment.min_per_arm,
+            max_duration=parse_duration(experiment.max_duration),
+        )
+        within = parse_duration(experiment.within)
+        if isinstance(experiment.goal, str):
+            goal = Goal(experiment.goal, within)
+        else:
+            where = Expression(experiment.goal.where) if experiment.goal.where else None
+            goal = Goal("event", within, experiment.goal.event, where)
+    return CompiledSplit(
+        step.id,
+        names,
+        tuple(bounds),
+        frozenset(n for n, v in zip(names, step.variants, strict=True) if v.holdout),
+        dict(zip(names, step.variants, strict=True)),
+        key,
+        plan,
+        goal,
+    )
 
 
 class CompiledScenario:
@@ -130,6 +217,17 @@ class CompiledScenario:
             if isinstance(s, SendEmail) and loaded.variants.get(s.template)
         }
         self.fallback_zone = window.fallback_timezone
+        self.splits = {s.id: _compile_split(self.id, s) for s in self.scenario.steps if isinstance(s, Split)}
+        # A send step right after a split whose arms change its template or subject.
+        self.arm_overrides = {
+            self.following[s.id]: s.id
+            for s in self.scenario.steps
+            if isinstance(s, Split) and any(v.overrides for v in s.variants)
+        }
+        self.experiments = {c.key: c for c in self.splits.values() if c.key is not None}
+        self.optimal_send_steps = frozenset(
+            s.id for s in self.scenario.steps if isinstance(s, SendEmail) and s.send_time == "optimal"
+        )
         self.cursor = Cursor(self.first)
         self.machine = Machine(
             model=None,
@@ -147,8 +245,10 @@ class CompiledScenario:
         # conditions about them, and the activity a sales hand-over reports. Sends: the
         # frequency cap, consulted by send steps.
         expressions = [*self._cases, *self.wait_where.values(), *(e for _, e in self.exit_conditions)]
-        self.reads_events = any(isinstance(s, WaitFor | NotifySales) for s in self.scenario.steps) or any(
-            "events" in e.usage.names for e in expressions
+        self.reads_events = (
+            any(isinstance(s, WaitFor | NotifySales) for s in self.scenario.steps)
+            or any("events" in e.usage.names for e in expressions)
+            or bool(self.optimal_send_steps)
         )
         self.sends_email = any(isinstance(s, SendEmail) for s in self.scenario.steps)
 
@@ -169,13 +269,9 @@ class CompiledScenario:
                 add("advance", step.id, case.goto, conditions=[_case(expression, label)])
             add("advance", step.id, step.else_, after=[lambda turn: setattr(turn, "chosen", "else")])
         elif isinstance(step, Split):
-            total = sum(v.weight for v in step.variants)
-            low = 0.0
-            for index, variant in enumerate(step.variants):
-                high = 1.0 if index == len(step.variants) - 1 else low + variant.weight / total
-                label = variant.name or chr(ord("a") + index)
-                add("advance", step.id, variant.goto, conditions=[_bucket_range(low, high, label)])
-                low = high
+            for name, variant in zip(step.arm_names(), step.variants, strict=True):
+                target = END if variant.holdout else variant.goto or self.following[step.id]
+                add("advance", step.id, target, conditions=[_arm_is(name)])
         elif isinstance(step, Goto):
             add("advance", step.id, step.target)
         elif isinstance(step, Exit):

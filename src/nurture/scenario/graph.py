@@ -32,7 +32,7 @@ def step_targets(step: Step) -> list[tuple[str, str]]:
     elif isinstance(step, Branch):
         targets += [("cases", c.goto) for c in step.cases] + [("else", step.else_)]
     elif isinstance(step, Split):
-        targets += [("variants", v.goto) for v in step.variants]
+        targets += [("variants", v.goto) for v in step.variants if v.goto]
     elif isinstance(step, Goto):
         targets.append(("target", step.target))
     return targets
@@ -49,11 +49,7 @@ def edges(steps: Sequence[Step]) -> list[tuple[str, str, str]]:
             result += [(step.id, f"if {c.if_}", c.goto) for c in step.cases]
             result.append((step.id, "else", step.else_))
         elif isinstance(step, Split):
-            total = sum(v.weight for v in step.variants)
-            result += [
-                (step.id, f"{v.name or chr(97 + i)} {v.weight / total:.0%}", v.goto)
-                for i, v in enumerate(step.variants)
-            ]
+            result += split_edges(step, step.next or following)
         elif isinstance(step, Goto):
             result.append((step.id, "", step.target))
         elif isinstance(step, Exit):
@@ -61,6 +57,37 @@ def edges(steps: Sequence[Step]) -> list[tuple[str, str, str]]:
         else:
             result.append((step.id, "", step.next or following))
     return result
+
+
+def split_edges(step: Split, following: str) -> list[tuple[str, str, str]]:
+    """A split's arms as edges: a path arm to its step, a holdout to the end, the others on."""
+    total = sum(v.weight for v in step.variants)
+    result = []
+    for name, variant in zip(step.arm_names(), step.variants, strict=True):
+        label = f"{name} {variant.weight / total:.0%}"
+        if variant.holdout:
+            result.append((step.id, f"{label} holdout", END))
+            continue
+        changes = [f"template {variant.template}" if variant.template else "", "subject" if variant.subject else ""]
+        if any(changes):
+            label += f" ({', '.join(c for c in changes if c)})"
+        result.append((step.id, label, variant.goto or following))
+    return result
+
+
+def describe_experiment(step: Split) -> str:
+    """One line on what an experiment measures and how it decides, for graphs and reports."""
+    experiment = step.experiment
+    if experiment is None:
+        return ""
+    goal = experiment.goal
+    goal_text = goal if isinstance(goal, str) else goal.event + (f" where {goal.where}" if goal.where else "")
+    if experiment.method == "msprt":
+        rule = f"mSPRT α={experiment.alpha:g}"
+    else:
+        rule = f"Bayesian P(best)≥{experiment.threshold:g}"
+    limits = f"≥{experiment.min_per_arm}/arm, ≤{experiment.max_duration}"
+    return f"experiment: {goal_text} within {experiment.within}, {rule}, {limits}"
 
 
 def unreachable(steps: Sequence[Step]) -> list[str]:
@@ -133,7 +160,8 @@ def describe(step: Step) -> str:
         more = (
             f" (+{len(step.subject) - 1} languages)" if isinstance(step.subject, dict) and len(step.subject) > 1 else ""
         )
-        return f"✉ {step.template}: “{_short(subject, 48)}”{more}"
+        when = " · at each lead's best hour" if step.send_time == "optimal" else ""
+        return f"✉ {step.template}: “{_short(subject, 48)}”{more}{when}"
     if isinstance(step, Wait):
         return f"⏱ wait {step.duration}" if step.duration else f"⏱ wait until {step.until}"
     if isinstance(step, WaitFor):
@@ -142,6 +170,8 @@ def describe(step: Step) -> str:
     if isinstance(step, Branch):
         return "◇ which case?"
     if isinstance(step, Split):
+        if step.experiment is not None:
+            return f"◇ {describe_experiment(step)}"
         return f"◇ A/B split ({len(step.variants)} variants)"
     if isinstance(step, Update):
         parts = [f"{k}={v}" for k, v in step.set.items()] + [f"+{t}" for t in step.add_tags]

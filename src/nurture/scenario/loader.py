@@ -24,6 +24,7 @@ from nurture.scenario.expr import (
 )
 from nurture.scenario.model import (
     EXIT_SHORTCUTS,
+    GOAL_SHORTCUTS,
     Branch,
     Scenario,
     SendEmail,
@@ -207,7 +208,10 @@ class _Checker:
 
     def _semantic(self, steps: list[tuple[Step, int]], fields: set[str]) -> None:
         ids: set[str] = getattr(self, "_all_ids", set())
+        by_id = {s.id: s for s, _ in steps}
+        order = [item.get("id") if isinstance(item, dict) else None for item in self.data.get("steps") or []]
         for step, line in steps:
+            following = _following_step(step, order, by_id)
             for label, target in journey.step_targets(step):
                 if target not in ids:
                     self.report(
@@ -215,12 +219,12 @@ class _Checker:
                         f"step '{step.id}' refers to unknown step '{target}' ({label})",
                         did_you_mean(target, ids),
                     )
-            self._check_step(step, line, fields)
+            self._check_step(step, line, fields, following)
         if len(steps) == len(self.data.get("steps") or []) and steps and not self.problems:
             self._check_graph([s for s, _ in steps])
         self._check_top_level(fields, ids)
 
-    def _check_step(self, step: Step, line: int, fields: set[str]) -> None:
+    def _check_step(self, step: Step, line: int, fields: set[str], following: Step | None = None) -> None:
         if isinstance(step, SendEmail):
             self._check_template(step, line, fields)
         elif isinstance(step, WaitFor):
@@ -250,9 +254,70 @@ class _Checker:
                         hint_with(did_you_mean(name, fields), "(declare custom fields in lead_fields)"),
                     )
         elif isinstance(step, Split):
-            names = [v.name for v in step.variants if v.name]
-            if len(names) != len(set(names)):
-                self.report(line, f"step '{step.id}' has two variants with the same name")
+            self._check_split(step, line, fields, following)
+
+    def _check_split(self, step: Split, line: int, fields: set[str], following: Step | None) -> None:
+        names = [v.name for v in step.variants if v.name]
+        if len(names) != len(set(names)):
+            self.report(line, f"step '{step.id}' has two variants with the same name")
+        raw_variants = _get_step(self.data, step.id).get("variants")
+        for index, variant in enumerate(step.variants):
+            variant_line = raw_variants.item_lines[index] if isinstance(raw_variants, LineList) else line
+            if not variant.overrides:
+                continue
+            if not isinstance(following, SendEmail):
+                self.report(
+                    variant_line,
+                    f"arm '{step.arm_names()[index]}' of step '{step.id}' changes the next email, "
+                    "but the step after the split does not send one",
+                    "put the send_email right after the split (or its `next:`), or give the arm a goto",
+                )
+                continue
+            raw_variant = raw_variants[index] if isinstance(raw_variants, LineList) else None
+            keys = raw_variant.key_lines if isinstance(raw_variant, LineDict) else {}
+            if variant.template:
+                self._check_template_name(step.id, variant.template, keys.get("template", variant_line), fields)
+            if variant.subject:
+                subject_line = keys.get("subject", variant_line)
+                self.problems += check_template_source(variant.subject, self.file, fields, line=subject_line - 1)
+        if step.experiment is not None:
+            self._check_experiment(step, line, fields)
+
+    def _check_experiment(self, step: Split, line: int, fields: set[str]) -> None:
+        experiment = step.experiment
+        assert experiment is not None
+        raw = _get_step(self.data, step.id).get("experiment")
+        at = raw.key_lines if isinstance(raw, LineDict) else {}
+        goal_line = at.get("goal", line)
+        goal = experiment.goal
+        if isinstance(goal, str):
+            if goal not in GOAL_SHORTCUTS:
+                self.report(
+                    goal_line,
+                    f"experiment of step '{step.id}' has unknown goal '{goal}'",
+                    hint_with(did_you_mean(goal, GOAL_SHORTCUTS), "or {event: TYPE, where: CONDITION}"),
+                )
+            elif goal == "click" and any(v.holdout for v in step.variants):
+                self.report(
+                    goal_line,
+                    f"experiment of step '{step.id}' counts clicks, but its holdout arm gets no email to click",
+                    "measure a holdout with goal: became_hot, converted or an event",
+                )
+        else:
+            raw_goal = raw.get("goal") if isinstance(raw, LineDict) else None
+            goal_at = raw_goal.key_lines if isinstance(raw_goal, LineDict) else {}
+            if goal.event not in EVENT_TYPES:
+                self.report(
+                    goal_at.get("event", goal_line),
+                    f"experiment of step '{step.id}' counts unknown event '{goal.event}'",
+                    did_you_mean(goal.event, EVENT_TYPES),
+                )
+            if goal.where:
+                self._check_expression(goal.where, goal_at.get("where", goal_line), fields, event=True)
+        if all(v.holdout for v in step.variants):
+            self.report(
+                line, f"every arm of step '{step.id}' is a holdout", "an experiment needs an arm that gets something"
+            )
 
     def _check_template(self, step: SendEmail, line: int, fields: set[str]) -> None:
         variants = self.templates.variants(step.template)
@@ -260,22 +325,27 @@ class _Checker:
         if variants or isinstance(step.subject, dict):
             self._check_languages(step, line, fields, variants)
             return
-        if not self.templates.exists(step.template):
-            available = (
-                sorted(p.stem for p in self.templates.root.glob("*.html")) if self.templates.root.is_dir() else []
-            )
-            self.report(
-                _line_near(self.data, line, "template"),
-                f"step '{step.id}' uses missing template '{step.template}' "
-                f"(no {self.templates.root / (step.template + '.html')})",
-                did_you_mean(step.template, available),
-            )
-        else:
-            self.problems += self.templates.check(step.template, fields)
+        if self._check_template_name(step.id, step.template, _line_near(self.data, line, "template"), fields):
             self._check_unsubscribe(step, step.template, line)
         subject_line = _line_near(self.data, line, "subject")
         assert isinstance(step.subject, str)
         self.problems += check_template_source(step.subject, self.file, fields, line=subject_line - 1)
+
+    def _check_template_name(self, step_id: str, template: str, line: int, fields: set[str]) -> bool:
+        """Whether the template exists (reported when not), with its variables checked."""
+        if not self.templates.exists(template):
+            available = (
+                sorted(p.stem for p in self.templates.root.glob("*.html")) if self.templates.root.is_dir() else []
+            )
+            self.report(
+                line,
+                f"step '{step_id}' uses missing template '{template}' "
+                f"(no {self.templates.root / (template + '.html')})",
+                did_you_mean(template, available),
+            )
+            return False
+        self.problems += self.templates.check(template, fields)
+        return True
 
     def _check_languages(self, step: SendEmail, line: int, fields: set[str], variants: dict[str, str]) -> None:
         """A send in several languages: every language with a subject has a body and the
@@ -503,6 +573,17 @@ def _get(data: Any, loc: Sequence[Any]) -> Any:
     return current
 
 
+def _following_step(step: Step, order: list[Any], by_id: dict[str, Step]) -> Step | None:
+    """The step a lead reaches after `step` when nothing jumps: its `next`, else the one below it."""
+    if step.next is not None:
+        return by_id.get(step.next)
+    if step.id in order:
+        index = order.index(step.id)
+        if index + 1 < len(order) and isinstance(order[index + 1], str):
+            return by_id.get(order[index + 1])
+    return None
+
+
 def _get_step(data: LineDict, step_id: str) -> LineDict:
     for item in data.get("steps") or []:
         if isinstance(item, LineDict) and item.get("id") == step_id:
@@ -565,6 +646,7 @@ def _allowed_keys(loc: tuple[Any, ...], data: Any, root: Any = Scenario) -> list
     model: Any = root
     for part in _clean(loc[:-1], data):
         model = _descend(model, part, data, loc)
+    model = _unwrap(model)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return [f.alias or name for name, f in model.model_fields.items()]
     return []

@@ -62,6 +62,18 @@ class SendEmail(_StepBase):
     )
     from_: str | None = Field(default=None, alias="from", description="Sender; default: scenario's.")
     reply_to: str | None = None
+    send_time: Literal["window", "optimal"] = Field(
+        default="window",
+        description="'window': as soon as the send window allows; 'optimal': at the hour this lead "
+        "(else its account, else the scenario's audience) opens and clicks most, inside the window.",
+    )
+    send_time_control: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="With send_time: optimal, the share of leads (a stable draw) sent as the window allows "
+        "instead, so that the report can show the lift in clicks.",
+    )
 
 
 class Wait(_StepBase):
@@ -113,16 +125,98 @@ class Branch(_StepBase):
 
 
 class Variant(_Strict):
-    name: str | None = None
-    weight: float = Field(gt=0)
-    goto: str
+    """One arm of a split: a different path (`goto`), a different template and/or subject for
+    the email that follows the split, a holdout that gets nothing, or (none of these) the
+    journey as written."""
+
+    name: str | None = Field(default=None, description="The arm's name (required in experiments).")
+    weight: float = Field(default=1.0, gt=0, description="Share of leads, relative to the other arms.")
+    goto: str | None = Field(default=None, description="Step this arm continues with (a different path).")
+    template: str | None = Field(default=None, description="Template for the email right after the split.")
+    subject: str | None = Field(default=None, description="Subject for the email right after the split.")
+    holdout: bool = Field(default=False, description="Leads in this arm get nothing: they leave the journey.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Variant:
+        if self.holdout and (self.goto or self.template or self.subject):
+            raise ValueError("a holdout arm gets nothing: it cannot also have goto, template or subject")
+        if self.goto and (self.template or self.subject):
+            raise ValueError("an arm is either a path (goto) or a change of the next email (template, subject)")
+        return self
+
+    @property
+    def overrides(self) -> bool:
+        return bool(self.template or self.subject)
+
+
+GOAL_SHORTCUTS = ("click", "became_hot", "converted")
+
+
+class EventGoal(_Strict):
+    event: str = Field(description="Event type that counts as reaching the goal.")
+    where: str | None = Field(default=None, description="Extra condition on `event`, e.g. event.url == '/pricing'.")
+
+
+class Experiment(_Strict):
+    """A split that measures its arms and picks a winner with a stated error guarantee."""
+
+    goal: str | EventGoal = Field(
+        description="'click' (on an email this journey sends after the split), 'became_hot', 'converted', "
+        "or {event: TYPE, where: CONDITION}."
+    )
+    within: Duration = Field(default="7d", description="How long after assignment the goal may be reached.")
+    method: Literal["msprt", "bayesian"] = Field(
+        default="msprt",
+        description="'msprt': always-valid sequential test (false winners at most `alpha`, however often it is "
+        "looked at); 'bayesian': winner when P(best) reaches `threshold`.",
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="mSPRT: the false-winner rate it guarantees.")
+    effect: float = Field(
+        default=0.05, gt=0, le=1, description="mSPRT: the difference in goal rate it is tuned to find quickest."
+    )
+    threshold: float = Field(default=0.95, gt=0.5, lt=1, description="Bayesian: P(best) needed for a winner.")
+    prior: tuple[float, float] = Field(default=(1.0, 1.0), description="Bayesian: Beta prior [a, b] of every arm.")
+    min_per_arm: int = Field(default=100, ge=10, description="Leads every arm needs before any decision.")
+    max_duration: Duration = Field(
+        default="30d",
+        description="After this long without a winner the experiment stops; new leads take the first arm.",
+    )
+
+    @field_validator("prior")
+    @classmethod
+    def _v_prior(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] <= 0 or value[1] <= 0:
+            raise ValueError("a Beta prior needs two positive numbers, e.g. [1, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _method_settings(self) -> Experiment:
+        given = self.model_fields_set
+        if self.method == "msprt" and given & {"threshold", "prior"}:
+            raise ValueError("'threshold' and 'prior' belong to method: bayesian; mSPRT uses 'alpha' and 'effect'")
+        if self.method == "bayesian" and given & {"alpha", "effect"}:
+            raise ValueError("'alpha' and 'effect' belong to method: msprt; the Bayesian rule uses 'threshold'")
+        if parse_duration(self.max_duration) <= parse_duration(self.within):
+            raise ValueError("max_duration must be longer than 'within', or no lead's outcome would ever count")
+        return self
 
 
 class Split(_StepBase):
-    """Weighted random A/B split; a lead always lands in the same variant."""
+    """Weighted random split; a lead always lands in the same arm. With `experiment`, an A/B
+    test that picks a winner: once decided, new leads take the winner."""
 
     type: Literal["split"]
     variants: list[Variant] = Field(min_length=2)
+    experiment: Experiment | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> Split:
+        if self.experiment is not None and not all(v.name for v in self.variants):
+            raise ValueError("every arm of an experiment needs a name (it is reported by name)")
+        return self
+
+    def arm_names(self) -> list[str]:
+        return [v.name or chr(ord("a") + i) for i, v in enumerate(self.variants)]
 
 
 class Update(_StepBase):
@@ -256,6 +350,11 @@ class Scenario(_Strict):
     )
     send_window: SendWindowSpec = Field(default_factory=SendWindowSpec)
     from_: str = Field(alias="from", default="Marketing <marketing@example.com>")
+    owner: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="Email of the person responsible for the scenario; told when an experiment decides.",
+    )
     lead_fields: list[str] = Field(default_factory=list, description="Custom lead fields this scenario reads.")
     priority: int = Field(default=0, description="Among exclusive scenarios, the higher priority keeps the lead.")
     exclusive_with: list[str] = Field(

@@ -1,0 +1,1 @@
+"""Experiments inside journeys: sequential tests, goals, and simulations of their error rates (pure)."""
