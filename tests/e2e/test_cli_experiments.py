@@ -31,12 +31,14 @@ def test_validate_points_at_a_misspelt_goal(tmp_path: Path) -> None:
     assert "did you mean 'click'?" in result.stdout
 
 
-def test_simulate_reports_the_arm_the_lead_would_get() -> None:
+def test_simulate_reports_the_arm_the_lead_would_get(tmp_path: Path) -> None:
+    lead = tmp_path / "recycled.yaml"
+    lead.write_text((ROOT / "examples" / "lead_quiet.yaml").read_text() + "lifecycle_stage: recycled\n")
     result = nurture(
         "simulate",
         "scenarios/reengagement.yaml",
         "--lead",
-        "examples/lead_quiet.yaml",
+        str(lead),
         "--start",
         "2026-03-03T09:00:00Z",
         "--until",

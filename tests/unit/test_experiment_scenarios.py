@@ -203,11 +203,11 @@ def test_the_graph_shows_the_experiment_and_every_arm(compile_text: Build) -> No
     steps = compile_text(HOLDOUT, TEMPLATES).scenario.steps
     mermaid = graph.to_mermaid(steps)
     assert "experiment: converted within 30d, Bayesian P(best)≥0.9, ≥100/arm, ≤60d" in mermaid
-    assert '-->|"nurture 75%"| hello' in mermaid
-    assert '-->|"holdout 8% holdout"| __end__' in mermaid
-    assert '-->|"direct 17%"| handoff' in mermaid
+    assert '-->|"nurture 75%"| s_hello' in mermaid
+    assert '-->|"holdout 8% holdout"| s__end' in mermaid
+    assert '-->|"direct 17%"| s_handoff' in mermaid
     dot = graph.to_dot(compile_text(EXPERIMENT, TEMPLATES).scenario.steps)
-    assert 'subject_test -> hello [label="short 50% (template short, subject)"]' in dot
+    assert '"subject_test" -> "hello" [label="short 50% (template short, subject)"]' in dot
     assert "mSPRT α=0.05" in dot
 
 

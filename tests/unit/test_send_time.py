@@ -133,7 +133,7 @@ def test_the_runtime_defers_the_email_to_the_best_hour_and_sends_it_then(compile
 
 def test_the_graph_marks_the_step_and_the_schema_field_exists(compile_text: Build) -> None:
     compiled = compile_text(SCENARIO)
-    assert "send_email at each lead's best hour" in graph.to_mermaid(compiled.scenario.steps)
+    assert "at each lead's best hour" in graph.to_mermaid(compiled.scenario.steps)
     assert compiled.reads_events
 
 

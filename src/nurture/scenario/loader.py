@@ -306,14 +306,16 @@ class _Checker:
         else:
             raw_goal = raw.get("goal") if isinstance(raw, LineDict) else None
             goal_at = raw_goal.key_lines if isinstance(raw_goal, LineDict) else {}
-            if goal.event not in EVENT_TYPES:
+            if goal.event not in self.events:
                 self.report(
                     goal_at.get("event", goal_line),
                     f"experiment of step '{step.id}' counts unknown event '{goal.event}'",
-                    did_you_mean(goal.event, EVENT_TYPES),
+                    unknown_event_hint(goal.event, self.project),
                 )
             if goal.where:
-                self._check_expression(goal.where, goal_at.get("where", goal_line), fields, event=True)
+                self._check_expression(
+                    goal.where, goal_at.get("where", goal_line), fields, event=True, event_type=goal.event
+                )
         if all(v.holdout for v in step.variants):
             self.report(
                 line, f"every arm of step '{step.id}' is a holdout", "an experiment needs an arm that gets something"
