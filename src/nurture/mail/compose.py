@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from nurture.mail.links import LinkTracker
+from nurture.mail.deliverability import add_open_pixel
+from nurture.mail.dkim import DkimSigner
 from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
 from nurture.mail.names import full_name
 from nurture.mail.templates import TemplateError, TemplateStore
 from nurture.mail.tracking import Links
+from nurture.mail.verp import ReturnPath
 from nurture.scenario.expr import Record
 from nurture.store.leads import lead_view
 
@@ -38,6 +41,10 @@ class Composer:
     scenario_names: dict[str, str] = field(default_factory=dict)
     scenario_utm: dict[str, dict[str, str]] = field(default_factory=dict)
     name_order: str = "auto"
+    untracked_opens: frozenset[str] = frozenset()  # scenarios that turned open tracking off
+    list_domain: str | None = None  # List-Id is <scenario id>.<this>, else .<mail_domain>
+    signer: DkimSigner | None = None
+    return_path: ReturnPath | None = None
     _templates: TemplateStore | None = field(default=None, repr=False)
 
     @property
@@ -65,10 +72,11 @@ class Composer:
             "now": now,
         }
         rendered = self.templates.render(row["template"], row["subject"], context)
-        pixel = f'<img src="{links.open_pixel()}" width="1" height="1" alt="">'
         body = tracker.html(rendered.html)
         text = tracker.text(rendered.text)
-        html = body.replace("</body>", pixel + "</body>") if "</body>" in body else body + pixel
+        html = body
+        if row["scenario_id"] not in self.untracked_opens:
+            html = add_open_pixel(html, links.open_pixel())
         return build_message(
             sender=row["sender"],
             to_email=lead_row["email"],
@@ -82,6 +90,10 @@ class Composer:
             idempotency_key=row["idempotency_key"],
             reply_to=row["reply_to"],
             date=now,
+            list_id=f"{row['scenario_id'].replace('_', '-')}.{self.list_domain or self.mail_domain}",
+            list_name=self.scenario_names.get(row["scenario_id"], row["scenario_id"]),
+            return_path=self.return_path.address(row["id"]) if self.return_path else None,
+            signer=self.signer,
         )
 
     def compose_one(self, row: Mapping[str, Any], lead_row: Mapping[str, Any], now: datetime) -> Composed:

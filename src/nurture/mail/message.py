@@ -17,10 +17,13 @@ from email.utils import format_datetime, formataddr, getaddresses
 from functools import lru_cache
 
 from nurture.errors import NurtureError
+from nurture.mail.dkim import DkimSigner
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # A bare address: nothing that could end the address or add parameters on an SMTP command line.
 PLAIN_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+_LIST_ID = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+$")
 
 
 class MessageError(NurtureError):
@@ -85,7 +88,14 @@ def build_message(
     idempotency_key: str,
     reply_to: str | None = None,
     date: datetime | None = None,
+    list_id: str | None = None,
+    list_name: str | None = None,
+    return_path: str | None = None,
+    signer: DkimSigner | None = None,
 ) -> BuiltMessage:
+    """`list_id` (a dot-atom such as 'welcome.acme.example') and `list_name` make the List-Id
+    header (RFC 2919): receivers expect it beside List-Unsubscribe on bulk mail. `return_path` is the envelope
+    sender (a per-send bounce address), else the From address. `signer` adds a DKIM signature."""
     from_name, from_addr = parse_address(sender)
     _, to_addr = parse_address(to_email)
     targets = [f"<{clean_header(unsubscribe_url)}>"]
@@ -106,12 +116,18 @@ def build_message(
         headers.append(("Date", format_datetime(date)))
     headers += [
         ("MIME-Version", "1.0"),
+    ]
+    if list_id:
+        if not _LIST_ID.match(list_id):
+            raise MessageError(f"not a List-Id (letters, digits, '.', '_', '-' and a dot): {list_id!r}")
+        name = clean_header(list_name or "")
+        headers.append(("List-Id", formataddr((name, list_id), charset="utf-8") if name else f"<{list_id}>"))
+    headers += [
         ("List-Unsubscribe", ", ".join(targets)),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("X-Nurture-Key", clean_header(idempotency_key)),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
     parts = []
     for subtype, content in (("plain", text), ("html", html)):
         parts.append(
@@ -120,8 +136,13 @@ def build_message(
             + _quoted_printable(content)
             + b"\r\n"
         )
-    data = head + b"\r\n" + b"".join(parts) + f"--{boundary}--\r\n".encode("ascii")
-    return BuiltMessage(from_addr, to_addr, clean_header(message_id), data)
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode("ascii")
+    if signer is not None:
+        stamp = int(date.timestamp()) if date is not None else None
+        headers.insert(0, ("DKIM-Signature", signer.signature_header(headers, body, stamp)))
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+    envelope_from = parse_address(return_path)[1] if return_path else from_addr
+    return BuiltMessage(envelope_from, to_addr, clean_header(message_id), head + b"\r\n" + body)
 
 
 def message_id_for(idempotency_key: str, domain: str) -> str:

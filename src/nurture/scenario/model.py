@@ -366,6 +366,11 @@ class Scenario(_Strict):
         description="UTM parameters for every link, e.g. {source: newsletter, medium: email}; campaign "
         "defaults to the scenario id.",
     )
+    track_opens: bool = Field(
+        default=True,
+        description="Add an open pixel to emails with enough text to carry one (false: never). "
+        "Privacy proxies (Apple Mail) fetch pixels unread, so opens are a weak signal anyway.",
+    )
     migrate: dict[str, str] = Field(
         default_factory=dict,
         description="Move leads on an older version from step (key) to step (value) of this one.",

@@ -1,0 +1,131 @@
+"""What makes an email look like bulk mail done right, checked without sending it.
+
+Pure functions over rendered HTML and text: whether an open pixel may be added, and the
+warnings `nurture validate` prints for a template (no text part, image-heavy HTML, link
+text that shows another address than the link goes to, no sender identity).
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# SpamAssassin's HTML_IMAGE_ONLY_04 … _32 rules score any HTML part that has an image and
+# at most 3,200 characters of text (0.6 to 2.8 points each). An open pixel is an image, so
+# it goes only into HTML with more text than that.
+OPEN_PIXEL_MIN_TEXT = 3200
+
+_HIDDEN = re.compile(r"(?is)<(head|style|script|title)\b.*?</\1\s*>|<!--.*?-->")
+_TAG = re.compile(r"<[^>]*>")
+_IMG = re.compile(r"(?i)<img\b")
+_ANCHOR = re.compile(r"(?is)<a\b([^>]*)>(.*?)</a\s*>")
+_HREF = re.compile(r"""(?is)\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
+# Text that a reader takes for an address: a URL, or a bare host name like www.acme.example.
+_URLISH = re.compile(
+    r"(?i)^(?:https?://\S+|www\.[a-z0-9-]+(?:\.[a-z0-9-]+)+(?:/\S*)?|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}/\S*)$"
+)
+
+
+def visible_text(markup: str) -> str:
+    """The text a reader sees in an HTML part, whitespace collapsed."""
+    body = _TAG.sub(" ", _HIDDEN.sub(" ", markup))
+    return " ".join(htmllib.unescape(body).split())
+
+
+def can_carry_pixel(markup: str) -> bool:
+    """Whether an open pixel leaves this HTML with enough text not to read as image-only."""
+    return len(visible_text(markup)) > OPEN_PIXEL_MIN_TEXT
+
+
+def add_open_pixel(markup: str, pixel_url: str) -> str:
+    """`markup` with a 1×1 open pixel at the end of its body, if it has the text to carry one."""
+    if not can_carry_pixel(markup):
+        return markup
+    pixel = f'<img src="{htmllib.escape(pixel_url)}" width="1" height="1" alt="">'
+    return markup.replace("</body>", pixel + "</body>", 1) if "</body>" in markup else markup + pixel
+
+
+@dataclass(frozen=True)
+class SenderIdentity:
+    """Who sends, as every campaign email must show it (CAN-SPAM, Japan's Act on Specified
+    Electronic Mail): configured once, in settings. Several names and addresses are allowed
+    (a company writing in two languages); a template must show one of each."""
+
+    names: tuple[str, ...] = ()
+    postal_addresses: tuple[str, ...] = ()
+
+
+def _host(url: str) -> str:
+    text = url.strip()
+    if not re.match(r"(?i)^[a-z][a-z0-9+.-]*://", text):
+        text = "http://" + text
+    try:
+        host = urlsplit(text).hostname or ""
+    except ValueError:
+        return ""
+    return host.lower().removeprefix("www.")
+
+
+def misleading_links(markup: str) -> list[tuple[str, str]]:
+    """(shown text, real target) for each link whose text shows an address on another host
+    than the one it goes to: what phishing looks like, and what filters look for. A tracked
+    link goes to the tracking host, so its text should be words, not the destination's URL."""
+    found = []
+    for attributes, inner in _ANCHOR.findall(markup):
+        href = _HREF.search(attributes)
+        if href is None:
+            continue
+        target = htmllib.unescape(next(g for g in href.groups() if g is not None))
+        shown = " ".join(htmllib.unescape(_TAG.sub("", inner)).split())
+        if not _URLISH.match(shown) or target.lower().startswith("mailto:"):
+            continue
+        if _host(shown) != _host(target):
+            found.append((shown, target))
+    return found
+
+
+def template_warnings(
+    *,
+    html: str,
+    text: str,
+    has_text_part: bool,
+    identity: SenderIdentity,
+) -> list[str]:
+    """Deliverability warnings for one rendered template (its HTML with links as sent)."""
+    warnings = []
+    if not has_text_part:
+        warnings.append(
+            "no text part (NAME.txt): one is derived from the HTML, but a text version written for "
+            "reading looks less like bulk mail"
+        )
+    images = len(_IMG.findall(html))
+    length = len(visible_text(html))
+    if images and length <= OPEN_PIXEL_MIN_TEXT:
+        warnings.append(
+            f"image-heavy HTML: {images} image(s) with {length} characters of text; spam filters score "
+            f"images in HTML with up to {OPEN_PIXEL_MIN_TEXT} characters of text (SpamAssassin HTML_IMAGE_ONLY)"
+        )
+    for shown, target in misleading_links(html):
+        warnings.append(
+            f"link text shows {shown!r} but the link goes to {_host(target) or target!r}: "
+            "write what the link is about instead of an address"
+        )
+    if not identity.names or not identity.postal_addresses:
+        missing = " and ".join(
+            label
+            for label, value in (("sender name", identity.names), ("postal address", identity.postal_addresses))
+            if not value
+        )
+        warnings.append(
+            f"no {missing} configured (NURTURE_SENDER_NAMES, NURTURE_POSTAL_ADDRESSES): campaign email must "
+            "say who sends it and where they are"
+        )
+    else:
+        seen = " ".join((visible_text(html), " ".join(text.split()))).casefold()
+        for label, values in (("sender name", identity.names), ("postal address", identity.postal_addresses)):
+            if not any(" ".join(v.split()).casefold() in seen for v in values):
+                shown = " or ".join(repr(v) for v in values)
+                warnings.append(f"the {label} ({shown}) appears in neither the HTML nor the text part")
+    return warnings
