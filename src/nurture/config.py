@@ -53,13 +53,7 @@ class Settings(BaseSettings):
     unsubscribe_mailto: str | None = None
     notify_sender: str = "nurture <nurture@localhost>"
 
-    # Deliverability: who sends (checked in templates by `nurture validate`), List-Id, DKIM, bounces.
-    sender_names: list[str] = Field(
-        default_factory=list, description='The sender names campaign email shows, as JSON: ["Acme Analytics"]'
-    )
-    postal_addresses: list[str] = Field(
-        default_factory=list, description="The sender's postal addresses campaign email shows, as JSON"
-    )
+    # Deliverability: List-Id, DKIM, per-send bounce addresses.
     list_domain: str | None = Field(default=None, description="List-Id is <scenario>.<this>; default: mail_domain")
     dkim_domain: str | None = Field(default=None, description="Sign with DKIM for this domain (d=)")
     dkim_selector: str | None = Field(default=None, description="DKIM selector (s=): <selector>._domainkey.<domain>")

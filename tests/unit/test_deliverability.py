@@ -11,7 +11,6 @@ from nurture.leadfields import STANDARD_FIELDS
 from nurture.mail.compose import Composer
 from nurture.mail.deliverability import (
     OPEN_PIXEL_MIN_TEXT,
-    SenderIdentity,
     add_open_pixel,
     misleading_links,
     template_warnings,
@@ -19,9 +18,6 @@ from nurture.mail.deliverability import (
 )
 from tests.samples import ROOT, SENT_AT, sample_emails
 
-ACME = SenderIdentity(
-    ("Acme Analytics", "Acme アナリティクス株式会社"), ("Boston, MA 02110", "東京都千代田区丸の内1-1-1")
-)
 FOOTER = "<p>Acme Analytics · 100 Main Street · Boston, MA 02110</p>"
 
 
@@ -42,17 +38,17 @@ def test_visible_text_leaves_out_head_styles_and_markup() -> None:
 
 def test_clean_template_gets_no_warning() -> None:
     html = f'<p>Hi Anna, <a href="https://go.acme.example/c/x">read the story</a>.</p>{FOOTER}'
-    assert template_warnings(html=html, text="Hi Anna", has_text_part=True, identity=ACME) == []
+    assert template_warnings(html=html, text="Hi Anna", has_text_part=True) == []
 
 
 def test_missing_text_part_is_reported() -> None:
-    [warning] = template_warnings(html=FOOTER, text="", has_text_part=False, identity=ACME)
+    [warning] = template_warnings(html=FOOTER, text="", has_text_part=False)
     assert warning.startswith("no text part")
 
 
 def test_image_heavy_html_is_reported() -> None:
     html = f'<p><img src="https://cdn.acme.example/banner.png"><img src="https://cdn.acme.example/b.png"></p>{FOOTER}'
-    [warning] = template_warnings(html=html, text="x", has_text_part=True, identity=ACME)
+    [warning] = template_warnings(html=html, text="x", has_text_part=True)
     assert warning.startswith("image-heavy HTML: 2 image(s) with ")
 
 
@@ -70,20 +66,13 @@ def test_link_text_showing_another_address_than_its_target_is_reported() -> None
     ]
 
 
-def test_sender_identity_must_be_configured_and_shown() -> None:
-    [unset] = template_warnings(html=FOOTER, text="", has_text_part=True, identity=SenderIdentity())
-    assert "no sender name and postal address configured" in unset
-    [missing] = template_warnings(html="<p>Acme Analytics</p>", text="", has_text_part=True, identity=ACME)
-    assert "postal address" in missing and "appears in neither" in missing
-
-
 def test_every_sample_template_passes_the_deliverability_checks() -> None:
     for sample in sample_emails():
         parsed = email.message_from_bytes(sample.message.data, policy=policy.default)
         html = parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
         text = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         has_text = (ROOT / "email_templates" / f"{sample.template}.txt").is_file()
-        assert template_warnings(html=html, text=text, has_text_part=has_text, identity=ACME) == [], sample.template
+        assert template_warnings(html=html, text=text, has_text_part=has_text) == [], sample.template
 
 
 def test_composed_emails_carry_list_id_and_a_pixel_only_when_long_and_tracked(tmp_path: Path) -> None:

@@ -2,14 +2,14 @@
 
 Pure functions over rendered HTML and text: whether an open pixel may be added, and the
 warnings `nurture validate` prints for a template (no text part, image-heavy HTML, link
-text that shows another address than the link goes to, no sender identity).
+text that shows another address than the link goes to). The sender's identity (name and
+postal address) is checked with the footer rules in `mail/footer.py`.
 """
 
 from __future__ import annotations
 
 import html as htmllib
 import re
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 # SpamAssassin's HTML_IMAGE_ONLY_04 … _32 rules score any HTML part that has an image and
@@ -47,16 +47,6 @@ def add_open_pixel(markup: str, pixel_url: str) -> str:
     return markup.replace("</body>", pixel + "</body>", 1) if "</body>" in markup else markup + pixel
 
 
-@dataclass(frozen=True)
-class SenderIdentity:
-    """Who sends, as every campaign email must show it (CAN-SPAM, Japan's Act on Specified
-    Electronic Mail): configured once, in settings. Several names and addresses are allowed
-    (a company writing in two languages); a template must show one of each."""
-
-    names: tuple[str, ...] = ()
-    postal_addresses: tuple[str, ...] = ()
-
-
 def _host(url: str) -> str:
     text = url.strip()
     if not re.match(r"(?i)^[a-z][a-z0-9+.-]*://", text):
@@ -91,7 +81,6 @@ def template_warnings(
     html: str,
     text: str,
     has_text_part: bool,
-    identity: SenderIdentity,
 ) -> list[str]:
     """Deliverability warnings for one rendered template (its HTML with links as sent)."""
     warnings = []
@@ -112,20 +101,4 @@ def template_warnings(
             f"link text shows {shown!r} but the link goes to {_host(target) or target!r}: "
             "write what the link is about instead of an address"
         )
-    if not identity.names or not identity.postal_addresses:
-        missing = " and ".join(
-            label
-            for label, value in (("sender name", identity.names), ("postal address", identity.postal_addresses))
-            if not value
-        )
-        warnings.append(
-            f"no {missing} configured (NURTURE_SENDER_NAMES, NURTURE_POSTAL_ADDRESSES): campaign email must "
-            "say who sends it and where they are"
-        )
-    else:
-        seen = " ".join((visible_text(html), " ".join(text.split()))).casefold()
-        for label, values in (("sender name", identity.names), ("postal address", identity.postal_addresses)):
-            if not any(" ".join(v.split()).casefold() in seen for v in values):
-                shown = " or ".join(repr(v) for v in values)
-                warnings.append(f"the {label} ({shown}) appears in neither the HTML nor the text part")
     return warnings
