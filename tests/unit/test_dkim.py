@@ -10,6 +10,9 @@ from pathlib import Path
 
 import dkim
 import pytest
+from dkim.canonicalization import Relaxed
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nurture.mail.dkim import DkimError, DkimKey, DkimSigner, canonical_body, dns_records, generate_key
 from nurture.mail.message import build_message
@@ -132,3 +135,10 @@ def test_dns_records_publish_the_public_key_and_suggest_spf_and_dmarc() -> None:
     assert published == key.public_record() and len(published) > 255  # split into 255-byte strings
     assert spf.startswith('bounce.acme.example. IN TXT "v=spf1')
     assert dmarc.startswith('_dmarc.acme.example. IN TXT "v=DMARC1; p=none')
+
+
+@given(st.lists(st.text(alphabet=" \tab=", max_size=12), max_size=8))
+def test_body_canonicalization_matches_dkimpy(lines: list[str]) -> None:
+    """Bodies as nurture builds them: CRLF line ends, the last line ended too."""
+    body = "".join(line + "\r\n" for line in lines).encode()
+    assert canonical_body(body) == Relaxed.canonicalize_body(body)

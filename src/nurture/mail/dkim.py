@@ -39,7 +39,6 @@ SIGNED_HEADERS = (
 # Signed even where absent (an empty value in the hash), so none can be added on the way.
 OVERSIGNED = ("From",)
 
-_WSP = re.compile(rb"[ \t]+")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _WSP_TEXT = re.compile(r"[ \t]+")
 _SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
@@ -51,12 +50,15 @@ class DkimError(NurtureError):
 
 def canonical_body(body: bytes) -> bytes:
     """The relaxed body canonicalization: whitespace runs become one space, trailing
-    whitespace and trailing empty lines go, and a non-empty body ends with one CRLF."""
-    lines = body.replace(b"\r\n", b"\n").split(b"\n")
-    out = [_WSP.sub(b" ", line).rstrip(b" ") for line in lines]
-    while out and out[-1] == b"":
-        out.pop()
-    return b"\r\n".join(out) + b"\r\n" if out else b""
+    whitespace and trailing empty lines go, and a non-empty body ends with one CRLF.
+    Plain byte replacements rather than a regular expression or a loop over lines: this
+    runs for every message, and the bytes methods run at C speed."""
+    text = body.replace(b"\r\n", b"\n").replace(b"\t", b" ")
+    while b"  " in text:
+        text = text.replace(b"  ", b" ")
+    text = text.replace(b" \n", b"\n").rstrip(b"\n")
+    text = text[:-1] if text.endswith(b" ") else text
+    return text.replace(b"\n", b"\r\n") + b"\r\n" if text else b""
 
 
 def canonical_header(name: str, value: str) -> str:
