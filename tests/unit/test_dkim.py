@@ -14,7 +14,17 @@ from dkim.canonicalization import Relaxed
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nurture.mail.dkim import DkimError, DkimKey, DkimSigner, canonical_body, dns_records, generate_key
+from nurture.config import Settings
+from nurture.mail.dkim import (
+    DkimError,
+    DkimKey,
+    DkimSigner,
+    canonical_body,
+    dns_records,
+    generate_key,
+    signer_from_settings,
+    write_key,
+)
 from nurture.mail.message import build_message
 from tests.samples import SENT_AT, sample_composer, sample_emails
 
@@ -142,3 +152,23 @@ def test_body_canonicalization_matches_dkimpy(lines: list[str]) -> None:
     """Bodies as nurture builds them: CRLF line ends, the last line ended too."""
     body = "".join(line + "\r\n" for line in lines).encode()
     assert canonical_body(body) == Relaxed.canonicalize_body(body)
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads_and_keeps_an_existing_one(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "s2026.pem"
+    key = write_key(path, "ed25519")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert DkimKey.load(path).public_record() == key.public_record()
+    with pytest.raises(DkimError, match="exists"):
+        write_key(path)
+
+
+def test_settings_sign_with_all_three_or_not_at_all(tmp_path: Path) -> None:
+    assert signer_from_settings(Settings()) is None
+    with pytest.raises(DkimError, match="NURTURE_DKIM_SELECTOR, NURTURE_DKIM_KEY_FILE"):
+        signer_from_settings(Settings(dkim_domain="acme.example"))
+    write_key(tmp_path / "k.pem")
+    signer = signer_from_settings(
+        Settings(dkim_domain="acme.example", dkim_selector="s1", dkim_key_file=tmp_path / "k.pem")
+    )
+    assert signer is not None and signer.key.algorithm == "rsa-sha256"

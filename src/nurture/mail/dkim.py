@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from nurture.config import Settings
 from nurture.errors import NurtureError
 
 SIGNED_HEADERS = (
@@ -211,3 +213,31 @@ def dns_records(domain: str, selector: str, key: DkimKey, *, return_path_domain:
         f'_dmarc.{domain}. IN TXT "v=DMARC1; p=none; rua=mailto:dmarc-reports@{domain}; adkim=r; aspf=r"'
         "   ; move to p=quarantine, then p=reject, once reports look clean",
     ]
+
+
+def write_key(path: Path, algorithm: str = "rsa", bits: int = 2048) -> DkimKey:
+    """Create a new private key file (readable by its owner only); an existing file is kept."""
+    if path.exists():
+        raise DkimError(f"{path} exists: keep the key that DNS publishes, or choose another file")
+    pem = generate_key(algorithm, bits)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    return DkimKey.load(path)
+
+
+def signer_from_settings(settings: Settings) -> DkimSigner | None:
+    """The signer the settings describe: none, or all three of domain, selector and key file."""
+    given = {
+        "NURTURE_DKIM_DOMAIN": settings.dkim_domain,
+        "NURTURE_DKIM_SELECTOR": settings.dkim_selector,
+        "NURTURE_DKIM_KEY_FILE": settings.dkim_key_file,
+    }
+    if not any(given.values()):
+        return None
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise DkimError(f"DKIM signing needs {', '.join(missing)} as well")
+    assert settings.dkim_domain and settings.dkim_selector and settings.dkim_key_file
+    return DkimSigner.from_file(settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file)

@@ -14,6 +14,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
+from nurture.config import Settings
 from nurture.errors import NurtureError
 
 _LOCAL = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -56,3 +57,10 @@ class ReturnPath:
             return None
         send_id = int(number)
         return send_id if hmac.compare_digest(mac.lower(), self._mac(send_id)) else None
+
+
+def return_path_from_settings(settings: Settings) -> ReturnPath | None:
+    """Per-send return paths when a bounce domain is set; their MACs use the secret key."""
+    if not settings.bounce_domain:
+        return None
+    return ReturnPath(settings.bounce_domain, settings.secret_key, settings.bounce_local)
