@@ -12,10 +12,12 @@ from nurture.mail.compose import Composer
 from nurture.mail.deliverability import (
     OPEN_PIXEL_MIN_TEXT,
     add_open_pixel,
+    check_template,
     misleading_links,
     template_warnings,
     visible_text,
 )
+from nurture.mail.templates import TemplateStore
 from tests.samples import ROOT, SENT_AT, sample_emails
 
 FOOTER = "<p>Acme Analytics · 100 Main Street · Boston, MA 02110</p>"
@@ -92,3 +94,25 @@ def test_composed_emails_carry_list_id_and_a_pixel_only_when_long_and_tracked(tm
     assert b"/o/" not in short and b"/o/" in long
     composer.untracked_opens = frozenset({"news"})
     assert b"/o/" not in compose("long")
+
+
+def test_template_check_renders_as_sent_and_points_at_the_line(tmp_path: Path) -> None:
+    (tmp_path / "promo.html").write_text(
+        "<p>Hi {{ lead.first_name }}</p>\n"
+        "<p><a href=\"{{ link('pricing', 'https://acme.example/pricing') }}\">https://acme.example/pricing</a></p>\n"
+        '<p><img src="https://cdn.acme.example/banner.png"></p>\n'
+    )
+    problems = check_template(TemplateStore(tmp_path), "promo", "https://go.acme.example")
+    assert [(Path(p.file).name, p.line, p.message.split(":")[0]) for p in problems] == [
+        ("promo.html", 1, "no text part (NAME.txt)"),
+        ("promo.html", 1, "image-heavy HTML"),
+        ("promo.html", 2, "link text shows 'https"),
+    ]
+    assert "goes to 'go.acme.example'" in problems[2].message
+
+
+def test_every_sample_template_passes_the_template_check() -> None:
+    store = TemplateStore(ROOT / "email_templates")
+    names = sorted(p.stem for p in store.root.glob("*.html") if not p.stem.startswith("_"))
+    assert len(names) == 12
+    assert [p for name in names for p in check_template(store, name, "https://go.acme.example")] == []

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
+
+from nurture.errors import Diagnostic
+from nurture.mail.templates import TemplateError, TemplateStore
+from nurture.mail.tracking import Links
+from nurture.scenario.expr import Record
 
 # SpamAssassin's HTML_IMAGE_ONLY_04 … _32 rules score any HTML part that has an image and
 # at most 3,200 characters of text (0.6 to 2.8 points each). An open pixel is an image, so
@@ -102,3 +108,36 @@ def template_warnings(
             "write what the link is about instead of an address"
         )
     return warnings
+
+
+def check_template(store: TemplateStore, name: str, base_url: str) -> list[Diagnostic]:
+    """Deliverability warnings for template `name` of `store`, rendered as it would be sent
+    (links tracked through `base_url`) for a lead with no field set. A template that does not
+    render is left to the template checks, which report why."""
+    links = Links(base_url, "validate", 0, 0)
+    context = {
+        "lead": Record({}),
+        "score": Record({}),
+        "scenario": name,
+        "unsubscribe_url": links.unsubscribe(),
+        "link": links.click,
+        "now": datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
+    }
+    try:
+        rendered = store.render(name, "", context)
+    except TemplateError:
+        return []
+    path = store.root / f"{name}.html"
+    try:
+        source_lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        source_lines = []
+    has_text = (store.root / f"{name}.txt").is_file()
+    problems = []
+    for warning in template_warnings(html=rendered.html, text=rendered.text, has_text_part=has_text):
+        line = 1
+        shown = re.match(r"link text shows '(.*?)' but", warning)
+        if shown:
+            line = next((i for i, text in enumerate(source_lines, 1) if shown.group(1) in text), 1)
+        problems.append(Diagnostic(str(path), line, warning))
+    return problems
