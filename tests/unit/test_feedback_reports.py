@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nurture.feedback.events import FeedbackKind
 from nurture.feedback.reports import ReportReader
@@ -89,3 +91,16 @@ def test_without_a_bounce_domain_no_report_names_a_send() -> None:
 @pytest.mark.parametrize("garbage", [b"", b"\x00\xff" * 50, b"Content-Type: multipart/report\r\n\r\n--x--"])
 def test_garbage_is_no_report(garbage: bytes) -> None:
     assert READER.read(garbage) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_read_as_a_list_of_events_never_an_exception(data: bytes) -> None:
+    assert isinstance(READER.read(data), list)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(p.name for p in FIXTURES.glob("*.eml"))), st.integers(0, 4000), st.binary(max_size=40))
+def test_damaged_reports_read_without_an_exception(name: str, at: int, junk: bytes) -> None:
+    data = (FIXTURES / name).read_bytes()
+    assert isinstance(READER.read(data[:at] + junk + data[at + len(junk) :]), list)

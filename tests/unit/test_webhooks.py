@@ -16,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nurture.feedback.events import FeedbackKind
 from nurture.feedback.webhooks import (
@@ -329,3 +331,44 @@ def test_postmark_without_the_credentials_is_refused() -> None:
     assert by_header.verify(body, {"x-nurture-token": "tok-123"})["RecordType"] == "Bounce"
     with pytest.raises(WebhookRejected):
         by_header.verify(body, {"X-Nurture-Token": "tok-124"})
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+KEYS = st.sampled_from(
+    [
+        "eventType",
+        "notificationType",
+        "bounce",
+        "mail",
+        "complaint",
+        "delivery",
+        "event",
+        "event-data",
+        "RecordType",
+        "Type",
+        "Metadata",
+        "delivery-status",
+        "message",
+        "headers",
+        "commonHeaders",
+        "tags",
+        "bouncedRecipients",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(KEYS | st.text(max_size=8), JSON, max_size=8),
+    st.sampled_from(["Bounce", "Complaint", "Delivery", "Click"]),
+)
+def test_odd_payloads_from_a_verified_sender_give_events_or_none_never_an_exception(payload: dict, kind: str) -> None:  # type: ignore[type-arg]
+    payload = {"eventType": kind, **payload}
+    ses_events({"Type": "Notification", "Message": json.dumps(payload)})
+    sendgrid_events([payload, {"event": "bounce", **payload}])
+    mailgun_events({"event": "failed", **payload})
+    postmark_events({"RecordType": "Bounce", **payload})

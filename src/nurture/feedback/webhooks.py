@@ -91,8 +91,22 @@ def _bounce(source: str, recipient: str | None, text: str, **extra: Any) -> Feed
     if kind is FeedbackKind.DELIVERED:
         kind = FeedbackKind.SOFT_BOUNCE
     return FeedbackEvent(
-        kind, source, recipient=recipient, status=reply.enhanced, code=reply.code, diagnostic=text, **extra
+        kind, source, recipient=_str(recipient), status=reply.enhanced, code=reply.code, diagnostic=text, **extra
     )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object from an event, or an empty one for anything else (an odd payload
+    from a verified sender gives no event rather than an error)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _message_id(value: Any) -> str | None:
@@ -190,21 +204,22 @@ def ses_events(sns_message: Mapping[str, Any]) -> list[FeedbackEvent]:
     """The events of one verified SNS notification carrying an SES notification or event."""
     if sns_message.get("Type") != "Notification":
         return []
-    payload = _json(str(sns_message.get("Message", "")).encode())
-    if not isinstance(payload, dict):
+    try:
+        payload = _obj(orjson.loads(str(sns_message.get("Message", ""))))
+    except orjson.JSONDecodeError:
         return []
-    kind = payload.get("eventType") or payload.get("notificationType")
-    mail = payload.get("mail") or {}
-    message_id = _message_id((mail.get("commonHeaders") or {}).get("messageId"))
-    tags = mail.get("tags") or {}
+    kind = _str(payload.get("eventType")) or _str(payload.get("notificationType"))
+    mail = _obj(payload.get("mail"))
+    message_id = _message_id(_obj(mail.get("commonHeaders")).get("messageId"))
+    tags = _obj(mail.get("tags"))
     send_id = _send_id({k: v[0] for k, v in tags.items() if isinstance(v, list) and v})
     common: dict[str, Any] = {"message_id": message_id, "send_id": send_id}
     events: list[FeedbackEvent] = []
     if kind == "Bounce":
-        bounce = payload.get("bounce") or {}
+        bounce = _obj(payload.get("bounce"))
         bounce_type = bounce.get("bounceType")
         when = _time(bounce.get("timestamp"))
-        for index, recipient in enumerate(bounce.get("bouncedRecipients") or []):
+        for index, recipient in enumerate(map(_obj, _list(bounce.get("bouncedRecipients")))):
             text = recipient.get("diagnosticCode") or f"{bounce_type}/{bounce.get('bounceSubType')}"
             status = find_enhanced(str(recipient.get("status") or ""))
             forced = None
@@ -217,8 +232,8 @@ def ses_events(sns_message: Mapping[str, Any]) -> list[FeedbackEvent]:
             events.append(
                 _bounce(
                     "ses",
-                    recipient.get("emailAddress"),
-                    text,
+                    _str(recipient.get("emailAddress")),
+                    str(text),
                     status=status,
                     kind=forced,
                     occurred_at=when,
@@ -227,13 +242,13 @@ def ses_events(sns_message: Mapping[str, Any]) -> list[FeedbackEvent]:
                 )
             )
     elif kind == "Complaint":
-        complaint = payload.get("complaint") or {}
-        for index, recipient in enumerate(complaint.get("complainedRecipients") or []):
+        complaint = _obj(payload.get("complaint"))
+        for index, recipient in enumerate(map(_obj, _list(complaint.get("complainedRecipients")))):
             events.append(
                 FeedbackEvent(
                     FeedbackKind.COMPLAINT,
                     "ses",
-                    recipient=recipient.get("emailAddress"),
+                    recipient=_str(recipient.get("emailAddress")),
                     diagnostic=f"complaint: {complaint.get('complaintFeedbackType') or 'abuse'}",
                     occurred_at=_time(complaint.get("timestamp")),
                     event_id=f"{complaint.get('feedbackId')}:{index}",
@@ -241,13 +256,13 @@ def ses_events(sns_message: Mapping[str, Any]) -> list[FeedbackEvent]:
                 )
             )
     elif kind == "Delivery":
-        delivery = payload.get("delivery") or {}
-        for recipient in delivery.get("recipients") or []:
+        delivery = _obj(payload.get("delivery"))
+        for recipient in _list(delivery.get("recipients")):
             events.append(
                 FeedbackEvent(
                     FeedbackKind.DELIVERED,
                     "ses",
-                    recipient=recipient,
+                    recipient=_str(recipient),
                     diagnostic=str(delivery.get("smtpResponse") or ""),
                     occurred_at=_time(delivery.get("timestamp")),
                     event_id=f"{mail.get('messageId')}:delivery:{recipient}",
@@ -255,17 +270,17 @@ def ses_events(sns_message: Mapping[str, Any]) -> list[FeedbackEvent]:
                 )
             )
     elif kind in ("Open", "Click"):
-        detail = payload.get(kind.lower()) or {}
-        for recipient in mail.get("destination") or [None]:
+        detail = _obj(payload.get(kind.lower()))
+        for recipient in _list(mail.get("destination")) or [None]:
             events.append(
                 FeedbackEvent(
                     FeedbackKind.OPEN if kind == "Open" else FeedbackKind.CLICK,
                     "ses",
-                    recipient=recipient,
+                    recipient=_str(recipient),
                     occurred_at=_time(detail.get("timestamp")),
                     event_id=f"{mail.get('messageId')}:{kind}:{detail.get('timestamp')}",
-                    user_agent=detail.get("userAgent"),
-                    url=detail.get("link"),
+                    user_agent=_str(detail.get("userAgent")),
+                    url=_str(detail.get("link")),
                     **common,
                 )
             )
@@ -318,13 +333,13 @@ class SendGridVerifier:
 def sendgrid_events(events: Iterable[Mapping[str, Any]]) -> list[FeedbackEvent]:
     out: list[FeedbackEvent] = []
     for event in events:
-        name = event.get("event")
+        name = _str(event.get("event"))
         common: dict[str, Any] = {
-            "recipient": event.get("email"),
+            "recipient": _str(event.get("email")),
             "message_id": _message_id(event.get("smtp-id")),
             "send_id": _send_id(event),
             "occurred_at": _time(event.get("timestamp")),
-            "event_id": event.get("sg_event_id"),
+            "event_id": _str(event.get("sg_event_id")),
         }
         if name == "bounce":
             text = str(event.get("reason") or "")
@@ -346,7 +361,9 @@ def sendgrid_events(events: Iterable[Mapping[str, Any]]) -> list[FeedbackEvent]:
         elif name in ("open", "click"):
             kind = FeedbackKind.OPEN if name == "open" else FeedbackKind.CLICK
             out.append(
-                FeedbackEvent(kind, "sendgrid", user_agent=event.get("useragent"), url=event.get("url"), **common)
+                FeedbackEvent(
+                    kind, "sendgrid", user_agent=_str(event.get("useragent")), url=_str(event.get("url")), **common
+                )
             )
     return out
 
@@ -394,17 +411,17 @@ class MailgunVerifier:
 
 
 def mailgun_events(data: Mapping[str, Any]) -> list[FeedbackEvent]:
-    name = data.get("event")
-    headers = (data.get("message") or {}).get("headers") or {}
+    name = _str(data.get("event"))
+    headers = _obj(_obj(data.get("message")).get("headers"))
     common: dict[str, Any] = {
         "message_id": _message_id(headers.get("message-id")),
         "send_id": _send_id(data.get("user-variables")),
         "occurred_at": _time(data.get("timestamp")),
-        "event_id": data.get("id"),
+        "event_id": _str(data.get("id")),
     }
-    recipient = data.get("recipient")
+    recipient = _str(data.get("recipient"))
     if name == "failed":
-        status = data.get("delivery-status") or {}
+        status = _obj(data.get("delivery-status"))
         text = " ".join(str(status.get(k) or "") for k in ("code", "message", "description")).strip()
         code = status.get("code") if isinstance(status.get("code"), int) else None
         kind = None
@@ -422,9 +439,11 @@ def mailgun_events(data: Mapping[str, Any]) -> list[FeedbackEvent]:
     }
     if name not in simple:
         return []
-    agent = (data.get("client-info") or {}).get("user-agent")
+    agent = _str(_obj(data.get("client-info")).get("user-agent"))
     return [
-        FeedbackEvent(simple[name], "mailgun", recipient=recipient, user_agent=agent, url=data.get("url"), **common)
+        FeedbackEvent(
+            simple[name], "mailgun", recipient=_str(recipient), user_agent=agent, url=_str(data.get("url")), **common
+        )
     ]
 
 
@@ -464,7 +483,7 @@ _POSTMARK_POLICY = {"Blocked", "ContentRelay", "SMTPApiError", "SpamNotification
 
 
 def postmark_events(payload: Mapping[str, Any]) -> list[FeedbackEvent]:
-    record = payload.get("RecordType")
+    record = _str(payload.get("RecordType"))
     common: dict[str, Any] = {
         "message_id": None,
         "send_id": _send_id(payload.get("Metadata")),
@@ -485,14 +504,16 @@ def postmark_events(payload: Mapping[str, Any]) -> list[FeedbackEvent]:
         when = _time(payload.get("BouncedAt"))
         event_id = f"bounce:{payload.get('ID')}"
         return [
-            _bounce("postmark", payload.get("Email"), text, kind=kind, occurred_at=when, event_id=event_id, **common)
+            _bounce(
+                "postmark", _str(payload.get("Email")), text, kind=kind, occurred_at=when, event_id=event_id, **common
+            )
         ]
     if record == "SpamComplaint":
         return [
             FeedbackEvent(
                 FeedbackKind.COMPLAINT,
                 "postmark",
-                recipient=payload.get("Email"),
+                recipient=_str(payload.get("Email")),
                 diagnostic=str(payload.get("Description") or "spam complaint"),
                 occurred_at=_time(payload.get("BouncedAt")),
                 event_id=f"complaint:{payload.get('ID')}",
@@ -506,12 +527,12 @@ def postmark_events(payload: Mapping[str, Any]) -> list[FeedbackEvent]:
             FeedbackEvent(
                 kinds[record],
                 "postmark",
-                recipient=payload.get("Recipient"),
+                recipient=_str(payload.get("Recipient")),
                 diagnostic=str(payload.get("Details") or ""),
                 occurred_at=_time(when),
                 event_id=f"{record}:{payload.get('MessageID')}:{when}",
-                user_agent=payload.get("UserAgent"),
-                url=payload.get("OriginalLink"),
+                user_agent=_str(payload.get("UserAgent")),
+                url=_str(payload.get("OriginalLink")),
                 **common,
             )
         ]
@@ -524,7 +545,7 @@ def postmark_events(payload: Mapping[str, Any]) -> list[FeedbackEvent]:
             FeedbackEvent(
                 kind,
                 "postmark",
-                recipient=payload.get("Recipient"),
+                recipient=_str(payload.get("Recipient")),
                 diagnostic=f"suppressed: {reason}",
                 occurred_at=_time(payload.get("ChangedAt")),
                 event_id=f"subscription:{payload.get('MessageID')}:{payload.get('ChangedAt')}",
