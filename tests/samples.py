@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nurture.leadfields import STANDARD_FIELDS
 from nurture.mail.compose import Composer
 from nurture.mail.message import BuiltMessage
 from nurture.scenario.loader import load_scenario, scenario_files
 from nurture.scenario.model import SendEmail
+from nurture.vocabulary import STANDARD_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SENT_AT = datetime(2026, 3, 3, 14, 30, tzinfo=UTC)

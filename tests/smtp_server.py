@@ -31,6 +31,8 @@ class Recorder:
     messages: list[EmailMessage] = field(default_factory=list)
     rcpts: list[str] = field(default_factory=list)
     mail_options: list[list[str]] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)  # each accepted message as received
+    mail_from: list[str] = field(default_factory=list)  # each accepted message's envelope sender
     mail_reply: str | None = None
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
@@ -66,6 +68,8 @@ class Recorder:
             message = email.message_from_bytes(envelope.content, policy=default)
             self.messages.append(message)  # type: ignore[arg-type]
             self.mail_options.append(list(envelope.mail_options))
+            self.raw.append(envelope.original_content or envelope.content)
+            self.mail_from.append(envelope.mail_from)
         return "250 Message accepted"
 
     def by_recipient(self) -> dict[str, list[EmailMessage]]:

@@ -175,6 +175,9 @@ class Daemon:
                 worker=self.worker,
                 templates_dir=self.settings.templates_dir,
                 scenario_names=names,
+                untracked_opens=frozenset(
+                    sid for sid, c in self.catalog.current.items() if not c.scenario.track_opens
+                ),
             )
         return self.outbox
 

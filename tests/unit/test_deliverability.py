@@ -7,7 +7,6 @@ import email
 from email import policy
 from pathlib import Path
 
-from nurture.leadfields import STANDARD_FIELDS
 from nurture.mail.compose import Composer
 from nurture.mail.deliverability import (
     OPEN_PIXEL_MIN_TEXT,
@@ -18,6 +17,7 @@ from nurture.mail.deliverability import (
     visible_text,
 )
 from nurture.mail.templates import TemplateStore
+from nurture.vocabulary import STANDARD_FIELDS
 from tests.samples import ROOT, SENT_AT, sample_emails
 
 FOOTER = "<p>Acme Analytics · 100 Main Street · Boston, MA 02110</p>"

@@ -26,9 +26,11 @@ from nurture.clock import Clock
 from nurture.config import Settings
 from nurture.jobs.retry import retry_at
 from nurture.mail.compose import Composed, Composer, compose_in_worker, start_worker
+from nurture.mail.dkim import signer_from_settings
 from nurture.mail.message import BuiltMessage
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, SmtpPool, classify
 from nurture.mail.templates import TemplateError
+from nurture.mail.verp import return_path_from_settings
 from nurture.store import Store
 from nurture.store.leads import LeadRow
 from nurture.store.queue import Lease
@@ -109,6 +111,7 @@ class Outbox:
         worker: str,
         templates_dir: Path | None = None,
         scenario_names: dict[str, str] | None = None,
+        untracked_opens: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         self.settings = settings
@@ -122,6 +125,10 @@ class Outbox:
             settings.mail_domain,
             settings.unsubscribe_mailto,
             scenario_names or {},
+            untracked_opens=untracked_opens,
+            list_domain=settings.list_domain,
+            signer=signer_from_settings(settings),
+            return_path=return_path_from_settings(settings),
         )
         self._renderers: ProcessPoolExecutor | None = None
         # A send starts before half the lease has passed and lasts at most one SMTP timeout,
