@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nurture.mail.links import LinkTracker
 from nurture.mail.deliverability import add_open_pixel
 from nurture.mail.dkim import DkimSigner
+from nurture.mail.links import LinkTracker
 from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
 from nurture.mail.names import full_name
 from nurture.mail.templates import TemplateError, TemplateStore
