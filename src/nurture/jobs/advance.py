@@ -18,6 +18,9 @@ from nurture.store.enrolments import Claimed, EnrollmentUpdate
 from nurture.store.leads import LeadRow, lead_view
 from nurture.vocabulary import EnrolmentStatus, SendStatus
 
+# Stored as plain text: a database driver binds a str subclass more slowly, once per row.
+_PENDING = SendStatus.PENDING.value
+
 
 @dataclass(frozen=True)
 class AdvanceStats:
@@ -202,7 +205,7 @@ class Advancer:
                         "subject": effect.subject,
                         "sender": effect.sender,
                         "reply_to": effect.reply_to,
-                        "status": SendStatus.PENDING,
+                        "status": _PENDING,
                         "attempts": 0,
                         "created_at": now,
                         "next_attempt_at": now,

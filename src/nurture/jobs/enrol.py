@@ -22,6 +22,8 @@ from nurture.vocabulary import EnrolmentStatus
 
 CHUNK = 1000
 FULL_SWEEP_EVERY = timedelta(days=1)
+# Stored as plain text: a database driver binds a str subclass more slowly, once per row.
+_ACTIVE = EnrolmentStatus.ACTIVE.value
 
 
 class Enroller:
@@ -87,7 +89,7 @@ class Enroller:
                             "scenario_id": compiled.id,
                             "scenario_version": compiled.version,
                             "state": position.state,
-                            "status": EnrolmentStatus.ACTIVE,
+                            "status": _ACTIVE,
                             "seq": 0,
                             "entered_at": now,
                             "due_at": now,

@@ -28,7 +28,7 @@ _MARK_SENT = (
     update(SENDS)
     .where(SENDS.c.id == bindparam("s_id"), SENDS.c.lease_owner == bindparam("worker"))
     .values(
-        status=SendStatus.SENT,
+        status=SendStatus.SENT.value,  # plain text: the driver binds a str subclass more slowly
         sent_at=bindparam("at"),
         message_id=bindparam("mid"),
         lease_owner=None,
