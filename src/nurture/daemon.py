@@ -181,6 +181,14 @@ class Daemon:
             )
         return self.outbox
 
+    async def close(self) -> None:
+        """Close the SMTP connections and end the render processes (after `run`, or after
+        driving the daemon with `tick`)."""
+        if self.pool is not None:
+            await self.pool.close()
+        if self.outbox is not None:
+            await self.outbox.close()
+
     # -- the scheduled daemon ----------------------------------------------------------------
 
     def stop(self) -> None:
@@ -243,10 +251,7 @@ class Daemon:
                 async with lock:
                     pass
             scheduler.shutdown(wait=False)
-            if self.pool is not None:
-                await self.pool.close()
-            if self.outbox is not None:
-                await self.outbox.close()
+            await self.close()
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

@@ -1,8 +1,8 @@
 """`nurture demo`: the whole product on one machine with nothing configured.
 
 Creates an SQLite database, imports the sample leads, starts an in-process SMTP server
-(aiosmtpd) that writes every message to a Maildir, and runs the real daemon on an
-accelerated clock through the sample scenarios. A small audience model opens and
+(aiosmtpd) that writes every message to a Maildir, and runs the real daemon's jobs round
+after round through the sample scenarios, each round a simulated hour later. A small audience model opens and
 clicks some emails (deterministically), so waits, branches and timeouts all happen.
 """
 
@@ -13,6 +13,7 @@ import hashlib
 import mailbox
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from nurture.clock import AcceleratedClock
+from nurture.clock import FakeClock
 from nurture.config import Settings
 from nurture.daemon import Daemon
 from nurture.leads import import_leads
@@ -140,7 +141,6 @@ def run_demo(
     maildir = workdir / "maildir"
     database = workdir / "nurture.db"
     port = free_port()
-    tick = max(0.02, seconds_per_day / 24)
     settings = Settings(
         database_url=f"sqlite:///{database}",
         scenarios_dir=scenarios,
@@ -148,17 +148,13 @@ def run_demo(
         smtp_host="127.0.0.1",
         smtp_port=port,
         smtp_pool_size=4,
-        tick_seconds=tick,
-        send_seconds=tick,
-        enrol_seconds=seconds_per_day,
-        lease_seconds=7 * 86400,
         base_url="http://localhost:8025",
         secret_key="demo-secret",
         worker_id="demo",
     )
-    # Leases are measured on the daemon's clock; on this accelerated one a week of
-    # simulated time is a few real seconds, about what a real lease of minutes is.
-    clock = AcceleratedClock(START, factor=86400 / seconds_per_day)
+    # Simulated time moves an hour per round of the daemon's jobs, so the demo tells the
+    # same story on a fast machine and a slow one; rounds are paced to `seconds_per_day`.
+    clock = FakeClock(START)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     store = Store(engine, clock)
@@ -188,15 +184,25 @@ def run_demo(
         ) as progress:
             task = progress.add_task("simulated days", total=days, info="")
 
-            async def on_tick() -> None:
-                await asyncio.to_thread(audience.react)
-                now = clock.now()
-                elapsed = min(days, (now - START).total_seconds() / 86400)
-                progress.update(task, completed=elapsed, info=f"{now:%a %d %b %H:%M} UTC · {daemon.totals.sent} sent")
-                if now >= end:
-                    daemon.stop()
+            async def drive() -> None:
+                pace = seconds_per_day / 24
+                try:
+                    while clock.now() < end:
+                        started = time.monotonic()
+                        if clock.now().hour == 0:  # once a simulated day: reload, rescore, digests
+                            await daemon.housekeeping()
+                        await daemon.tick()
+                        await asyncio.to_thread(audience.react)
+                        now = clock.now()
+                        elapsed = (now - START).total_seconds() / 86400
+                        info = f"{now:%a %d %b %H:%M} UTC · {daemon.totals.sent} sent"
+                        progress.update(task, completed=elapsed, info=info)
+                        clock.advance(timedelta(hours=1))
+                        await asyncio.sleep(max(0.0, pace - (time.monotonic() - started)))  # pacing for the viewer
+                finally:
+                    await daemon.close()
 
-            asyncio.run(daemon.run(install_signals=False, on_tick=on_tick))
+            asyncio.run(drive())
             progress.update(task, completed=days, info=f"{daemon.totals.sent} sent")
     finally:
         controller.stop()
