@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nurture.consent.model import ALL_TOPICS, DEFAULT_TOPIC, TOPIC_PATTERN, is_topic
 from nurture.errors import DurationError
 from nurture.timeutil import (
     WeekdayTime,
@@ -376,3 +377,25 @@ class Scenario(_Strict):
         description="Move leads on an older version from step (key) to step (value) of this one.",
     )
     steps: list[Step] = Field(min_length=1)
+    topic: str = Field(
+        default=DEFAULT_TOPIC,
+        json_schema_extra={"pattern": TOPIC_PATTERN},
+        description="What the scenario mails about; a send needs the lead's consent to this topic "
+        "(under the opt-in regime) and stops when the lead leaves it.",
+    )
+    require_confirmed_consent: bool = Field(
+        default=False,
+        description="Enrol only leads who confirmed their consent to the topic (double opt-in).",
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _v_topic(cls, value: str) -> str:
+        if value == ALL_TOPICS:
+            raise ValueError(f"topic '{ALL_TOPICS}' is reserved for statements about every topic: name the topic")
+        if not is_topic(value):
+            raise ValueError(
+                f"topic {value!r} must start with a lower-case letter and use only a-z, 0-9, '-' and '_' "
+                "(e.g. 'newsletter', 'product-news')"
+            )
+        return value
