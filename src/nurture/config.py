@@ -12,6 +12,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nurture.consent.model import OPT_IN_COUNTRIES, RegimeSetting
+from nurture.mail.footer import SenderIdentity
+
 
 def default_render_processes() -> int:
     """Rendering is the sender's heaviest work: give it a process of its own where there is
@@ -75,9 +78,45 @@ class Settings(BaseSettings):
 
     worker_id: str | None = None
 
+    sender_name: str | None = Field(default=None, description="Who sends the emails, shown in every footer")
+    sender_postal_address: str | None = Field(default=None, description="The sender's postal address, in every footer")
+    sender_contact: str | None = Field(default=None, description="An address or phone number for questions (optional)")
+    consent_regime: RegimeSetting = Field(
+        default=RegimeSetting.AUTO,
+        description="auto: opt-in for leads in the opt-in countries, opt-out elsewhere; or opt_in / opt_out for all",
+    )
+    consent_opt_in_countries: str = Field(
+        default=",".join(sorted(OPT_IN_COUNTRIES)),
+        description="Comma-separated country codes whose leads need consent before any email (regime auto)",
+    )
+    confirmation_valid_hours: int = Field(default=168, ge=1, description="How long a double opt-in link works")
+    erasure_key: str | None = Field(
+        default=None,
+        description="Keys the hashes that keep erased addresses suppressed (default: the secret key); "
+        "keep it: with another key an erased address could be imported and mailed again",
+    )
+
     @property
     def frequency_period(self) -> timedelta:
         return timedelta(days=self.frequency_period_days)
+
+    @property
+    def sender_identity(self) -> SenderIdentity | None:
+        if not self.sender_name or not self.sender_postal_address:
+            return None
+        return SenderIdentity(self.sender_name, self.sender_postal_address, self.sender_contact)
+
+    @property
+    def opt_in_countries(self) -> frozenset[str]:
+        return frozenset(c.strip().upper() for c in self.consent_opt_in_countries.split(",") if c.strip())
+
+    @property
+    def confirmation_valid_for(self) -> timedelta:
+        return timedelta(hours=self.confirmation_valid_hours)
+
+    @property
+    def suppression_hash_key(self) -> str:
+        return self.erasure_key or self.secret_key
 
     @property
     def lease(self) -> timedelta:

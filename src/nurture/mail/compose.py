@@ -19,6 +19,7 @@ from typing import Any
 
 from nurture.mail.deliverability import add_open_pixel
 from nurture.mail.dkim import DkimSigner
+from nurture.mail.footer import SenderIdentity
 from nurture.mail.links import LinkTracker
 from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
 from nurture.mail.names import full_name
@@ -45,6 +46,7 @@ class Composer:
     list_domain: str | None = None  # List-Id is <scenario id>.<this>, else .<mail_domain>
     signer: DkimSigner | None = None
     return_path: ReturnPath | None = None
+    sender: SenderIdentity | None = None
     _templates: TemplateStore | None = field(default=None, repr=False)
 
     @property
@@ -52,6 +54,10 @@ class Composer:
         if self._templates is None:
             self._templates = TemplateStore(self.templates_dir)
         return self._templates
+
+    @property
+    def _sender(self) -> dict[str, Any]:
+        return (self.sender or SenderIdentity("", "")).as_context()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_templates": None}  # each process loads the templates itself
@@ -70,6 +76,7 @@ class Composer:
             "link": tracker.tracked_named,
             "full_name": name,
             "now": now,
+            "sender": self._sender,
         }
         rendered = self.templates.render(row["template"], row["subject"], context)
         body = tracker.html(rendered.html)

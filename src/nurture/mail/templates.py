@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from nurture.errors import Diagnostic, NurtureError
 from nurture.hints import did_you_mean, hint_with
 
-TEMPLATE_NAMES = ("lead", "score", "scenario", "unsubscribe_url", "link", "full_name", "now")
+TEMPLATE_NAMES = ("lead", "score", "scenario", "unsubscribe_url", "link", "full_name", "now", "sender")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
 _UNSUBSCRIBE_MARK = "https://unsubscribe.invalid/nurture-check"
 
@@ -51,13 +51,13 @@ def _environment(root: Path | None) -> SandboxedEnvironment:
 
 _TAG = re.compile(r"<[^>]+>")
 _BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr|table)>|<br\s*/?>", re.I)
-_LINK = re.compile(r'<a\s[^>]*href="([^"]+)"[^>]*>(.*?)</a>', re.I | re.S)
+_LINK = re.compile(r"""<a\s[^>]*href\s*=\s*(?:"([^"]+)"|'([^']+)')[^>]*>(.*?)</a>""", re.I | re.S)
 
 
 def html_to_text(markup: str) -> str:
     """A readable plain-text version of an email's HTML, for clients that want text."""
     body = re.sub(r"(?is)<(head|style|script)\b.*?</\1>", "", markup)
-    body = _LINK.sub(lambda m: f"{_TAG.sub('', m[2]).strip()} ({m[1]})", body)
+    body = _LINK.sub(lambda m: f"{_TAG.sub('', m[3]).strip()} ({m[1] or m[2]})", body)
     body = _BLOCK_END.sub("\n", body)
     body = html.unescape(_TAG.sub("", body))
     lines = [line.strip() for line in body.splitlines()]
@@ -134,6 +134,7 @@ class TemplateStore:
             "link": lambda _name, url: url,
             "full_name": "",
             "now": None,
+            "sender": _Blank(),
         }
         try:
             html_template, text_template = self._pair(name)
