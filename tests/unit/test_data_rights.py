@@ -19,7 +19,8 @@ from nurture.consent.erasure import (
     redact,
     unclassified,
 )
-from nurture.consent.export import FORMAT, LifecycleOut, PersonExport, ScoresOut, export_schema
+from nurture.consent.export import FORMAT, LifecycleOut, PersonExport, ScoresOut, build_export, export_schema
+from nurture.consent.model import Regime
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -96,3 +97,33 @@ def test_the_export_schema_describes_every_part_of_a_persons_data() -> None:
     data = json.loads(document.model_dump_json())
     assert data["format"] == FORMAT
     assert PersonExport.model_validate(data) == document
+
+
+def test_an_export_shows_what_is_in_force_per_topic_and_the_emails_with_their_variables() -> None:
+    lead = {
+        "id": 7, "email": "hana@example.jp", "first_name": "花子", "last_name": "山田", "company": "Sakura KK",
+        "country": "JP", "custom": {"seminar_name": "IoT 2026"}, "tags": ["seminar"], "score_fit": 30,
+        "score_engagement": 12, "grade": "B", "score_adjustment": 0, "scored_at": T0, "engagement_since": None,
+        "lifecycle_stage": "warm", "owner": "Sato", "created_at": T0, "updated_at": T0,
+    }  # fmt: skip
+    consent = {"topic": "seminars", "status": "granted", "source": "double_opt_in", "at": T0, "detail": None,
+               "wording": "seminar-form-ja-v3", "ip": "203.0.113.7", "user_agent": "Mozilla/5.0"}  # fmt: skip
+    send = {"scenario_id": "seminar_followup_ja", "scenario_version": "abc123def456", "step": "thanks",
+            "template": "ja_seminar_thanks", "subject": "{{ lead.last_name }} 様", "sender": "Acme <m@acme.example>",
+            "reply_to": None, "status": "skipped", "created_at": T0, "sent_at": None, "message_id": None,
+            "last_error": "no consent for topic 'marketing' (opt-in regime)"}  # fmt: skip
+    person = {
+        "lead": lead, "consent": [consent], "suppressed": [], "enrolments": [], "sends": [send],
+        "events": [{"type": "form_fill", "at": T0, "props": {"form": "seminar"}, "external_id": None,
+                    "received_at": T0}],
+        "scores": [{"at": T0, "fit": 30, "engagement": 12, "grade": "B"}], "lifecycle": [], "activities": [],
+        "notifications": [], "audit": [],
+    }  # fmt: skip
+    document = build_export(person, now=T0, regime=Regime.OPT_IN, topics=["marketing"])
+    assert document.fields["custom.seminar_name"] == "IoT 2026" and document.fields["last_name"] == "山田"
+    assert [(t.topic, t.may_send) for t in document.consent_in_force] == [("marketing", False), ("seminars", True)]
+    assert document.consent[0].ip == "203.0.113.7"
+    [email] = document.emails
+    assert email.status == "skipped" and email.detail == "no consent for topic 'marketing' (opt-in regime)"
+    assert email.variables["company"] == "Sakura KK"
+    assert document.scores.history[0].engagement == 12 and document.lifecycle.owner == "Sato"

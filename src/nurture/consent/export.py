@@ -7,10 +7,13 @@ definition: the store fills them and `nurture leads export --schema` prints thei
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from nurture.consent.model import ALL_TOPICS, ConsentRecord, ConsentSource, ConsentStatus, Regime, decide_send
 
 FORMAT: Final = "nurture.person-export/1"
 
@@ -156,3 +159,80 @@ def export_schema() -> dict[str, Any]:
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "nurture person export"
     return document
+
+
+_LEAD_INTERNAL = ("id", "custom", "score_fit", "score_engagement", "grade", "score_adjustment", "scored_at",
+                  "engagement_since", "lifecycle_stage", "owner")  # fmt: skip
+
+
+def build_export(
+    person: Mapping[str, Any],
+    *,
+    now: datetime,
+    regime: Regime,
+    topics: Sequence[str],
+) -> PersonExport:
+    """The export document from the rows the store holds about a person (`Consents.person`):
+    the lead row, and lists of rows under consent, suppressed, enrolments, sends, events,
+    scores, lifecycle, activities, notifications and audit."""
+    lead = dict(person["lead"])
+    fields = {k: v for k, v in lead.items() if k not in _LEAD_INTERNAL}
+    fields.update({f"custom.{k}": v for k, v in (lead.get("custom") or {}).items()})
+    records = [
+        ConsentRecord(
+            r["topic"], ConsentStatus(r["status"]), ConsentSource(r["source"]), r["at"],
+            r["wording"], r["ip"], r["user_agent"], r["detail"],
+        )
+        for r in person["consent"]
+    ]  # fmt: skip
+    known = list(dict.fromkeys([*topics, *(r.topic for r in records if r.topic != ALL_TOPICS)]))
+    in_force = []
+    for topic in known:
+        decision = decide_send(records, topic, regime)
+        in_force.append(TopicState(topic=topic, regime=regime.value, may_send=decision.send, reason=decision.reason))
+    variables = {k: v for k, v in fields.items() if k not in ("created_at", "updated_at")}
+    return PersonExport(
+        exported_at=now,
+        email=lead["email"],
+        fields=fields,
+        consent=[ConsentOut(**{k: r[k] for k in ConsentOut.model_fields}) for r in person["consent"]],
+        consent_in_force=in_force,
+        suppressed=[SuppressionOut(**{k: r[k] for k in SuppressionOut.model_fields}) for r in person["suppressed"]],
+        enrolments=[EnrolmentOut(**{k: r[k] for k in EnrolmentOut.model_fields}) for r in person["enrolments"]],
+        emails=[
+            EmailOut(
+                **{k: r[k] for k in EmailOut.model_fields if k not in ("detail", "variables")},
+                detail=r["last_error"],
+                variables=variables,
+            )
+            for r in person["sends"]
+        ],
+        events=[
+            EventOut(
+                type=r["type"],
+                at=r["at"],
+                properties=r["props"] or {},
+                external_id=r["external_id"],
+                received_at=r["received_at"],
+            )
+            for r in person["events"]
+        ],
+        scores=ScoresOut(
+            fit=lead["score_fit"],
+            engagement=lead["score_engagement"],
+            grade=lead["grade"],
+            adjustment=lead["score_adjustment"],
+            scored_at=lead["scored_at"],
+            history=[ScorePoint(**{k: r[k] for k in ScorePoint.model_fields}) for r in person["scores"]],
+        ),
+        lifecycle=LifecycleOut(
+            stage=lead["lifecycle_stage"],
+            owner=lead["owner"],
+            changes=[StageChange(**{k: r[k] for k in StageChange.model_fields}) for r in person["lifecycle"]],
+        ),
+        activities=[ActivityOut(**{k: r[k] for k in ActivityOut.model_fields}) for r in person["activities"]],
+        notifications=[
+            NotificationOut(**{k: r[k] for k in NotificationOut.model_fields}) for r in person["notifications"]
+        ],
+        audit=[AuditOut(at=r["at"], kind=r["kind"], detail=r["detail"] or {}) for r in person["audit"]],
+    )
