@@ -127,3 +127,15 @@ def test_an_export_shows_what_is_in_force_per_topic_and_the_emails_with_their_va
     assert email.status == "skipped" and email.detail == "no consent for topic 'marketing' (opt-in regime)"
     assert email.variables["company"] == "Sakura KK"
     assert document.scores.history[0].engagement == 12 and document.lifecycle.owner == "Sato"
+
+
+def test_names_with_pattern_characters_and_short_cjk_names_are_redacted_literally() -> None:
+    assert redact("met O'Brien (Ann) at the booth", Identity("a@b.example", "(Ann)", "O'Brien")) == (
+        f"met {REDACTED} at the booth"
+    )
+    tricky = Identity("x.y+z@b.example", "A.*", "B?")
+    assert (
+        redact("A.* B? wrote from x.y+z@b.example; ANYTHING else", tricky)
+        == f"{REDACTED} wrote from {REDACTED}; ANYTHING else"
+    )
+    assert redact("林誠さんと面談", Identity("lin@example.jp", "誠", "林")) == f"{REDACTED}さんと面談"

@@ -188,7 +188,7 @@ class Identity:
                 found += [f"{a} {b}", f"{a}{b}", f"{a}\u3000{b}"]
         found += [e for e in self.extra if e]
         # Longest first, so a name inside an address is not replaced before the address.
-        return sorted({n for n in found if len(n.strip()) >= 3}, key=len, reverse=True)
+        return sorted({n for n in found if len(n.strip()) >= 2}, key=len, reverse=True)
 
 
 def _pattern(identity: Identity) -> re.Pattern[str]:
