@@ -151,6 +151,8 @@ def run_demo(
         base_url="http://localhost:8025",
         secret_key="demo-secret",
         worker_id="demo",
+        sender_name="Acme Analytics",
+        sender_postal_address="100 Main Street, Boston, MA 02110",
     )
     # Simulated time moves an hour per round of the daemon's jobs, so the demo tells the
     # same story on a fast machine and a slow one; rounds are paced to `seconds_per_day`.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,9 +12,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def nurture(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+# The sender's identity, configured once for the project (every campaign email shows it).
+SENDER = {"NURTURE_SENDER_NAME": "Acme Analytics", "NURTURE_SENDER_POSTAL_ADDRESS": "100 Main Street, Boston, MA 02110"}
+
+
+def nurture(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_SENDER_")}
     return subprocess.run(
-        [sys.executable, "-m", "nurture", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "nurture", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**environment, **(SENDER if env is None else env)},
     )
 
 
@@ -44,6 +55,41 @@ def test_validate_reports_precise_errors_on_a_broken_copy(tmp_path: Path) -> Non
         for line in lines
     ), lines
     assert "2 problem(s) in 4 file(s)" in result.stderr
+
+
+def test_validate_asks_for_the_sender_identity_once_per_scenario_that_sends(tmp_path: Path) -> None:
+    result = nurture("validate", "scenarios/", env={})
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, lines  # the three scenarios that send email; the scoring file sends none
+    assert all("the sender's identity is not configured" in line and "NURTURE_SENDER_NAME" in line for line in lines)
+    assert lines[0].startswith("scenarios/reengagement.yaml:")
+
+
+def test_validate_names_the_step_whose_template_lacks_the_postal_address_or_unsubscribe_link(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
+    shutil.copytree(ROOT / "email_templates", tmp_path / "email_templates")
+    layout = tmp_path / "email_templates" / "_layout.html"
+    layout.write_text(layout.read_text().replace(" · {{ sender.postal_address }}", ""))
+    (tmp_path / "email_templates" / "welcome.txt").write_text("Hi {{ lead.first_name }}\n\n{{ sender.name }}\n")
+    result = nurture("validate", "scenarios/", cwd=tmp_path)
+    assert result.returncode == 1
+    text = (tmp_path / "scenarios" / "whitepaper_nurture.yaml").read_text().splitlines()
+    welcome_line = text.index("  - id: welcome") + 1
+    lines = result.stdout.splitlines()
+    assert (
+        f"scenarios/whitepaper_nurture.yaml:{welcome_line}: template 'welcome' does not show the unsubscribe link "
+        '{{ unsubscribe_url }} in its text part — add <a href="{{ unsubscribe_url }}">Unsubscribe</a> '
+        "(and the URL in the .txt part)"
+    ) in lines
+    assert any(
+        line.startswith(
+            f"scenarios/whitepaper_nurture.yaml:{welcome_line}: template 'welcome' does not show "
+            "the sender's postal address ('100 Main Street, Boston, MA 02110') in its HTML part"
+        )
+        for line in lines
+    ), lines
+    assert not any("ja_" in line for line in lines)  # the Japanese emails override the footer and still show it
 
 
 def test_schema_is_json_schema_with_every_step_type() -> None:

@@ -125,6 +125,8 @@ def make_daemon(workspace: Path, smtp: SmtpServer, clock: FakeClock) -> Callable
             base_url="https://t.example",
             mail_domain="mail.example",
             worker_id="w1",
+            sender_name="Acme Analytics",
+            sender_postal_address="100 Main Street, Boston, MA 02110",
             # Render in the sender: a test daemon is driven by tick() and never closed, so
             # render processes would outlive it. The tests that want them ask for them.
             render_processes=0,

@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from nurture.cli.common import TemplatesOption, _load, app, fail
+from nurture.cli.common import TemplatesOption, _load, _settings, app, fail
 from nurture.clock import SystemClock
 from nurture.jobs.catalog import check_file, find_scoring
+from nurture.mail.footer import sender_identity_problems
 from nurture.scenario.compiler import compile_scenario
 from nurture.scenario.graph import to_dot, to_mermaid
-from nurture.scenario.loader import scenario_files
+from nurture.scenario.loader import LoadedScenario, scenario_files
 from nurture.scenario.model import Scenario
 from nurture.timeutil import parse_duration
 
@@ -23,13 +24,19 @@ def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Scenario files or folders")] = None,
     templates: TemplatesOption = None,
 ) -> None:
-    """Check scenario files; print every problem as file:line and exit non-zero on any."""
+    """Check scenario files; print every problem as file:line and exit non-zero on any.
+
+    Campaign templates must show the sender's name and postal address (NURTURE_SENDER_NAME,
+    NURTURE_SENDER_POSTAL_ADDRESS) and an unsubscribe link."""
     files = scenario_files(paths or [Path("scenarios")])
     if not files:
         fail("no scenario files found")
     problems = 0
+    identity = _settings().sender_identity
     for path in files:
-        _, diagnostics = check_file(path, templates)
+        loaded, diagnostics = check_file(path, templates)
+        if isinstance(loaded, LoadedScenario):
+            diagnostics = diagnostics + sender_identity_problems(loaded, identity)
         for diagnostic in diagnostics:
             typer.echo(str(diagnostic))
         problems += len(diagnostics)

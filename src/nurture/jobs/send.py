@@ -129,6 +129,7 @@ class Outbox:
             list_domain=settings.list_domain,
             signer=signer_from_settings(settings),
             return_path=return_path_from_settings(settings),
+            sender=settings.sender_identity,
         )
         self._renderers: ProcessPoolExecutor | None = None
         # A send starts before half the lease has passed and lasts at most one SMTP timeout,

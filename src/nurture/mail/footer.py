@@ -17,12 +17,15 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import ChainableUndefined
 
 from nurture.errors import Diagnostic
 from nurture.mail.templates import TemplateError, TemplateStore, html_to_text
+
+if TYPE_CHECKING:
+    from nurture.scenario.loader import LoadedScenario
 
 UNSUBSCRIBE_PROBE = "https://unsubscribe.invalid/u/probe"
 
@@ -150,3 +153,14 @@ def check_sender_identity(
                 hint = 'add <a href="{{ unsubscribe_url }}">Unsubscribe</a> (and the URL in the .txt part)'
             problems.append(Diagnostic(filename, line, f"template '{name}' does not show {what}", hint))
     return problems
+
+
+def sender_identity_problems(scenario: LoadedScenario, identity: SenderIdentity | None) -> list[Diagnostic]:
+    """`check_sender_identity` for the templates a loaded scenario sends, at their steps' lines."""
+    from nurture.scenario.model import SendEmail
+
+    uses: dict[str, int] = {}
+    for step in scenario.scenario.steps:
+        if isinstance(step, SendEmail):
+            uses.setdefault(step.template, scenario.step_lines.get(step.id, 1))
+    return check_sender_identity(scenario.templates, uses, identity, str(scenario.path))

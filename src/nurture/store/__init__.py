@@ -11,6 +11,7 @@
     store.settings       small named values                         (store/settings.py)
     store.reports        read-only summaries                        (store/reports.py)
     store.access         API keys and dashboard users               (store/access.py)
+    store.consents       consent records, person exports, erasures  (store/consents.py)
 
 Both outboxes are leased work queues over one implementation (store/queue.py). Reads
 use `store.reading()`; a write spanning several parts runs in `store.transaction()` and
@@ -34,6 +35,7 @@ from nurture.store.db import is_postgres, make_engine
 class Store:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         from nurture.store.access import Access
+        from nurture.store.consents import Consents
         from nurture.store.enrolments import Enrolments
         from nurture.store.events import Events
         from nurture.store.leads import Leads
@@ -55,6 +57,7 @@ class Store:
         self.settings = Settings(self)
         self.reports = Reports(self)
         self.access = Access(self)
+        self.consents = Consents(self)
 
     @classmethod
     def open(cls, url: str, clock: Clock) -> Store:

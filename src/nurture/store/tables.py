@@ -266,6 +266,34 @@ class DashboardUser(SQLModel, table=True):
     disabled: bool = False
 
 
+class ConsentRecordRow(SQLModel, table=True):
+    """Every consent statement of a lead, per topic; only ever added (the latest is in force)."""
+
+    __tablename__ = "consent_record"
+    __table_args__ = (Index("ix_consent_lead", "lead_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id")
+    topic: str = Field(max_length=64)
+    status: str = Field(max_length=12)
+    source: str = Field(max_length=20)
+    at: datetime = _ts()
+    wording: str | None = None
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+    detail: str | None = Field(default=None, max_length=300)
+
+
+class ErasureLog(SQLModel, table=True):
+    """That an erasure happened: when, on whose order, how many rows per table; nothing
+    about the person."""
+
+    __tablename__ = "erasure_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    actor: str = Field(max_length=200)
+    rows: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
+
+
 # Named handles on the tables, for the SQL of the store's modules.
 ACTIVITIES: Table = Activity.__table__  # type: ignore[attr-defined]
 API_KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
@@ -282,14 +310,18 @@ SENDS: Table = Send.__table__  # type: ignore[attr-defined]
 SETTINGS: Table = Setting.__table__  # type: ignore[attr-defined]
 STEP_VISITS: Table = StepVisit.__table__  # type: ignore[attr-defined]
 SUPPRESSIONS: Table = Suppression.__table__  # type: ignore[attr-defined]
+CONSENT_RECORDS: Table = ConsentRecordRow.__table__  # type: ignore[attr-defined]
+ERASURE_LOG: Table = ErasureLog.__table__  # type: ignore[attr-defined]
 
 
 __all__ = [
     "ACTIVITIES",
     "API_KEYS",
     "AUDIT_LOG",
+    "CONSENT_RECORDS",
     "DASHBOARD_USERS",
     "ENROLMENTS",
+    "ERASURE_LOG",
     "EVENTS",
     "LEADS",
     "LIFECYCLE_CHANGES",
@@ -303,8 +335,10 @@ __all__ = [
     "Activity",
     "ApiKey",
     "AuditLog",
+    "ConsentRecordRow",
     "DashboardUser",
     "Enrollment",
+    "ErasureLog",
     "Event",
     "Lead",
     "LifecycleChange",
