@@ -109,14 +109,20 @@ def test_hot_needs_fit_and_engagement(scoring: CompiledScoring) -> None:
     poor = scoring.evaluate(POOR_FIT, busy, NOW)
     assert poor.grade == "D" and not poor.hot and poor.warm
     assert poor.missing[0].startswith("fit grade D can never be hot: needs 40 more fit points for grade B")
-    quiet = scoring.evaluate(GOOD_FIT, [event("open", NOW)], NOW)
-    assert not quiet.hot and quiet.missing == ["needs 39 more engagement points (grade A needs 40)"]
+    quiet = scoring.evaluate(GOOD_FIT, [event("click", NOW, link="x")], NOW)
+    assert not quiet.hot
+    assert quiet.missing == [
+        "needs 35 more engagement points (grade A needs 40)",
+        "needs 15 more of its own engagement points (hot needs 20 of the lead's own, whatever its account gives)",
+    ]
 
 
-def test_colleagues_engagement_counts_toward_the_account(scoring: CompiledScoring) -> None:
+def test_colleagues_engagement_counts_toward_the_account_up_to_its_cap(scoring: CompiledScoring) -> None:
     mine = [
         event("click", NOW - timedelta(hours=2), link="x"),
         event("webinar_registered", NOW - timedelta(hours=2)),
+        event("download", NOW - timedelta(hours=2)),
+        event("download", NOW - timedelta(hours=3)),
     ]
     colleagues = [
         event("inquiry", NOW - timedelta(hours=1)),
@@ -124,7 +130,8 @@ def test_colleagues_engagement_counts_toward_the_account(scoring: CompiledScorin
     ]
     alone = scoring.evaluate(GOOD_FIT, mine, NOW)
     together = scoring.evaluate(GOOD_FIT, mine, NOW, colleague_events=colleagues)
-    assert together.engagement == alone.engagement + 30
+    assert together.engagement == alone.engagement + 10  # half of ~60 is 30, capped at 10
+    assert together.account is not None and together.account.capped
     assert {p.kind for p in together.contributions} == {"fit", "engagement", "account"}
     assert together.hot and not alone.hot
 

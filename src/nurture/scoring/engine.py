@@ -1,23 +1,32 @@
 """Score a lead: fit from attributes, engagement from behaviour, and whether it is hot.
 
-Pure: the caller passes the lead's fields, its events, colleagues' events and `now`.
-Every point is traceable to a rule (`Contribution`), and every event that scored
-nothing because it looked like a machine is listed (`Discounted`) with the reason.
+Pure: the caller passes the lead's fields, its events, its account's aggregate and `now`.
+Every point is traceable to a rule (`Contribution`), every event that scored nothing because
+it looked like a machine is listed (`Discounted`) with its verdict's reasons, and the part
+that came from colleagues is separate (`AccountPart`), capped, and names who gave it.
+
+Account engagement is computed once per account (`account_aggregate`): each member's own
+engagement, capped per person, summed. A lead's account part is `weight` × what its
+colleagues gave (the aggregate minus the lead itself), never more than `account.cap`; so a
+run over a 10,000-lead account scores each member's events once, not once per colleague.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from nurture.errors import ExpressionError
 from nurture.scenario.expr import EventRecord, Expression, Record, event_is
+from nurture.scoring.bots import Classifier, MachineData, Verdict, with_extra_agents
 from nurture.scoring.model import Scoring
 from nurture.timeutil import parse_duration
+
+ACCOUNT_CONTRIBUTORS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -25,16 +34,79 @@ class Contribution:
     rule: str
     kind: str  # fit | engagement | account
     points: float
-    raw: int
+    raw: float
     events: int = 0
     note: str = ""
 
 
 @dataclass(frozen=True)
 class Discounted:
+    """An event that scored nothing (machine, or a repeat that counts once) or less (suspect)."""
+
     type: str
     at: datetime
     reason: str
+    verdict: str = "machine"
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One tracking event with its verdict, for explanations and timelines."""
+
+    type: str
+    at: datetime
+    verdict: Verdict
+    props: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One person's own engagement as the account counts it."""
+
+    key: Hashable
+    label: str
+    engagement: float
+    counted: float
+
+
+@dataclass(frozen=True)
+class AccountAggregate:
+    """An account's engagement, computed once per account per run.
+
+    `members` holds everyone with any engagement, strongest first; `size` counts everyone.
+    """
+
+    key: str
+    members: tuple[Member, ...]
+    size: int
+    total: float
+    hot: bool = False
+    engaged: tuple[Member, ...] = ()
+    missing: str = ""
+
+    def counted_for(self, key: Hashable) -> float:
+        return next((m.counted for m in self.members if m.key == key), 0.0)
+
+    def colleagues_of(self, key: Hashable) -> tuple[float, list[Member]]:
+        """What everyone but `key` gave the account, and who gave it (strongest first)."""
+        others = [m for m in self.members if m.key != key and m.counted > 0]
+        return self.total - self.counted_for(key), others
+
+
+@dataclass(frozen=True)
+class AccountPart:
+    """The part of a lead's engagement that came from its colleagues."""
+
+    account: str
+    points: float
+    uncapped: float
+    cap: int | None
+    colleagues: int
+    contributors: tuple[Member, ...] = ()
+
+    @property
+    def capped(self) -> bool:
+        return self.points < self.uncapped
 
 
 @dataclass(frozen=True)
@@ -47,29 +119,31 @@ class ScoreResult:
     contributions: list[Contribution] = field(default_factory=list)
     discounted: list[Discounted] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    own: int = 0
+    account: AccountPart | None = None
+    activity: list[Classified] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return self.fit + self.engagement
 
+    @property
+    def machine_events(self) -> int:
+        return sum(1 for a in self.activity if a.verdict.kind == "machine")
 
-def _as_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
+    @property
+    def human_events(self) -> int:
+        return sum(1 for a in self.activity if a.verdict.kind != "machine")
 
 
 class CompiledScoring:
-    def __init__(self, model: Scoring) -> None:
+    def __init__(self, model: Scoring, machines: MachineData | None = None) -> None:
         self.model = model
         self.fit_rules = [(rule, Expression(rule.when)) for rule in model.fit]
         self.half_life = parse_duration(model.half_life)
         self.lookback = parse_duration(model.lookback)
+        self.machines = with_extra_agents(machines or MachineData(), model.bots.user_agents)
+        self.classifier = Classifier(model.bots, self.machines)
 
     # -- fit -------------------------------------------------------------------------------
 
@@ -93,72 +167,60 @@ class CompiledScoring:
                 return grade
         return "D"
 
-    # -- bots ------------------------------------------------------------------------------
+    # -- machines --------------------------------------------------------------------------
+
+    def classify(self, events: Sequence[EventRecord]) -> list[Verdict]:
+        """A verdict (human / suspect / machine, with reasons) for each event, in order."""
+        return self.classifier.classify(events)
 
     def machine_activity(self, events: Sequence[EventRecord]) -> dict[int, str]:
         """index in `events` → why that event looks like a machine rather than a person."""
-        guards = self.model.bots
-        flagged: dict[int, str] = {}
-        clicks_by_send: dict[Any, list[int]] = defaultdict(list)
-        for index, event in enumerate(events):
-            agent = str(event.props.get("user_agent") or "")
-            if agent and any(fnmatch.fnmatchcase(agent, pattern) for pattern in guards.user_agents):
-                flagged[index] = f"known scanner user agent ({agent[:40]})"
-                continue
-            if (
-                event.type == "open"
-                and guards.discount_proxy_opens
-                and (event.props.get("proxy") or "GoogleImageProxy" in agent)
-            ):
-                flagged[index] = "opened by a privacy proxy"
-                continue
-            if event.type == "click":
-                delivered = _as_time(event.props.get("sent_at"))
-                if delivered is not None and event.at - delivered < timedelta(
-                    seconds=guards.min_seconds_after_delivery
-                ):
-                    flagged[index] = f"clicked {int((event.at - delivered).total_seconds())}s after delivery"
-                    continue
-                if event.props.get("send") is not None:
-                    clicks_by_send[event.props["send"]].append(index)
-        window = timedelta(seconds=guards.burst_seconds)
-        for indexes in clicks_by_send.values():
-            indexes.sort(key=lambda i: events[i].at)
-            for start, first in enumerate(indexes):
-                burst = [i for i in indexes[start:] if events[i].at - events[first].at <= window]
-                links = {events[i].props.get("link") for i in burst}
-                if len(links) >= guards.burst_clicks:
-                    for i in burst:
-                        flagged.setdefault(i, f"{len(links)} links clicked within {guards.burst_seconds}s")
-        return flagged
+        return {i: v.reason for i, v in enumerate(self.classify(events)) if v.kind == "machine"}
 
     # -- engagement ------------------------------------------------------------------------
 
     def engagement(
         self, events: Sequence[EventRecord], now: datetime, *, kind: str = "engagement", weight: float = 1.0
     ) -> tuple[float, list[Contribution], list[Discounted]]:
+        points, parts, discounted, _ = self._engagement(events, now, kind=kind, weight=weight)
+        return points, parts, discounted
+
+    def _engagement(
+        self, events: Sequence[EventRecord], now: datetime, *, kind: str = "engagement", weight: float = 1.0
+    ) -> tuple[float, list[Contribution], list[Discounted], list[Classified]]:
         recent = sorted((e for e in events if now - self.lookback <= e.at <= now), key=lambda e: e.at)
-        flagged = self.machine_activity(recent)
-        discounted = [Discounted(recent[i].type, recent[i].at, reason) for i, reason in sorted(flagged.items())]
-        per_day: dict[tuple[str, Any], int] = defaultdict(int)
-        per_rule_raw: dict[str, int] = defaultdict(int)
+        verdicts = self.classify(recent)
+        suspect_weight = self.model.bots.suspect_weight
+        discounted: list[Discounted] = []
+        activity: list[Classified] = []
+        per_day: dict[tuple[str, Any], float] = defaultdict(float)
+        per_rule_raw: dict[str, float] = defaultdict(float)
         per_rule_points: dict[str, float] = defaultdict(float)
         per_rule_events: dict[str, int] = defaultdict(int)
-        capped: dict[str, int] = defaultdict(int)
-        for index, event in enumerate(recent):
-            if index in flagged:
+        capped: dict[str, float] = defaultdict(float)
+        for event, verdict in zip(recent, verdicts, strict=True):
+            if event.type in ("open", "click") or verdict.kind != "human" or verdict.repeat:
+                activity.append(Classified(event.type, event.at, verdict, event.props))
+            if not verdict.counts:
+                label = "repeat" if verdict.kind == "human" else verdict.kind
+                discounted.append(Discounted(event.type, event.at, verdict.reason, label))
                 continue
             rule = next((r for r in self.model.engagement if self._matches(r, event)), None)
             if rule is None:
                 continue
-            allowed = rule.points
+            base = rule.points * (suspect_weight if verdict.kind == "suspect" else 1.0)
+            if verdict.kind == "suspect":
+                discounted.append(
+                    Discounted(event.type, event.at, f"{verdict.reason} (counts {suspect_weight:g})", "suspect")
+                )
+            allowed = base
             if rule.cap_per_day is not None:
                 allowed = min(allowed, rule.cap_per_day - per_day[(rule.name, event.at.date())])
             if rule.cap_total is not None:
                 allowed = min(allowed, rule.cap_total - per_rule_raw[rule.name])
             allowed = max(allowed, 0)
-            if allowed < rule.points:
-                capped[rule.name] += rule.points - allowed
+            if allowed < base:
+                capped[rule.name] += base - allowed
             per_day[(rule.name, event.at.date())] += allowed
             per_rule_raw[rule.name] += allowed
             per_rule_events[rule.name] += 1
@@ -169,13 +231,13 @@ class CompiledScoring:
                 name,
                 kind,
                 round(per_rule_points[name], 2),
-                per_rule_raw[name],
+                round(per_rule_raw[name], 2),
                 per_rule_events[name],
-                f"{capped[name]} points over caps" if capped[name] else "",
+                f"{capped[name]:g} points over caps" if capped[name] else "",
             )
             for name in per_rule_events
         ]
-        return sum(per_rule_points.values()), contributions, discounted
+        return sum(per_rule_points.values()), contributions, discounted, activity
 
     @staticmethod
     def _matches(rule: Any, event: EventRecord) -> bool:
@@ -187,6 +249,72 @@ class CompiledScoring:
                 return False
         return True
 
+    # -- accounts --------------------------------------------------------------------------
+
+    def own_engagement(
+        self, events: Sequence[EventRecord], now: datetime, engagement_since: datetime | None = None
+    ) -> float:
+        """A person's own engagement, as their account counts it (no scenario adjustments)."""
+        if engagement_since is not None:
+            events = [e for e in events if e.at >= engagement_since]
+        return self.engagement(events, now)[0]
+
+    def account_aggregate(
+        self,
+        key: str,
+        members: Iterable[tuple[Hashable, str, Sequence[EventRecord], datetime | None]],
+        now: datetime,
+    ) -> AccountAggregate:
+        """The account's engagement from each member's (key, label, events, engagement_since)."""
+        scored = [(k, label, self.own_engagement(evs, now, since)) for k, label, evs, since in members]
+        return self.aggregate_of(key, scored)
+
+    def aggregate_of(self, key: str, members: Iterable[tuple[Hashable, str, float]]) -> AccountAggregate:
+        """The account's engagement from members' own engagement already computed (key, label, points)."""
+        account = self.model.account
+        size = 0
+        found: list[Member] = []
+        for member_key, label, points in members:
+            size += 1
+            if points <= 0:
+                continue
+            counted = min(points, account.person_cap) if account.person_cap is not None else points
+            found.append(Member(member_key, label, points, counted))
+        found.sort(key=lambda m: (-m.counted, str(m.label)))
+        total = sum(m.counted for m in found)
+        line = account.hot
+        if line is None:
+            return AccountAggregate(key, tuple(found), size, total)
+        engaged = tuple(m for m in found if m.engagement >= line.person_engagement)
+        hot = total >= line.engagement and len(engaged) >= line.min_people
+        missing = ""
+        if not hot:
+            needs = []
+            if total < line.engagement:
+                needs.append(f"{line.engagement - total:.0f} more account engagement (line {line.engagement})")
+            if len(engaged) < line.min_people:
+                needs.append(
+                    f"{line.min_people - len(engaged)} more engaged people "
+                    f"(own engagement ≥ {line.person_engagement}; has {len(engaged)})"
+                )
+            missing = "needs " + " and ".join(needs)
+        return AccountAggregate(key, tuple(found), size, total, hot, engaged, missing)
+
+    def account_part(self, aggregate: AccountAggregate, member: Hashable) -> AccountPart:
+        """What `member` gets from its colleagues: weight × their engagement, capped."""
+        account = self.model.account
+        given, others = aggregate.colleagues_of(member)
+        uncapped = max(given, 0.0) * account.weight
+        points = min(uncapped, account.cap) if account.cap is not None else uncapped
+        return AccountPart(
+            aggregate.key,
+            points,
+            uncapped,
+            account.cap,
+            len(others),
+            tuple(others[:ACCOUNT_CONTRIBUTORS_SHOWN]),
+        )
+
     # -- the verdict -----------------------------------------------------------------------
 
     def evaluate(
@@ -197,33 +325,66 @@ class CompiledScoring:
         colleague_events: Sequence[EventRecord] = (),
         engagement_since: datetime | None = None,
         adjustment: int = 0,
+        *,
+        account: AccountAggregate | None = None,
+        member: Hashable = None,
     ) -> ScoreResult:
-        """The whole verdict; `adjustment` is what scenarios added with `adjust_score`."""
+        """The whole verdict; `adjustment` is what scenarios added with `adjust_score`.
+
+        Pass the account's precomputed `account` aggregate and the lead's key in it as
+        `member`; `colleague_events` (colleagues' events as one stream) is the simpler form
+        for a single lead and is aggregated here as one colleague.
+        """
         fit_points, grade, fit_parts = self.fit(fields)
         if engagement_since is not None:
             events = [e for e in events if e.at >= engagement_since]
-            colleague_events = [e for e in colleague_events if e.at >= engagement_since]
-        own, own_parts, discounted = self.engagement(events, now)
-        account, account_parts, account_discounted = self.engagement(
-            colleague_events, now, kind="account", weight=self.model.account.weight
-        )
-        engagement = round(own + account) + adjustment
+        own, own_parts, discounted, activity = self._engagement(events, now)
+        if account is None and colleague_events:
+            if engagement_since is not None:
+                colleague_events = [e for e in colleague_events if e.at >= engagement_since]
+            together = self.engagement(colleague_events, now)[0]
+            account = self.aggregate_of("colleagues", [("colleagues", "colleagues", together)])
+        part = self.account_part(account, member) if account is not None and self.model.account.weight > 0 else None
+        account_points = part.points if part is not None else 0.0
+        account_parts = []
+        if part is not None and part.points > 0:
+            note = f"capped at {part.cap} from {part.uncapped:.1f}" if part.capped else ""
+            account_parts.append(
+                Contribution(
+                    f"account {part.account}",
+                    "account",
+                    round(part.points, 2),
+                    round(part.uncapped, 2),
+                    part.colleagues,
+                    note,
+                )
+            )
+        own_total = round(own) + adjustment
+        engagement = round(own + account_points) + adjustment
         if adjustment:
             own_parts = [*own_parts, Contribution("scenario_adjustments", "engagement", adjustment, adjustment)]
-        needed = self.model.hot.engagement.get(grade)  # type: ignore[call-overload]
-        hot = needed is not None and engagement >= needed
-        warm = hot or engagement >= self.model.hot.warm_engagement
+        hot_rule = self.model.hot
+        needed = hot_rule.engagement.get(grade)  # type: ignore[call-overload]
+        own_enough = own_total >= hot_rule.min_own_engagement
+        hot = needed is not None and engagement >= needed and own_enough
+        warm = hot or engagement >= hot_rule.warm_engagement
         missing = []
         if needed is None:
-            better = [g for g in ("C", "B", "A") if g in self.model.hot.engagement and g in self.model.grades]
+            better = [g for g in ("C", "B", "A") if g in hot_rule.engagement and g in self.model.grades]
             if better:
                 target = better[0]
                 missing.append(
                     f"fit grade {grade} can never be hot: needs {self.model.grades[target] - fit_points} more fit "
                     f"points for grade {target}"
                 )
-        elif not hot:
-            missing.append(f"needs {needed - engagement} more engagement points (grade {grade} needs {needed})")
+        else:
+            if engagement < needed:
+                missing.append(f"needs {needed - engagement} more engagement points (grade {grade} needs {needed})")
+            if not own_enough:
+                missing.append(
+                    f"needs {hot_rule.min_own_engagement - own_total} more of its own engagement points "
+                    f"(hot needs {hot_rule.min_own_engagement} of the lead's own, whatever its account gives)"
+                )
         return ScoreResult(
             fit_points,
             grade,
@@ -231,6 +392,29 @@ class CompiledScoring:
             hot,
             warm,
             fit_parts + own_parts + account_parts,
-            discounted + account_discounted,
+            discounted,
             missing,
+            own_total,
+            part,
+            activity,
         )
+
+
+@dataclass(frozen=True)
+class AccountHandoff:
+    """One hand-off for an account that became hot: to its owner, listing the engaged people."""
+
+    account: str
+    engagement: float
+    people: tuple[Member, ...]
+    size: int
+
+
+def account_handoff(aggregate: AccountAggregate, was_hot: bool) -> AccountHandoff | None:
+    """The hand-off an account's new aggregate asks for: one when it crosses its line, else none.
+
+    An account that stays hot gets no second hand-off; one that cools and crosses again does.
+    """
+    if not aggregate.hot or was_hot:
+        return None
+    return AccountHandoff(aggregate.key, aggregate.total, aggregate.engaged, aggregate.size)

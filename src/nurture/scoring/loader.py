@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ from nurture.hints import did_you_mean, hint_with
 from nurture.scenario.expr import Expression
 from nurture.scenario.loader import structural_diagnostic
 from nurture.scenario.typecheck import comparison_problems, kinds_for
-from nurture.scenario.yamlsource import LineDict, LineList, parse_yaml
+from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml
+from nurture.scoring.bots import MachineData, MachineDataError, parse_machine_data
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.model import ScoringFile
 from nurture.vocabulary import OPTIONAL_FIELDS, STANDARD_FIELDS
@@ -26,6 +29,31 @@ def is_scoring_document(data: Any) -> bool:
     if not isinstance(data, dict):
         return False
     return "scoring" in data or ("steps" not in data and len(_SCORING_KEYS & set(data)) >= 2)
+
+
+@lru_cache(maxsize=1)
+def shipped_machine_data() -> MachineData:
+    """The address ranges and user agents of scanners and proxies that ship with nurture."""
+    text = resources.files("nurture.scoring").joinpath("data/machines.yaml").read_text(encoding="utf-8")
+    data, problems = parse_yaml(text, "nurture/scoring/data/machines.yaml")
+    if problems:
+        raise ValidationFailed(problems)
+    return parse_machine_data(data)
+
+
+def load_machine_data(path: Path) -> MachineData:
+    """A machine-data file of the user's own (same format as the shipped one)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationFailed([Diagnostic(str(path), 1, f"cannot read machine data: {exc.strerror}")]) from exc
+    data, problems = parse_yaml(text, str(path))
+    if problems:
+        raise ValidationFailed(problems)
+    try:
+        return parse_machine_data(data)
+    except MachineDataError as exc:
+        raise ValidationFailed([Diagnostic(str(path), 1, str(exc))]) from exc
 
 
 def check_scoring_data(data: LineDict, filename: str) -> tuple[CompiledScoring | None, list[Diagnostic]]:
@@ -91,7 +119,18 @@ def check_scoring_data(data: LineDict, filename: str) -> tuple[CompiledScoring |
         problems.append(Diagnostic(filename, raw.line, f"rule name '{name}' is used twice"))
     if problems:
         return None, problems
-    return CompiledScoring(model), []
+    if model.bots.data is None:
+        machines = shipped_machine_data()
+    else:
+        where = Path(filename).parent / model.bots.data
+        try:
+            machines = load_machine_data(where)
+        except ValidationFailed as exc:
+            line = line_of(data, ["scoring", "bots", "data"])
+            return None, [
+                Diagnostic(filename, line, f"bots.data: {d.message}", f"in {d.file}:{d.line}") for d in exc.diagnostics
+            ]
+    return CompiledScoring(model, machines), []
 
 
 def load_scoring(path: Path) -> CompiledScoring:

@@ -49,28 +49,71 @@ class EngagementRule(_Strict):
 
 
 class BotGuards(_Strict):
-    min_seconds_after_delivery: int = Field(default=10, ge=0)
+    """How tracking requests are told apart: people, mail-security scanners, privacy proxies.
+
+    The address ranges and user-agent patterns of known scanners and proxies ship with
+    nurture (`scoring/data/machines.yaml`); `data` points at a file of your own instead.
+    """
+
+    min_seconds_after_delivery: int = Field(
+        default=10, ge=0, description="An open or click sooner than this after delivery is a scanner"
+    )
     burst_clicks: int = Field(default=3, ge=2, description="This many links of one email clicked ...")
     burst_seconds: int = Field(default=5, ge=1, description="... within this many seconds: a link scanner")
+    repeat_seconds: int = Field(
+        default=30, ge=0, description="Clicks on the same link of one email within this many seconds count once"
+    )
+    repeat_machine: int = Field(
+        default=5, ge=2, description="This many clicks on one link within repeat_seconds: a machine, not a person"
+    )
+    honeypot_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="Opens and clicks of a send this close to a request for its hidden link count for nothing",
+    )
+    suspect_weight: float = Field(
+        default=0.5, ge=0, le=1, description="Share of its points a suspect (one weak machine signal) keeps"
+    )
     user_agents: list[str] = Field(
-        default_factory=lambda: [
-            "*bot*",
-            "*Bot*",
-            "*spider*",
-            "*crawler*",
-            "*Barracuda*",
-            "*Mimecast*",
-            "*Proofpoint*",
-            "*python-requests*",
-            "*curl/*",
-        ]
+        default_factory=list,
+        description="Extra scanner user-agent patterns (case-insensitive globs), on top of the shipped data",
+    )
+    data: str | None = Field(
+        default=None, description="Address ranges and user agents of machines; default: the shipped data"
     )
     discount_proxy_opens: bool = Field(default=True, description="Opens fetched by privacy proxies score nothing")
 
 
+class AccountHot(_Strict):
+    """When an account, as an account, is worth one hand-off to its owner."""
+
+    engagement: int = Field(ge=1, description="Account engagement (sum of its people's, each capped) to be hot")
+    min_people: int = Field(default=2, ge=1, description="Engaged people the account needs besides the line")
+    person_engagement: int = Field(
+        default=10, ge=1, description="Own engagement that counts a person as engaged for the account"
+    )
+
+
 class Account(_Strict):
+    """Colleagues' engagement: a separate, capped part of each lead's score, and account-hot."""
+
     weight: float = Field(default=0.5, ge=0, le=1, description="Share of colleagues' engagement that counts")
     by: Literal["company", "email_domain"] = "company"
+    cap: int | None = Field(
+        default=None, ge=0, description="Most engagement points one lead gets from its account (none: no cap)"
+    )
+    person_cap: int | None = Field(
+        default=None, ge=0, description="Most one person adds to the account's engagement (none: no cap)"
+    )
+    hot: AccountHot | None = None
+
+
+class PromotionLimits(_Strict):
+    """Most hand-offs to sales at once; the rest are held for review (`nurture score release`)."""
+
+    per_run: int | None = Field(default=None, ge=0, description="Most promotions in one qualify run")
+    per_owner: int | None = Field(default=None, ge=0, description="Most promotions one owner gets per window")
+    window: Duration = Field(default="1d", description="The window per_owner counts over")
 
 
 class Hot(_Strict):
@@ -78,6 +121,9 @@ class Hot(_Strict):
 
     engagement: dict[Grade, int]
     warm_engagement: int = Field(default=15, ge=0, description="Engagement that makes a cold lead warm")
+    min_own_engagement: int = Field(
+        default=0, ge=0, description="The lead's own engagement (not its account's) needed to be hot"
+    )
 
 
 class Owner(_Strict):
@@ -106,6 +152,7 @@ class Scoring(_Strict):
     bots: BotGuards = Field(default_factory=BotGuards)
     account: Account = Field(default_factory=Account)
     hot: Hot
+    promotion_limits: PromotionLimits = Field(default_factory=PromotionLimits)
     routing: Routing
 
     @model_validator(mode="after")
