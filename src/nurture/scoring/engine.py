@@ -29,6 +29,12 @@ from nurture.timeutil import parse_duration
 ACCOUNT_CONTRIBUTORS_SHOWN = 5
 
 
+def _number(value: float) -> float:
+    """`value` to two places, as an int when whole (so "10 before decay" reads as it did)."""
+    value = round(value, 2)
+    return int(value) if value.is_integer() else value
+
+
 @dataclass(frozen=True)
 class Contribution:
     rule: str
@@ -231,7 +237,7 @@ class CompiledScoring:
                 name,
                 kind,
                 round(per_rule_points[name], 2),
-                round(per_rule_raw[name], 2),
+                _number(per_rule_raw[name]),
                 per_rule_events[name],
                 f"{capped[name]:g} points over caps" if capped[name] else "",
             )
