@@ -81,7 +81,9 @@ class Composer:
         rendered = self.templates.render(row["template"], row["subject"], context)
         body = tracker.html(rendered.html)
         text = tracker.text(rendered.text)
-        html = body
+        # A hidden link no person sees: scanners follow every link, so a request for it marks one.
+        hidden = f'<a href="{links.honeypot()}" style="display:none" aria-hidden="true" tabindex="-1"></a>'
+        html = body.replace("</body>", hidden + "</body>", 1) if "</body>" in body else body + hidden
         if row["scenario_id"] not in self.untracked_opens:
             html = add_open_pixel(html, links.open_pixel())
         return build_message(

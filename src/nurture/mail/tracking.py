@@ -73,6 +73,10 @@ class Links:
     def open_pixel(self) -> str:
         return f"{self.base}/o/{self._recipient}.gif"
 
+    def honeypot(self) -> str:
+        """The hidden link of this email: no person sees it, so a request for it is a scanner."""
+        return f"{self.base}/h/{self._recipient}"
+
     def click(self, name: str, url: str) -> str:
         found = self._clicks.get((name, url))
         if found is None:
