@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     mail_domain: str = "nurture.local"
     unsubscribe_mailto: str | None = None
     notify_sender: str = "nurture <nurture@localhost>"
+    tracking_address_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days the full client address of an open or click is kept; after that only its network "
+        "(/24, /48 for IPv6), which still tells scanners and proxies apart; 0: never store the full address",
+    )
+    trust_forwarded_for: bool = Field(
+        default=False, description="Take the client address from X-Forwarded-For (behind your own reverse proxy)"
+    )
 
     # Deliverability: List-Id, DKIM, per-send bounce addresses.
     list_domain: str | None = Field(default=None, description="List-Id is <scenario>.<this>; default: mail_domain")

@@ -151,3 +151,15 @@ def test_property_colleagues_alone_never_make_a_lead_hot(
     aggregate = scoring.account_aggregate("acct", [(i, f"c{i}", e, None) for i, e in enumerate(colleagues)], NOW)
     result = scoring.evaluate(GRADE_A, [], NOW, account=aggregate, member="me")
     assert not result.hot and result.own == 0
+
+
+def test_accounts_group_by_company_or_by_domain_but_never_by_free_mail(
+    scoring: CompiledScoring, tmp_path: Path
+) -> None:
+    assert scoring.account_of(" Nordwerk GmbH ", "ada@nordwerk.example") == "nordwerk gmbh"
+    assert scoring.account_of(None, "ada@nordwerk.example") is None
+    text = (ROOT / "scenarios" / "scoring.yaml").read_text().replace("    by: company", "    by: email_domain")
+    (tmp_path / "scoring.yaml").write_text(text)
+    by_domain = load_scoring(tmp_path / "scoring.yaml")
+    assert by_domain.account_of(None, "ada@Nordwerk.example") == "nordwerk.example"
+    assert by_domain.account_of("Nordwerk", "ada.private@gmail.com") is None

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from nurture.scenario.expr import EventRecord
+from nurture.scoring.bots import network_part
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.loader import load_scoring
 
@@ -121,3 +122,17 @@ def test_every_person_in_the_corpus_scores(scoring: CompiledScoring) -> None:
         result = scoring.evaluate(GRADE_A, events, NOW)
         assert result.engagement > 0, lead
         assert result.machine_events == 0, lead
+
+
+def test_verdicts_survive_keeping_only_the_network_part_of_addresses(scoring: CompiledScoring) -> None:
+    """After `tracking_address_days` only the /24 (/48) of an address is kept; nothing changes."""
+    full = [(row["line"], kind) for row, kind, _, _ in classified(scoring)]
+    rows = load_corpus()
+    by_lead: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_lead[row["lead"]].append({**row, "ip": network_part(row["ip"])})
+    truncated = []
+    for lead_rows in by_lead.values():
+        for row, verdict in zip(lead_rows, scoring.classify([as_event(r) for r in lead_rows]), strict=True):
+            truncated.append((row["line"], "repeat" if verdict.kind == "human" and verdict.repeat else verdict.kind))
+    assert sorted(truncated) == sorted(full)

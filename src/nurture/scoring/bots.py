@@ -126,6 +126,20 @@ def _name_and_kind(entry: Any, where: str) -> tuple[str, MachineKind]:
     return entry["name"], kind
 
 
+def network_part(ip: str) -> str:
+    """The address with its host part dropped (/24 for IPv4, /48 for IPv6), for keeping longer.
+
+    The network part of an address falls in the same shipped range as the address (all but one,
+    Mimecast's 207.211.31.0/25, are /24 or wider), so verdicts survive the truncation.
+    """
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
 def with_extra_agents(data: MachineData, globs: Sequence[str]) -> MachineData:
     """`data` plus the scoring file's own scanner user agents (case-insensitive globs)."""
     if not globs:

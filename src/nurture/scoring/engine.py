@@ -27,6 +27,39 @@ from nurture.scoring.model import Scoring
 from nurture.timeutil import parse_duration
 
 ACCOUNT_CONTRIBUTORS_SHOWN = 5
+FREE_MAIL_DOMAINS = frozenset(
+    [
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.co.jp",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "t-online.de",
+        "proton.me",
+        "protonmail.com",
+        "mail.ru",
+        "yandex.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "orange.fr",
+        "free.fr",
+        "laposte.net",
+        "libero.it",
+        "naver.com",
+    ]
+)
 
 
 def _number(value: float) -> float:
@@ -256,6 +289,19 @@ class CompiledScoring:
         return True
 
     # -- accounts --------------------------------------------------------------------------
+
+    def account_of(self, company: str | None, email: str) -> str | None:
+        """The account a lead belongs to (lower-cased company, or email domain), if accounts count.
+
+        Free-mail domains are nobody's account: everyone at gmail.com is not one company.
+        """
+        account = self.model.account
+        if account.weight <= 0 and account.hot is None:
+            return None
+        if account.by == "company":
+            return (company or "").strip().lower() or None
+        domain = email.rpartition("@")[2].strip().lower()
+        return domain if domain and domain not in FREE_MAIL_DOMAINS else None
 
     def own_engagement(
         self, events: Sequence[EventRecord], now: datetime, engagement_since: datetime | None = None
