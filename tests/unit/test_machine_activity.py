@@ -211,3 +211,31 @@ def test_property_repeating_a_click_within_seconds_never_adds_points(
     assert (
         scoring.evaluate(GRADE_A, [first, *again], NOW).engagement <= scoring.evaluate(GRADE_A, [first], NOW).engagement
     )
+
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.lists(st.integers(), max_size=3),
+    st.sampled_from(["2026-03-20T09:00:00", "2026-03-20T09:00:00Z", "yesterday", "::1", "17.1.2.3", "999.1.1.1"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    props=st.dictionaries(
+        st.sampled_from(["ip", "user_agent", "honeypot", "send", "link", "seconds_after_delivery", "sent_at", "proxy"]),
+        junk,
+    ),
+    kind=st.sampled_from(["open", "click", "page_view"]),
+)
+def test_property_any_recorded_properties_get_a_verdict_and_never_an_error(
+    scoring: CompiledScoring, props: dict[str, Any], kind: str
+) -> None:
+    events = [EventRecord(kind, SENT + timedelta(minutes=5), props), tracked("click", 600, link="x")]
+    verdicts = scoring.classify(events)
+    assert [v.kind in ("human", "suspect", "machine") for v in verdicts] == [True, True]
+    scoring.evaluate(GRADE_A, events, NOW)

@@ -28,7 +28,7 @@ import fnmatch
 import ipaddress
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -192,6 +192,11 @@ def seconds_after_delivery(event: EventRecord) -> float | None:
         return None
 
 
+def _ref(value: Any) -> Hashable:
+    """A send or link reference usable as a key, whatever was recorded."""
+    return value if value is None or isinstance(value, str | int | float) else repr(value)
+
+
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in ("1", "true", "yes"))
 
@@ -288,13 +293,13 @@ class Classifier:
         for index in order:
             event = events[index]
             if _truthy(event.props.get("honeypot")) and event.props.get("send") is not None:
-                traps[event.props["send"]].append(event.at)
+                traps[_ref(event.props["send"])].append(event.at)
         if not traps:
             return
         window = timedelta(seconds=self.guards.honeypot_seconds)
         for index in order:
             event = events[index]
-            times = traps.get(event.props.get("send"))
+            times = traps.get(_ref(event.props.get("send")))
             if not times or event.type not in TRACKED or _truthy(event.props.get("honeypot")):
                 continue
             nearest = min(times, key=lambda t: abs(event.at - t))
@@ -307,7 +312,7 @@ class Classifier:
         for index in order:
             event = events[index]
             if event.type == "click" and event.props.get("send") is not None:
-                by_send[event.props["send"]].append(index)
+                by_send[_ref(event.props["send"])].append(index)
         window = timedelta(seconds=self.guards.burst_seconds)
         for indexes in by_send.values():
             end = 0
@@ -316,7 +321,7 @@ class Classifier:
                 while end + 1 < len(indexes) and events[indexes[end + 1]].at - events[first].at <= window:
                     end += 1
                 burst = indexes[start : end + 1]
-                links = {events[i].props.get("link") for i in burst}
+                links = {_ref(events[i].props.get("link")) for i in burst}
                 if len(links) >= self.guards.burst_clicks:
                     for i in burst:
                         note = f"{len(links)} links clicked within {self.guards.burst_seconds}s"
@@ -333,7 +338,7 @@ class Classifier:
         for index in order:
             event = events[index]
             if event.type in TRACKED and event.props.get("send") is not None:
-                groups[(event.props["send"], event.type, event.props.get("link"))].append(index)
+                groups[(_ref(event.props["send"]), event.type, _ref(event.props.get("link")))].append(index)
         for indexes in groups.values():
             run: list[int] = []
             for index in indexes:
