@@ -61,9 +61,6 @@ class Settings(BaseSettings):
         description="Days the full client address of an open or click is kept; after that only its network "
         "(/24, /48 for IPv6), which still tells scanners and proxies apart; 0: never store the full address",
     )
-    trust_forwarded_for: bool = Field(
-        default=False, description="Take the client address from X-Forwarded-For (behind your own reverse proxy)"
-    )
 
     # Deliverability: List-Id, DKIM, per-send bounce addresses.
     list_domain: str | None = Field(default=None, description="List-Id is <scenario>.<this>; default: mail_domain")

@@ -130,8 +130,8 @@ class Daemon:
             self.store.settings.put(conn, f"{HEARTBEAT}{self.worker}", json.dumps(beat))
 
     def _daily(self) -> None:
-        """Once a day, by one daemon of the cluster: rescore everyone (engagement decays) and
-        queue owners' digests."""
+        """Once a day, by one daemon of the cluster: rescore everyone (engagement decays),
+        queue owners' digests, and keep only the network part of old client addresses."""
         now = self.clock.now()
         with self.store.cluster_lock("daily") as mine:
             if not mine:
@@ -143,6 +143,9 @@ class Daemon:
             self.qualifier.run_once(everyone=True)
             if self.catalog.scoring is not None:
                 queue_digests(self.store, self.catalog.scoring, now)
+            if self.settings.tracking_address_days > 0:
+                kept = timedelta(days=self.settings.tracking_address_days)
+                self.store.events.forget_addresses(now - kept)
             with self.store.transaction() as conn:
                 self.store.settings.put(conn, "daily:last", now.isoformat())
 

@@ -74,6 +74,7 @@ class EventType(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     BOUNCE = "bounce"
     CUSTOM = "custom"
+    HONEYPOT = "honeypot"  # a request for the hidden link of an email: a scanner, never a person
 
 
 EVENT_TYPES: tuple[str, ...] = tuple(EventType)

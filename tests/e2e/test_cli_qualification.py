@@ -48,9 +48,13 @@ def test_events_explain_and_feedback(tmp_path: Path) -> None:
     explained = nurture("score", "explain", "ada@nordwerk.example", "--db", db, "--scenarios", str(ROOT / "scenarios"))
     assert explained.returncode == 0, explained.stderr
     out = explained.stdout
-    assert out.startswith("ada@nordwerk.example: fit 80 (grade A), engagement 10, stage cold; hot needs A ≥ 40, B ≥ 60")
+    assert out.startswith(
+        "ada@nordwerk.example (stage cold): fit 80 (grade A), engagement 10 = own 10 + account 0; "
+        "hot needs A ≥ 40, B ≥ 60, with at least 20 of its own"
+    )
     assert "pricing_page               10.00 from 6 event(s), 10 before decay; 50 points over caps" in out
-    assert "discounted as machine activity:" in out and "known scanner user agent" in out
+    assert "tracking activity: 0 human, 0 suspect, 1 machine" in out
+    assert "click a machine (not counted): known scanner user agent: Barracuda" in out
     assert "missing: needs 30 more engagement points (grade A needs 40)" in out
 
     accepted = nurture("sales", "accept", "ada@nordwerk.example", "--reason", "demo booked", "--by", "max", "--db", db)

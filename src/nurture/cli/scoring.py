@@ -26,9 +26,11 @@ def score_explain(
     db: DatabaseOption = None,
     scenarios: Annotated[Path, typer.Option(help="Folder with scoring.yaml")] = Path("scenarios"),
 ) -> None:
-    """Why a lead's score is what it is: every rule, caps, decay, discounted bots, what is missing."""
+    """Why a lead's score is what it is: every rule, caps, decay, the account part and the colleagues
+    who gave it, every open and click with its verdict (human, suspect, machine), what is missing."""
     from nurture.jobs.catalog import Catalog
     from nurture.jobs.qualify import Qualifier
+    from nurture.scoring.explain import explain, render
 
     settings = _settings(db)
     store = _store(settings)
@@ -42,23 +44,8 @@ def score_explain(
     now = SystemClock().now()
     with store.reading() as conn:
         result = Qualifier(store, catalog, SystemClock()).score_lead(catalog.scoring, conn, lead, now)
-    hot = catalog.scoring.model.hot.engagement
-    typer.echo(
-        f"{email}: fit {result.fit} (grade {result.grade}), engagement {result.engagement}, "
-        f"stage {lead.lifecycle_stage}; hot needs " + ", ".join(f"{g} ≥ {n}" for g, n in hot.items())
-    )
-    for kind in ("fit", "engagement", "account"):
-        parts = [c for c in result.contributions if c.kind == kind]
-        if parts:
-            typer.echo(f"{kind}:")
-        for c in sorted(parts, key=lambda c: -c.points):
-            detail = f" from {c.events} event(s), {c.raw} before decay" if kind != "fit" else ""
-            typer.echo(f"  {c.rule:<24} {c.points:>7.2f}{detail}{'; ' + c.note if c.note else ''}")
-    if result.discounted:
-        typer.echo("discounted as machine activity:")
-        for d in result.discounted:
-            typer.echo(f"  {d.at:%Y-%m-%d %H:%M} {d.type}: {d.reason}")
-    typer.echo("hot: yes" if result.hot else "missing: " + "; ".join(result.missing or ["-"]))
+    for line in render(explain(catalog.scoring, result, f"{email} (stage {lead.lifecycle_stage})")):
+        typer.echo(line)
 
 
 def _analysis(db: str | None, scenarios: Path) -> tuple[Store, Path, CompiledScoring]:

@@ -7,9 +7,10 @@ Yahoo's image proxies) fetch every image whether or not anyone reads it. Each ev
 or `machine` (it scores nothing), with the reasons, so every discount can be explained.
 
 Signals, read from the event's properties as the tracking endpoints record them:
-`ip` (client address), `user_agent`, `honeypot` (a request for the hidden link every tracked
-email carries), `send` and `link` (which email, which link), `seconds_after_delivery` or
-`sent_at` (when the email was delivered), and the older `proxy` flag.
+`ip` (client address), `user_agent`, the `honeypot` event type (a request for the hidden link
+every tracked email carries; a click with `honeypot: true` counts the same), `send` and `link`
+(which email, which link), `seconds_after_delivery` or `sent_at` (when the email was
+delivered), and the older `proxy` flag.
 
 Strong signals make a machine on their own: the honeypot link and anything on the same send
 within `honeypot_seconds` of it, a scanner's address or user agent, an open or click sooner
@@ -201,6 +202,11 @@ def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in ("1", "true", "yes"))
 
 
+def is_honeypot(event: EventRecord) -> bool:
+    """A request for the hidden link (its own event type, or a click flagged `honeypot`)."""
+    return event.type == "honeypot" or _truthy(event.props.get("honeypot"))
+
+
 class Classifier:
     """Verdicts for one lead's events; sends belong to one lead, so that is the whole context."""
 
@@ -253,7 +259,7 @@ class Classifier:
     def _signals(self, event: EventRecord, strong: list[str], weak: list[str]) -> None:
         props = event.props
         tracked = event.type in TRACKED
-        if _truthy(props.get("honeypot")):
+        if is_honeypot(event):
             strong.append("requested the hidden link no person sees")
         ip = props.get("ip")
         if isinstance(ip, str) and ip:
@@ -292,7 +298,7 @@ class Classifier:
         traps: dict[Any, list[datetime]] = defaultdict(list)
         for index in order:
             event = events[index]
-            if _truthy(event.props.get("honeypot")) and event.props.get("send") is not None:
+            if is_honeypot(event) and event.props.get("send") is not None:
                 traps[_ref(event.props["send"])].append(event.at)
         if not traps:
             return
@@ -300,7 +306,7 @@ class Classifier:
         for index in order:
             event = events[index]
             times = traps.get(_ref(event.props.get("send")))
-            if not times or event.type not in TRACKED or _truthy(event.props.get("honeypot")):
+            if not times or event.type not in TRACKED or is_honeypot(event):
                 continue
             nearest = min(times, key=lambda t: abs(event.at - t))
             if abs(event.at - nearest) <= window:

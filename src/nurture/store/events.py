@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from nurture.scenario.expr import EventRecord
+from nurture.scoring.bots import network_part
 from nurture.store.base import Connection, Part, insert_ignore
 from nurture.store.tables import ENROLMENTS, EVENTS, LEADS
 from nurture.vocabulary import EnrolmentStatus, EventType
@@ -75,3 +76,38 @@ class Events(Part):
         if since is not None:
             query = query.where(EVENTS.c.received_at >= since)
         return sorted(conn.execute(query).scalars())
+
+    def forget_addresses(self, before: datetime, batch: int = 1000) -> int:
+        """Keep only the network part (/24, /48) of the client addresses of tracking events
+        received before `before`; returns how many were shortened. Resumes where it stopped."""
+        mark_key = "tracking:addresses_until"
+        with self.store.reading() as conn:
+            mark = self.store.settings.get(conn, mark_key)
+        start = datetime.fromisoformat(mark) if mark else None
+        tracked = (EventType.OPEN.value, EventType.CLICK.value, EventType.HONEYPOT.value)
+        shortened = 0
+        after_id = 0
+        while True:
+            with self.store.transaction() as conn:
+                query = (
+                    select(EVENTS.c.id, EVENTS.c.props)
+                    .where(EVENTS.c.type.in_(tracked), EVENTS.c.received_at < before, EVENTS.c.id > after_id)
+                    .order_by(EVENTS.c.id)
+                    .limit(batch)
+                )
+                if start is not None:
+                    query = query.where(EVENTS.c.received_at >= start)
+                rows = conn.execute(query).all()
+                for row in rows:
+                    props = dict(row.props or {})
+                    address = props.get("ip")
+                    if isinstance(address, str) and address and network_part(address) != address:
+                        props["ip"] = network_part(address)
+                        conn.execute(update(EVENTS).where(EVENTS.c.id == row.id).values(props=props))
+                        shortened += 1
+            if len(rows) < batch:
+                break
+            after_id = rows[-1].id
+        with self.store.transaction() as conn:
+            self.store.settings.put(conn, mark_key, before.isoformat())
+        return shortened
