@@ -4,7 +4,9 @@
       ▲                              │ └─sales─▶ rejected
       └──────── recycled ◀──sales────┘
 
-The score moves leads among cold, warm and recycled and makes them hot (`SCORED`);
+The score moves leads among cold, warm and recycled and makes them hot (`SCORED`); an
+account, as an account, is cold or hot by its own line and gets one hand-off when it
+turns hot (`account_hand_over`), listing its engaged people;
 every other move is sales feedback (`FEEDBACK`, allowed from `ALLOWED_FROM`). Every
 change is recorded with who or what made it and why.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from nurture.errors import NurtureError
 from nurture.scenario.expr import EventRecord
@@ -158,6 +161,56 @@ def hand_over(
             "key": f"{key}:email",
             "kind": NotificationKind.EMAIL,
             "lead_id": row.id,
+            "target": owner.email,
+            "subject": subject,
+            "payload": payload,
+            "status": NotificationStatus.PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+    ]
+    if scoring.model.routing.webhook_url:
+        rows.append(
+            {
+                **rows[0],
+                "key": f"{key}:webhook",
+                "kind": NotificationKind.WEBHOOK,
+                "target": scoring.model.routing.webhook_url,
+                "subject": "",
+            }
+        )
+    return rows
+
+
+def account_hand_over(
+    scoring: CompiledScoring,
+    account: str,
+    owner: Owner,
+    key: str,
+    detail: dict[str, Any],
+    lead_id: int | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """One hand-off for a hot account (email to its owner, webhook when configured), listing
+    the engaged people, instead of one alert per colleague."""
+    people = detail.get("people", [])
+    payload = {
+        "event": "account.hot",
+        "account": account,
+        "engagement": detail.get("engagement"),
+        "size": detail.get("size"),
+        "people": people,
+        "owner": {"name": owner.name, "email": owner.email},
+        "link": f"{scoring.model.routing.dashboard_url.rstrip('/')}/leads?q={quote(account)}",
+        "at": now.isoformat(),
+    }
+    subject = f"Hot account: {account} ({len(people)} engaged people, engagement {detail.get('engagement')})"
+    rows = [
+        {
+            "key": f"{key}:email",
+            "kind": NotificationKind.EMAIL,
+            "lead_id": lead_id,
             "target": owner.email,
             "subject": subject,
             "payload": payload,

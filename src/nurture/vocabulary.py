@@ -47,6 +47,13 @@ class NotificationKind(StrEnum):
     DIGEST = "digest"
 
 
+class PromotionStatus(StrEnum):
+    """A promotion the scores asked for: handed to sales, or held for review (over the limits)."""
+
+    RELEASED = "released"
+    HELD = "held"
+
+
 class Stage(StrEnum):
     """A lead's lifecycle stage (see `nurture.lifecycle` for who may move it where)."""
 

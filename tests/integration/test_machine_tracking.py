@@ -19,7 +19,7 @@ from nurture.web.app import create_app
 from tests.http_server import serving
 from tests.integration.conftest import ROOT
 from tests.integration.test_daemon import import_csv
-from tests.integration.test_web import LEADS_CSV, path_of, send_welcome
+from tests.integration.test_web import LEADS_CSV, log_in, path_of, send_welcome
 from tests.smtp_server import SmtpServer
 
 CHROME = (
@@ -81,6 +81,19 @@ def test_every_email_carries_a_hidden_link_and_a_request_for_it_discounts_that_s
     assert site.get(path_of(link), headers=person).status_code == 302
     engagement, verdicts = engagement_of(daemon, "ada@nordwerk.example")
     assert engagement == 5 and verdicts == ["click:machine", "honeypot:machine", "click:human"]
+
+    log_in(daemon, site)
+    lead = daemon.store.leads.by_email("ada@nordwerk.example")
+    assert lead is not None
+    page = site.get(f"/leads/{lead.id}").text
+    timeline = re.search(r'<table id="timeline">.*?</table>', page, re.S)
+    assert timeline is not None
+    assert "machine: requested the hidden link no person sees" in timeline.group(0)
+    assert "machine: 0s from a request for this email" in timeline.group(0)
+    assert "Tracking: 1 by people, 2 by machines." in page
+    funnel = site.get("/scenarios/whitepaper_nurture").text
+    welcome = re.search(r"<tr><td><strong>welcome</strong>.*?</tr>", funnel, re.S)
+    assert welcome is not None and "0 opened, 1 clicked" in welcome.group(0)  # the scanned email, apart
 
 
 def test_opens_and_clicks_record_the_client_address_user_agent_and_time_since_delivery(

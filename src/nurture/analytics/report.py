@@ -42,6 +42,8 @@ class StepRow:
     bounced: int = 0
     converted: int = 0
     bot_events: int = 0
+    machine_opened: int = 0  # distinct emails opened by machines (proxies, scanners)
+    machine_clicked: int = 0  # distinct emails whose links machines followed
 
     @property
     def is_email(self) -> bool:
@@ -77,7 +79,17 @@ class ScenarioReport:
         total = StepRow("all emails", "send_email")
         for row in self.steps:
             if row.is_email:
-                for name in ("sent", "delivered", "opened", "clicked", "unsubscribed", "bounced", "bot_events"):
+                for name in (
+                    "sent",
+                    "delivered",
+                    "opened",
+                    "clicked",
+                    "unsubscribed",
+                    "bounced",
+                    "bot_events",
+                    "machine_opened",
+                    "machine_clicked",
+                ):
                     setattr(total, name, getattr(total, name) + getattr(row, name))
         total.converted = len(self.converted_leads)
         return total
@@ -126,6 +138,8 @@ def scenario_report(
 
     opened: dict[str, set[int]] = defaultdict(set)
     clicked: dict[str, set[int]] = defaultdict(set)
+    machine_opened: dict[str, set[int]] = defaultdict(set)
+    machine_clicked: dict[str, set[int]] = defaultdict(set)
     for _lead_id, evs in events.items():
         machine = scoring.machine_activity(evs) if scoring else {}
         for index, event in enumerate(evs):
@@ -134,8 +148,9 @@ def scenario_report(
             if send is None or send.step not in rows:
                 continue
             row = rows[send.step]
-            if index in machine and event.type in ("open", "click"):
+            if index in machine and event.type in ("open", "click", EventType.HONEYPOT):
                 row.bot_events += 1
+                (machine_opened if event.type == "open" else machine_clicked)[send.step].add(send.id)
                 continue
             if event.type == "click":
                 clicked[send.step].add(send.id)
@@ -151,6 +166,8 @@ def scenario_report(
         row.delivered += row.sent
         row.opened = len(opened[step])
         row.clicked = len(clicked[step])
+        row.machine_opened = len(machine_opened[step])
+        row.machine_clicked = len(machine_clicked[step])
 
     time_to_hot: list[timedelta] = []
     hot = 0

@@ -48,6 +48,45 @@ def score_explain(
         typer.echo(line)
 
 
+@score_app.command("held")
+def score_held(db: DatabaseOption = None) -> None:
+    """Promotions held for review because a run asked for more than `promotion_limits` allow."""
+    store = _store(_settings(db))
+    held = store.accounts.held()
+    if not held:
+        typer.echo("no promotions held for review")
+        return
+    for h in held:
+        typer.echo(f"{h.id:>6}  {h.key:<40} owner {h.owner:<32} strength {h.strength:>6.1f}  {h.reason}")
+    typer.echo(f"{len(held)} held; `nurture score release --all` or `nurture score release ID ...` lets them through")
+
+
+@score_app.command("release")
+def score_release(
+    ids: Annotated[list[int] | None, typer.Argument(help="Ids from `nurture score held`")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Release every held promotion")] = False,
+    by: Annotated[str, typer.Option(help="Who released them (kept with each)")] = "cli",
+    db: DatabaseOption = None,
+    scenarios: ScenariosOption = Path("scenarios"),
+) -> None:
+    """Let held promotions through: each lead (or account) becomes hot and its owner is told."""
+    from nurture.jobs.catalog import Catalog
+    from nurture.jobs.qualify import Qualifier
+
+    if not ids and not all_:
+        fail("name the promotions to release (ids from `nurture score held`) or pass --all")
+    settings = _settings(db)
+    store = _store(settings)
+    catalog = Catalog(store, scenarios, settings.templates_dir)
+    catalog.scoring = find_scoring(scenarios, settings.templates_dir)
+    if catalog.scoring is None:
+        fail(f"no valid scoring file in {scenarios}/")
+    done = Qualifier(store, catalog, SystemClock()).release(None if all_ else ids, by)
+    for key, what in done:
+        typer.echo(f"{key}: {what}")
+    typer.echo(f"{len(done)} released")
+
+
 def _analysis(db: str | None, scenarios: Path) -> tuple[Store, Path, CompiledScoring]:
     settings = _settings(db)
     found = find_scoring_file(scenarios, settings.templates_dir)
@@ -245,7 +284,19 @@ def report(
         r = scenario_report(store, found[sid], scoring, start, end)
         reports.append(r)
         table = Table(title=f"{r.name} ({sid}): {r.enrolled} enrolled, {r.active} active, {r.hot} became hot")
-        for column in ("step", "entered", "sent", "delivered", "opened", "clicked", "unsub", "bounced", "converted"):
+        columns = (
+            "step",
+            "entered",
+            "sent",
+            "delivered",
+            "opened",
+            "clicked",
+            "machines",
+            "unsub",
+            "bounced",
+            "converted",
+        )
+        for column in columns:
             table.add_column(column, justify="left" if column == "step" else "right")
         for row in [*r.steps, r.totals()]:
             if row.is_email:
@@ -256,12 +307,13 @@ def report(
                     str(row.delivered),
                     f"{row.opened} ({_pct(row.rate('opened'))})",
                     f"{row.clicked} ({_pct(row.rate('clicked'))})",
+                    f"{row.machine_opened} opened, {row.machine_clicked} clicked",
                     str(row.unsubscribed),
                     str(row.bounced),
                     str(row.converted),
                 )
             else:
-                table.add_row(f"{row.step} [dim]({row.kind})[/dim]", str(row.entered), *[""] * 7)
+                table.add_row(f"{row.step} [dim]({row.kind})[/dim]", str(row.entered), *[""] * 8)
         console.print(table)
         median = r.median_time_to_hot
         finished = ", ".join(f"{n} {reason}" for reason, n in sorted(r.finished.items())) or "none yet"

@@ -43,8 +43,27 @@ def verify_signature(secret: str, header: str, body: bytes) -> bool:
     return hmac.compare_digest(expected, header)
 
 
+def render_account(payload: dict[str, Any]) -> tuple[str, str]:
+    """Text and HTML of a hot-account email to its owner: the account and its engaged people."""
+    lines = [
+        f"The account {payload['account']} is hot: engagement {payload.get('engagement')} "
+        f"from {len(payload.get('people', []))} engaged people (of {payload.get('size') or '?'} known).",
+        "",
+        "Engaged people:",
+        *[f"  - {p['email']} (own engagement {p['engagement']})" for p in payload.get("people", [])],
+        "",
+        f"Open the account: {payload['link']}",
+    ]
+    text = "\n".join(lines) + "\n"
+    from html import escape
+
+    return text, '<pre style="font-family: Helvetica, Arial, sans-serif">' + escape(text) + "</pre>"
+
+
 def render_summary(payload: dict[str, Any]) -> tuple[str, str]:
-    """Text and HTML of a hot-lead email to its owner."""
+    """Text and HTML of a hot-lead (or hot-account) email to its owner."""
+    if payload.get("event") == "account.hot":
+        return render_account(payload)
     lead, score = payload["lead"], payload["score"]
     lines = [
         f"{lead['name'] or lead['email']} ({lead['email']}) is hot.",

@@ -1,27 +1,37 @@
-"""The qualify job: rescore leads whose behaviour changed, move them cold → warm → hot
-(the stage rules are `nurture.lifecycle`'s), assign an owner to each new hot lead and
-queue its notifications to sales.
+"""The qualify job: rescore leads whose behaviour changed (and their colleagues), move them
+cold → warm → hot (the stage rules are `nurture.lifecycle`'s), hand hot leads and hot
+accounts to their owners, at most as many at once as `promotion_limits` allow.
 
-Promotion and its notifications commit in one transaction, keyed by the promotion's
-number, so a re-run after a crash cannot notify twice and a crash cannot lose one.
+A run works account by account: the leads whose events arrived and every colleague in
+their accounts are rescored together, with the account's aggregate computed once from
+its members' events; so a 10,000-lead account costs about what 10,000 separate leads do,
+and a colleague's score changes in the same run as the person who acted.
+
+Promotions are decided after every lead is scored, so the per-run and per-owner limits
+see the whole run: the strongest go through, the rest are held for review. A promotion and
+its notifications commit in one transaction, keyed by the promotion's number, so a re-run
+after a crash cannot notify twice and a crash cannot lose one.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from nurture.clock import Clock
 from nurture.jobs.catalog import Catalog
-from nurture.lifecycle import assign_owner, change_stage, explain, hand_over, needed_for, scored_stage
+from nurture.lifecycle import SCORED, account_hand_over, change_stage, hand_over, needed_for, route_owner, scored_stage
 from nurture.scenario.expr import EventRecord
-from nurture.scoring.engine import CompiledScoring, ScoreResult
+from nurture.scoring.engine import AccountAggregate, CompiledScoring, ScoreResult, account_handoff
+from nurture.scoring.explain import reasons as explain
+from nurture.scoring.limits import Candidate, ration
+from nurture.scoring.model import Owner
 from nurture.store import Connection, Store
 from nurture.store.leads import LeadRow, lead_view
-from nurture.vocabulary import Stage
+from nurture.timeutil import parse_duration
+from nurture.vocabulary import PromotionStatus, Stage
 
 CHUNK = 500
 
@@ -31,6 +41,35 @@ class QualifyStats:
     scored: int = 0
     warmed: int = 0
     promoted: int = 0
+    held: int = 0
+    accounts: int = 0
+    accounts_hot: int = 0
+
+
+@dataclass
+class _Wanted:
+    """A promotion the scores ask for, waiting for the run's limits."""
+
+    candidate: Candidate
+    kind: str  # lead | account
+    lead_id: int | None
+    account: str | None
+    detail: dict[str, Any]
+
+
+@dataclass
+class _Batch:
+    accounts: dict[str, list[int]] = field(default_factory=dict)
+    loners: list[int] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.loners) + sum(len(m) for m in self.accounts.values())
+
+
+def _chunks(ids: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 class Qualifier:
@@ -40,7 +79,7 @@ class Qualifier:
         self.clock = clock
 
     def run_once(self, *, everyone: bool = False) -> QualifyStats:
-        """Rescore leads with events received since the last run (or `everyone`)."""
+        """Rescore leads with events received since the last run (or `everyone`), with their colleagues."""
         scoring = self.catalog.scoring
         stats = QualifyStats()
         if scoring is None:
@@ -52,70 +91,83 @@ class Qualifier:
             lead_ids = self.store.events.leads_since(conn, since)
             if everyone:
                 lead_ids = sorted(set(lead_ids) | set(self.store.leads.ids(conn)))
-        for start in range(0, len(lead_ids), CHUNK):
-            self._chunk(scoring, lead_ids[start : start + CHUNK], now, stats)
+            batches = self._batches(scoring, conn, lead_ids)
+        wanted: list[_Wanted] = []
+        for batch in batches:
+            self._batch(scoring, batch, now, stats, wanted)
+        self._decide(scoring, wanted, now, stats)
         with self.store.transaction() as conn:
             self.store.settings.put(conn, "qualify:watermark", now.isoformat())
         return stats
 
-    def score_lead(self, scoring: CompiledScoring, conn: Connection, row: LeadRow, now: datetime) -> ScoreResult:
-        own, colleagues = self._events(scoring, conn, [row], now)
-        return scoring.evaluate(
-            lead_view(dict(row._mapping)).fields,
-            own.get(row.id, []),
-            now,
-            colleagues.get(row.id, []),
-            row.engagement_since,
-            row.score_adjustment or 0,
-        )
+    # -- which leads, grouped by account ---------------------------------------------------
 
-    def _events(
-        self, scoring: CompiledScoring, conn: Connection, rows: Sequence[LeadRow], now: datetime
-    ) -> tuple[dict[int, list[EventRecord]], dict[int, list[EventRecord]]]:
+    def _batches(self, scoring: CompiledScoring, conn: Connection, lead_ids: Sequence[int]) -> list[_Batch]:
+        """The leads to rescore in batches of whole accounts: the changed leads, and every
+        colleague of theirs (an account bigger than a batch is a batch of its own)."""
+        accounts: dict[str, set[int]] = {}
+        loners: list[int] = []
+        for chunk in _chunks(lead_ids):
+            for row in self.store.leads.in_(conn, chunk):
+                key = scoring.account_of(row.company, row.email)
+                if key is None:
+                    loners.append(row.id)
+                else:
+                    accounts.setdefault(key, set())
+        keys = sorted(accounts)
+        by_company = scoring.model.account.by == "company"
+        for chunk in _chunks(keys):
+            for peer in self.store.leads.accounts(conn, by_company, set(chunk)):
+                key = scoring.account_of(peer.company, peer.email)
+                if key in accounts:
+                    accounts[key].add(peer.id)
+        batches = [_Batch()]
+        for key in keys:
+            if batches[-1].size and batches[-1].size + len(accounts[key]) > CHUNK:
+                batches.append(_Batch())
+            batches[-1].accounts[key] = sorted(accounts[key])
+        for chunk in _chunks(loners):
+            if batches[-1].size + len(chunk) > CHUNK:
+                batches.append(_Batch())
+            batches[-1].loners.extend(chunk)
+        return [b for b in batches if b.size]
+
+    # -- one batch: aggregates once per account, then every member ------------------------
+
+    def _batch(
+        self, scoring: CompiledScoring, batch: _Batch, now: datetime, stats: QualifyStats, wanted: list[_Wanted]
+    ) -> None:
+        ids = batch.loners + [i for members in batch.accounts.values() for i in members]
         since = now - scoring.lookback
-        ids = [r.id for r in rows]
-        own = self.store.events.for_leads(conn, ids, since)
-        colleagues: dict[int, list[EventRecord]] = defaultdict(list)
-        if scoring.model.account.weight <= 0:
-            return own, colleagues
-        key = _account_key(scoring)
-        accounts = {r.id: key(r) for r in rows if key(r)}
-        if not accounts:
-            return own, colleagues
-        wanted = {account for account in accounts.values() if account}
-        peers = self.store.leads.accounts(conn, scoring.model.account.by == "company", wanted)
-        members: dict[str, list[int]] = defaultdict(list)
-        for peer in peers:
-            account = key(peer)
-            if account:
-                members[account].append(peer.id)
-        peer_events = self.store.events.for_leads(conn, [p.id for p in peers], since)
-        for lead_id, account in accounts.items():
-            for peer_id in members.get(account, []):
-                if peer_id != lead_id:
-                    colleagues[lead_id] += peer_events.get(peer_id, [])
-        return own, colleagues
-
-    def _chunk(self, scoring: CompiledScoring, lead_ids: Sequence[int], now: datetime, stats: QualifyStats) -> None:
         with self.store.transaction() as conn:
-            rows = self.store.leads.in_(conn, lead_ids)
-            own, colleagues = self._events(scoring, conn, rows, now)
-            for row in rows:
-                result = scoring.evaluate(
-                    lead_view(row._mapping).fields,
-                    own.get(row.id, []),
+            rows: dict[int, LeadRow] = {}
+            events: dict[int, list[EventRecord]] = {}
+            for chunk in _chunks(ids):
+                rows.update({r.id: r for r in self.store.leads.in_(conn, chunk)})
+                events.update(self.store.events.for_leads(conn, chunk, since))
+            aggregates = {
+                key: scoring.account_aggregate(
+                    key,
+                    [(i, rows[i].email, events.get(i, []), rows[i].engagement_since) for i in members if i in rows],
                     now,
-                    colleagues.get(row.id, []),
-                    row.engagement_since,
-                    row.score_adjustment or 0,
                 )
+                for key, members in batch.accounts.items()
+            }
+            stats.accounts += len(aggregates)
+            self._accounts(scoring, conn, aggregates, rows, now, wanted)
+            member_of = {i: key for key, members in batch.accounts.items() for i in members}
+            for lead_id in ids:
+                row = rows.get(lead_id)
+                if row is None:
+                    continue
+                aggregate = aggregates.get(member_of.get(lead_id, ""))
+                result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate)
                 stats.scored += 1
-                self._record(conn, row, result, now)
+                self.store.leads.record_score(conn, row, result.fit, result.engagement, result.grade, now)
                 stage = row.lifecycle_stage
                 moved = scored_stage(stage, result)
                 if moved == Stage.HOT:
-                    self._promote(conn, scoring, row, result, now)
-                    stats.promoted += 1
+                    wanted.append(self._lead_wanted(scoring, row, result, events.get(lead_id, []), now))
                 elif moved == Stage.WARM:
                     change_stage(
                         self.store,
@@ -129,34 +181,217 @@ class Qualifier:
                     )
                     stats.warmed += 1
 
-    def _record(self, conn: Connection, row: LeadRow, result: ScoreResult, now: datetime) -> None:
-        self.store.leads.record_score(conn, row, result.fit, result.engagement, result.grade, now)
+    @staticmethod
+    def evaluate(
+        scoring: CompiledScoring,
+        row: LeadRow,
+        events: Sequence[EventRecord],
+        now: datetime,
+        aggregate: AccountAggregate | None,
+    ) -> ScoreResult:
+        return scoring.evaluate(
+            lead_view(row._mapping).fields,
+            events,
+            now,
+            engagement_since=row.engagement_since,
+            adjustment=row.score_adjustment or 0,
+            account=aggregate,
+            member=row.id,
+        )
 
-    def _promote(
-        self, conn: Connection, scoring: CompiledScoring, row: LeadRow, result: ScoreResult, now: datetime
+    def score_lead(self, scoring: CompiledScoring, conn: Connection, row: LeadRow, now: datetime) -> ScoreResult:
+        """One lead's score as the job computes it, with its whole account's aggregate."""
+        since = now - scoring.lookback
+        key = scoring.account_of(row.company, row.email)
+        aggregate = None
+        if key is not None:
+            members = [
+                p.id
+                for p in self.store.leads.accounts(conn, scoring.model.account.by == "company", {key})
+                if scoring.account_of(p.company, p.email) == key
+            ]
+            found: list[tuple[int, str, list[EventRecord], datetime | None]] = []
+            for chunk in _chunks(members):
+                peers = self.store.leads.in_(conn, chunk)
+                peer_events = self.store.events.for_leads(conn, chunk, since)
+                found += [(p.id, p.email, peer_events.get(p.id, []), p.engagement_since) for p in peers]
+            aggregate = scoring.account_aggregate(key, found, now)
+        own = self.store.events.for_leads(conn, [row.id], since).get(row.id, [])
+        return self.evaluate(scoring, row, own, now, aggregate)
+
+    def _accounts(
+        self,
+        scoring: CompiledScoring,
+        conn: Connection,
+        aggregates: dict[str, AccountAggregate],
+        rows: dict[int, LeadRow],
+        now: datetime,
+        wanted: list[_Wanted],
     ) -> None:
-        owner = assign_owner(self.store, conn, scoring, row)
+        """Hot accounts ask for one hand-off each; accounts that fell below their line cool."""
+        if scoring.model.account.hot is None or not aggregates:
+            return
+        stages = self.store.accounts.stages(conn, sorted(aggregates))
+        for key, aggregate in aggregates.items():
+            was_hot = stages.get(key) == Stage.HOT
+            if was_hot and not aggregate.hot:
+                self.store.accounts.set_stage(conn, key, Stage.COLD, aggregate.total, _people(aggregate), None, now)
+                continue
+            handoff = account_handoff(aggregate, was_hot)
+            if handoff is None:
+                continue
+            lead = rows[int(str(handoff.people[0].key))]
+            wanted.append(
+                _Wanted(
+                    Candidate(f"account:{key}", "", handoff.engagement),
+                    "account",
+                    lead.id,
+                    key,
+                    {"engagement": round(handoff.engagement, 1), "size": handoff.size, "people": _people(aggregate)},
+                )
+            )
+
+    def _lead_wanted(
+        self, scoring: CompiledScoring, row: LeadRow, result: ScoreResult, events: Sequence[EventRecord], now: datetime
+    ) -> _Wanted:
         reasons = explain(result)
         reason = (
             f"grade {result.grade} with engagement {result.engagement} "
             f"(needs {needed_for(scoring, result.grade)}): " + ", ".join(reasons[:4])
         )
-        change_stage(self.store, conn, row.id, row.lifecycle_stage, Stage.HOT, reason, "scoring", now)
+        detail = {
+            "reason": reason,
+            "why": reasons,
+            "score": {"fit": result.fit, "grade": result.grade, "engagement": result.engagement},
+        }
+        return _Wanted(Candidate(f"lead:{row.id}", "", float(result.engagement)), "lead", row.id, None, detail)
+
+    # -- the run's promotions, within its limits --------------------------------------------
+
+    def _decide(self, scoring: CompiledScoring, wanted: list[_Wanted], now: datetime, stats: QualifyStats) -> None:
+        if not wanted:
+            return
+        limits = scoring.model.promotion_limits
+        with self.store.transaction() as conn:
+            held = self.store.accounts.held_keys(conn)
+            wanted = [w for w in wanted if w.candidate.key not in held]
+            turn = int(self.store.settings.get(conn, "owner:round_robin") or 0)
+            rows = {
+                r.id: r for chunk in _chunks([w.lead_id for w in wanted]) for r in self.store.leads.in_(conn, chunk)
+            }
+            owners: dict[str, Owner] = {}
+            for item in wanted:
+                owner, rotated = route_owner(scoring, rows[item.lead_id or 0], turn)
+                turn += rotated
+                owners[item.candidate.key] = owner
+                item.candidate = Candidate(item.candidate.key, owner.email, item.candidate.strength)
+            self.store.settings.put(conn, "owner:round_robin", str(turn))
+            recent = self.store.accounts.released_per_owner(conn, now - parse_duration(limits.window))
+        decided = ration([w.candidate for w in wanted], limits, recent)
+        by_key = {w.candidate.key: w for w in wanted}
+        for candidate in decided.released:
+            item = by_key[candidate.key]
+            with self.store.transaction() as conn:
+                self.hand_over(scoring, conn, item, owners[candidate.key], now, "scoring")
+                self.store.accounts.add_promotions(
+                    conn, [_promotion_row(item, candidate, PromotionStatus.RELEASED, "", now, "scoring")]
+                )
+            if item.kind == "lead":
+                stats.promoted += 1
+            else:
+                stats.accounts_hot += 1
+        with self.store.transaction() as conn:
+            self.store.accounts.add_promotions(
+                conn,
+                [
+                    _promotion_row(by_key[h.candidate.key], h.candidate, PromotionStatus.HELD, h.reason, now)
+                    for h in decided.held
+                ],
+            )
+        stats.held += len(decided.held)
+
+    def hand_over(
+        self, scoring: CompiledScoring, conn: Connection, item: _Wanted, owner: Owner, now: datetime, by: str
+    ) -> bool:
+        """Hand one promotion to sales: the lead (or account) becomes hot and its owner is told.
+
+        False when a lead is no longer where the score may move it (sales took it meanwhile).
+        """
+        if item.kind == "account":
+            return self._hand_over_account(scoring, conn, item, owner, now)
+        [row] = self.store.leads.in_(conn, [item.lead_id or 0])
+        if row.lifecycle_stage not in SCORED:
+            return False
+        change_stage(self.store, conn, row.id, row.lifecycle_stage, Stage.HOT, item.detail["reason"], by, now)
         self.store.leads.set_owner(conn, row.id, owner.email)
         number = self.store.leads.times_reached(conn, row.id, Stage.HOT)
         events = self.store.events.for_leads(conn, [row.id], now - timedelta(days=30)).get(row.id, [])
+        score = item.detail["score"]
         name = " ".join(p for p in (row.first_name, row.last_name) if p) or row.email
-        subject = f"Hot lead: {name}, {row.company or 'unknown company'} ({result.grade}/{result.engagement})"
-        score = {"fit": result.fit, "grade": result.grade, "engagement": result.engagement}
-        rows = hand_over(
-            scoring, row, owner, f"hot:{row.id}:{number}", subject, reasons, events, score, now, "lead.hot"
+        subject = f"Hot lead: {name}, {row.company or 'unknown company'} ({score['grade']}/{score['engagement']})"
+        notes = hand_over(
+            scoring, row, owner, f"hot:{row.id}:{number}", subject, item.detail["why"], events, score, now, "lead.hot"
         )
-        self.store.notifications.add(conn, rows)
+        self.store.notifications.add(conn, notes)
         # Wake the lead's enrolments so scenarios that exit on "became_hot" do so now.
         self.store.enrolments.wake(conn, row.id, now)
+        return True
+
+    def _hand_over_account(
+        self, scoring: CompiledScoring, conn: Connection, item: _Wanted, owner: Owner, now: datetime
+    ) -> bool:
+        key = item.account or ""
+        detail = item.detail
+        number = self.store.accounts.times_released(conn, item.candidate.key) + 1
+        self.store.accounts.set_stage(conn, key, Stage.HOT, detail["engagement"], detail["people"], owner.email, now)
+        self.store.notifications.add(
+            conn, account_hand_over(scoring, key, owner, f"account-hot:{key}:{number}", detail, item.lead_id, now)
+        )
+        return True
+
+    def release(self, ids: Sequence[int] | None, by: str) -> list[tuple[str, str]]:
+        """Let held promotions through (all of them for None): (key, what happened) for each."""
+        scoring = self.catalog.scoring
+        if scoring is None:
+            return []
+        now = self.clock.now()
+        wanted = set(ids) if ids is not None else None
+        done: list[tuple[str, str]] = []
+        for held in self.store.accounts.held():
+            if wanted is not None and held.id not in wanted:
+                continue
+            owner = next((o for o in scoring.model.routing.owners if o.email == held.owner), None)
+            owner = owner or Owner(name=held.owner, email=held.owner)
+            item = _Wanted(
+                Candidate(held.key, held.owner, held.strength), held.kind, held.lead_id, held.account, held.detail
+            )
+            with self.store.transaction() as conn:
+                if not self.store.accounts.claim_held(conn, held.id, by, now):
+                    continue
+                handed = self.hand_over(scoring, conn, item, owner, now, by)
+            done.append((held.key, f"handed to {owner.email}" if handed else "released; the lead had moved on"))
+        return done
 
 
-def _account_key(scoring: CompiledScoring) -> Any:
-    if scoring.model.account.by == "company":
-        return lambda r: (r.company or "").strip().lower() or None
-    return lambda r: r.email.rpartition("@")[2]
+def _people(aggregate: AccountAggregate) -> list[dict[str, Any]]:
+    people = aggregate.engaged or aggregate.members[:10]
+    return [{"id": m.key, "email": m.label, "engagement": round(m.engagement, 1)} for m in people]
+
+
+def _promotion_row(
+    item: _Wanted, candidate: Candidate, status: str, reason: str, now: datetime, by: str | None = None
+) -> dict[str, Any]:
+    return {
+        "key": candidate.key,
+        "kind": item.kind,
+        "lead_id": item.lead_id,
+        "account": item.account,
+        "owner": candidate.owner,
+        "strength": candidate.strength,
+        "status": status,
+        "reason": reason,
+        "detail": item.detail,
+        "created_at": now,
+        "released_at": now if status == PromotionStatus.RELEASED else None,
+        "released_by": by,
+    }

@@ -12,6 +12,7 @@
     store.reports        read-only summaries                        (store/reports.py)
     store.access         API keys and dashboard users               (store/access.py)
     store.consents       consent records, person exports, erasures  (store/consents.py)
+    store.accounts       accounts as accounts; promotions, released or held (store/accounts.py)
 
 Both outboxes are leased work queues over one implementation (store/queue.py). Reads
 use `store.reading()`; a write spanning several parts runs in `store.transaction()` and
@@ -36,6 +37,7 @@ class Store:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         from nurture.store.access import Access
         from nurture.store.consents import Consents
+        from nurture.store.accounts import Accounts
         from nurture.store.enrolments import Enrolments
         from nurture.store.events import Events
         from nurture.store.leads import Leads
@@ -58,6 +60,7 @@ class Store:
         self.reports = Reports(self)
         self.access = Access(self)
         self.consents = Consents(self)
+        self.accounts = Accounts(self)
 
     @classmethod
     def open(cls, url: str, clock: Clock) -> Store:

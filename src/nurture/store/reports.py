@@ -75,7 +75,7 @@ class ScenarioActivity:
     enrolments: list[ActivityEnrolment]
     visits: list[tuple[str, int]]  # (step, times entered), all versions, all time
     sends: list[ActivitySend]
-    events: dict[int, list[EventRecord]]  # by lead: opens, clicks, unsubscribes, bounces
+    events: dict[int, list[EventRecord]]  # by lead: opens, clicks, hidden-link requests, unsubscribes, bounces
     changes: dict[int, list[tuple[datetime, str]]]  # by lead: (when, new stage)
 
 
@@ -344,7 +344,13 @@ class Reports(Part):
             lead_ids = sorted({s.lead_id for s in sends} | {r.lead_id for r in enrolments})
             events: dict[int, list[EventRecord]] = defaultdict(list)
             changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
-            email_events = (EventType.OPEN, EventType.CLICK, EventType.UNSUBSCRIBE, EventType.BOUNCE)
+            email_events = (
+                EventType.OPEN,
+                EventType.CLICK,
+                EventType.HONEYPOT,
+                EventType.UNSUBSCRIBE,
+                EventType.BOUNCE,
+            )
             for start in range(0, len(lead_ids), 500):
                 chunk = lead_ids[start : start + 500]
                 for ev in conn.execute(

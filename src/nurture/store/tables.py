@@ -292,9 +292,42 @@ class ErasureLog(SQLModel, table=True):
     at: datetime = _ts()
     actor: str = Field(max_length=200)
     rows: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
+class Account(SQLModel, table=True):
+    """An account's standing as an account: hot when its engagement crossed its own line."""
+
+    key: str = Field(primary_key=True, max_length=300)
+    stage: str = Field(default="cold", max_length=20)
+    engagement: float = 0.0
+    people: list[Any] = Field(default_factory=list, sa_column=Column(json_type(), nullable=False))
+    owner: str | None = Field(default=None, max_length=200)
+    changed_at: datetime = _ts()
+
+
+class Promotion(SQLModel, table=True):
+    """Every promotion the scores asked for (a lead, or an account), released to sales or held.
+
+    Held promotions wait for review (`nurture score release`); released ones count against
+    the owner's limit within the window.
+    """
+
+    __table_args__ = (Index("ix_promotion_status", "status", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=320)  # lead:<id> | account:<key>
+    kind: str = Field(max_length=10)  # lead | account
+    lead_id: int | None = Field(default=None, foreign_key="lead.id")
+    account: str | None = Field(default=None, max_length=300)
+    owner: str = Field(max_length=200)
+    strength: float = 0.0
+    status: str = Field(max_length=10)  # released | held
+    reason: str = ""
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
+    created_at: datetime = _ts()
+    released_at: datetime | None = _ts(default=None, nullable=True)
+    released_by: str | None = Field(default=None, max_length=200)
 
 
 # Named handles on the tables, for the SQL of the store's modules.
+ACCOUNTS: Table = Account.__table__  # type: ignore[attr-defined]
 ACTIVITIES: Table = Activity.__table__  # type: ignore[attr-defined]
 API_KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
 AUDIT_LOG: Table = AuditLog.__table__  # type: ignore[attr-defined]
@@ -304,6 +337,7 @@ EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 LIFECYCLE_CHANGES: Table = LifecycleChange.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS: Table = Notification.__table__  # type: ignore[attr-defined]
+PROMOTIONS: Table = Promotion.__table__  # type: ignore[attr-defined]
 SCENARIO_VERSIONS: Table = ScenarioVersion.__table__  # type: ignore[attr-defined]
 SCORE_HISTORY: Table = ScoreHistory.__table__  # type: ignore[attr-defined]
 SENDS: Table = Send.__table__  # type: ignore[attr-defined]
@@ -315,6 +349,7 @@ ERASURE_LOG: Table = ErasureLog.__table__  # type: ignore[attr-defined]
 
 
 __all__ = [
+    "ACCOUNTS",
     "ACTIVITIES",
     "API_KEYS",
     "AUDIT_LOG",
@@ -326,12 +361,14 @@ __all__ = [
     "LEADS",
     "LIFECYCLE_CHANGES",
     "NOTIFICATIONS",
+    "PROMOTIONS",
     "SCENARIO_VERSIONS",
     "SCORE_HISTORY",
     "SENDS",
     "SETTINGS",
     "STEP_VISITS",
     "SUPPRESSIONS",
+    "Account",
     "Activity",
     "ApiKey",
     "AuditLog",
@@ -343,6 +380,7 @@ __all__ = [
     "Lead",
     "LifecycleChange",
     "Notification",
+    "Promotion",
     "ScenarioVersion",
     "ScoreHistory",
     "Send",

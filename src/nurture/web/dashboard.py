@@ -101,7 +101,31 @@ def inbox(request: Request, _: User) -> Response:
     """Hot leads waiting for sales, newest promotion first, and what sales decided lately."""
     w = web(request)
     found = w.store.reports.inbox()
-    return w.page(request, "inbox.html", hot=found.hot, recent=found.recent, flash=request.session.pop("flash", None))
+    return w.page(
+        request,
+        "inbox.html",
+        hot=found.hot,
+        recent=found.recent,
+        accounts=w.store.accounts.hot(),
+        held=w.store.accounts.held(limit=200),
+        held_count=w.store.accounts.held_count(),
+        flash=request.session.pop("flash", None),
+    )
+
+
+@router.post("/promotions/release", dependencies=[Csrf])
+def release_promotions(request: Request, who: User, promotion: Annotated[int | None, Form()] = None) -> Response:
+    """Let held promotions through: one (`promotion`), or all of them."""
+    w = web(request)
+    scoring = w.scoring
+    if scoring is None:
+        request.session["flash"] = {"ok": False, "text": "no valid scoring file: nothing released"}
+        return RedirectResponse("/inbox", status_code=303)
+    catalog = Catalog(w.store, w.settings.scenarios_dir, w.settings.templates_dir)
+    catalog.scoring = scoring
+    done = Qualifier(w.store, catalog, w.clock).release(None if promotion is None else [promotion], who)
+    request.session["flash"] = {"ok": True, "text": f"{len(done)} promotion(s) released"}
+    return RedirectResponse("/inbox", status_code=303)
 
 
 @router.post("/leads/{lead_id}/feedback", dependencies=[Csrf])
@@ -158,9 +182,12 @@ def lead_page(request: Request, lead_id: int, _: User) -> Response:
                 "detail": f"{s.scenario_id} / {s.step}" + (f" — {s.last_error}" if s.last_error else ""),
             }
         )
+    verdicts = {(a.type, a.at): a.verdict for a in result.activity} if result is not None else {}
     for e in events:
         detail = ", ".join(f"{k}={v}" for k, v in (e.props or {}).items() if k not in ("sent_at", "user_agent"))
-        timeline.append({"at": e.at, "kind": e.type, "text": detail, "detail": ""})
+        verdict = verdicts.get((e.type, e.at))
+        said = f"{verdict.kind}{' (counts once)' if verdict.repeat else ''}: {verdict.reason}" if verdict else ""
+        timeline.append({"at": e.at, "kind": e.type, "text": detail, "detail": said.rstrip(": ")})
     for c in changes:
         timeline.append(
             {
