@@ -113,6 +113,7 @@ class AccountAggregate:
     """An account's engagement, computed once per account per run.
 
     `members` holds everyone with any engagement, strongest first; `size` counts everyone.
+    Looking up one member is O(1), so scoring every member of a big account stays linear.
     """
 
     key: str
@@ -122,14 +123,20 @@ class AccountAggregate:
     hot: bool = False
     engaged: tuple[Member, ...] = ()
     missing: str = ""
+    _counted: dict[Hashable, float] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._counted.update({m.key: m.counted for m in self.members if m.counted > 0})
 
     def counted_for(self, key: Hashable) -> float:
-        return next((m.counted for m in self.members if m.key == key), 0.0)
+        return self._counted.get(key, 0.0)
 
-    def colleagues_of(self, key: Hashable) -> tuple[float, list[Member]]:
-        """What everyone but `key` gave the account, and who gave it (strongest first)."""
-        others = [m for m in self.members if m.key != key and m.counted > 0]
-        return self.total - self.counted_for(key), others
+    def colleagues_of(self, key: Hashable, shown: int = 5) -> tuple[float, int, list[Member]]:
+        """What everyone but `key` gave the account, how many gave something, and the
+        strongest `shown` of them."""
+        mine = self.counted_for(key)
+        top = [m for m in self.members[: shown + 1] if m.key != key and m.counted > 0][:shown]
+        return self.total - mine, len(self._counted) - (1 if key in self._counted else 0), top
 
 
 @dataclass(frozen=True)
@@ -355,17 +362,10 @@ class CompiledScoring:
     def account_part(self, aggregate: AccountAggregate, member: Hashable) -> AccountPart:
         """What `member` gets from its colleagues: weight × their engagement, capped."""
         account = self.model.account
-        given, others = aggregate.colleagues_of(member)
+        given, count, shown = aggregate.colleagues_of(member, ACCOUNT_CONTRIBUTORS_SHOWN)
         uncapped = max(given, 0.0) * account.weight
         points = min(uncapped, account.cap) if account.cap is not None else uncapped
-        return AccountPart(
-            aggregate.key,
-            points,
-            uncapped,
-            account.cap,
-            len(others),
-            tuple(others[:ACCOUNT_CONTRIBUTORS_SHOWN]),
-        )
+        return AccountPart(aggregate.key, points, uncapped, account.cap, count, tuple(shown))
 
     # -- the verdict -----------------------------------------------------------------------
 
