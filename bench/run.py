@@ -35,11 +35,11 @@ from nurture.config import Settings, default_render_processes  # noqa: E402
 from nurture.daemon import Daemon  # noqa: E402
 from nurture.jobs.advance import Advancer  # noqa: E402
 from nurture.jobs.catalog import Catalog  # noqa: E402
+from nurture.jobs.qualify import Qualifier  # noqa: E402
 from nurture.jobs.send import Outbox  # noqa: E402
 from nurture.mail.sender import SmtpPool  # noqa: E402
-from nurture.store import Store  # noqa: E402
-from nurture.jobs.qualify import Qualifier  # noqa: E402
 from nurture.scoring.loader import load_scoring  # noqa: E402
+from nurture.store import Store  # noqa: E402
 from nurture.store.tables import ENROLMENTS, EVENTS, LEADS, SENDS  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
