@@ -147,7 +147,7 @@ def test_simulate_shows_the_chosen_time_and_why_from_bot_free_history(compile_te
         for i in range(8)
     ]
     scoring = load_scoring(ROOT / "scenarios" / "scoring.yaml")
-    assert any("arracuda" in pattern for pattern in scoring.model.bots.user_agents)
+    assert scoring.classify(scanner[:1])[0].kind == "machine"
     timeline = simulate(
         compiled, lead(timezone="Europe/Berlin"), history + scanner, begin, timedelta(days=2), scoring=scoring
     )
