@@ -126,6 +126,19 @@ PLAN: tuple[TablePlan, ...] = (
         next_attempt_at=K, lease_owner=K, lease_until=K, sent_at=K, last_error=M,
     ),
     _plan(
+        "promotion",
+        "lead_id",
+        "a hand-off the scores asked for (released or held for review): deleted with the person",
+        id=K, key=K, kind=K, lead_id=K, account=K, owner=S, strength=K, status=K, reason=M, detail=M,
+        created_at=K, released_at=K, released_by=S,
+    ),
+    _plan(
+        "account",
+        None,
+        "an account (a company or domain) as a whole; its list of engaged people is redacted",
+        key=K, stage=K, engagement=K, people=M, owner=S, changed_at=K,
+    ),
+    _plan(
         "erasure_log",
         None,
         "records that an erasure happened, without personal data",

@@ -36,8 +36,8 @@ from nurture.store.db import is_postgres, make_engine
 class Store:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         from nurture.store.access import Access
-        from nurture.store.consents import Consents
         from nurture.store.accounts import Accounts
+        from nurture.store.consents import Consents
         from nurture.store.enrolments import Enrolments
         from nurture.store.events import Events
         from nurture.store.leads import Leads

@@ -292,6 +292,8 @@ class ErasureLog(SQLModel, table=True):
     at: datetime = _ts()
     actor: str = Field(max_length=200)
     rows: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
+
+
 class Account(SQLModel, table=True):
     """An account's standing as an account: hot when its engagement crossed its own line."""
 
