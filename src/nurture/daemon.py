@@ -181,6 +181,8 @@ class Daemon:
                 untracked_opens=frozenset(
                     sid for sid, c in self.catalog.current.items() if not c.scenario.track_opens
                 ),
+                scenario_utm={sid: c.utm for sid, c in self.catalog.current.items()},
+                name_order=self.catalog.name_order,
             )
         return self.outbox
 

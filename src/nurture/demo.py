@@ -28,6 +28,7 @@ from rich.table import Table
 from nurture.clock import FakeClock
 from nurture.config import Settings
 from nurture.daemon import Daemon
+from nurture.errors import NurtureError
 from nurture.leads import import_leads
 from nurture.store import Store
 from nurture.store.db import make_engine
@@ -124,17 +125,23 @@ class Audience:
 
 
 def run_demo(
-    root: Path, workdir: Path, days: int = 21, seconds_per_day: float = 1.0, console: Console | None = None
+    root: Path,
+    workdir: Path,
+    days: int = 21,
+    seconds_per_day: float = 1.0,
+    console: Console | None = None,
+    leads: Path | None = None,
 ) -> DemoResult:
+    """The daemon on `root`'s scenarios/ and email_templates/ with `leads` (default: the
+    checkout's sample leads) on an accelerated clock, mail captured into `workdir`."""
     console = console or Console()
-    scenarios, templates, leads_file = (
-        root / "scenarios",
-        root / "email_templates",
-        root / "examples" / "leads.csv",
-    )
+    scenarios, templates = root / "scenarios", root / "email_templates"
+    leads_file = leads or root / "examples" / "leads.csv"
+    if not leads_file.exists() and leads is None:
+        leads_file = Path(__file__).resolve().parents[2] / "examples" / "leads.csv"
     for needed in (scenarios, templates, leads_file):
         if not needed.exists():
-            raise SystemExit(f"nurture demo: {needed} not found; run it from the nurture checkout")
+            raise NurtureError(f"nurture demo: {needed} not found (give --project DIR, or run it from the checkout)")
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -165,6 +172,7 @@ def run_demo(
         f"[bold]nurture demo[/] · database {database} · SMTP capture 127.0.0.1:{port} → {maildir}",
         soft_wrap=True,
     )
+    console.print(f"reading scenarios from {scenarios.resolve()}, templates from {templates.resolve()}", soft_wrap=True)
     console.print(
         f"imported {report.created} leads from {leads_file.name}"
         + (f" ({len(report.problems)} rows rejected)" if report.problems else "")

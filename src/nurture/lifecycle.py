@@ -118,7 +118,7 @@ def assign_owner(store: Store, conn: Connection, scoring: CompiledScoring, row: 
 
 
 def hand_over(
-    scoring: CompiledScoring,
+    scoring: CompiledScoring | None,
     row: HandedOver,
     owner: Owner,
     key: str,
@@ -129,7 +129,12 @@ def hand_over(
     now: datetime,
     event: str,
 ) -> list[dict[str, Any]]:
-    """Notification rows (email to the owner, webhook when configured) that hand a lead to sales."""
+    """Notification rows (email to the owner, webhook when configured) that hand a lead to sales.
+
+    Without a scoring file (a project's `default_owner` receives hand-offs) there is no
+    webhook, and the link points at the default dashboard address."""
+    dashboard = scoring.model.routing.dashboard_url if scoring is not None else "http://localhost:8000"
+    webhook = scoring.model.routing.webhook_url if scoring is not None else None
     payload = {
         "event": event,
         "lead": {
@@ -153,7 +158,7 @@ def hand_over(
             for e in sorted(events, key=lambda e: e.at)[-5:]
         ],
         "owner": {"name": owner.name, "email": owner.email},
-        "link": f"{scoring.model.routing.dashboard_url.rstrip('/')}/leads/{row.id}",
+        "link": f"{dashboard.rstrip('/')}/leads/{row.id}",
         "at": now.isoformat(),
     }
     rows = [
@@ -170,13 +175,13 @@ def hand_over(
             "next_attempt_at": now,
         }
     ]
-    if scoring.model.routing.webhook_url:
+    if webhook:
         rows.append(
             {
                 **rows[0],
                 "key": f"{key}:webhook",
                 "kind": NotificationKind.WEBHOOK,
-                "target": scoring.model.routing.webhook_url,
+                "target": webhook,
                 "subject": "",
             }
         )

@@ -22,8 +22,8 @@ from nurture.errors import NurtureError
 
 # The order of `nurture --help`: the way through the README, not the order of the modules.
 HELP_ORDER = (
-    *("validate", "schema", "graph", "simulate", "report", "run", "status", "serve", "demo"),
-    *("db", "leads", "sales", "score", "events", "api-key", "users"),
+    *("validate", "schema", "graph", "simulate", "send-test", "report", "run", "status", "serve", "demo"),
+    *("db", "leads", "lists", "sales", "score", "events", "api-key", "users"),
 )
 app.registered_commands.sort(key=lambda c: HELP_ORDER.index(c.name or getattr(c.callback, "__name__", "")))
 app.registered_groups.sort(key=lambda g: HELP_ORDER.index(g.name or ""))
@@ -36,6 +36,9 @@ def main() -> None:
     except NurtureError as exc:
         typer.echo(str(exc), err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
 
 
 __all__ = ["app", "main"]

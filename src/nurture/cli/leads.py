@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from nurture.cli.common import ActorOption, DatabaseOption, ReasonOption, _settings, _store, app, fail
 from nurture.clock import SystemClock
+from nurture.config import Settings
+from nurture.errors import NurtureError
+from nurture.runtime.engine import LeadView
+from nurture.store import Store
+from nurture.store.leads import lead_view
+from nurture.vocabulary import EnrolmentStatus
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 leads_app = typer.Typer(help="Import and inspect leads.", no_args_is_help=True)
 app.add_typer(leads_app, name="leads")
@@ -33,7 +43,8 @@ def leads_import(path: Path, db: DatabaseOption = None) -> None:
 def leads_show(email: str, db: DatabaseOption = None) -> None:
     """Show one lead: fields, score, enrolments and recent emails."""
 
-    store = _store(_settings(db))
+    settings = _settings(db)
+    store = _store(settings)
     lead = store.leads.by_email(email)
     if lead is None:
         fail(f"no lead with email {email}")
@@ -44,12 +55,19 @@ def leads_show(email: str, db: DatabaseOption = None) -> None:
     for key, value in custom.items():
         typer.echo(f"{key:>18}: {value}  (custom)")
     typer.echo("enrolments:")
+    view = lead_view(lead._mapping)
+    now = SystemClock().now()
     for row in store.enrolments.of_lead(lead.id):
+        explained = _waiting(store, settings, row, view, now)
+        due = ""
+        if row.due_at:
+            due = f", due {row.due_at:%Y-%m-%d %H:%M} UTC" + (f" ({explained[0]})" if explained else "")
         typer.echo(
-            f"  {row.scenario_id} v{row.scenario_version}: {row.status} at '{row.state}'"
-            f"{f', due {row.due_at:%Y-%m-%d %H:%M} UTC' if row.due_at else ''}"
+            f"  {row.scenario_id} v{row.scenario_version}: {row.status} at '{row.state}'{due}"
             f"{f' ({row.exit_reason})' if row.exit_reason else ''}"
         )
+        if explained and row.status == EnrolmentStatus.ACTIVE:
+            typer.echo(f"      {explained[1]}")
     typer.echo("emails:")
     for row in store.sends.of_lead(lead.id):
         when = row.sent_at or row.next_attempt_at
@@ -57,6 +75,27 @@ def leads_show(email: str, db: DatabaseOption = None) -> None:
             f"  {when:%Y-%m-%d %H:%M} {row.status:<10} {row.scenario_id}/{row.step} '{row.template}'"
             f"{f' — {row.last_error}' if row.last_error else ''}"
         )
+
+
+def _waiting(store: Store, settings: Settings, row: Any, view: LeadView, now: datetime) -> tuple[str, str] | None:
+    """(due time in the lead's zone, why it waits) for an enrolment, when its scenario loads."""
+    from nurture.jobs.catalog import Catalog
+    from nurture.runtime.engine import FrequencyCap, Position
+    from nurture.runtime.waiting import lead_zone, waiting_reason
+    from nurture.timeutil import local_text, zone
+
+    try:
+        compiled = Catalog(store, settings.scenarios_dir, settings.templates_dir).get(
+            row.scenario_id, row.scenario_version
+        )
+    except NurtureError:
+        return None
+    position = Position(row.state, row.entered_at, row.due_at, row.seq, row.status)
+    cap = FrequencyCap(settings.frequency_cap, settings.frequency_period)
+    with store.reading() as conn:
+        sends = store.sends.recent(conn, [row.lead_id], now - settings.frequency_period).get(row.lead_id, [])
+    local = local_text(row.due_at, zone(lead_zone(compiled, view))) if row.due_at else ""
+    return local, waiting_reason(compiled, position, view, now, recent_sends=sends, cap=cap)
 
 
 sales_app = typer.Typer(help="Sales feedback on leads.", no_args_is_help=True)
@@ -139,3 +178,79 @@ def events_add(
     with store.transaction() as conn:
         store.events.record(conn, lead.id, event_type, when, props)
     typer.echo(f"recorded {event_type} for {email} at {when:%Y-%m-%d %H:%M} UTC")
+
+
+lists_app = typer.Typer(help="Static and suppression lists (declared in scenarios/project.yaml).", no_args_is_help=True)
+app.add_typer(lists_app, name="lists")
+
+
+@lists_app.command("import")
+def lists_import(
+    name: Annotated[str, typer.Argument(help="List name, as declared under 'lists:' in the project file")],
+    path: Annotated[Path, typer.Argument(help="CSV with an 'email' column, or one address per line")],
+    replace: Annotated[bool, typer.Option("--replace", help="Replace the list's members instead of adding")] = False,
+    project: Annotated[
+        Path | None, typer.Option("--project", help="Project folder with scenarios/ (default: ./scenarios)")
+    ] = None,
+    db: DatabaseOption = None,
+) -> None:
+    """Add the addresses of a file to a list; bad rows are reported by line and nothing is stored."""
+    import csv
+    import io
+
+    from nurture.hints import did_you_mean
+    from nurture.scenario.projectfile import load_project
+
+    settings = _settings(db)
+    folder = project / "scenarios" if project else settings.scenarios_dir
+    declared = load_project(folder).settings.lists
+    if name not in declared:
+        fail(
+            f"list '{name}' is not declared in {folder / 'project.yaml'} — "
+            + (did_you_mean(name, declared) if declared else "add it under 'lists:' first")
+        )
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot read ({exc})")
+    lines = text.splitlines()
+    header = [c.strip().lower() for c in next(csv.reader([lines[0]]))] if lines else []
+    emails: list[str] = []
+    problems = []
+    if "email" in header:
+        column = header.index("email")
+        for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if number == 1 or not any(c.strip() for c in row):
+                continue
+            value = row[column].strip() if column < len(row) else ""
+            if _EMAIL.match(value):
+                emails.append(value)
+            else:
+                problems.append(f"{path}:{number}: not an email address: {value!r}")
+    else:
+        for number, line in enumerate(lines, start=1):
+            value = line.strip()
+            if not value or value.startswith("#"):
+                continue
+            if _EMAIL.match(value):
+                emails.append(value)
+            else:
+                problems.append(f"{path}:{number}: not an email address: {value!r}")
+    if problems:
+        fail("\n".join(problems) + f"\nnothing imported ({len(problems)} bad row(s))")
+    store = _store(settings)
+    with store.transaction() as conn:
+        removed = store.lists.clear(conn, name) if replace else 0
+        added = store.lists.add(conn, name, emails, SystemClock().now())
+    kind = "suppression list" if declared[name].suppress else "list"
+    typer.echo(f"{kind} '{name}': {added} added" + (f" (replaced {removed})" if replace else ""))
+
+
+@lists_app.command("show")
+def lists_show(db: DatabaseOption = None) -> None:
+    """Each list and how many addresses it holds."""
+    sizes = _store(_settings(db)).lists.sizes()
+    for list_name, size in sorted(sizes.items()):
+        typer.echo(f"{list_name}: {size}")
+    if not sizes:
+        typer.echo("no lists imported yet")

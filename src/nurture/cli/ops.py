@@ -7,13 +7,32 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from nurture.cli.common import DatabaseOption, _settings, _store, app, fail
 from nurture.clock import SystemClock
-from nurture.errors import ValidationFailed
+from nurture.config import Settings
+from nurture.errors import NurtureError, ValidationFailed
+from nurture.store import Store
 from nurture.store.db import make_engine
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from nurture.daemon import Daemon, Totals
-from nurture.cli.common import DatabaseOption, _settings, _store, app, fail
+
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option("--project", help="Project folder with scenarios/ and email_templates/ (default: the current folder)"),
+]
+
+
+def project_settings(project: Path | None, db: str | None = None) -> Settings:
+    """Settings with the scenarios and templates of `project` (else of the environment)."""
+    if project is None:
+        return _settings(db)
+    if not (project / "scenarios").is_dir():
+        raise NurtureError(f"{project}: no scenarios/ folder in this project")
+    return _settings(db, scenarios_dir=project / "scenarios", templates_dir=project / "email_templates")
+
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -37,6 +56,7 @@ def run(
     ] = False,
     host: Annotated[str, typer.Option(help="With --serve: interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="With --serve: TCP port")] = 8025,
+    project: ProjectOption = None,
 ) -> None:
     """Run the daemon: enrol, advance and send on a schedule until SIGTERM/SIGINT."""
     import asyncio
@@ -46,7 +66,10 @@ def run(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    settings = _settings(db)
+    settings = project_settings(project, db)
+    typer.echo(
+        f"reading scenarios from {settings.scenarios_dir.resolve()}, templates from {settings.templates_dir.resolve()}"
+    )
     daemon = Daemon(settings, SystemClock())
     try:
         daemon.load()
@@ -85,7 +108,9 @@ def status(db: DatabaseOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    info = _store(_settings(db)).reports.status()
+    settings = _settings(db)
+    store = _store(settings)
+    info = store.reports.status()
     console = Console()
     table = Table(title=f"Enrolments ({info['leads']} leads, {info['due_now']} due now)", title_justify="left")
     for column in ("scenario", "status", "state", "count"):
@@ -104,6 +129,35 @@ def status(db: DatabaseOption = None) -> None:
     )
     for row in info["failures"]:
         console.print(f"  {row.status}: {row.email} {row.step}: {row.last_error}")
+    _why_waiting(store, settings, console)
+
+
+def _why_waiting(store: Store, settings: Settings, console: Console) -> None:
+    """The next leads in line and what each waits for, in its own time (a closed send window,
+    a holiday, the frequency cap, a wait): why nothing is being sent right now."""
+    from nurture.jobs.catalog import Catalog
+    from nurture.runtime.engine import FrequencyCap, Position
+    from nurture.runtime.waiting import waiting_reason
+    from nurture.store.leads import lead_view
+
+    waiting = store.reports.waiting(10)
+    if not waiting:
+        return
+    catalog = Catalog(store, settings.scenarios_dir, settings.templates_dir)
+    cap = FrequencyCap(settings.frequency_cap, settings.frequency_period)
+    now = store.clock.now()
+    console.print("next up (why nothing is sent for them yet):")
+    for row, lead in waiting:
+        try:
+            compiled = catalog.get(row.scenario_id, row.scenario_version)
+        except NurtureError as exc:
+            console.print(f"  {lead.email} {row.scenario_id}: {exc}")
+            continue
+        with store.reading() as conn:
+            sends = store.sends.recent(conn, [lead.id], now - cap.period).get(lead.id, [])
+        position = Position(row.state, row.entered_at, row.due_at, row.seq, row.status)
+        reason = waiting_reason(compiled, position, lead_view(lead._mapping), now, recent_sends=sends, cap=cap)
+        console.print(f"  {lead.email} {row.scenario_id}: {reason}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -128,8 +182,18 @@ def demo(
     days: Annotated[int, typer.Option(help="Simulated days")] = 21,
     seconds_per_day: Annotated[float, typer.Option(help="Real seconds per simulated day")] = 1.0,
     workdir: Annotated[Path, typer.Option(help="Where the database and maildir go")] = Path("nurture-demo"),
+    project: ProjectOption = None,
+    leads: Annotated[
+        Path | None, typer.Option(help="Leads to import (default: the project's leads.csv, else the sample leads)")
+    ] = None,
 ) -> None:
-    """Run nurture end to end on SQLite with a local SMTP capture and an accelerated clock."""
+    """Run nurture end to end on SQLite with a local SMTP capture and an accelerated clock:
+    the sample scenarios, or your own with --project."""
     from nurture.demo import run_demo
 
-    run_demo(Path.cwd(), workdir, days=days, seconds_per_day=seconds_per_day)
+    root = project or Path.cwd()
+    if project is not None and not (project / "scenarios").is_dir():
+        fail(f"{project}: no scenarios/ folder in this project")
+    if leads is None and project is not None and (project / "leads.csv").is_file():
+        leads = project / "leads.csv"
+    run_demo(root, workdir, days=days, seconds_per_day=seconds_per_day, leads=leads)

@@ -13,6 +13,7 @@ from nurture.runtime import effects as fx
 from nurture.runtime.engine import FrequencyCap, Position, StepResult, step
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EventRecord
+from nurture.scoring.model import Owner
 from nurture.store import Store
 from nurture.store.enrolments import Claimed, EnrollmentUpdate
 from nurture.store.leads import LeadRow, lead_view
@@ -29,6 +30,11 @@ class AdvanceStats:
     lost: int = 0
     emails: int = 0
     finished: int = 0
+
+
+# Why a hand-off reached nobody, kept in the lead's audit log (validate rejects such a project,
+# so this happens only with a scoring file removed under a running daemon).
+NO_OWNER = "no scoring file routes hand-offs and the project has no default_owner"
 
 
 class Advancer:
@@ -113,30 +119,42 @@ class Advancer:
         return total
 
     def _hand_over(
-        self, effect: fx.NotifySales, scenario: str, row: LeadRow, events: list[EventRecord], now: datetime
-    ) -> list[dict[str, Any]]:
+        self,
+        effect: fx.NotifySales,
+        compiled: CompiledScenario,
+        row: LeadRow,
+        events: list[EventRecord],
+        now: datetime,
+    ) -> tuple[list[dict[str, Any]], Owner | None]:
         """A scenario's notify_sales step: the same email and webhook as a promotion, to the
-        lead's owner (or the routed one), keyed by the step visit so it goes out once."""
+        lead's owner (or the routed one, or the project's default owner), keyed by the step
+        visit so it goes out once. No owner: no rows, and the caller records why."""
         scoring = self.catalog.scoring
-        if scoring is None:
-            return []
-        owner = next((o for o in scoring.model.routing.owners if o.email == row.owner), None)
+        project = compiled.loaded.project
+        owner: Owner | None = None
+        if scoring is not None:
+            owner = next((o for o in scoring.model.routing.owners if o.email == row.owner), None)
+            if owner is None:
+                owner, _ = route_owner(scoring, row, row.id)
+        elif project is not None and project.default_owner is not None:
+            owner = Owner(name=project.default_owner.name, email=project.default_owner.email)
         if owner is None:
-            owner, _ = route_owner(scoring, row, row.id)
+            return [], None
         name = " ".join(p for p in (row.first_name, row.last_name) if p) or row.email
         score = {"fit": row.score_fit, "grade": row.grade, "engagement": row.score_engagement}
-        return hand_over(
+        rows = hand_over(
             scoring,
             row,
             owner,
             f"step:{effect.idempotency_key}",
-            f"Handed over by '{scenario}': {name}, {row.company or 'unknown company'}",
+            f"Handed over by '{compiled.scenario.name}': {name}, {row.company or 'unknown company'}",
             [effect.message],
             events,
             score,
             now,
             "lead.handed_over",
         )
+        return rows, owner
 
     def _step(
         self, item: Claimed, row: LeadRow, events: list[EventRecord], sends: list[datetime], now: datetime
@@ -217,8 +235,16 @@ class Advancer:
                 changes["remove_tags"] += effect.remove_tags
                 changes["score_delta"] += effect.score_delta
             elif isinstance(effect, fx.NotifySales):
-                notified.append({"step": effect.step, "message": effect.message, "key": effect.idempotency_key})
-                update.notifications += self._hand_over(effect, compiled.scenario.name, row, events, now)
+                rows, owner = self._hand_over(effect, compiled, row, events, now)
+                handed: dict[str, Any] = {"step": effect.step, "message": effect.message, "key": effect.idempotency_key}
+                if owner is None:
+                    handed["undelivered"] = NO_OWNER
+                else:
+                    handed["owner"] = owner.email
+                    if row.owner != owner.email:
+                        changes["set"]["owner"] = owner.email
+                notified.append(handed)
+                update.notifications += rows
             elif isinstance(effect, fx.Finished):
                 update.finished_at, update.exit_reason = effect.at, effect.reason
         if changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"]:

@@ -14,6 +14,8 @@ from nurture.scenario.loader import (
     load_scenario_text,
     scenario_files,
 )
+from nurture.scenario.projectcheck import check_project
+from nurture.scenario.projectfile import load_project
 from nurture.scenario.yamlsource import LineDict, parse_yaml
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.loader import check_scoring_data, is_scoring_document
@@ -57,6 +59,7 @@ class Catalog:
         self.current: dict[str, CompiledScenario] = {}
         self.scoring: CompiledScoring | None = None
         self._versions: dict[tuple[str, str], CompiledScenario] = {}
+        self.name_order = "auto"
 
     def reload(self) -> list[str]:
         """(Re)load the scenario files; a file that fails validation is refused as a whole.
@@ -83,6 +86,10 @@ class Catalog:
                     f"{path}: scenario id '{compiled.id}' is also used by {found[compiled.id].loaded.path}"
                 )
             found[compiled.id] = compiled
+        if not problems and found:
+            project = load_project(self.scenarios_dir)
+            problems = check_project([c.loaded for c in found.values()], scoring is not None, project)
+            self.name_order = project.settings.name_order
         if problems:
             raise ValidationFailed(problems)
         for scenario_id, compiled in found.items():

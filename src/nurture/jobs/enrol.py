@@ -16,6 +16,8 @@ from nurture.jobs.catalog import Catalog
 from nurture.runtime.engine import start
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EventRecord, EventsView, Record
+from nurture.scenario.model import Scenario
+from nurture.scenario.programs import entry_verdict, exclusive
 from nurture.store import Store
 from nurture.store.leads import LeadRow, lead_view
 from nurture.vocabulary import EnrolmentStatus
@@ -37,7 +39,19 @@ class Enroller:
 
     def run_once(self) -> dict[str, int]:
         now = self.clock.now()
-        return {sid: self._scenario(compiled, now) for sid, compiled in self.catalog.current.items()}
+        # Higher-priority programs first: a lead that qualifies for two exclusive ones at once
+        # goes into the one that wins.
+        ordered = sorted(self.catalog.current.items(), key=lambda item: -item[1].scenario.priority)
+        return {sid: self._scenario(compiled, now) for sid, compiled in ordered}
+
+    def _programs(self, compiled: CompiledScenario) -> tuple[list[Scenario], frozenset[str], bool]:
+        """(scenarios exclusive with this one, the project's suppression lists, whether list
+        memberships matter): what entry decisions beyond `entry.when` need to know."""
+        others = [c.scenario for c in self.catalog.current.values() if exclusive(compiled.scenario, c.scenario)]
+        project = compiled.loaded.project
+        suppression = project.suppression_lists if project is not None else frozenset()
+        entry = compiled.scenario.entry
+        return others, suppression, bool(suppression or entry.lists or entry.not_lists)
 
     def _scenario(self, compiled: CompiledScenario, now: datetime) -> int:
         key_mark, key_full = f"enrol:{compiled.id}:{compiled.version}", f"enrol-full:{compiled.id}"
@@ -54,6 +68,8 @@ class Enroller:
             from nurture.timeutil import parse_duration
 
             cooldown = parse_duration(policy.cooldown)
+        others, suppression, needs_lists = self._programs(compiled)
+        by_id = {s.id: s for s in others}
         enrolled = 0
         after_id = 0
         while True:
@@ -76,12 +92,27 @@ class Enroller:
                     continue
                 rows = self.store.leads.in_(conn, open_ids)
                 events = self.store.events.for_leads(conn, open_ids, now - self.events_lookback) if uses_events else {}
+                memberships = self.store.lists.of(conn, [r.email for r in rows]) if needs_lists else {}
+                elsewhere = self.store.enrolments.active_in(conn, [r.id for r in rows], list(by_id)) if others else {}
                 new = []
+                leaving: list[tuple[int, tuple[str, ...]]] = []
                 for row in rows:
                     if sources and row.source not in sources:
                         continue
                     if not self._matches(compiled, row, events.get(row.id, []), now):
                         continue
+                    if needs_lists or others:
+                        verdict = entry_verdict(
+                            compiled.scenario,
+                            {"source": row.source},
+                            lists=memberships.get(row.email, ()),
+                            suppression=suppression,
+                            active=[by_id[s] for s in sorted(elsewhere.get(row.id, ()))],
+                        )
+                        if not verdict.enters:
+                            continue
+                        if verdict.leaves:
+                            leaving.append((row.id, verdict.leaves))
                     position = start(compiled, now)
                     new.append(
                         {
@@ -97,6 +128,9 @@ class Enroller:
                         }
                     )
                 enrolled += self.store.enrolments.enrol(conn, new)
+                for lead_id, left in leaving:
+                    reason = f"left for '{compiled.id}' (priority {compiled.scenario.priority})"
+                    self.store.enrolments.leave(conn, lead_id, left, reason, now)
         with self.store.transaction() as conn:
             self.store.settings.put(conn, key_mark, now.isoformat())
             if full:

@@ -112,6 +112,8 @@ class Outbox:
         templates_dir: Path | None = None,
         scenario_names: dict[str, str] | None = None,
         untracked_opens: frozenset[str] = frozenset(),
+        scenario_utm: dict[str, dict[str, str]] | None = None,
+        name_order: str = "auto",
     ) -> None:
         self.store = store
         self.settings = settings
@@ -130,6 +132,8 @@ class Outbox:
             signer=signer_from_settings(settings),
             return_path=return_path_from_settings(settings),
             sender=settings.sender_identity,
+            scenario_utm=scenario_utm or {},
+            name_order=name_order,
         )
         self._renderers: ProcessPoolExecutor | None = None
         # A send starts before half the lease has passed and lasts at most one SMTP timeout,

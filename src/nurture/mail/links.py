@@ -40,14 +40,6 @@ def with_utm(url: str, utm: Mapping[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="/:@{}")))
 
 
-def utm_for(scenario_id: str, scenario_utm: Mapping[str, str], project_utm: Mapping[str, str]) -> dict[str, str]:
-    """A scenario's UTM parameters over the project's; the campaign defaults to the scenario id."""
-    merged = {**project_utm, **scenario_utm}
-    if merged and not {"campaign", "utm_campaign"} & set(merged):
-        merged["campaign"] = scenario_id
-    return merged
-
-
 def link_name(url: str) -> str:
     """A readable name for a link without `data-link`: host and path, e.g. 'acme.example/pricing'."""
     parts = urlsplit(url)

@@ -38,6 +38,7 @@ from nurture.scenario.model import (
     Wait,
     WaitFor,
 )
+from nurture.scenario.projectfile import utm_for
 from nurture.timeutil import ClosedDays, SendWindow, WeekdayTime, parse_clock_time, parse_duration, parse_month_day
 
 
@@ -210,6 +211,7 @@ class CompiledScenario:
         )
         self.window_zone = window.timezone
         self.language_field = project.language_field if project else "language"
+        self.utm = utm_for(self.id, self.scenario.utm, project.utm if project else {})
         self.default_language = (project.default_language if project else None) or ""
         self._plain = {
             s.template: loaded.templates.exists(s.template)

@@ -9,6 +9,7 @@ the file gets the defaults.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -171,6 +172,14 @@ def load_project_text(text: str, path: Path) -> LoadedProject:
         return LoadedProject(DEFAULTS, path, [Diagnostic(str(path), 1, "a project file starts with 'project:'")])
     settings, problems = check_project_data(data, str(path))
     return LoadedProject(settings or DEFAULTS, path, problems)
+
+
+def utm_for(scenario_id: str, scenario_utm: Mapping[str, str], project_utm: Mapping[str, str]) -> dict[str, str]:
+    """A scenario's UTM parameters over the project's; the campaign defaults to the scenario id."""
+    merged = {**project_utm, **scenario_utm}
+    if merged and not {"campaign", "utm_campaign"} & set(merged):
+        merged["campaign"] = scenario_id
+    return merged
 
 
 def unknown_event_hint(name: str, settings: ProjectSettings) -> str:

@@ -3,6 +3,7 @@
 `Store` is the facade the rest of nurture holds. Its parts, one per family of tables:
 
     store.leads          leads, suppressions, stage changes        (store/leads.py)
+    store.lists          static and suppression lists               (store/lists.py)
     store.events         behaviour events                           (store/events.py)
     store.enrolments     enrolments; the advance job's claim/apply  (store/enrolments.py)
     store.sends          the email outbox                           (store/sends.py)
@@ -41,6 +42,7 @@ class Store:
         from nurture.store.enrolments import Enrolments
         from nurture.store.events import Events
         from nurture.store.leads import Leads
+        from nurture.store.lists import Lists
         from nurture.store.notifications import Notifications
         from nurture.store.reports import Reports
         from nurture.store.sends import Sends
@@ -51,6 +53,7 @@ class Store:
         self.clock = clock
         self.postgres = is_postgres(engine)
         self.leads = Leads(self)
+        self.lists = Lists(self)
         self.events = Events(self)
         self.enrolments = Enrolments(self)
         self.sends = Sends(self)

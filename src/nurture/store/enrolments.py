@@ -385,6 +385,46 @@ class Enrolments(Part):
             .values(due_at=now)
         )
 
+    def active_in(self, conn: Connection, lead_ids: Sequence[int], scenario_ids: Sequence[str]) -> dict[int, set[str]]:
+        """lead id → which of `scenario_ids` it is active in (for programs that exclude each other)."""
+        found: dict[int, set[str]] = {}
+        if not lead_ids or not scenario_ids:
+            return found
+        rows = conn.execute(
+            select(ENROLMENTS.c.lead_id, ENROLMENTS.c.scenario_id).where(
+                ENROLMENTS.c.lead_id.in_(lead_ids),
+                ENROLMENTS.c.status == EnrolmentStatus.ACTIVE,
+                ENROLMENTS.c.scenario_id.in_(scenario_ids),
+            )
+        )
+        for lead_id, scenario_id in rows:
+            found.setdefault(lead_id, set()).add(scenario_id)
+        return found
+
+    def leave(self, conn: Connection, lead_id: int, scenario_ids: Sequence[str], reason: str, now: datetime) -> int:
+        """End a lead's active enrolments in `scenario_ids` (it entered a higher-priority program).
+
+        The step counter moves on and the lease is dropped, so a worker stepping one of them
+        right now cannot write its result over this."""
+        result = conn.execute(
+            update(ENROLMENTS)
+            .where(
+                ENROLMENTS.c.lead_id == lead_id,
+                ENROLMENTS.c.scenario_id.in_(scenario_ids),
+                ENROLMENTS.c.status == EnrolmentStatus.ACTIVE,
+            )
+            .values(
+                status=EnrolmentStatus.EXITED,
+                exit_reason=reason[:200],
+                finished_at=now,
+                due_at=None,
+                seq=ENROLMENTS.c.seq + 1,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+        return max(result.rowcount, 0)
+
     def of_lead(self, lead_id: int) -> list[Row[Any]]:
         """Every enrolment of a lead, oldest first."""
         with self.store.reading() as conn:

@@ -150,6 +150,20 @@ class Reports(Part):
             "leads": leads,
         }
 
+    def waiting(self, limit: int = 10) -> list[tuple[Row[Any], LeadRow]]:
+        """Active enrolments not due yet, soonest first, each with its lead: for `status` to
+        say what they wait for."""
+        now = self.clock.now()
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                select(ENROLMENTS)
+                .where(ENROLMENTS.c.status == EnrolmentStatus.ACTIVE, ENROLMENTS.c.due_at > now)
+                .order_by(ENROLMENTS.c.due_at)
+                .limit(limit)
+            ).all()
+            leads = {lead.id: lead for lead in self.store.leads.in_(conn, [r.lead_id for r in rows])}
+        return [(row, leads[row.lead_id]) for row in rows if row.lead_id in leads]
+
     def funnel(self, scenario_id: str) -> dict[str, Any]:
         with self.store.reading() as conn:
             sent = counts(

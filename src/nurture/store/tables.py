@@ -329,6 +329,17 @@ class Promotion(SQLModel, table=True):
 
 
 # Named handles on the tables, for the SQL of the store's modules.
+class ListMember(SQLModel, table=True):
+    """A member of a static list (or a suppression list) of the project, by email: a list can
+    name people who are not leads yet, such as a customer list imported from the CRM."""
+
+    __tablename__ = "list_member"
+    __table_args__ = (Index("ix_list_member_email", "email"),)
+    list_name: str = Field(primary_key=True, max_length=100)
+    email: str = Field(primary_key=True, max_length=320)
+    added_at: datetime = _ts()
+
+
 ACCOUNTS: Table = Account.__table__  # type: ignore[attr-defined]
 ACTIVITIES: Table = Activity.__table__  # type: ignore[attr-defined]
 API_KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
@@ -338,6 +349,7 @@ ENROLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 LIFECYCLE_CHANGES: Table = LifecycleChange.__table__  # type: ignore[attr-defined]
+LIST_MEMBERS: Table = ListMember.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS: Table = Notification.__table__  # type: ignore[attr-defined]
 PROMOTIONS: Table = Promotion.__table__  # type: ignore[attr-defined]
 SCENARIO_VERSIONS: Table = ScenarioVersion.__table__  # type: ignore[attr-defined]
@@ -362,6 +374,7 @@ __all__ = [
     "EVENTS",
     "LEADS",
     "LIFECYCLE_CHANGES",
+    "LIST_MEMBERS",
     "NOTIFICATIONS",
     "PROMOTIONS",
     "SCENARIO_VERSIONS",
