@@ -211,3 +211,30 @@ def test_status_and_leads_show_say_why_nothing_was_sent_in_the_leads_time(tmp_pa
     )
     assert "next up (why nothing is sent for them yet):" in status.stdout
     assert "hana@tokai.example hello: waiting for the send window at 'greet'" in status.stdout
+
+
+def test_lists_import_checks_the_name_and_every_row(tmp_path: Path) -> None:
+    project = own_project(tmp_path)
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    assert nurture("db", "upgrade", "--db", db).returncode == 0
+    members = tmp_path / "trial.csv"
+    members.write_text("name,email\nTaro,taro@tokai.example\nBroken,not-an-address\n", encoding="utf-8")
+    args = ("lists", "import", "trial_2026", str(members), "--project", str(project), "--db", db)
+    bad = nurture(*args)
+    assert bad.returncode == 1
+    assert f"{members}:3: not an email address: 'not-an-address'" in bad.stderr and "nothing imported" in bad.stderr
+    members.write_text("name,email\nTaro,taro@tokai.example\nHana,hana@tokai.example\n", encoding="utf-8")
+    assert nurture(*args).stdout.strip() == "list 'trial_2026': 2 added"
+    typo = nurture("lists", "import", "trial_2025", str(members), "--project", str(project), "--db", db)
+    assert typo.returncode == 1 and "did you mean 'trial_2026'?" in typo.stderr
+    assert "trial_2026: 2" in nurture("lists", "show", "--db", db).stdout
+
+
+def test_demo_runs_ones_own_project_and_says_where_it_reads_from(tmp_path: Path) -> None:
+    project = own_project(tmp_path)
+    result = nurture(
+        "demo", "--project", str(project), "--days", "2", "--seconds-per-day", "0.5", "--workdir", str(tmp_path / "d")
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"reading scenarios from {(project / 'scenarios').resolve()}" in " ".join(result.stdout.split())
+    assert "scenario trial_onboarding: version" in result.stdout

@@ -11,11 +11,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from nurture.store.tables import ENROLMENTS
 from sqlalchemy import select
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
+from nurture.store.tables import ENROLMENTS
 from tests.http_server import serving
 from tests.integration.conftest import write_scenario
 from tests.integration.test_daemon import import_csv
