@@ -120,7 +120,7 @@ def test_graph_prints_mermaid_and_dot() -> None:
     assert mermaid.stdout.startswith("---\ntitle: Re-engage quiet leads\n---\nflowchart TD")
     assert 's_subject_test -->|"question 50%"| s_ask_question' in mermaid.stdout
     dot = nurture("graph", "scenarios/reengagement.yaml", "--format", "dot")
-    assert dot.stdout.startswith('digraph "reengagement"')
+    assert dot.stdout.startswith('digraph "Re-engage quiet leads"')
 
 
 def test_simulate_engaged_lead_is_handed_to_sales() -> None:
