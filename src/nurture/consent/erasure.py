@@ -98,6 +98,13 @@ PLAN: tuple[TablePlan, ...] = (
         hash_address=True,
         note="the address becomes its keyed hash, so it is never mailed again",
     ),
+    TablePlan(
+        "list_member",
+        {"list_name": K, "email": P, "added_at": K},
+        belongs_by="email",
+        by_address=True,
+        note="the person's memberships of static and suppression lists: deleted",
+    ),
     _plan(
         "audit_log",
         "lead_id",
