@@ -19,6 +19,7 @@ import yaml
 from nurture.errors import Diagnostic, NurtureError, ValidationFailed
 from nurture.hints import did_you_mean
 from nurture.lifecycle import route_owner, scored_stage
+from nurture.mail.footer import SenderIdentity
 from nurture.mail.names import full_name
 from nurture.runtime import effects as fx
 from nurture.runtime.arms import NO_EXPERIMENTS, ExperimentView
@@ -65,6 +66,7 @@ def simulate(
     lists: Collection[str] = (),
     check_entry: bool = True,
     show_email: bool = False,
+    sender: SenderIdentity | None = None,
 ) -> Timeline:
     """The timeline of one lead. With `scoring`, the lead's score and stage follow its
     events as the daemon's qualify job would make them; without, the lead file's score holds.
@@ -96,7 +98,7 @@ def simulate(
         if not verdict.enters:
             refused = [TimelineEntry(begin, "", f"✗ would not enter: {reason}") for reason in verdict.reasons]
             return Timeline(refused, replace(position, due_at=None, status=NOT_ENROLLED), lead, 0, verdict)
-    show = _Show(compiled, scoring, show_email)
+    show = _Show(compiled, scoring, show_email, sender)
     entries: list[TimelineEntry] = [TimelineEntry(begin, compiled.first, "enrolled")]
     sends: list[datetime] = []
     adjustment = 0
@@ -202,6 +204,7 @@ class _Show:
     compiled: CompiledScenario
     scoring: CompiledScoring | None
     show_email: bool
+    sender: SenderIdentity | None = None
 
     def describe(self, effect: fx.Effect, lead: LeadView) -> list[TimelineEntry]:
         if isinstance(effect, fx.SendEmail):
@@ -222,6 +225,7 @@ class _Show:
             "unsubscribe_url": "https://example.invalid/unsubscribe",
             "link": lambda _name, url: url,
             "full_name": full_name(lead.fields, order),
+            "sender": (self.sender or SenderIdentity("", "")).as_context(),
             "now": effect.at,
         }
         try:

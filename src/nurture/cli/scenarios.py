@@ -128,7 +128,16 @@ def simulate(
     scoring = None if fixed_score else find_scoring(path.parent)
     if scoring is not None:
         typer.echo("scores follow the events, as scoring.yaml computes them")
-    timeline = run_simulation(compiled, lead_view, event_list, begin, horizon, scoring=scoring, show_email=show_email)
+    timeline = run_simulation(
+        compiled,
+        lead_view,
+        event_list,
+        begin,
+        horizon,
+        scoring=scoring,
+        show_email=show_email,
+        sender=_settings().sender_identity,
+    )
     typer.echo(format_timeline(timeline, compiled))
 
 
@@ -183,6 +192,7 @@ def send_test(
         settings.mail_domain,
         settings.unsubscribe_mailto,
         name_order=settings_of_project.name_order,
+        sender=settings.sender_identity,
         scenario_utm={"test": dict(settings_of_project.utm)},
     )
     outbox_row = {
