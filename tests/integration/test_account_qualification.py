@@ -187,3 +187,8 @@ def test_the_inbox_shows_hot_accounts_and_held_promotions_and_releases_them(
             accounts is not None and "acme foods" in accounts.group(0) and "p0@acmefoods.example" in accounts.group(0)
         )
         assert "solo@firm.example" in re.search(r'<table id="hot">.*?</table>', page, re.S).group(0)  # type: ignore[union-attr]
+        colleague = daemon.store.leads.by_email("p3@acmefoods.example")
+        assert colleague is not None
+        lead_page = site.get(f"/leads/{colleague.id}").text  # account-hot next to the lead's own stage
+        assert '<span class="stage stage-cold" id="stage">cold</span>' in lead_page
+        assert '<span class="stage stage-hot" id="account-stage">account hot</span>' in lead_page

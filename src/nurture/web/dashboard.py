@@ -22,7 +22,7 @@ from nurture.jobs.catalog import Catalog
 from nurture.jobs.qualify import Qualifier
 from nurture.lifecycle import feedback, feedback_actions, needed_for
 from nurture.scenario.graph import edges, to_mermaid, to_svg
-from nurture.web.context import csrf_token, web
+from nurture.web.context import Web, csrf_token, web
 
 router = APIRouter(include_in_schema=False)
 SCORE_BUCKETS = (0, 10, 20, 40, 60, 80, 100)
@@ -209,9 +209,16 @@ def lead_page(request: Request, lead_id: int, _: User) -> Response:
         history=history,
         result=result,
         needed=needed_for(scoring, lead.grade) if scoring else None,
+        account=_account_of(w, lead.company, lead.email),
         actions=feedback_actions(lead.lifecycle_stage),
         flash=request.session.pop("flash", None),
     )
+
+
+def _account_of(w: Web, company: str | None, email: str) -> Any:
+    """The lead's account as an account (its key, stage, engagement), when accounts count."""
+    key = w.scoring.account_of(company, email) if w.scoring is not None else None
+    return w.store.accounts.by_key(key) if key else None
 
 
 # -- marketing --------------------------------------------------------------------------------
