@@ -238,3 +238,26 @@ def test_demo_runs_ones_own_project_and_says_where_it_reads_from(tmp_path: Path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"reading scenarios from {(project / 'scenarios').resolve()}" in " ".join(result.stdout.split())
     assert "scenario trial_onboarding: version" in result.stdout
+
+
+def test_events_add_records_a_declared_custom_event_as_the_api_takes_it(tmp_path: Path) -> None:
+    from nurture.clock import SystemClock
+    from nurture.store import Store
+    from nurture.store.db import make_engine
+    from nurture.store.tables import EVENTS
+
+    project = own_project(tmp_path)
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    assert nurture("db", "upgrade", "--db", db).returncode == 0
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email,first_name\ntaro@tokai.example,Taro\n", encoding="utf-8")
+    assert nurture("leads", "import", str(leads), "--db", db).returncode == 0
+    env = {"NURTURE_SCENARIOS_DIR": str(project / "scenarios")}
+    added = nurture("events", "add", "taro@tokai.example", "login", "--prop", "plan=pro", "--db", db, env=env)
+    assert added.returncode == 0, added.stderr
+    typo = nurture("events", "add", "taro@tokai.example", "logn", "--db", db, env=env)
+    assert typo.returncode == 1 and "did you mean 'login'?" in typo.stderr
+    store = Store(make_engine(db), SystemClock())
+    with store.reading() as conn:
+        [(kind, props)] = conn.execute(EVENTS.select().with_only_columns(EVENTS.c.type, EVENTS.c.props)).all()
+    assert kind == "custom" and props == {"plan": "pro", "name": "login"}

@@ -162,21 +162,29 @@ def events_add(
     at: Annotated[str | None, typer.Option(help="ISO 8601 instant; default now")] = None,
     db: DatabaseOption = None,
 ) -> None:
-    """Record one event for a lead (the tracking API does this for real traffic)."""
+    """Record one event for a lead (the tracking API does this for real traffic). A custom
+    event declared in the project file is stored as `custom` with its `name`, as the API takes it."""
+    from nurture.hints import did_you_mean
+    from nurture.scenario.projectfile import load_project
     from nurture.simulate import parse_when
     from nurture.vocabulary import EVENT_TYPES
 
-    if event_type not in EVENT_TYPES:
-        fail(f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
-    store = _store(_settings(db))
+    settings = _settings(db)
+    declared = load_project(settings.scenarios_dir).settings.events
+    props = dict(p.split("=", 1) for p in (prop or []) if "=" in p)
+    stored_type = event_type
+    if event_type in declared:
+        stored_type, props = "custom", {**props, "name": event_type}
+    elif event_type not in EVENT_TYPES:
+        fail(f"unknown event type {event_type!r} — {did_you_mean(event_type, [*EVENT_TYPES, *declared])}")
+    store = _store(settings)
     lead = store.leads.by_email(email)
     if lead is None:
         fail(f"no lead with email {email}")
     now = SystemClock().now()
     when = parse_when(at, now, "--at") if at else now
-    props = dict(p.split("=", 1) for p in (prop or []) if "=" in p)
     with store.transaction() as conn:
-        store.events.record(conn, lead.id, event_type, when, props)
+        store.events.record(conn, lead.id, stored_type, when, props)
     typer.echo(f"recorded {event_type} for {email} at {when:%Y-%m-%d %H:%M} UTC")
 
 
