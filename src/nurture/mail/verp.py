@@ -56,7 +56,8 @@ class ReturnPath:
         if not dash or not number.isdigit() or len(number) > 18:
             return None
         send_id = int(number)
-        return send_id if hmac.compare_digest(mac.lower(), self._mac(send_id)) else None
+        # A MAC is hex: anything else (a damaged report may hold any byte) is not ours.
+        return send_id if mac.isascii() and hmac.compare_digest(mac.lower(), self._mac(send_id)) else None
 
 
 def return_path_from_settings(settings: Settings) -> ReturnPath | None:
