@@ -107,7 +107,8 @@ def wait_until_running(log: Path, worker: str, timeout: float = 60) -> None:
     raise AssertionError(f"daemon {worker} did not start:\n{log.read_text()[-2000:]}")
 
 
-def wait_until_done(store: Store, expected_sends: int, timeout: float = 120) -> None:
+def wait_until_done(store: Store, expected_sends: int, timeout: float = 600) -> None:
+    """Wait for every send to be sent and every enrolment finished (generously: a busy machine)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with store.engine.connect() as conn:
