@@ -6,10 +6,12 @@ import asyncio
 import email
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
+from collections.abc import Callable
 
 from aiosmtpd.controller import Controller
 
@@ -20,13 +22,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One accepted message: its Message-ID, the EHLO name of the client that sent it, and
+    when the server accepted it (monotonic clock of the test process)."""
+
+    message_id: str
+    client: str
+    at: float
+
+
 @dataclass
 class Recorder:
     """aiosmtpd handler. `rcpts` lists every RCPT address in order of arrival, and
     `mail_options` the MAIL parameters of every accepted message;
     `mail_reply`, when set, is the reply every MAIL gets; `rcpt_replies` maps an address to
     the reply its RCPT gets;
-    `drop_next` closes the connection on the next N DATA commands; `delay` stalls DATA."""
+    `drop_next` closes the connection on the next N DATA commands; `delay` stalls DATA.
+    `deliveries` timestamps every accepted message; `wait_for` blocks a test thread until a
+    condition on them holds."""
 
     messages: list[EmailMessage] = field(default_factory=list)
     rcpts: list[str] = field(default_factory=list)
@@ -38,7 +52,13 @@ class Recorder:
     data_replies: list[str] = field(default_factory=list)
     drop_next: int = 0
     delay: float = 0.0
+    deliveries: list[Delivery] = field(default_factory=list)
+    in_data: int = 0  # DATA commands being answered right now
     lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if self.mail_reply:
@@ -56,6 +76,16 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.changed:
+            self.in_data += 1
+        try:
+            return await self._data(server, session, envelope)
+        finally:
+            with self.changed:
+                self.in_data -= 1
+                self.changed.notify_all()
+
+    async def _data(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
         with self.lock:
@@ -70,7 +100,32 @@ class Recorder:
             self.mail_options.append(list(envelope.mail_options))
             self.raw.append(envelope.original_content or envelope.content)
             self.mail_from.append(envelope.mail_from)
+            self.deliveries.append(Delivery(str(message["Message-ID"]), str(session.host_name), time.monotonic()))
+            self.changed.notify_all()
         return "250 Message accepted"
+
+    def wait_for(self, condition: Callable[[list[Delivery]], bool], what: str, timeout: float = 120) -> None:
+        """Block until `condition(deliveries)` holds; fail after `timeout` seconds naming `what`."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not condition(self.deliveries):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"SMTP server: waited {timeout:.0f}s for {what}; {len(self.deliveries)} accepted")
+                self.changed.wait(min(left, 0.5))
+
+    def wait_until_idle(self, timeout: float = 60) -> None:
+        """Until no DATA command is being answered (a stalled one finished or was abandoned)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while self.in_data:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"SMTP server: waited {timeout:.0f}s for {self.in_data} DATA replies to end")
+                self.changed.wait(min(left, 0.5))
+
+    def wait_for_messages(self, count: int, timeout: float = 120) -> None:
+        self.wait_for(lambda d: len(d) >= count, f"{count} accepted messages", timeout)
 
     def by_recipient(self) -> dict[str, list[EmailMessage]]:
         found: dict[str, list[EmailMessage]] = {}

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     smtp_tls: bool = False
     smtp_ca_file: str | None = Field(default=None, description="CA bundle for a server with a private certificate")
     smtp_timeout: float = 30.0
+    smtp_helo_name: str | None = Field(
+        default=None, description="Name this host gives in EHLO/HELO; default: its fully qualified domain name"
+    )
     smtp_pool_size: int = 4
     send_rate: float = Field(default=0.0, description="Messages per second across the pool; 0 = unlimited")
     render_processes: int = Field(

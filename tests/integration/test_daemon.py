@@ -9,12 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.leads import import_leads
 from nurture.store.db import make_engine
+from nurture.store.sends import SendMarks
 from nurture.store.tables import ENROLMENTS, LEADS, SENDS, SUPPRESSIONS
 from tests.integration.conftest import copy_samples, ticks, write_scenario
 from tests.smtp_server import SmtpServer
@@ -90,6 +92,29 @@ class WriteLockOnFirstAccept:
         with self.engine.begin():
             self.locked.set()
             self.released_in_time.append(self.release.wait(timeout=20))
+
+
+def marker_waits_for_the_lock(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set once the sender's marker, finding the database busy, starts waiting for the write
+    lock: the moment a test knows the sender has met another writer's lock."""
+    waiting = threading.Event()
+    wait = SendMarks.wait
+
+    def observed(self: SendMarks, *args: Any) -> None:
+        waiting.set()
+        wait(self, *args)
+
+    monkeypatch.setattr(SendMarks, "wait", observed)
+    return waiting
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Wait on the event loop until `condition()` holds; fail after `timeout` naming `what`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"waited {timeout}s for {what}")
+        await asyncio.sleep(0.01)
 
 
 def sends_by_status(daemon: Daemon) -> dict[str, int]:
@@ -420,6 +445,7 @@ def test_a_busy_sqlite_database_does_not_stall_the_sender(
     workspace: Path,
     smtp: SmtpServer,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Another writer takes SQLite's write lock the moment the server accepts the email, so
     the `sent` mark meets a busy database. It must wait off the event loop: the loop stays
@@ -429,11 +455,10 @@ def test_a_busy_sqlite_database_does_not_stall_the_sender(
     daemon = make_daemon(url)
     import_csv(daemon, tmp_path)
     other_writer = WriteLockOnFirstAccept(url, smtp)
+    waiting = marker_waits_for_the_lock(monkeypatch)
 
     async def let_the_other_writer_finish() -> None:
-        while not smtp.messages:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)  # the sender meets the lock meanwhile
+        await until(waiting.is_set, "the sender's mark to meet the other writer's lock")
         other_writer.release.set()
 
     async def scenario() -> None:
@@ -470,6 +495,7 @@ def test_a_connection_holds_back_its_next_body_until_the_last_message_is_marked_
     workspace: Path,
     smtp: SmtpServer,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The crash window stays one message per connection: while the mark of an accepted
     message cannot be written (another writer holds SQLite's write lock), the connection
@@ -482,10 +508,15 @@ def test_a_connection_holds_back_its_next_body_until_the_last_message_is_marked_
     other_writer = WriteLockOnFirstAccept(url, smtp)
     accepted_while_held: list[int] = []
 
+    waiting = marker_waits_for_the_lock(monkeypatch)
+
     async def release_once_the_next_envelope_is_in() -> None:
-        while len(smtp.recorder.rcpts) < 2:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # time enough for a body that was not held back to arrive
+        # A sender that did not hold its next body back would only ask for the mark at the
+        # end of its batch, after every body went out.
+        await until(
+            lambda: len(smtp.recorder.rcpts) >= 2 and waiting.is_set(),
+            "the next envelope and the mark waiting for the other writer's lock",
+        )
         accepted_while_held.append(len(smtp.messages))
         other_writer.release.set()
 

@@ -185,8 +185,8 @@ def test_server_that_stalls_times_out_and_is_retried(
     clock: FakeClock,
     tmp_path: Path,
 ) -> None:
-    daemon = setup(make_daemon, workspace, tmp_path, sqlite_url, smtp_timeout=0.5, smtp_pool_size=3)
-    smtp.recorder.delay = 1.5
+    daemon = setup(make_daemon, workspace, tmp_path, sqlite_url, smtp_timeout=2, smtp_pool_size=3)
+    smtp.recorder.delay = 5
 
     async def scenario() -> None:
         await daemon.tick()
@@ -194,7 +194,9 @@ def test_server_that_stalls_times_out_and_is_retried(
         assert {r["status"] for r in rows} == {"pending"}
         assert all("Timeout" in str(r["last_error"]) for r in rows), [r["last_error"] for r in rows]
         smtp.recorder.delay = 0
-        await asyncio.sleep(1.5)  # the stalled server finishes (and records) what it had
+        # Wait until the stalled server has finished (or abandoned) what it had, so the
+        # retries below are counted alone.
+        await asyncio.to_thread(smtp.recorder.wait_until_idle)
         smtp.recorder.messages.clear()
         await ticks(daemon, clock, timedelta(seconds=61))
 

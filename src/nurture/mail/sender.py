@@ -99,6 +99,7 @@ class SmtpPool:
             use_tls=s.smtp_tls,
             start_tls=s.smtp_starttls,
             timeout=s.smtp_timeout,
+            local_hostname=s.smtp_helo_name,
             validate_certs=s.smtp_tls or s.smtp_starttls,
             cert_bundle=s.smtp_ca_file,
         )
