@@ -7,11 +7,11 @@ import email
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
-from collections.abc import Callable
 
 from aiosmtpd.controller import Controller
 
@@ -111,7 +111,8 @@ class Recorder:
             while not condition(self.deliveries):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"SMTP server: waited {timeout:.0f}s for {what}; {len(self.deliveries)} accepted")
+                    accepted = len(self.deliveries)
+                    raise AssertionError(f"SMTP server: waited {timeout:.0f}s for {what}; {accepted} accepted")
                 self.changed.wait(min(left, 0.5))
 
     def wait_until_idle(self, timeout: float = 60) -> None:

@@ -194,7 +194,7 @@ def check_exactly_once_per_kill(store: Store, smtp: SmtpServer, leads: int, kill
         assert delivery.at > kill.at, f"{delivery.message_id} repeated before {kill.worker} was killed"
         repeats_per_kill[kill.worker] += 1
     worst = max(repeats_per_kill.values(), default=0)
-    assert worst <= POOL, f"a kill repeated {worst} messages, more than the {POOL} pooled connections: {repeats_per_kill}"
+    assert worst <= POOL, f"a kill repeated {worst} messages, more than {POOL} pooled connections: {repeats_per_kill}"
 
 
 def crash_and_restart(
