@@ -14,6 +14,7 @@ from email.policy import default
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 
 def free_port() -> int:
@@ -38,7 +39,8 @@ class Recorder:
     `mail_options` the MAIL parameters of every accepted message;
     `mail_reply`, when set, is the reply every MAIL gets; `rcpt_replies` maps an address to
     the reply its RCPT gets;
-    `drop_next` closes the connection on the next N DATA commands; `delay` stalls DATA.
+    `greeting_reply`, when set, is the banner every new connection gets instead of 220,
+    after which the server hangs up; `drop_next` closes the connection on the next N DATA commands; `delay` stalls DATA.
     `deliveries` timestamps every accepted message; `wait_for` blocks a test thread until a
     condition on them holds."""
 
@@ -48,6 +50,7 @@ class Recorder:
     raw: list[bytes] = field(default_factory=list)  # each accepted message as received
     mail_from: list[str] = field(default_factory=list)  # each accepted message's envelope sender
     mail_reply: str | None = None
+    greeting_reply: str | None = None
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
     drop_next: int = 0
@@ -135,11 +138,29 @@ class Recorder:
         return found
 
 
+class _Smtp(SMTP):  # type: ignore[misc]
+    """aiosmtpd's server, with a banner the test can replace by a refusal."""
+
+    async def _handle_client(self) -> None:
+        reply = self.event_handler.greeting_reply
+        if reply:
+            await self.push(reply)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class _Controller(Controller):  # type: ignore[misc]
+    def factory(self) -> SMTP:
+        return _Smtp(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpServer:
     def __init__(self) -> None:
         self.recorder = Recorder()
         self.port = free_port()
-        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+        self.controller = _Controller(self.recorder, hostname="127.0.0.1", port=self.port)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         default=None, description="Name this host gives in EHLO/HELO; default: its fully qualified domain name"
     )
     smtp_pool_size: int = 4
+    smtp_pause_seconds: float = Field(
+        default=30.0, ge=0, description="Pause after the server refuses us (not a recipient); doubles while it lasts"
+    )
+    smtp_pause_max_seconds: float = Field(default=900.0, ge=0, description="Longest pause after refusals")
     send_rate: float = Field(default=0.0, description="Messages per second across the pool; 0 = unlimited")
     render_processes: int = Field(
         default_factory=default_render_processes,

@@ -113,13 +113,13 @@ def test_a_refused_sender_is_retried_on_4xx_and_fails_on_5xx_without_suppressing
         await daemon.tick()
         row = send_row(daemon, "ann@alpha.example")
         assert row["status"] == "pending" and row["attempts"] == 1
-        assert "sender refused: 451" in str(row["last_error"])
-        smtp.recorder.mail_reply = "553 5.7.1 sender not allowed"
+        assert "MAIL: 451" in str(row["last_error"])
+        smtp.recorder.mail_reply = "553 5.1.8 sender domain does not exist"
         await ticks(daemon, clock, timedelta(minutes=5))
 
     asyncio.run(scenario())
     row = send_row(daemon, "ann@alpha.example")
-    assert row["status"] == "failed" and "sender refused: 553" in str(row["last_error"])
+    assert row["status"] == "failed" and "MAIL: 553 5.1.8" in str(row["last_error"])
     assert smtp.messages == []
     with daemon.store.engine.connect() as conn:
         assert conn.execute(select(SUPPRESSIONS)).all() == []  # our sender's problem, not the leads'

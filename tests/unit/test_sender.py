@@ -20,15 +20,18 @@ from nurture.mail.templates import TemplateStore
 from nurture.mail.tracking import Links, sign, verify
 
 
-def test_errors_are_sorted_into_retry_bounce_and_fail() -> None:
+def test_errors_are_sorted_into_retry_bounce_fail_and_pause() -> None:
     refused = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no user", "a@x.example")])
     greylisted = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(451, "later", "a@x.example")])
     assert classify(refused).action == BOUNCE
     assert classify(greylisted).action == RETRY
-    assert classify(aiosmtplib.SMTPDataError(554, "rejected")).action == BOUNCE
-    assert classify(aiosmtplib.SMTPDataError(421, "closing")).action == RETRY
+    assert classify(aiosmtplib.SMTPDataError(554, "rejected")).action == FAIL  # the content, not the mailbox
     assert classify(aiosmtplib.SMTPServerDisconnected("gone")).action == RETRY
     assert classify(aiosmtplib.SMTPSenderRefused(550, "bad sender", "us@x.example")).action == FAIL
+    closing = classify(aiosmtplib.SMTPDataError(421, "closing"))
+    assert closing.action == RETRY and closing.pause
+    blocked = classify(aiosmtplib.SMTPConnectResponseError(554, "5.7.1 client host blocked"))
+    assert blocked.action == RETRY and blocked.pause and blocked.text == "GREETING: 554 5.7.1 client host blocked"
     assert classify(ConnectionRefusedError()).action == RETRY
 
 

@@ -1,7 +1,9 @@
-"""SMTP delivery: a pool of reused aiosmtplib connections, a rate limit, and error classes.
+"""SMTP delivery: a pool of reused aiosmtplib connections, a rate limit, and what a failure means.
 
-Errors are sorted into what to do next: a 4xx reply or a network failure is worth
-retrying later; a 5xx reply about the recipient is a bounce and suppresses the address.
+Every failure is tagged with the phase of the conversation it came in (see `replies`): a
+permanent refusal of the recipient's mailbox suppresses the address; a refusal of the
+content fails that send; a refusal of the connection or of our sender pauses the pool (with
+a growing backoff) so no other lead is tried against a server that refuses everyone.
 """
 
 from __future__ import annotations
@@ -14,34 +16,96 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from nurture.config import Settings
+from nurture.errors import NurtureError
 from nurture.mail.message import PLAIN_ADDRESS, BuiltMessage, MessageError
+from nurture.mail.replies import Action, Phase, Verdict, classify_reply, unreachable
 
-RETRY, BOUNCE, FAIL = "retry", "bounce", "fail"
+RETRY, BOUNCE, FAIL, PAUSE = Action.RETRY, Action.BOUNCE, Action.FAIL, Action.PAUSE
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """What the send job does next. A server-wide refusal is retried like a transient
+    failure (`action` RETRY) and says so with `pause`: the pool itself holds sending back."""
+
     action: str
     code: int | None
     text: str
+    pause: bool = False
+    phase: Phase | None = None
+    status: str | None = None
+
+
+class DeliveryError(NurtureError):
+    """A message was not delivered; `verdict` says where the conversation failed and why."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        super().__init__(verdict.text)
+
+
+def verdict_at(exc: BaseException, phase: Phase) -> Verdict:
+    """The verdict on `exc`, raised while the pool was at `phase` of sending one message."""
+    if isinstance(exc, DeliveryError):
+        return exc.verdict
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        # Our credentials, not the recipient: pause until an operator fixes them.
+        return classify_reply(Phase.CONNECT, exc.code, f"login failed: {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError | aiosmtplib.SMTPHeloError):
+        return classify_reply(Phase.GREETING, exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refused = exc.recipients[0] if exc.recipients else None
+        if refused is None:
+            return unreachable(Phase.RCPT, "recipients refused")
+        return classify_reply(Phase.RCPT, refused.code, refused.message)
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        return classify_reply(Phase.RCPT, exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return classify_reply(Phase.MAIL, exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return classify_reply(phase, exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPException | OSError | asyncio.TimeoutError):
+        return unreachable(phase, f"{type(exc).__name__}: {exc}")
+    return Verdict(Action.FAIL, None, f"{type(exc).__name__}: {exc}", phase)
 
 
 def classify(exc: BaseException) -> Outcome:
     """What to do after `exc` was raised while sending one message."""
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        # Our credentials, not the recipient: keep retrying until an operator fixes them.
-        return Outcome(RETRY, exc.code, f"SMTP login failed: {exc.code} {exc.message}")
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        codes = [r.code for r in exc.recipients]
-        text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-        return Outcome(BOUNCE if any(c >= 500 for c in codes) else RETRY, max(codes, default=None), text)
-    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-        return Outcome(FAIL if exc.code >= 500 else RETRY, exc.code, f"sender refused: {exc.code} {exc.message}")
-    if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-        return Outcome(BOUNCE if exc.code >= 500 else RETRY, exc.code, f"{exc.code} {exc.message}")
-    if isinstance(exc, aiosmtplib.SMTPException | OSError | asyncio.TimeoutError):
-        return Outcome(RETRY, None, f"{type(exc).__name__}: {exc}")
-    return Outcome(FAIL, None, f"{type(exc).__name__}: {exc}")
+    phase = Phase.DATA
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPAuthenticationError):
+        phase = Phase.CONNECT
+    verdict = verdict_at(exc, phase)
+    action = RETRY if verdict.action is PAUSE else verdict.action
+    return Outcome(action, verdict.code, verdict.text, verdict.pauses, verdict.phase, verdict.status)
+
+
+class Pause:
+    """Sending held back after a server-wide refusal: the first pause lasts `base` seconds,
+    each refusal right after a pause doubles it up to `ceiling`; a delivery ends it. Measured
+    on a monotonic timer (tests pass their own)."""
+
+    def __init__(self, base: float, ceiling: float, timer: Callable[[], float] = time.monotonic) -> None:
+        self.base, self.ceiling, self.timer = base, ceiling, timer
+        self.until = 0.0
+        self.length = 0.0
+        self.reason = ""
+        self.count = 0  # pauses since the last delivery
+
+    def remaining(self) -> float:
+        return max(0.0, self.until - self.timer())
+
+    def start(self, reason: str) -> None:
+        """Pause after a refusal; refusals of connections opened before the pause began (the
+        pool's other connections) do not lengthen it."""
+        if self.base <= 0 or self.remaining() > 0:
+            return
+        self.length = self.base if self.count == 0 else min(self.ceiling, self.length * 2)
+        self.count += 1
+        self.until = self.timer() + self.length
+        self.reason = reason
+
+    def end(self) -> None:
+        self.count, self.until, self.reason = 0, 0.0, ""
 
 
 class RateLimiter:
@@ -88,6 +152,12 @@ class SmtpPool:
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._created = 0
         self.limiter = RateLimiter(settings.send_rate)
+        self.pause = Pause(settings.smtp_pause_seconds, settings.smtp_pause_max_seconds)
+
+    @property
+    def paused(self) -> bool:
+        """Whether sending is held back after a server-wide refusal (see `pause.reason`)."""
+        return self.pause.remaining() > 0
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -120,28 +190,47 @@ class SmtpPool:
         The transaction is driven with MAIL, RCPT and DATA rather than `sendmail`, whose
         address parsing and sizing scan repeat what `build_message` already did.
         """
+        if self.paused:
+            reason = f"sending paused for {self.pause.remaining():.0f}s after {self.pause.reason}"
+            raise DeliveryError(Verdict(PAUSE, None, reason, Phase.CONNECT))
         await self.limiter.acquire()
         client = await self._acquire()
         healthy = False
+        phase = Phase.CONNECT
         try:
             if not client.is_connected:
                 await client.connect()  # TLS and login happen here; any failure drops the client
+                phase = Phase.GREETING
                 await self._greet(client)
             try:
+                phase = Phase.MAIL
                 await self._envelope(client, message)
                 if before_data is not None:
-                    await before_data()
+                    phase = Phase.DATA
+                    try:
+                        await before_data()
+                    except Exception as exc:  # the caller's own failure, not the server's
+                        raise _Untagged(exc) from exc
+                phase = Phase.DATA
                 await client.data(message.data)
                 healthy = True
             except aiosmtplib.SMTPResponseException as exc:
                 # A refused message leaves a usable session once reset.
                 healthy = not isinstance(exc, aiosmtplib.SMTPServerDisconnected) and await self._reset(client)
                 raise
+        except _Untagged as wrapper:
+            raise wrapper.original from None
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            verdict = verdict_at(exc, phase)
+            if verdict.pauses:
+                self.pause.start(verdict.text)
+            raise DeliveryError(verdict) from exc
         finally:
             if not healthy:
                 client.close()
                 client = self._client()
             self._idle.put_nowait(client)
+        self.pause.end()
 
     @staticmethod
     async def _envelope(client: aiosmtplib.SMTP, message: BuiltMessage) -> None:
@@ -190,3 +279,10 @@ class SmtpPool:
                 except (TimeoutError, aiosmtplib.SMTPException, OSError):
                     client.close()
         self._created = 0
+
+
+class _Untagged(Exception):
+    """Carries an exception of the caller's `before_data` through the pool unclassified."""
+
+    def __init__(self, original: Exception) -> None:
+        self.original = original
