@@ -106,11 +106,14 @@ class Composer:
         )
 
     def compose_one(self, row: Mapping[str, Any], lead_row: Mapping[str, Any], now: datetime) -> Composed:
-        """The message, or the error that stopped it (a broken template, an unusable address)."""
+        """The message, or the error that stopped it (a broken template, an unusable address, or
+        anything else that made this one message impossible to build: it fails alone)."""
         try:
             return self.compose(row, lead_row, now)
         except (TemplateError, MessageError) as exc:
             return exc
+        except Exception as exc:
+            return MessageError(f"the message could not be built: {type(exc).__name__}: {exc}")
 
     def compose_many(
         self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], now: datetime

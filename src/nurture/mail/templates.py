@@ -19,10 +19,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.errors import Diagnostic, NurtureError
 from nurture.hints import did_you_mean, hint_with
+from nurture.sandbox import GuardedSandbox, budget, render_guarded, static_problems
 
 TEMPLATE_NAMES = ("lead", "score", "scenario", "unsubscribe_url", "link", "full_name", "now", "sender")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
 _UNSUBSCRIBE_MARK = "https://unsubscribe.invalid/nurture-check"
+RENDER_SECONDS = 2.0  # one message's subject, HTML and text together
+RENDER_MAX_OUTPUT = 1_000_000  # characters of one rendered part
 
 
 class TemplateError(NurtureError):
@@ -37,7 +40,7 @@ class RenderedEmail:
 
 
 def _environment(root: Path | None) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = GuardedSandbox(
         loader=FileSystemLoader(str(root)) if root else None,
         # Freshness is checked once per batch (TemplateStore.refresh), not by a file check in
         # every render: `{% extends %}` looks its parent up each time a message renders.
@@ -80,8 +83,10 @@ def lead_fields_used(tree: nodes.Node) -> list[tuple[str, int]]:
 class TemplateStore:
     """Loads, checks and renders the templates of one `email_templates/` folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, seconds: float = RENDER_SECONDS, max_output: int = RENDER_MAX_OUTPUT) -> None:
         self.root = root
+        self.seconds = seconds
+        self.max_output = max_output
         self.env = _environment(root)
         self._strings = _environment(None)
         self._globals = dict(self.env.globals)  # both environments have Jinja's default globals
@@ -137,10 +142,11 @@ class TemplateStore:
             "sender": _Blank(),
         }
         try:
-            html_template, text_template = self._pair(name)
-            body = _render(html_template, {**self._globals, **sample})
-            if text_template is not None:
-                body += _render(text_template, {**self._globals, **sample})
+            with budget(self.seconds, self.max_output):  # a hostile template must not hang validate
+                html_template, text_template = self._pair(name)
+                body = _render(html_template, {**self._globals, **sample})
+                if text_template is not None:
+                    body += _render(text_template, {**self._globals, **sample})
         except Exception:  # a sample lead cannot render every template; then we cannot tell
             return None
         return _UNSUBSCRIBE_MARK in body
@@ -166,16 +172,21 @@ class TemplateStore:
         # three renders, rather than by Jinja at each of them.
         variables = {**self._globals, **context}
         try:
-            html_template, text_template = self._pair(name)
-            html_body = _render(html_template, variables)
-            text_body = _render(text_template, variables) if text_template else html_to_text(html_body)
-            subject_text = _render(self._string(subject), variables) if "{" in subject else subject
+            with budget(self.seconds, self.max_output):
+                return self._render(name, subject, variables)
         except Exception as exc:  # any template failure is the marketer's to fix
             raise TemplateError(f"template '{name}': {exc}") from exc
+
+    def _render(self, name: str, subject: str, variables: dict[str, Any]) -> RenderedEmail:
+        html_template, text_template = self._pair(name)
+        html_body = _render(html_template, variables)
+        text_body = _render(text_template, variables) if text_template else html_to_text(html_body)
+        subject_text = _render(self._string(subject), variables) if "{" in subject else subject
         return RenderedEmail(" ".join(subject_text.split()), html_body, text_body)
 
     def render_string(self, source: str, context: Mapping[str, Any]) -> str:
-        return self._string(source).render(context)
+        with budget(self.seconds, self.max_output):
+            return self._string(source).render(context)
 
     def _string(self, source: str) -> Template:
         """Inline templates (subjects) are compiled once per distinct text."""
@@ -202,7 +213,7 @@ def _render(template: Template, variables: dict[str, Any]) -> str:
     would copy them and its globals into a new dict at every call."""
     context = template.new_context(variables, shared=True)
     try:
-        return template.environment.concat(template.root_render_func(context))
+        return render_guarded(template.root_render_func(context))
     except Exception:
         template.environment.handle_exception()
 
@@ -214,7 +225,10 @@ def check_template_source(source: str, filename: str, lead_fields: set[str], lin
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
         return [_syntax_diagnostic(exc, source, filename, line)]
-    problems = []
+    problems = [
+        Diagnostic(filename, line + at, f"template would go over a limit when sent: {problem}")
+        for at, problem in static_problems(tree)
+    ]
     for field, at in lead_fields_used(tree):
         if field not in lead_fields:
             problems.append(

@@ -26,34 +26,16 @@ from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.errors import DurationError, ExpressionError
+from nurture.sandbox import GuardedSandbox, check_binop, check_call, guarded_concat, static_problems
 from nurture.timeutil import parse_duration
 
 SCORE_FIELDS = ("fit", "engagement", "total", "grade")
 EVENTS_METHODS = ("count", "any", "last", "days_since")
 BASE_NAMES = ("lead", "score", "events", "lifecycle", "now")
 
-_MAX_POWER = 64
-_MAX_SEQUENCE = 10_000
-
-
-class _Sandbox(SandboxedEnvironment):
-    """A sandbox that also refuses runaway arithmetic (`10 ** 10 ** 10`, `"x" * 10**9`)."""
-
-    intercepted_binops = frozenset(["**", "*"])
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(right, int | float) and abs(right) > _MAX_POWER:
-                raise SecurityError(f"exponent {right} is too large")
-            return left**right
-        for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > _MAX_SEQUENCE:
-                raise SecurityError("repetition is too large")
-        return operator.mul(left, right)
-
-
 def make_environment() -> SandboxedEnvironment:
-    env = _Sandbox(undefined=StrictUndefined, autoescape=False)
+    """The sandbox with size bounds on operators, calls and filters (`nurture.sandbox`)."""
+    env = GuardedSandbox(undefined=StrictUndefined, autoescape=False)
     env.globals.clear()
     return env
 
@@ -198,6 +180,8 @@ class Expression:
     def __init__(self, source: str) -> None:
         self.source = source
         tree = _parse(source)
+        for _, problem in static_problems(tree):
+            raise ExpressionError(f"{source!r}: would go over a limit when evaluated: {problem}")
         self.usage = _analyse(tree)
         self._run: Compiled = _compile(tree)
 
@@ -265,7 +249,7 @@ def _call(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         fn._fail_with_undefined_error()
     if not callable(fn) or not _ENV.is_safe_callable(fn):
         raise SecurityError(f"{fn!r} is not safely callable")
-    return fn(*args, **kwargs)
+    return check_call(fn, args, kwargs)
 
 
 def _compile(node: nodes.Node) -> Compiled:
@@ -333,12 +317,20 @@ def _compile(node: nodes.Node) -> Compiled:
         left, right, symbol = _compile(node.left), _compile(node.right), node.operator
         return lambda ctx: _ENV.call_binop(None, symbol, left(ctx), right(ctx))  # type: ignore[arg-type]
     if type(node) in _BINARY:
-        fn = _BINARY[type(node)]
+        fn, symbol = _BINARY[type(node)], node.operator  # type: ignore[attr-defined]
         left, right = _compile(node.left), _compile(node.right)  # type: ignore[attr-defined]
+        if symbol in ("+", "%"):
+
+            def bounded(ctx: Mapping[str, Any]) -> Any:
+                a, b = left(ctx), right(ctx)
+                check_binop(symbol, a, b)
+                return fn(a, b)
+
+            return bounded
         return lambda ctx: fn(left(ctx), right(ctx))
     if isinstance(node, nodes.Concat):
         parts = [_compile(part) for part in node.nodes]
-        return lambda ctx: "".join(str(part(ctx)) for part in parts)
+        return lambda ctx: guarded_concat(*(part(ctx) for part in parts))
     if isinstance(node, nodes.CondExpr):
         test, yes = _compile(node.test), _compile(node.expr1)
         no = _compile(node.expr2) if node.expr2 is not None else (lambda ctx: None)
