@@ -34,7 +34,7 @@ from nurture.scenario.model import (
     WaitFor,
 )
 from nurture.scenario.typecheck import comparison_problems, kinds_for
-from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml
+from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml, too_large
 from nurture.vocabulary import OPTIONAL_FIELDS, READ_ONLY_FIELDS, STANDARD_FIELDS
 
 if typing.TYPE_CHECKING:
@@ -95,6 +95,9 @@ def check_scenario(path: Path, templates_dir: Path | None = None) -> tuple[Loade
     """Load and check one scenario file: the scenario when valid, and every problem found."""
     name = str(path)
     try:
+        oversized = too_large(path.stat().st_size, name)
+        if oversized:
+            return None, [oversized]
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None, [Diagnostic(name, 1, "no such file")]
@@ -170,11 +173,9 @@ class _Checker:
             for error in exc.errors():
                 self._structural(error)
         steps = self._steps_that_parse()
-        fields = (
-            set(STANDARD_FIELDS)
-            | set(OPTIONAL_FIELDS)
-            | {str(f) for f in self.data.get("lead_fields", []) or [] if isinstance(f, str)}
-        )
+        declared = self.data.get("lead_fields")
+        declared = declared if isinstance(declared, list) else []
+        fields = set(STANDARD_FIELDS) | set(OPTIONAL_FIELDS) | {f for f in declared if isinstance(f, str)}
         self._semantic(steps, fields)
         return scenario
 
@@ -220,7 +221,8 @@ class _Checker:
                         did_you_mean(target, ids),
                     )
             self._check_step(step, line, fields, following)
-        if len(steps) == len(self.data.get("steps") or []) and steps and not self.problems:
+        raw_steps = self.data.get("steps")
+        if isinstance(raw_steps, list) and len(steps) == len(raw_steps) and steps and not self.problems:
             self._check_graph([s for s, _ in steps])
         self._check_top_level(fields, ids)
 

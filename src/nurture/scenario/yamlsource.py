@@ -26,8 +26,23 @@ class LineList(list[Any]):
     item_lines: list[int]
 
 
+MAX_BYTES = 1_000_000  # a scenario or scoring file; real ones are a few kilobytes
+MAX_ALIASES = 100  # `*name` references: a few are handy, thousands build exponential documents
+
+
 class _Loader(yaml.SafeLoader):
     duplicates: list[tuple[int, str]]
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_ALIASES} aliases (*name references)", event.start_mark
+                )
+        return super().compose_node(parent, index)
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -55,8 +70,24 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
 
+def too_large(size: int, filename: str) -> Diagnostic | None:
+    """A diagnostic when a file of `size` bytes is over the limit, checked before parsing."""
+    if size <= MAX_BYTES:
+        return None
+    return Diagnostic(
+        filename,
+        1,
+        f"the file is {size / 1_000_000:.1f} MB, over the limit of {MAX_BYTES / 1_000_000:g} MB",
+        "a scenario is a few kilobytes; split a very large one into several files",
+    )
+
+
 def parse_yaml(text: str, filename: str) -> tuple[Any, list[Diagnostic]]:
-    """Parse one YAML document; syntax problems and duplicate keys become diagnostics."""
+    """Parse one YAML document; syntax problems, duplicate keys and a text over the size
+    limit become diagnostics."""
+    oversized = too_large(len(text.encode("utf-8", "replace")) if len(text) > MAX_BYTES // 4 else 0, filename)
+    if oversized:
+        return None, [oversized]
     width = full_width_problems(text, filename)
     if width:
         return None, width

@@ -14,7 +14,7 @@ from nurture.hints import did_you_mean, hint_with
 from nurture.scenario.expr import Expression
 from nurture.scenario.loader import structural_diagnostic
 from nurture.scenario.typecheck import comparison_problems, kinds_for
-from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml
+from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml, too_large
 from nurture.scoring.bots import MachineData, MachineDataError, parse_machine_data
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.model import ScoringFile
@@ -134,6 +134,9 @@ def check_scoring_data(data: LineDict, filename: str) -> tuple[CompiledScoring |
 
 
 def load_scoring(path: Path) -> CompiledScoring:
+    oversized = too_large(path.stat().st_size, str(path))
+    if oversized:
+        raise ValidationFailed([oversized])
     text = path.read_text(encoding="utf-8")
     data, problems = parse_yaml(text, str(path))
     if problems or not isinstance(data, LineDict):
