@@ -6,7 +6,6 @@ it: at the lead's next due time or when the next event happens, whichever comes 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EventRecord, EventsView, Record
 from nurture.scenario.programs import EntryVerdict, entry_verdict
 from nurture.scoring.engine import CompiledScoring
-from nurture.timeutil import parse_duration, zone
+from nurture.timeutil import parse_instant, zone
 from nurture.vocabulary import EVENT_TYPES, Stage
 
 
@@ -291,22 +290,13 @@ def format_timeline(timeline: Timeline, compiled: CompiledScenario) -> str:
 
 # -- input files -------------------------------------------------------------------------------
 
-_RELATIVE = re.compile(r"^\+(.+)$")
 
 
 def parse_when(value: Any, begin: datetime, where: str) -> datetime:
     """'+2d3h' (after the simulation start) or an ISO 8601 instant (UTC when no zone)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    text = str(value).strip()
-    match = _RELATIVE.match(text)
-    try:
-        if match:
-            return begin + parse_duration(match[1])
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise NurtureError(f"{where}: bad time {text!r}: use '+2d' or '2026-03-02T10:00:00Z' ({exc})") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_instant(str(value), begin, where)
 
 
 def load_lead_file(path: Path) -> tuple[LeadView, bool]:

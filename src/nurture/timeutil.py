@@ -34,6 +34,64 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+@dataclass(frozen=True)
+class Wait:
+    """A wait as marketers mean it: days and weeks are calendar days that keep the lead's
+    local clock time (`2d` from Friday 09:00 is Sunday 09:00 also across a daylight-saving
+    change), hours, minutes and seconds are absolute time added after them."""
+
+    days: int
+    exact: timedelta
+
+    def after(self, instant: datetime, tz: ZoneInfo) -> datetime:
+        """The moment this wait started at `instant` ends, for a lead in zone `tz`.
+
+        A local time that a change skips (02:30 on a spring-forward night) moves forward by
+        the gap; one that happens twice takes the first.
+        """
+        if self.days:
+            local = instant.astimezone(tz).replace(tzinfo=None) + timedelta(days=self.days)
+            instant = local.replace(tzinfo=tz).astimezone(UTC)
+        return instant + self.exact
+
+    @property
+    def nominal(self) -> timedelta:
+        return timedelta(days=self.days) + self.exact
+
+
+def parse_wait(text: str) -> Wait:
+    """Parse '2d', '1w2d', '36h', '1d12h' into calendar days and absolute time."""
+    total = parse_duration(text)  # validates and gives the clear error
+    compact = str(text).strip().lower().replace(" ", "")
+    days = sum(int(n) * (7 if u == "w" else 1) for n, u in _PART.findall(compact) if u in "wd")
+    return Wait(days, total - timedelta(days=days))
+
+
+class TimeError(DurationError):
+    """A moment in time given by a user could not be understood."""
+
+
+def parse_instant(text: str, now: datetime, where: str = "time") -> datetime:
+    """A user's moment in time as an aware UTC datetime: '+2d3h' (after `now`), 'now', or
+    ISO 8601 ('2026-03-02T10:00:00+09:00'; UTC when it has no offset)."""
+    value = str(text).strip()
+    hint = "use '+2d', 'now' or an ISO 8601 time such as '2026-03-02T10:00:00Z'"
+    try:
+        if value.lower() == "now":
+            return now.astimezone(UTC)
+        if value.startswith("+"):
+            return (now + parse_duration(value[1:])).astimezone(UTC)
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except DurationError as exc:
+        raise TimeError(f"{where}: bad time {value!r}: {exc}") from exc
+    except OverflowError as exc:
+        raise TimeError(f"{where}: time {value!r} is out of range") from exc
+    except ValueError as exc:
+        raise TimeError(f"{where}: bad time {value!r}: {exc}; {hint}") from exc
+
+
 def parse_weekday(name: str) -> int:
     key = name.strip().lower()[:3]
     if key not in _SHORT:

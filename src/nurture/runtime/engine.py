@@ -290,13 +290,13 @@ class _Walk:
         if until is not None:
             target = until.next_after(position.entered_at, zone(self.zone_name()))
         else:
-            target = position.entered_at + self.c.durations[step.id]
+            target = self.c.durations[step.id].after(position.entered_at, zone(self.zone_name()))
         if self.now < target:
             return position.due(target), True
         return self.move(position, "advance", target), False
 
     def wait_for(self, position: Position, step: m.WaitFor) -> tuple[Position, bool]:
-        deadline = position.entered_at + self.c.durations[step.id]
+        deadline = self.c.durations[step.id].after(position.entered_at, zone(self.zone_name()))
         horizon = min(self.now, deadline)
         where = self.c.wait_where.get(step.id)
         for event in sorted(self.events, key=lambda e: e.at):

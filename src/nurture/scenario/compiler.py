@@ -39,7 +39,15 @@ from nurture.scenario.model import (
     WaitFor,
 )
 from nurture.scenario.projectfile import utm_for
-from nurture.timeutil import ClosedDays, SendWindow, WeekdayTime, parse_clock_time, parse_duration, parse_month_day
+from nurture.timeutil import (
+    ClosedDays,
+    SendWindow,
+    WeekdayTime,
+    parse_clock_time,
+    parse_duration,
+    parse_month_day,
+    parse_wait,
+)
 
 
 @dataclass
@@ -189,8 +197,9 @@ class CompiledScenario:
         self.steps: dict[str, Step] = {s.id: s for s in self.scenario.steps}
         self.first = self.scenario.steps[0].id
         self.following = self._following()
-        self.durations = {s.id: parse_duration(s.timeout) for s in self.scenario.steps if isinstance(s, WaitFor)} | {
-            s.id: parse_duration(s.duration) for s in self.scenario.steps if isinstance(s, Wait) and s.duration
+        # Days and weeks are calendar days in the lead's zone, hours and less absolute.
+        self.durations = {s.id: parse_wait(s.timeout) for s in self.scenario.steps if isinstance(s, WaitFor)} | {
+            s.id: parse_wait(s.duration) for s in self.scenario.steps if isinstance(s, Wait) and s.duration
         }
         self._untils = {
             s.id: WeekdayTime.parse(s.until) for s in self.scenario.steps if isinstance(s, Wait) and s.until
