@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
-from nurture.store.repo import SUP, L
+from nurture.store.tables import LEADS as L
+from nurture.store.tables import SUPPRESSIONS as SUP
 from tests.integration.conftest import ticks
 from tests.integration.test_smtp_faults import send_row, setup
 from tests.smtp_server import SmtpServer, free_port
