@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -60,6 +61,7 @@ class Totals:
 
 class Daemon:
     def __init__(self, settings: Settings, clock: Clock, store: Store | None = None) -> None:
+        self._paused = ""  # the reason sending is paused, while it is
         self.settings = settings
         self.clock = clock
         self.store = store or Store(make_engine(settings.database_url), clock)
@@ -105,6 +107,11 @@ class Daemon:
     async def send(self) -> DrainStats:
         outbox = self._outbox()
         stats = await outbox.drain_until_idle()
+        if stats.paused and stats.paused != self._paused:
+            log.warning("sending paused: %s", stats.paused)
+        elif self._paused and not stats.paused:
+            log.info("sending resumed")
+        self._paused = stats.paused
         self.totals.sent += stats.sent
         self.totals.failed += stats.failed + stats.bounced
         self.totals.errors += stats.errors[-5:]
@@ -124,8 +131,11 @@ class Daemon:
         await asyncio.to_thread(self._daily)
 
     def heartbeat(self) -> None:
-        """Publish this daemon's liveness and last job durations for `/metrics`."""
-        beat = {"at": self.clock.now().isoformat(), "jobs": self.job_seconds}
+        """Publish this daemon's liveness, last job durations and a pause of sending (the
+        SMTP server refused us) for `/metrics` and `nurture status`."""
+        beat: dict[str, Any] = {"at": self.clock.now().isoformat(), "jobs": self.job_seconds}
+        if self.pool is not None and self.pool.paused:
+            beat["paused"] = {"reason": self.pool.pause.reason, "seconds": round(self.pool.pause.remaining(), 1)}
         with self.store.transaction() as conn:
             self.store.settings.put(conn, f"{HEARTBEAT}{self.worker}", json.dumps(beat))
 

@@ -137,3 +137,21 @@ def make_daemon(workspace: Path, smtp: SmtpServer, clock: FakeClock) -> Callable
         return daemon
 
     return build
+
+
+class FakeTimer:
+    """The pool's monotonic timer, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pool_timer(daemon: Daemon) -> FakeTimer:
+    daemon._outbox()
+    assert daemon.pool is not None
+    timer = FakeTimer()
+    daemon.pool.pause.timer = timer
+    return timer

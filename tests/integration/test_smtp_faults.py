@@ -16,7 +16,7 @@ from nurture.daemon import Daemon
 from nurture.mail.message import BuiltMessage, MessageError
 from nurture.mail.sender import SmtpPool
 from nurture.store.tables import ENROLMENTS, LEADS, SENDS, SUPPRESSIONS
-from tests.integration.conftest import ticks, write_scenario
+from tests.integration.conftest import pool_timer, ticks, write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
 from tests.smtp_server import SmtpServer
 
@@ -154,7 +154,7 @@ def test_dropped_connection_is_retried_and_the_pool_recovers(
     assert all(len(messages) == 1 for messages in received.values())
 
 
-def test_reply_421_on_data_is_retried(
+def test_reply_421_on_data_pauses_sending_and_everything_goes_out_after_the_pause(
     sqlite_url: str,
     make_daemon: Callable[..., Daemon],
     workspace: Path,
@@ -163,14 +163,15 @@ def test_reply_421_on_data_is_retried(
     tmp_path: Path,
 ) -> None:
     daemon = setup(make_daemon, workspace, tmp_path, sqlite_url, smtp_pool_size=1)
+    timer = pool_timer(daemon)
     smtp.recorder.data_replies = ["421 4.3.2 service shutting down"]
 
     async def scenario() -> None:
         await daemon.tick()
-        statuses = sorted(
-            str(send_row(daemon, e)["status"]) for e in ("ann@alpha.example", "bob@beta.example", "cho@gamma.example")
-        )
-        assert statuses == ["pending", "sent", "sent"]
+        rows = [send_row(daemon, e) for e in ("ann@alpha.example", "bob@beta.example", "cho@gamma.example")]
+        assert {r["status"] for r in rows} == {"pending"}
+        assert sorted(str(r["last_error"]) for r in rows) == ["DATA: 421 4.3.2 service shutting down", "None", "None"]
+        timer.now += 31
         await ticks(daemon, clock, timedelta(seconds=61))
 
     asyncio.run(scenario())

@@ -14,7 +14,7 @@ from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.store.tables import LEADS as L
 from nurture.store.tables import SUPPRESSIONS as SUP
-from tests.integration.conftest import ticks
+from tests.integration.conftest import pool_timer, ticks
 from tests.integration.test_smtp_faults import send_row, setup
 from tests.smtp_server import SmtpServer, free_port
 
@@ -26,24 +26,6 @@ def suppressed(daemon: Daemon) -> list[str]:
         listed = [r for (r,) in conn.execute(select(SUP.c.email))]
         bounced = [r for (r,) in conn.execute(select(L.c.email).where(L.c.bounced.is_(True)))]
     return sorted(listed + bounced)
-
-
-class FakeTimer:
-    """The pool's monotonic timer, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def pool_timer(daemon: Daemon) -> FakeTimer:
-    daemon._outbox()
-    assert daemon.pool is not None
-    timer = FakeTimer()
-    daemon.pool.pause.timer = timer
-    return timer
 
 
 def test_content_rejected_at_the_end_of_data_fails_that_send_and_suppresses_nobody(
@@ -97,13 +79,19 @@ def test_a_blocked_greeting_pauses_sending_suppresses_nobody_and_everything_goes
         assert "GREETING: 554 5.7.1 client host blocked" in daemon.pool.pause.reason
         rows = [send_row(daemon, e) for e in LEADS]
         assert {r["status"] for r in rows} == {"pending"}
-        # The pool's connections were refused; the sends after them were held back untried.
+        # The pool's connections were refused; the sends after them went back to the outbox
+        # untried, not counted as attempts.
         blocked = "GREETING: 554 5.7.1 client host blocked"
-        errors = {str(r["last_error"]) for r in rows}
-        assert blocked in errors and errors <= {blocked, f"sending paused for 30s after {blocked}"}, errors
+        assert {r["last_error"] for r in rows} <= {blocked, None} and blocked in {r["last_error"] for r in rows}
+        assert all(r["attempts"] == (1 if r["last_error"] else 0) for r in rows)
+        # The pause is the daemon's status, for `nurture status` and /metrics.
+        daemon.heartbeat()
+        assert daemon.store.reports.status()["paused"] == [("w1", blocked)]
+        clock.advance(timedelta(minutes=2))
+        await daemon.tick()  # still paused: the outbox is left alone
+        assert [send_row(daemon, e)["attempts"] for e in LEADS] == [r["attempts"] for r in rows]
         # Still blocked after the pause: the next pause is twice as long.
         timer.now += 31
-        clock.advance(timedelta(minutes=2))
         await daemon.tick()
         assert daemon.pool.pause.length == 60
         assert smtp.messages == []

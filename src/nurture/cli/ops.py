@@ -129,6 +129,8 @@ def status(db: DatabaseOption = None) -> None:
     )
     for row in info["failures"]:
         console.print(f"  {row.status}: {row.email} {row.step}: {row.last_error}")
+    for worker, reason in info.get("paused", []):
+        console.print(f"sending paused by {worker}: {reason}")
     _why_waiting(store, settings, console)
 
 

@@ -98,6 +98,7 @@ class DrainStats:
     failed: int = 0
     suppressed: int = 0
     errors: list[str] = field(default_factory=list)
+    paused: str = ""  # why sending is paused (the server refused us), if it is
 
 
 class Outbox:
@@ -146,6 +147,8 @@ class Outbox:
         # Never start a send on a lease that may have run out: past half the lease, the
         # rest of the batch goes back to the outbox for whoever claims it next.
         lease = Lease(self.lease)
+        if self.pool.paused:  # the server refuses us: leave the outbox alone until the pause ends
+            return DrainStats(paused=self.pool.pause.reason)
         rows = await asyncio.to_thread(self.store.sends.claim, self.worker, claimed_at, limit, self.lease)
         stats = DrainStats(claimed=len(rows))
         if not rows:
@@ -177,7 +180,9 @@ class Outbox:
             previous: asyncio.Future[None] | None = None  # the mark of this sender's last message
             while (item := await ready.get()) is not None:
                 row, message = item
-                if lease.past_half():
+                # Past half the lease, or once the server refused us, the rest of the batch
+                # goes back untried (not counted as an attempt).
+                if lease.past_half() or self.pool.paused:
                     unsent.append(row.id)
                     continue
                 previous = await self._deliver(row, message, marks, stats, previous)
@@ -194,6 +199,8 @@ class Outbox:
             await marker
             if unsent:
                 await asyncio.to_thread(self.store.sends.release, self.worker, unsent)
+        if self.pool.paused:
+            stats.paused = self.pool.pause.reason
         return stats
 
     async def drain_until_idle(self, max_batches: int = 1000) -> DrainStats:
@@ -201,11 +208,13 @@ class Outbox:
         for _ in range(max_batches):
             stats = await self.drain_once()
             if stats.claimed == 0:
+                total.paused = stats.paused
                 break
             for name in ("claimed", "sent", "retried", "bounced", "failed", "suppressed"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
             total.errors += stats.errors
-            if stats.sent == 0 and stats.suppressed == 0 and stats.bounced == 0 and stats.failed == 0:
+            total.paused = stats.paused
+            if stats.paused or (stats.sent == 0 and stats.suppressed == 0 and stats.bounced == 0 and stats.failed == 0):
                 break
         return total
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import func, select, text
@@ -140,7 +141,18 @@ class Reports(Part):
                 select(func.count()).where(SENDS.c.status == SendStatus.PENDING, SENDS.c.attempts > 0)
             ).scalar()
             leads = conn.execute(select(func.count()).select_from(LEADS)).scalar()
+            beats = conn.execute(select(SETTINGS.c.key, SETTINGS.c.value).where(SETTINGS.c.key.like("heartbeat:%")))
+            paused = []
+            for key, value in beats:
+                try:
+                    beat = json.loads(value)
+                    fresh = now - datetime.fromisoformat(beat["at"]) < timedelta(minutes=15)
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if fresh and beat.get("paused"):
+                    paused.append((key.removeprefix("heartbeat:"), str(beat["paused"].get("reason", ""))))
         return {
+            "paused": paused,
             "enrolments": enrolments,
             "sends": sends,
             "oldest_pending": oldest,

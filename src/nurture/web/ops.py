@@ -82,6 +82,11 @@ def _heartbeats(beats: Sequence[tuple[str, str]], now: datetime) -> Iterator[Met
     seen = GaugeMetricFamily(
         "nurture_daemon_last_seen_seconds", "Seconds since a daemon's heartbeat", labels=["worker"]
     )
+    paused = GaugeMetricFamily(
+        "nurture_sending_paused_seconds",
+        "Seconds left of a daemon's pause of sending after the SMTP server refused it (0: sending)",
+        labels=["worker"],
+    )
     for key, value in beats:
         try:
             beat = json.loads(value)
@@ -94,8 +99,10 @@ def _heartbeats(beats: Sequence[tuple[str, str]], now: datetime) -> Iterator[Met
         seen.add_metric([worker], (now - at).total_seconds())
         for job, took in sorted(beat.get("jobs", {}).items()):
             seconds.add_metric([worker, job], float(took))
+        paused.add_metric([worker], float((beat.get("paused") or {}).get("seconds", 0.0)))
     yield seconds
     yield seen
+    yield paused
 
 
 @router.get("/metrics")
