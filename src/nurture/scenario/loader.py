@@ -210,7 +210,11 @@ class _Checker:
     def _semantic(self, steps: list[tuple[Step, int]], fields: set[str]) -> None:
         ids: set[str] = getattr(self, "_all_ids", set())
         by_id = {s.id: s for s, _ in steps}
-        order = [item.get("id") if isinstance(item, dict) else None for item in self.data.get("steps") or []]
+        raw_steps = self.data.get("steps")
+        order = [
+            item.get("id") if isinstance(item, dict) else None
+            for item in (raw_steps if isinstance(raw_steps, list) else [])
+        ]
         for step, line in steps:
             following = _following_step(step, order, by_id)
             for label, target in journey.step_targets(step):
