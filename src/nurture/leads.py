@@ -6,23 +6,20 @@ line and reason and skipped whole, so no lead is ever half-imported.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from nurture.errors import NurtureError
+from nurture.importing import RowProblem, read_rows, sendable_address
 from nurture.store import Store
 from nurture.timeutil import is_valid_zone
 from nurture.vocabulary import READ_ONLY_FIELDS, STANDARD_FIELDS, Stage
 
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}$")
+_IDN_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\]+\.[^@\s<>(),;:\"\[\]\\.]{2,}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LIFECYCLE = tuple(Stage)
 
@@ -50,9 +47,11 @@ class LeadIn(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        if not _EMAIL.match(value):
+        # The address as the sender will send it (IDN domains in their ASCII form); one the
+        # sender could not send is refused here, not at every send attempt.
+        if not _EMAIL.match(value) and not _IDN_EMAIL.match(value):
             raise ValueError(f"not a valid email address: {value!r}")
-        return value.lower()
+        return sendable_address(value).lower()
 
     @field_validator("first_name", "last_name", "company", "industry", "job_title", "owner", "source")
     @classmethod
@@ -89,15 +88,6 @@ class LeadIn(BaseModel):
         return data
 
 
-@dataclass(frozen=True)
-class RowProblem:
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
-
-
 @dataclass
 class ImportReport:
     created: int = 0
@@ -131,71 +121,6 @@ def _flatten(raw: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def read_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | RowProblem]]:
-    """(where, raw row or problem) for each record of a CSV, JSON or JSON Lines file."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise NurtureError(f"{path}: no such file") from exc
-    except UnicodeDecodeError as exc:
-        raise NurtureError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
-            raise NurtureError(f"{path}:1: the header needs an 'email' column")
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield f"{path}:{start}", RowProblem(f"{path}:{start}", f"unreadable CSV: {exc}")
-                return
-            if None in row:
-                yield f"{path}:{start}", RowProblem(f"{path}:{start}", "more values than header columns")
-                continue
-            yield f"{path}:{start}", dict(row)
-    elif suffix in (".jsonl", ".ndjson"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield f"{path}:{number}", RowProblem(f"{path}:{number}", f"bad JSON: {exc.msg}")
-                continue
-            yield (
-                f"{path}:{number}",
-                item if isinstance(item, dict) else RowProblem(f"{path}:{number}", "not an object"),
-            )
-    elif suffix == ".json":
-        yield from _json_array(text, path)
-    else:
-        raise NurtureError(f"{path}: unknown format; use .csv, .json or .jsonl")
-
-
-def _json_array(text: str, path: Path) -> Iterator[tuple[str, dict[str, Any] | RowProblem]]:
-    decoder = json.JSONDecoder()
-    index = len(text) - len(text.lstrip())
-    if not text[index : index + 1] == "[":
-        raise NurtureError(f"{path}:1: a JSON import is an array of lead objects")
-    index += 1
-    while True:
-        while index < len(text) and text[index] in " \t\r\n,":
-            index += 1
-        if index >= len(text) or text[index] == "]":
-            return
-        line = text.count("\n", 0, index) + 1
-        try:
-            item, index = decoder.raw_decode(text, index)
-        except json.JSONDecodeError as exc:
-            raise NurtureError(f"{path}:{exc.lineno}: bad JSON: {exc.msg}") from exc
-        where = f"{path}:{line}"
-        yield where, item if isinstance(item, dict) else RowProblem(where, "not an object")
-
-
 def validate_row(where: str, raw: dict[str, Any]) -> LeadIn | RowProblem:
     try:
         return LeadIn.model_validate(_flatten(raw))
@@ -207,11 +132,11 @@ def validate_row(where: str, raw: dict[str, Any]) -> LeadIn | RowProblem:
         return RowProblem(where, reasons)
 
 
-def import_leads(store: Store, path: Path, chunk: int = 500) -> ImportReport:
+def import_leads(store: Store, path: Path, chunk: int = 500, *, encoding: str | None = None) -> ImportReport:
     report = ImportReport()
     valid: list[LeadIn] = []
     seen: dict[str, str] = {}
-    for where, item in read_rows(path):
+    for where, item in read_rows(path, encoding=encoding):
         result = item if isinstance(item, RowProblem) else validate_row(where, item)
         if isinstance(result, RowProblem):
             report.problems.append(result)

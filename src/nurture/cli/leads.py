@@ -25,11 +25,17 @@ app.add_typer(leads_app, name="leads")
 
 
 @leads_app.command("import")
-def leads_import(path: Path, db: DatabaseOption = None) -> None:
+def leads_import(
+    path: Path,
+    db: DatabaseOption = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="The file's encoding when not UTF-8, e.g. cp932 for Japanese Excel")
+    ] = None,
+) -> None:
     """Upsert leads by email from CSV, JSON (array) or JSON Lines; report bad rows by line."""
     from nurture.leads import import_leads
 
-    report = import_leads(_store(_settings(db)), path)
+    report = import_leads(_store(_settings(db)), path, encoding=encoding)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     for problem in report.problems:
