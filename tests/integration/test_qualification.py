@@ -127,6 +127,8 @@ def test_hot_lead_is_promoted_and_sales_notified_once(
     assert len(alerts) == 1
     alert = alerts[0]
     assert alert["Subject"].startswith("Hot lead: Ada Lang, Nordwerk (A/")
+    # Mail to a colleague has no list to leave: no List-Unsubscribe to a page that does not exist.
+    assert alert["List-Unsubscribe"] is None and alert["List-Unsubscribe-Post"] is None
     body = alert.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "inquiry" in body and "webinar_attended" in body and "/leads/" in body
 

@@ -173,7 +173,7 @@ class Notifier:
             text=text,
             html=html,
             message_id=message_id_for(key, self.settings.mail_domain),
-            unsubscribe_url=f"{self.settings.base_url.rstrip('/')}/settings",
+            unsubscribe_url=None,  # mail to colleagues: no list to leave
             unsubscribe_mailto=None,
             idempotency_key=key,
             date=self.clock.now(),

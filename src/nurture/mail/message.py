@@ -83,7 +83,7 @@ def build_message(
     text: str,
     html: str,
     message_id: str,
-    unsubscribe_url: str,
+    unsubscribe_url: str | None,
     unsubscribe_mailto: str | None,
     idempotency_key: str,
     reply_to: str | None = None,
@@ -98,8 +98,10 @@ def build_message(
     sender (a per-send bounce address), else the From address. `signer` adds a DKIM signature."""
     from_name, from_addr = parse_address(sender)
     _, to_addr = parse_address(to_email)
-    targets = [f"<{clean_header(unsubscribe_url)}>"]
-    if unsubscribe_mailto:
+    # Marketing mail carries List-Unsubscribe (RFC 2369) with one-click (RFC 8058); mail to
+    # colleagues (alerts to sales, digests) has no list to leave and carries neither.
+    targets = [f"<{clean_header(unsubscribe_url)}>"] if unsubscribe_url else []
+    if unsubscribe_url and unsubscribe_mailto:
         targets.append(f"<mailto:{clean_header(unsubscribe_mailto)}?subject=unsubscribe>")
     boundary = f"=_nurture_{idempotency_key}"
     headers = [
@@ -114,17 +116,15 @@ def build_message(
     ]
     if date is not None:
         headers.append(("Date", format_datetime(date)))
-    headers += [
-        ("MIME-Version", "1.0"),
-    ]
+    headers.append(("MIME-Version", "1.0"))
     if list_id:
         if not _LIST_ID.match(list_id):
             raise MessageError(f"not a List-Id (letters, digits, '.', '_', '-' and a dot): {list_id!r}")
         name = clean_header(list_name or "")
         headers.append(("List-Id", formataddr((name, list_id), charset="utf-8") if name else f"<{list_id}>"))
+    if targets:
+        headers += [("List-Unsubscribe", ", ".join(targets)), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
     headers += [
-        ("List-Unsubscribe", ", ".join(targets)),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("X-Nurture-Key", clean_header(idempotency_key)),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
