@@ -323,10 +323,16 @@ def test_changed_scenario_is_a_new_version_and_enrolled_leads_finish_the_old_one
 
     async def scenario() -> None:
         await daemon.tick()
+        old = daemon.catalog.current["two_step"].version
         path.write_text(path.read_text().replace("Case study for", "New subject for"))
         await daemon.housekeeping()
         import_csv(daemon, tmp_path, "email,first_name,company,timezone,source\nbob@beta.example,Bob,B,UTC,web\n")
         await daemon.tick()
+        new = daemon.catalog.current["two_step"].version
+        # The operator sees Ann still waiting on the old version, Bob on the new one.
+        assert daemon.store.reports.status()["enrolments"] == [
+            ("two_step", v, current, "active", "pause", 1) for v, current in sorted([(old, 0), (new, 1)])
+        ]
         clock.advance(timedelta(days=2, hours=1))
         await daemon.tick()
         await daemon.pool.close()  # type: ignore[union-attr]

@@ -11,6 +11,12 @@ Promotions are decided after every lead is scored, so the per-run and per-owner 
 see the whole run: the strongest go through, the rest are held for review. A promotion and
 its notifications commit in one transaction, keyed by the promotion's number, so a re-run
 after a crash cannot notify twice and a crash cannot lose one.
+
+Several daemons share one database: the job runs under a cluster lock, so one of them
+qualifies at a time and no lead is scored and promoted by two at once. Its watermark is the
+database's clock at the start of the previous run (events carry the database's
+`received_at`), less `OVERLAP`: an event whose transaction committed just after a run
+began is picked up by the next one. Rescoring a lead again changes nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from nurture.timeutil import parse_duration
 from nurture.vocabulary import PromotionStatus, Stage
 
 CHUNK = 500
+OVERLAP = timedelta(minutes=5)  # longer than any transaction that records events
 
 
 @dataclass
@@ -84,20 +91,24 @@ class Qualifier:
         stats = QualifyStats()
         if scoring is None:
             return stats
-        now = self.clock.now()
-        with self.store.reading() as conn:
-            mark = self.store.settings.get(conn, "qualify:watermark")
-            since = datetime.fromisoformat(mark) if mark and not everyone else None
-            lead_ids = self.store.events.leads_since(conn, since)
-            if everyone:
-                lead_ids = sorted(set(lead_ids) | set(self.store.leads.ids(conn)))
-            batches = self._batches(scoring, conn, lead_ids)
-        wanted: list[_Wanted] = []
-        for batch in batches:
-            self._batch(scoring, batch, now, stats, wanted)
-        self._decide(scoring, wanted, now, stats)
-        with self.store.transaction() as conn:
-            self.store.settings.put(conn, "qualify:watermark", now.isoformat())
+        with self.store.cluster_lock("qualify") as mine:
+            if not mine:  # another daemon is qualifying: it takes these events too
+                return stats
+            now = self.clock.now()
+            started = self.store.reports.database_time()
+            with self.store.reading() as conn:
+                mark = self.store.settings.get(conn, "qualify:watermark")
+                since = datetime.fromisoformat(mark) - OVERLAP if mark and not everyone else None
+                lead_ids = self.store.events.leads_since(conn, since)
+                if everyone:
+                    lead_ids = sorted(set(lead_ids) | set(self.store.leads.ids(conn)))
+                batches = self._batches(scoring, conn, lead_ids)
+            wanted: list[_Wanted] = []
+            for batch in batches:
+                self._batch(scoring, batch, now, stats, wanted)
+            self._decide(scoring, wanted, now, stats)
+            with self.store.transaction() as conn:
+                self.store.settings.put(conn, "qualify:watermark", started.isoformat())
         return stats
 
     # -- which leads, grouped by account ---------------------------------------------------

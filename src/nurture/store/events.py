@@ -1,4 +1,9 @@
-"""Behaviour leads showed: recorded once per external id; recording one wakes the lead's enrolments."""
+"""Behaviour leads showed: recorded once per external id; recording one wakes the lead's enrolments.
+
+`received_at` is the database's clock (not the recording process's): the qualify job's
+watermark is read from the same clock, so processes whose clocks drift cannot hide an event
+from it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from sqlalchemy import func, select, update
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import network_part
 from nurture.store.base import Connection, Part, insert_ignore
+from nurture.store.queue import database_now
 from nurture.store.tables import ENROLMENTS, EVENTS, LEADS
 from nurture.vocabulary import EnrolmentStatus, EventType
 
@@ -36,7 +42,7 @@ class Events(Part):
             "at": at,
             "props": dict(props or {}),
             "external_id": external_id,
-            "received_at": self.clock.now(),
+            "received_at": database_now(self.postgres),
         }
         # RETURNING tells a conflict apart on both databases (psycopg reports no rowcount here).
         inserted = conn.execute(insert_ignore(self.postgres, EVENTS).values(**values).returning(EVENTS.c.id)).first()
@@ -71,7 +77,8 @@ class Events(Part):
         return found
 
     def leads_since(self, conn: Connection, since: datetime | None) -> list[int]:
-        """Ids of the leads with events received since `since` (all that have any, for None)."""
+        """Ids of the leads with events received (database clock) since `since` (all that have
+        any, for None)."""
         query = select(func.distinct(EVENTS.c.lead_id))
         if since is not None:
             query = query.where(EVENTS.c.received_at >= since)

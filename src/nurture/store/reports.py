@@ -6,16 +6,17 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from nurture.errors import NurtureError
 from nurture.scenario.expr import EventRecord
 from nurture.store.base import Connection, Part, Row, counts
 from nurture.store.leads import LeadRow
+from nurture.store.queue import database_now
 from nurture.store.tables import (
     ACTIVITIES,
     ENROLMENTS,
@@ -23,6 +24,7 @@ from nurture.store.tables import (
     LEADS,
     LIFECYCLE_CHANGES,
     NOTIFICATIONS,
+    SCENARIO_VERSIONS,
     SCORE_HISTORY,
     SENDS,
     SETTINGS,
@@ -120,10 +122,29 @@ class Reports(Part):
     def status(self) -> dict[str, Any]:
         now = self.clock.now()
         with self.store.reading() as conn:
+            # Per scenario *version*: after an edit, leads still on an older version show as such.
+            current = SCENARIO_VERSIONS.c.is_current.is_(True)
             enrolments = conn.execute(
-                select(ENROLMENTS.c.scenario_id, ENROLMENTS.c.status, ENROLMENTS.c.state, func.count())
-                .group_by(ENROLMENTS.c.scenario_id, ENROLMENTS.c.status, ENROLMENTS.c.state)
-                .order_by(ENROLMENTS.c.scenario_id, ENROLMENTS.c.status, ENROLMENTS.c.state)
+                select(
+                    ENROLMENTS.c.scenario_id,
+                    ENROLMENTS.c.scenario_version,
+                    func.coalesce(func.max(case((current, 1), else_=0)), 0),
+                    ENROLMENTS.c.status,
+                    ENROLMENTS.c.state,
+                    func.count(),
+                )
+                .select_from(ENROLMENTS)
+                .outerjoin(
+                    SCENARIO_VERSIONS,
+                    (SCENARIO_VERSIONS.c.scenario_id == ENROLMENTS.c.scenario_id)
+                    & (SCENARIO_VERSIONS.c.version == ENROLMENTS.c.scenario_version),
+                )
+                .group_by(
+                    ENROLMENTS.c.scenario_id, ENROLMENTS.c.scenario_version, ENROLMENTS.c.status, ENROLMENTS.c.state
+                )
+                .order_by(
+                    ENROLMENTS.c.scenario_id, ENROLMENTS.c.scenario_version, ENROLMENTS.c.status, ENROLMENTS.c.state
+                )
             ).all()
             sends = counts(conn.execute(select(SENDS.c.status, func.count()).group_by(SENDS.c.status)).all())
             oldest = conn.execute(select(func.min(SENDS.c.next_attempt_at)).where(SENDS.c.status.in_(QUEUED))).scalar()
@@ -175,6 +196,13 @@ class Reports(Part):
             ).all()
             leads = {lead.id: lead for lead in self.store.leads.in_(conn, [r.lead_id for r in rows])}
         return [(row, leads[row.lead_id]) for row in rows if row.lead_id in leads]
+
+    def database_time(self) -> datetime:
+        """The database's clock now (what leases and `received_at` are measured in)."""
+        with self.store.reading() as conn:
+            value: datetime | str = conn.execute(select(database_now(self.postgres))).scalar_one()
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value  # SQLite: the text form
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     def funnel(self, scenario_id: str) -> dict[str, Any]:
         with self.store.reading() as conn:
