@@ -76,7 +76,10 @@ class Advancer:
                 if row is None:
                     continue
                 recent = sends.setdefault(item.lead_id, [])
-                update = self._step(item, row, events.get(item.lead_id, []), recent, now)
+                try:
+                    update = self._step(item, row, events.get(item.lead_id, []), recent, now)
+                except Exception as exc:  # one lead's broken data or step stops that lead alone
+                    update = self._parked(item, exc, now)
                 # Later enrolments of the same lead in this batch count these sends toward the cap.
                 recent += [now] * len(update.sends)
                 counts["emails"] += len(update.sends)
@@ -155,6 +158,34 @@ class Advancer:
             "lead.handed_over",
         )
         return rows, owner
+
+    def _parked(self, item: Claimed, exc: Exception, now: datetime) -> EnrollmentUpdate:
+        """The enrolment of a lead whose step raised: it leaves its scenario with the error as
+        its exit reason (in `nurture status` and the funnel) and an audit entry; the rest of
+        the batch goes on. Fix the lead's data, then enrol it again."""
+        error = f"step failed at '{item.state}': {type(exc).__name__}: {exc}"[:500]
+        return EnrollmentUpdate(
+            id=item.id,
+            old_seq=item.seq,
+            state=item.state,
+            status=EnrolmentStatus.EXITED,
+            seq=item.seq + 1,
+            entered_at=item.entered_at,
+            due_at=None,
+            finished_at=now,
+            exit_reason=error[:200],
+            sends=[],
+            lead_changes=None,
+            audit={
+                "at": now,
+                "lead_id": item.lead_id,
+                "enrollment_id": item.id,
+                "kind": "step_failed",
+                "detail": {"scenario": item.scenario_id, "at_step": item.state, "error": error},
+            },
+            lead_id=item.lead_id,
+            scenario=(item.scenario_id, item.scenario_version),
+        )
 
     def _step(
         self, item: Claimed, row: LeadRow, events: list[EventRecord], sends: list[datetime], now: datetime
