@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,9 @@ def default_render_processes() -> int:
     affinity = getattr(os, "sched_getaffinity", None)
     cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
     return 1 if cores >= 2 else 0
+
+
+DEFAULT_SECRET = "change-me"
 
 
 class Settings(BaseSettings):
@@ -58,7 +62,14 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 60.0
 
     base_url: str = "http://localhost:8025"
-    secret_key: str = Field(default="change-me", description="Signs tracking and unsubscribe links")
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=0, description="Largest request body the HTTP side reads (413 beyond it); 0: no limit"
+    )
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token that may read /metrics (else a dashboard login is needed)"
+    )
+    metrics_public: bool = Field(default=False, description="Serve /metrics to anyone (behind your own firewall)")
+    secret_key: str = Field(default=DEFAULT_SECRET, description="Signs tracking and unsubscribe links")
     mail_domain: str = "nurture.local"
     unsubscribe_mailto: str | None = None
     notify_sender: str = "nurture <nurture@localhost>"
@@ -130,6 +141,14 @@ class Settings(BaseSettings):
     @property
     def suppression_hash_key(self) -> str:
         return self.erasure_key or self.secret_key
+
+    @property
+    def default_secret_on_a_public_site(self) -> bool:
+        """Whether the default secret key would sign links and sessions of a site others reach:
+        anyone could then forge unsubscribe links and dashboard sessions."""
+        host = (urlsplit(self.base_url).hostname or "").lower()
+        local = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+        return self.secret_key == DEFAULT_SECRET and not local
 
     @property
     def lease(self) -> timedelta:

@@ -77,6 +77,7 @@ def test_run_with_serve_answers_http_and_stops_on_sigterm(tmp_path: Path) -> Non
     daemon = subprocess.Popen(
         [sys.executable, "-m", "nurture", "run", "--serve", "--port", str(port), "--db", db],
         cwd=ROOT,
+        env={**os.environ, "NURTURE_METRICS_TOKEN": "scrape-me"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -85,7 +86,9 @@ def test_run_with_serve_answers_http_and_stops_on_sigterm(tmp_path: Path) -> Non
         deadline = time.monotonic() + 30
         while True:
             try:
-                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics")
+                metrics = httpx.get(
+                    f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer scrape-me"}
+                )
                 if "nurture_job_duration_seconds{" in metrics.text:  # the daemon's heartbeat is in
                     break
             except httpx.TransportError:

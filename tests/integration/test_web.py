@@ -40,7 +40,8 @@ LEADS_CSV = (
 def daemon(db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, tmp_path: Path) -> Daemon:
     for name in ("whitepaper_nurture.yaml", "scoring.yaml"):
         shutil.copy(ROOT / "scenarios" / name, workspace / "scenarios")
-    built = make_daemon(db_url, base_url="http://nurture.test")  # https would make the session cookie Secure
+    # https would make the session cookie Secure
+    built = make_daemon(db_url, base_url="http://nurture.test", metrics_token="metrics-secret")
     import_csv(built, tmp_path, LEADS_CSV)
     return built
 
@@ -270,6 +271,8 @@ def test_metrics_report_sends_backlog_and_job_durations(
     send_welcome(daemon, smtp)
     daemon.job_seconds["advance"] = 0.25
     daemon.heartbeat()
+    assert site.get("/metrics").status_code == 401  # not for anyone who asks
+    site.headers["Authorization"] = "Bearer metrics-secret"
     text = site.get("/metrics").text
     sent = len(smtp.messages)
     assert f"nurture_emails_sent_total {float(sent)}" in text

@@ -9,7 +9,7 @@ import typer
 
 from nurture.cli.common import DatabaseOption, _settings, _store, app, fail
 from nurture.clock import SystemClock
-from nurture.config import Settings
+from nurture.config import DEFAULT_SECRET, Settings
 from nurture.errors import NurtureError, ValidationFailed
 from nurture.store import Store
 from nurture.store.db import make_engine
@@ -48,6 +48,19 @@ def db_upgrade(db: DatabaseOption = None) -> None:
     typer.echo(f"database at revision {current_revision(engine)}")
 
 
+def refuse_default_secret(settings: Settings) -> None:
+    """The default secret key signs nothing a stranger can reach: refuse it for a site whose
+    base URL is not this machine; warn about it on one that is."""
+    if settings.default_secret_on_a_public_site:
+        fail(
+            f"NURTURE_SECRET_KEY is the default, and NURTURE_BASE_URL ({settings.base_url}) is not this machine: "
+            "anyone could forge unsubscribe links and dashboard sessions. Set your own secret key, e.g. "
+            "NURTURE_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    if settings.secret_key == DEFAULT_SECRET:
+        typer.echo("warning: NURTURE_SECRET_KEY is the default; set your own before going live", err=True)
+
+
 @app.command()
 def run(
     db: DatabaseOption = None,
@@ -70,6 +83,7 @@ def run(
     typer.echo(
         f"reading scenarios from {settings.scenarios_dir.resolve()}, templates from {settings.templates_dir.resolve()}"
     )
+    refuse_default_secret(settings)
     daemon = Daemon(settings, SystemClock())
     try:
         daemon.load()
@@ -113,10 +127,10 @@ def status(db: DatabaseOption = None) -> None:
     info = store.reports.status()
     console = Console()
     table = Table(title=f"Enrolments ({info['leads']} leads, {info['due_now']} due now)", title_justify="left")
-    for column in ("scenario", "status", "state", "count"):
+    for column in ("scenario", "version", "status", "state", "count"):
         table.add_column(column, justify="right" if column == "count" else "left")
-    for scenario_id, state_status, state, count in info["enrolments"]:
-        table.add_row(scenario_id, state_status, state, str(count))
+    for scenario_id, version, current, state_status, state, count in info["enrolments"]:
+        table.add_row(scenario_id, version + ("" if current else " (old)"), state_status, state, str(count))
     console.print(table)
     sends = info["sends"]
     oldest = info["oldest_pending"]
@@ -174,8 +188,7 @@ def serve(
     from nurture.web.app import create_app
 
     settings = _settings(db)
-    if settings.secret_key == "change-me":
-        typer.echo("warning: NURTURE_SECRET_KEY is the default; set your own before going live", err=True)
+    refuse_default_secret(settings)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
 
 

@@ -27,7 +27,8 @@ def score_explain(
     scenarios: Annotated[Path, typer.Option(help="Folder with scoring.yaml")] = Path("scenarios"),
 ) -> None:
     """Why a lead's score is what it is: every rule, caps, decay, the account part and the colleagues
-    who gave it, every open and click with its verdict (human, suspect, machine), what is missing."""
+    who gave it, every open and click with its verdict (human, suspect, machine), what is missing; then
+    what the stored score was made of, as of when it was made."""
     from nurture.jobs.catalog import Catalog
     from nurture.jobs.qualify import Qualifier
     from nurture.scoring.explain import explain, render
@@ -46,6 +47,19 @@ def score_explain(
         result = Qualifier(store, catalog, SystemClock()).score_lead(catalog.scoring, conn, lead, now)
     for line in render(explain(catalog.scoring, result, f"{email} (stage {lead.lifecycle_stage})")):
         typer.echo(line)
+    # The stored score (what the stage, the dashboard's header and alerts used), as of when it
+    # was made: engagement decays, so it differs from the score now.
+    if lead.scored_at is None:
+        typer.echo("stored score: none yet (the qualify job has not scored this lead)")
+        return
+    with store.reading() as conn:
+        stored = Qualifier(store, catalog, SystemClock()).score_lead(catalog.scoring, conn, lead, lead.scored_at)
+    typer.echo(
+        f"stored score, as of {lead.scored_at:%Y-%m-%d %H:%M} UTC: fit {lead.score_fit} (grade {lead.grade}), "
+        f"engagement {lead.score_engagement}; made of:"
+    )
+    for c in sorted(stored.contributions, key=lambda c: -c.points):
+        typer.echo(f"  {c.kind:<10} {c.rule:<24} {c.points:>7.2f}")
 
 
 @score_app.command("held")

@@ -18,7 +18,7 @@ from functools import cache
 from sqlalchemy import insert, select, update
 
 from nurture.errors import NurtureError
-from nurture.store.base import Part
+from nurture.store.base import Connection, Part
 from nurture.store.tables import API_KEYS, DASHBOARD_USERS
 
 KEY_PREFIX = "nk_"
@@ -129,11 +129,29 @@ class Access(Part):
                     )
                 )
                 return True
+            self.end_sessions(username, conn)  # a new password ends the sessions made with the old one
             values: dict[str, object] = {"password_hash": hashed, "disabled": False}
             if display_name:
                 values["display_name"] = display_name
             conn.execute(update(DASHBOARD_USERS).where(DASHBOARD_USERS.c.id == existing.id).values(**values))
             return False
+
+    def session_epoch(self, username: str) -> int:
+        """The number of the user's current sessions: a session made under another number has
+        ended (the user logged out, or their password changed)."""
+        with self.store.reading() as conn:
+            value = self.store.settings.get(conn, f"session-epoch:{username.strip()}")
+        return int(value) if value and value.isdigit() else 0
+
+    def end_sessions(self, username: str, conn: Connection | None = None) -> None:
+        """End every session of `username` (log out everywhere)."""
+        key = f"session-epoch:{username.strip()}"
+        if conn is None:
+            with self.store.transaction() as own:
+                self.end_sessions(username, own)
+            return
+        value = self.store.settings.get(conn, key)
+        self.store.settings.put(conn, key, str((int(value) if value and value.isdigit() else 0) + 1))
 
     def authenticate(self, username: str, password: str) -> str | None:
         """The user's display name when the password is right, else None (same cost either way)."""

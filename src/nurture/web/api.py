@@ -30,6 +30,9 @@ def api_client(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> str:
     """The name of the calling system's key; 401 without a valid, unrevoked one."""
+    name: str | None = getattr(request.state, "api_client", None)  # checked before the body was read
+    if name is not None:
+        return name
     key = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
     name = web(request).store.access.check_key(key) if key else None
     if name is None:

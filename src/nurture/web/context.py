@@ -18,6 +18,7 @@ from nurture.scenario.compiler import CompiledScenario, compile_scenario
 from nurture.scenario.loader import LoadedScenario, scenario_files
 from nurture.scoring.engine import CompiledScoring
 from nurture.store import Store
+from nurture.throttle import LoginThrottle
 
 PAGES = Path(__file__).resolve().parent / "templates"
 
@@ -30,6 +31,7 @@ class Web:
     templates: Jinja2Templates = field(init=False)
     _project: tuple[dict[str, CompiledScenario], CompiledScoring | None] | None = field(default=None, init=False)
     _seen: tuple[tuple[str, int, int], ...] = field(default=(), init=False)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle, init=False)
 
     def __post_init__(self) -> None:
         self.templates = Jinja2Templates(directory=str(PAGES))

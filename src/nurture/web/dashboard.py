@@ -37,9 +37,15 @@ class LoginRequired(Exception):
 
 def user(request: Request) -> str:
     name = request.session.get("user")
-    if not isinstance(name, str):
+    # A session made before the user logged out or changed their password has ended.
+    if not isinstance(name, str) or request.session.get("epoch") != web(request).store.access.session_epoch(name):
+        request.session.clear()
         raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     return name
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def checked_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
@@ -73,17 +79,36 @@ def login(
     next: Annotated[str, Form()] = "/inbox",
 ) -> Response:
     w = web(request)
+    address = client_address(request)
+    wait = w.throttle.wait_for(username, address)
+    if wait > 0:
+        page = w.page(
+            request,
+            "login.html",
+            status_code=429,
+            next=_safe_next(next),
+            error=f"Too many wrong passwords; try again in {int(wait) + 1} seconds.",
+        )
+        page.headers["Retry-After"] = str(int(wait) + 1)
+        return page
     display = w.store.access.authenticate(username, password)
     if display is None:
+        w.throttle.failed(username, address)
         return w.page(request, "login.html", status_code=401, next=_safe_next(next), error="Wrong name or password.")
+    w.throttle.succeeded(username, address)
     request.session.clear()  # a fresh session (and CSRF token) on login: no session fixation
     request.session["user"] = username.strip()
     request.session["display"] = display
+    request.session["epoch"] = w.store.access.session_epoch(username)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout", dependencies=[Csrf])
 def logout(request: Request) -> Response:
+    """Log out everywhere: every session of the user ends, also a copied cookie."""
+    name = request.session.get("user")
+    if isinstance(name, str):
+        web(request).store.access.end_sessions(name)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
@@ -167,11 +192,15 @@ def lead_page(request: Request, lead_id: int, _: User) -> Response:
         lead, sends, events, changes = record.lead, record.sends, record.events, record.changes
         history, activities = record.history, record.activities
         scoring = w.scoring
-        result = None
+        result = stored = None
         if scoring is not None:
             catalog = Catalog(w.store, w.settings.scenarios_dir, w.settings.templates_dir)
             catalog.scoring = scoring
-            result = Qualifier(w.store, catalog, w.clock).score_lead(scoring, conn, lead, w.clock.now())
+            qualifier = Qualifier(w.store, catalog, w.clock)
+            result = qualifier.score_lead(scoring, conn, lead, w.clock.now())
+            # What the stored score (the header, the stage) was made of, as of when it was made.
+            if lead.scored_at is not None:
+                stored = qualifier.score_lead(scoring, conn, lead, lead.scored_at)
     timeline: list[dict[str, Any]] = []
     for s in sends:
         timeline.append(
@@ -208,6 +237,8 @@ def lead_page(request: Request, lead_id: int, _: User) -> Response:
         changes=changes,
         history=history,
         result=result,
+        stored=stored,
+        now=w.clock.now(),
         needed=needed_for(scoring, lead.grade) if scoring else None,
         account=_account_of(w, lead.company, lead.email),
         actions=feedback_actions(lead.lifecycle_stage),

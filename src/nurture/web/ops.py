@@ -7,6 +7,7 @@ as a heartbeat row.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -105,8 +106,27 @@ def _heartbeats(beats: Sequence[tuple[str, str]], now: datetime) -> Iterator[Met
     yield paused
 
 
+def may_read_metrics(request: Request) -> bool:
+    """With `metrics_public`, anyone; else the bearer of `metrics_token`, or a logged-in user."""
+    settings = web(request).settings
+    if settings.metrics_public:
+        return True
+    token = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+    if settings.metrics_token and token and hmac.compare_digest(token, settings.metrics_token):
+        return True
+    name = request.session.get("user")
+    return isinstance(name, str) and request.session.get("epoch") == web(request).store.access.session_epoch(name)
+
+
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
+    if not may_read_metrics(request):
+        return Response(
+            "metrics need NURTURE_METRICS_TOKEN as a bearer token, or a dashboard login\n",
+            status_code=401,
+            media_type="text/plain",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(web(request)))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
