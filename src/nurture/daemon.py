@@ -150,7 +150,8 @@ class Daemon:
                 last = self.store.settings.get(conn, "daily:last")
             if last and datetime.fromisoformat(last) + timedelta(days=1) > now:
                 return
-            self.qualifier.run_once(everyone=True)
+            if self.qualifier.run_once(everyone=True).skipped:
+                return  # another daemon was qualifying: the daily rescore comes at the next try
             if self.catalog.scoring is not None:
                 queue_digests(self.store, self.catalog.scoring, now)
             if self.settings.tracking_address_days > 0:

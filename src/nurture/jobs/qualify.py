@@ -51,6 +51,7 @@ class QualifyStats:
     held: int = 0
     accounts: int = 0
     accounts_hot: int = 0
+    skipped: bool = False  # another daemon was qualifying
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Qualifier:
             return stats
         with self.store.cluster_lock("qualify") as mine:
             if not mine:  # another daemon is qualifying: it takes these events too
+                stats.skipped = True
                 return stats
             now = self.clock.now()
             started = self.store.reports.database_time()
