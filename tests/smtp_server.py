@@ -152,15 +152,29 @@ class _Smtp(SMTP):  # type: ignore[misc]
 
 
 class _Controller(Controller):  # type: ignore[misc]
+    """Binds a port the system picks (port 0) and learns it, so no other process on a busy
+    machine can take the port between choosing and binding it."""
+
     def factory(self) -> SMTP:
         return _Smtp(self.handler, **self.SMTP_kwargs)
+
+    def _create_server(self) -> Any:
+        return self._bind()
+
+    async def _bind(self) -> asyncio.AbstractServer:
+        server = await self.loop.create_server(self._factory_invoker, host=self.hostname, port=0)
+        self.port = int(server.sockets[0].getsockname()[1])
+        return server
 
 
 class SmtpServer:
     def __init__(self) -> None:
         self.recorder = Recorder()
-        self.port = free_port()
-        self.controller = _Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+        self.controller = _Controller(self.recorder, hostname="127.0.0.1", port=0)
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()
