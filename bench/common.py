@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,8 +108,55 @@ def bulk_enrollments(engine: Engine, count: int, due: int, now: datetime, versio
             )
 
 
-def ratio_line(name: str, nurture: float, baseline: float, unit: str, goal: str) -> str:
-    return f"| {name} | {nurture:,.0f} {unit} | {baseline:,.0f} {unit} | {nurture / baseline:.2f}× | {goal} |"
+@dataclass(frozen=True)
+class Goal:
+    """What a benchmark's ratio (nurture ÷ baseline) must be: at least or at most `bound`."""
+
+    at_least: bool
+    bound: float
+
+    def met(self, ratio: float) -> bool:
+        return ratio >= self.bound if self.at_least else ratio <= self.bound
+
+    def __str__(self) -> str:
+        return f"{'≥' if self.at_least else '≤'} {self.bound:g}×"
+
+
+def at_least(bound: float) -> Goal:
+    return Goal(True, bound)
+
+
+def at_most(bound: float) -> Goal:
+    return Goal(False, bound)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the results table, and whether its ratio met the goal printed beside it."""
+
+    name: str
+    nurture: str
+    baseline: str
+    ratio: float
+    goal: Goal
+
+    @property
+    def met(self) -> bool:
+        return self.goal.met(self.ratio)
+
+    @property
+    def line(self) -> str:
+        verdict = "" if self.met else " **missed**"
+        return f"| {self.name} | {self.nurture} | {self.baseline} | {self.ratio:.2f}× | {self.goal}{verdict} |"
+
+
+def ratio_result(name: str, nurture: float, baseline: float, unit: str, goal: Goal) -> Result:
+    return Result(name, f"{nurture:,.0f} {unit}", f"{baseline:,.0f} {unit}", nurture / baseline, goal)
+
+
+def missed(results: Sequence[Result]) -> list[str]:
+    """One line per result whose ratio missed its goal (empty when every goal was met)."""
+    return [f"goal missed: {r.name}: {r.ratio:.2f}×, goal {r.goal}" for r in results if not r.met]
 
 
 Row = dict[str, Any]

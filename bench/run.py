@@ -28,7 +28,18 @@ from sqlalchemy import bindparam, insert, update
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import BRANCH_AND_WAIT, bulk_enrollments, bulk_leads, fresh_sqlite, ratio_line, timed  # noqa: E402
+from common import (  # noqa: E402
+    BRANCH_AND_WAIT,
+    Result,
+    at_least,
+    at_most,
+    bulk_enrollments,
+    bulk_leads,
+    fresh_sqlite,
+    missed,
+    ratio_result,
+    timed,
+)
 
 from nurture.clock import FakeClock  # noqa: E402
 from nurture.config import Settings, default_render_processes  # noqa: E402
@@ -144,7 +155,7 @@ def _outbox(folder: Path, name: str, count: int) -> Any:
     return engine
 
 
-def bench_send(folder: Path, count: int, connections: int, render_processes: int = 0, rounds: int = 3) -> list[str]:
+def bench_send(folder: Path, count: int, connections: int, render_processes: int = 0, rounds: int = 3) -> list[Result]:
     """Best of `rounds` for each side; nurture drains a fresh outbox each round."""
     sink = Sink()
     scenarios, templates = project(folder, None)
@@ -194,7 +205,7 @@ def bench_send(folder: Path, count: int, connections: int, render_processes: int
     finally:
         sink.close()
     return [
-        ratio_line(
+        ratio_result(
             f"send: {count} emails, {connections} connections to {sink.kind}, "
             + (
                 f"{render_processes} render process{'es' if render_processes > 1 else ''}"
@@ -206,7 +217,7 @@ def bench_send(folder: Path, count: int, connections: int, render_processes: int
             count / nurture_best,
             count / raw_best,
             "msg/s",
-            "≥ 0.5×",
+            at_least(0.5),
         )
     ]
 
@@ -228,7 +239,7 @@ def _version(folder: Path) -> str:
     return content_version(BRANCH_AND_WAIT)
 
 
-def bench_advance(folder: Path, count: int, rounds: int = 3) -> list[str]:
+def bench_advance(folder: Path, count: int, rounds: int = 3) -> list[Result]:
     """Best of `rounds` for each side, each round on fresh databases (the shared machine's
     noise only ever slows a round down)."""
     version = _version(folder)
@@ -275,12 +286,12 @@ def bench_advance(folder: Path, count: int, rounds: int = 3) -> list[str]:
     nurture_best = min(nurture_round(i) for i in range(rounds))
     raw_best = min(raw_round(i) for i in range(rounds))
     return [
-        ratio_line(
+        ratio_result(
             f"advance: {count} enrolments (branch → wait), batches of 1000, best of {rounds}",
             count / nurture_best,
             count / raw_best,
             "steps/s",
-            "≥ 0.25×",
+            at_least(0.25),
         )
     ]
 
@@ -323,13 +334,17 @@ def _tick_seconds(folder: Path, name: str, total: int, due: int, rounds: int = 3
     return best
 
 
-def bench_tick(folder: Path, small: int, large: int, due: int) -> list[str]:
+def bench_tick(folder: Path, small: int, large: int, due: int) -> list[Result]:
     few = _tick_seconds(folder, "tick_small", small, due)
     many = _tick_seconds(folder, "tick_large", large, due)
     return [
-        f"| tick: {due} due among {large:,} vs among {small:,}, best of 3 | {many * 1000:,.0f} ms "
-        f"| {few * 1000:,.0f} ms "
-        f"| {many / few:.2f}× | ≤ 2× |"
+        Result(
+            f"tick: {due} due among {large:,} vs among {small:,}, best of 3",
+            f"{many * 1000:,.0f} ms",
+            f"{few * 1000:,.0f} ms",
+            many / few,
+            at_most(2),
+        )
     ]
 
 
@@ -376,7 +391,7 @@ def _account_store(folder: Path, name: str, count: int, one_account: bool) -> St
     return Store(engine, FakeClock(NOW))
 
 
-def bench_account(folder: Path, count: int, rounds: int = 3) -> list[str]:
+def bench_account(folder: Path, count: int, rounds: int = 3) -> list[Result]:
     """A full rescore of one `count`-lead account against `count` one-lead accounts: each account's
     aggregate is computed once per run, so the big account should cost about the same."""
     scoring = load_scoring(ROOT / "scenarios" / "scoring.yaml")
@@ -390,16 +405,23 @@ def bench_account(folder: Path, count: int, rounds: int = 3) -> list[str]:
     one = best(_account_store(folder, "account_one", count, True))
     separate = best(_account_store(folder, "account_separate", count, False))
     return [
-        f"| qualify: full rescore of one {count:,}-lead account vs {count:,} one-lead accounts, best of {rounds} "
-        f"| {one * 1000:,.0f} ms | {separate * 1000:,.0f} ms | {one / separate:.2f}× | ≈ 1× (was 8.4×) |"
+        Result(
+            f"qualify: full rescore of one {count:,}-lead account vs {count:,} one-lead accounts, best of {rounds}",
+            f"{one * 1000:,.0f} ms",
+            f"{separate * 1000:,.0f} ms",
+            one / separate,
+            at_most(1.5),  # about the same (it was 8.4× when each lead summed its account again)
+        )
     ]
 
 
 # -- memory -----------------------------------------------------------------------------------------
 
+# A daemon process on a database of leads nobody is enrolled in yet: the full enrol sweep
+# enrols every one of them (all match the entry criteria), then the advance job steps each.
 PROBE = """
-import resource, sys, time
-from datetime import UTC, datetime, timedelta
+import sys, time
+from datetime import UTC, datetime
 from pathlib import Path
 from nurture.clock import FakeClock
 from nurture.config import Settings
@@ -410,44 +432,47 @@ daemon = Daemon(Settings(database_url=url, scenarios_dir=Path(scenarios), templa
                          batch_size=1000, worker_id="probe"), clock)
 daemon.load()
 start = time.perf_counter()
-enrolled = daemon.enroller.run_once()
+enrolled = sum(daemon.enroller.run_once().values())
 stats = daemon.advancer.run_until_idle()
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(peak, sum(enrolled.values()), stats.applied, round(time.perf_counter() - start, 1))
+print(peak, enrolled, stats.applied, round(time.perf_counter() - start, 1))
 """
 
 
-def bench_memory(folder: Path, large: int) -> list[str]:
+def _memory_probe(folder: Path, leads: int) -> tuple[int, float]:
+    """Peak memory (KiB) and seconds of a daemon that enrols and advances `leads` new leads."""
     scenarios, templates = project(folder, BRANCH_AND_WAIT)
-    database = folder / "tick_large.db"
-    if not database.exists():
-        engine = fresh_sqlite(folder, "tick_large")
-        bulk_leads(engine, large, NOW)
-        bulk_enrollments(engine, large, 1000, NOW, _version(folder))
+    name = f"memory_{leads}"
+    engine = fresh_sqlite(folder, name)
+    bulk_leads(engine, leads, NOW)
+    engine.dispose()
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, f"sqlite:///{database}", str(scenarios), str(templates)],
+        [sys.executable, "-c", PROBE, f"sqlite:///{folder / name}.db", str(scenarios), str(templates)],
         capture_output=True,
         text=True,
         check=True,
     )
-    peak_kb, _enrolled, _advanced, seconds = result.stdout.split()
+    peak_kb, enrolled, advanced, seconds = result.stdout.split()
+    # The sweep must really enrol (and the advance job step) every lead, or the figure means nothing.
+    if int(enrolled) != leads or int(advanced) != leads:
+        raise SystemExit(f"memory probe over {leads} leads enrolled {enrolled} and advanced {advanced}")
+    (folder / f"{name}.db").unlink(missing_ok=True)
+    return int(peak_kb), float(seconds)
+
+
+def bench_memory(folder: Path, small: int, large: int) -> list[Result]:
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at fork time.
-    baseline = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import nurture.daemon;"
-            "print(next(int(l.split()[1]) for l in open('/proc/self/status')"
-            " if l.startswith('VmHWM:')))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    small_peak, _ = _memory_probe(folder, small)
+    large_peak, seconds = _memory_probe(folder, large)
     return [
-        f"| daemon peak RSS with {large:,} leads (full enrol sweep + advance, {seconds} s) | "
-        f"{int(peak_kb) / 1024:,.0f} MiB | {int(baseline) / 1024:,.0f} MiB (interpreter + imports) | "
-        f"{int(peak_kb) / int(baseline):.2f}× | bounded (chunked) |"
+        Result(
+            f"daemon peak memory: full enrol sweep enrolling {large:,} new leads + advancing them ({seconds} s) "
+            f"vs the same with {small:,} leads",
+            f"{large_peak / 1024:,.0f} MiB",
+            f"{small_peak / 1024:,.0f} MiB",
+            large_peak / small_peak,
+            at_most(1.2),
+        )
     ]
 
 
@@ -462,6 +487,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["| benchmark | nurture | baseline | ratio | goal |", "|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
+    results: list[Result] = []
     for section in args.sections:
         if section == "send":
             count = 1000 if args.quick else 5000
@@ -472,16 +498,21 @@ def main() -> None:
         elif section == "tick":
             new = bench_tick(folder, 10_000, large, 1000)
         elif section == "memory":
-            new = bench_memory(folder, large)
+            new = bench_memory(folder, 10_000, large)
         elif section == "account":
             new = bench_account(folder, 2000 if args.quick else 10_000)
         else:
             raise SystemExit(f"unknown section {section!r}")
-        print("\n".join(new), flush=True)
+        print("\n".join(result.line for result in new), flush=True)
+        results += new
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"(databases in {folder}; peak RSS of this runner {peak} MiB)")
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
+    failures = missed(results)
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
