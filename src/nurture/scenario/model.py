@@ -323,8 +323,28 @@ class Entry(_Strict):
 
 
 class Reentry(_Strict):
-    policy: Literal["never", "after_exit", "always"] = "never"
-    cooldown: Duration | None = None
+    """May a lead enter again? `never`: once only. `after_exit`: after its last enrolment
+    finished and `cooldown` has passed since. `always`: once `cooldown` has passed since it last
+    entered, starting over even while still enrolled."""
+
+    policy: Literal["never", "after_exit", "always"] = Field(
+        default="never",
+        description="never: once only; after_exit: again after finishing (+ cooldown); "
+        "always: again after cooldown since the last entry, even while still enrolled.",
+    )
+    cooldown: Duration | None = Field(
+        default=None,
+        description="after_exit: time since the last enrolment finished; always: since it began.",
+    )
+
+    @model_validator(mode="after")
+    def _always_needs_a_cooldown(self) -> Reentry:
+        if self.policy == "always" and self.cooldown is None:
+            raise ValueError(
+                "'always' needs a 'cooldown' (how soon a lead may start over), "
+                "or the lead would start over every time the enrol job sees it"
+            )
+        return self
 
 
 EXIT_SHORTCUTS = {
