@@ -38,6 +38,33 @@ def test_db_upgrade_import_show_and_status(tmp_path: Path) -> None:
     assert "outbox: 0 pending (0 retrying), 0 sending, 0 sent" in status.stdout
 
 
+def test_leads_import_reads_json_lines_naming_the_line_of_each_bad_record(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    assert nurture("db", "upgrade", "--db", db).returncode == 0
+    leads = tmp_path / "leads.jsonl"
+    leads.write_text(
+        '{"email": "jane@nordwerk.example", "first_name": "Jane", "company_size": 600, "country": "de"}\n'
+        "\n"
+        '{"email": "bad@x.example", "company_size": "many"}\n'
+        "not json at all\n"
+        '["an", "array"]\n'
+        '{"email": "kim@tinyshop.example", "first_name": "Kim", "plan": "trial"}\n',
+        encoding="utf-8",
+    )
+    result = nurture("leads", "import", str(leads), "--db", db)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "2 created, 0 updated, 3 rejected"
+    assert f"{leads}:3: company_size: Input should be a valid integer" in result.stderr
+    assert f"{leads}:4: bad JSON" in result.stderr
+    assert f"{leads}:5: not an object" in result.stderr
+    jane = nurture("leads", "show", "jane@nordwerk.example", "--db", db).stdout
+    assert re.search(r"company_size: 600\n", jane) and re.search(r"country: DE\n", jane)
+    kim = nurture("leads", "show", "kim@tinyshop.example", "--db", db).stdout
+    assert "plan: trial  (custom)" in kim
+    again = nurture("leads", "import", str(leads), "--db", db)
+    assert again.stdout.strip() == "0 created, 2 updated, 3 rejected"  # upsert by email
+
+
 def test_demo_runs_end_to_end_and_every_sent_email_is_in_the_maildir(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     result = nurture("demo", "--days", "8", "--seconds-per-day", "0.5", "--workdir", str(workdir), cwd=ROOT)
