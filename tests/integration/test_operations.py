@@ -13,7 +13,7 @@ import pytest
 from nurture.clock import FakeClock
 from nurture.config import Settings
 from nurture.daemon import Daemon
-from nurture.store.repo import EV
+from nurture.store.tables import EVENTS as EV
 from nurture.web.app import create_app
 from tests.http_server import serving
 from tests.integration.test_web import api, count, daemon, site  # noqa: F401 (fixtures)

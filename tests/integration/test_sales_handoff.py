@@ -15,8 +15,8 @@ from sqlalchemy import select, update
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
-from nurture.notify import verify_signature
-from nurture.store.repo import E
+from nurture.jobs.notify import verify_signature
+from nurture.store.tables import ENROLMENTS as E
 from tests.integration.conftest import ROOT, write_scenario
 from tests.integration.test_daemon import import_csv
 from tests.integration.test_qualification import Hooks, lead_id, record, webhook  # noqa: F401 (fixture)
@@ -87,7 +87,7 @@ def test_notify_sales_sends_one_signed_webhook_per_step_visit_and_a_replayed_bat
         assert len(handed_over()) == 1
         # The same batch again, as a worker whose commit was lost would replay it: the enrolment
         # back where it stood before the visit, stepped once more.
-        with daemon.store.engine.begin() as conn:
+        with daemon.store.transaction() as conn:
             conn.execute(update(E).where(E.c.lead_id == ada).values(**before._mapping))
         await daemon.tick()
         await daemon.tick()
@@ -120,7 +120,7 @@ def rescore(daemon: Daemon) -> None:
 
 
 def owner_of(daemon: Daemon, email: str) -> str | None:
-    row = daemon.store.lead_by_email(email)
+    row = daemon.store.leads.by_email(email)
     assert row is not None
     return row.owner  # type: ignore[no-any-return]
 
@@ -192,7 +192,7 @@ def test_account_roll_up_counts_colleagues_by_company_or_by_email_domain_in_the_
     outsider = "cy@nordwerk.example" if by == "company" else "ben@nordwerk-gmbh.example"
 
     def engagement() -> dict[str, int]:
-        found = {e: daemon.store.lead_by_email(e) for e in ("ada@nordwerk.example", colleague, outsider)}
+        found = {e: daemon.store.leads.by_email(e) for e in ("ada@nordwerk.example", colleague, outsider)}
         return {e: int(row.score_engagement) for e, row in found.items() if row is not None}
 
     record(daemon, colleague, "inquiry", clock.now())
@@ -221,14 +221,14 @@ def test_the_daily_full_rescore_lowers_a_lead_as_engagement_decays(
 
     async def scenario() -> None:
         await daemon.tick()
-        assert daemon.store.lead_by_email("ada@nordwerk.example").score_engagement == 15  # type: ignore[union-attr]
+        assert daemon.store.leads.by_email("ada@nordwerk.example").score_engagement == 15  # type: ignore[union-attr]
         clock.advance(timedelta(days=60) - timedelta(minutes=1))  # two half-lives since the event; none new
         await daemon.tick()  # the incremental run rescores only leads with new events
-        assert daemon.store.lead_by_email("ada@nordwerk.example").score_engagement == 15  # type: ignore[union-attr]
+        assert daemon.store.leads.by_email("ada@nordwerk.example").score_engagement == 15  # type: ignore[union-attr]
         await daemon.housekeeping()  # the once-a-day job: everyone is rescored
         assert daemon.pool is not None
         await daemon.pool.close()
 
     asyncio.run(scenario())
-    ada = daemon.store.lead_by_email("ada@nordwerk.example")
+    ada = daemon.store.leads.by_email("ada@nordwerk.example")
     assert ada is not None and ada.score_engagement == 4  # 15 halved twice (3.75), rounded

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.store.repo import S
+from nurture.store.tables import SENDS as S
 from tests.integration.conftest import ROOT, write_scenario
 from tests.smtp_server import SmtpServer
 
