@@ -100,13 +100,13 @@ class Daemon:
         return sum(counts.values())
 
     async def advance(self) -> AdvanceStats:
-        stats = await asyncio.to_thread(self.advancer.run_until_idle)
+        stats = await asyncio.to_thread(self.advancer.run_until_idle, stopping=self._stop.is_set)
         self.totals.advanced += stats.applied
         return stats
 
     async def send(self) -> DrainStats:
         outbox = self._outbox()
-        stats = await outbox.drain_until_idle()
+        stats = await outbox.drain_until_idle(stopping=self._stop.is_set)
         if stats.paused and stats.paused != self._paused:
             log.warning("sending paused: %s", stats.paused)
         elif self._paused and not stats.paused:
@@ -208,6 +208,9 @@ class Daemon:
     # -- the scheduled daemon ----------------------------------------------------------------
 
     def stop(self) -> None:
+        """Stop after the batches under way (SIGTERM, SIGINT)."""
+        if not self._stop.is_set():
+            log.info("daemon %s stopping: finishing the batches under way", self.worker)
         self._stop.set()
 
     @staticmethod

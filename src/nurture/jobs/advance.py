@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,9 +104,13 @@ class Advancer:
         compiled = self.catalog.get(item.scenario_id, item.scenario_version)
         return compiled.reads_events, compiled.sends_email
 
-    def run_until_idle(self, max_batches: int = 10_000) -> AdvanceStats:
+    def run_until_idle(self, max_batches: int = 10_000, stopping: Callable[[], bool] | None = None) -> AdvanceStats:
+        """Advance batch after batch until none is due; when `stopping` turns true, after the
+        batch under way."""
         total = AdvanceStats()
         for _ in range(max_batches):
+            if total.claimed and stopping is not None and stopping():
+                break
             stats = self.run_once()
             if stats.claimed == 0:
                 break

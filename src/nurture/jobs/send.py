@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -203,9 +204,13 @@ class Outbox:
             stats.paused = self.pool.pause.reason
         return stats
 
-    async def drain_until_idle(self, max_batches: int = 1000) -> DrainStats:
+    async def drain_until_idle(self, max_batches: int = 1000, stopping: Callable[[], bool] | None = None) -> DrainStats:
+        """Send batch after batch until none is due; when `stopping` turns true, after the
+        batch under way (a stopping daemon finishes its batch, not the whole outbox)."""
         total = DrainStats()
         for _ in range(max_batches):
+            if total.claimed and stopping is not None and stopping():
+                break
             stats = await self.drain_once()
             if stats.claimed == 0:
                 total.paused = stats.paused
