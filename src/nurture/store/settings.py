@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from nurture.store.base import Connection, Part
 from nurture.store.tables import SETTINGS
@@ -14,5 +15,7 @@ class Settings(Part):
         return value
 
     def put(self, conn: Connection, key: str, value: str) -> None:
-        if conn.execute(update(SETTINGS).where(SETTINGS.c.key == key).values(value=value)).rowcount == 0:
-            conn.execute(insert(SETTINGS).values(key=key, value=value))
+        """Set `key` to `value`, in one statement: daemons that write the same key at once
+        (their first runs of a job, say) do not collide."""
+        statement = (postgresql if self.postgres else sqlite).insert(SETTINGS).values(key=key, value=value)
+        conn.execute(statement.on_conflict_do_update(index_elements=[SETTINGS.c.key], set_={"value": value}))
