@@ -2,7 +2,8 @@
 
 Incremental runs look only at leads changed since the scenario's watermark; a full
 sweep (at start and once a day) also catches criteria that turn true as time passes,
-such as "no activity for 60 days".
+such as "no activity for 60 days". Whether a lead enrolled before may enter again is the
+scenario's re-entry policy (`nurture.runtime.reentry`).
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from nurture.clock import Clock
 from nurture.errors import ExpressionError
 from nurture.jobs.catalog import Catalog
 from nurture.runtime.engine import start
+from nurture.runtime.reentry import NO_HISTORY, Entry, decide_entry
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EventRecord, EventsView, Record
 from nurture.scenario.model import Scenario
 from nurture.scenario.programs import entry_verdict, exclusive
 from nurture.store import Store
 from nurture.store.leads import LeadRow, lead_view
+from nurture.timeutil import parse_duration
 from nurture.vocabulary import EnrolmentStatus
 
 CHUNK = 1000
 FULL_SWEEP_EVERY = timedelta(days=1)
 # Stored as plain text: a database driver binds a str subclass more slowly, once per row.
 _ACTIVE = EnrolmentStatus.ACTIVE.value
+REREAD = timedelta(minutes=10)  # longer than a lead-writing transaction, plus clock skew between hosts
 
 
 class Enroller:
@@ -59,15 +63,14 @@ class Enroller:
             mark = self.store.settings.get(conn, key_mark)
             last_full = self.store.settings.get(conn, key_full)
         full = mark is None or last_full is None or datetime.fromisoformat(last_full) + FULL_SWEEP_EVERY <= now
-        since = None if full else datetime.fromisoformat(mark or "")
+        # Re-read a margin behind the mark: a lead written by a transaction that committed after
+        # the last run began carries an earlier time than the mark. The history check makes
+        # reading a lead twice harmless.
+        since = None if full else datetime.fromisoformat(mark or "") - REREAD
         uses_events = compiled.entry_condition is not None and "events" in compiled.entry_condition.usage.names
         sources = set(compiled.scenario.entry.source)
         policy = compiled.scenario.reentry
-        cooldown = None
-        if policy.cooldown:
-            from nurture.timeutil import parse_duration
-
-            cooldown = parse_duration(policy.cooldown)
+        cooldown = parse_duration(policy.cooldown) if policy.cooldown else None
         others, suppression, needs_lists = self._programs(compiled)
         by_id = {s.id: s for s in others}
         enrolled = 0
@@ -80,21 +83,19 @@ class Enroller:
                 after_id = chunk[-1]
                 history = self.store.enrolments.history(conn, compiled.id, chunk)
                 # Rule out leads by their enrolment history first: only the rest are read whole.
-                open_ids = []
-                for lead_id in chunk:
-                    active, finished = history.get(lead_id, (False, None))
-                    if active or (lead_id in history and policy.policy == "never"):
-                        continue
-                    if finished is not None and cooldown is not None and finished + cooldown > now:
-                        continue
-                    open_ids.append(lead_id)
+                decisions = {
+                    lead_id: decide_entry(policy.policy, cooldown, history.get(lead_id, NO_HISTORY), now)
+                    for lead_id in chunk
+                }
+                open_ids = [lead_id for lead_id, decision in decisions.items() if decision is not Entry.SKIP]
                 if not open_ids:
                     continue
                 rows = self.store.leads.in_(conn, open_ids)
                 events = self.store.events.for_leads(conn, open_ids, now - self.events_lookback) if uses_events else {}
                 memberships = self.store.lists.of(conn, [r.email for r in rows]) if needs_lists else {}
                 elsewhere = self.store.enrolments.active_in(conn, [r.id for r in rows], list(by_id)) if others else {}
-                new = []
+                new: list[dict[str, object]] = []
+                restarting: list[int] = []
                 leaving: list[tuple[int, tuple[str, ...]]] = []
                 for row in rows:
                     if sources and row.source not in sources:
@@ -114,6 +115,8 @@ class Enroller:
                         if verdict.leaves:
                             leaving.append((row.id, verdict.leaves))
                     position = start(compiled, now)
+                    if decisions[row.id] is Entry.RESTART:
+                        restarting.append(row.id)
                     new.append(
                         {
                             "lead_id": row.id,
@@ -127,6 +130,7 @@ class Enroller:
                             "enrolled_at": now,
                         }
                     )
+                self.store.enrolments.end_for_reentry(conn, compiled.id, restarting, now)
                 enrolled += self.store.enrolments.enrol(conn, new)
                 for lead_id, left in leaving:
                     reason = f"left for '{compiled.id}' (priority {compiled.scenario.priority})"

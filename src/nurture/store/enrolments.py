@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Integer, String, bindparam, cast, column, insert, select, update, values
 from sqlalchemy.dialects import postgresql, sqlite
 
+from nurture.runtime.reentry import NO_HISTORY, REENTERED, EntryHistory
 from nurture.scenario.expr import EventRecord
 from nurture.store.base import Connection, Part, Row, insert_ignore
 from nurture.store.leads import STEP_LEAD, LeadRow
@@ -150,28 +151,57 @@ class Enrolments(Part):
             query = query.where(LEADS.c.updated_at >= since)
         return list(conn.execute(query.order_by(LEADS.c.id).limit(limit)).scalars())
 
-    def history(
-        self, conn: Connection, scenario_id: str, lead_ids: Sequence[int]
-    ) -> dict[int, tuple[bool, datetime | None]]:
-        """lead id → (has an active enrolment, latest finish time) for one scenario."""
-        history: dict[int, tuple[bool, datetime | None]] = {}
+    def history(self, conn: Connection, scenario_id: str, lead_ids: Sequence[int]) -> dict[int, EntryHistory]:
+        """lead id → its enrolments in one scenario, as the re-entry decision reads them
+        (leads never enrolled there are absent)."""
+        history: dict[int, EntryHistory] = {}
         # Filter by lead only and check the scenario here: with both in the WHERE clause, a
         # planner without statistics may walk the (scenario, status, state) index over every
         # enrolment of the scenario, once per chunk.
         rows = conn.execute(
-            select(ENROLMENTS.c.lead_id, ENROLMENTS.c.scenario_id, ENROLMENTS.c.status, ENROLMENTS.c.finished_at).where(
-                ENROLMENTS.c.lead_id.in_(lead_ids)
-            )
+            select(
+                ENROLMENTS.c.lead_id,
+                ENROLMENTS.c.scenario_id,
+                ENROLMENTS.c.status,
+                ENROLMENTS.c.enrolled_at,
+                ENROLMENTS.c.finished_at,
+            ).where(ENROLMENTS.c.lead_id.in_(lead_ids))
         )
         for row in rows:
             if row.scenario_id != scenario_id:
                 continue
-            active, last = history.get(row.lead_id, (False, None))
-            finished = row.finished_at
-            if finished is not None and (last is None or finished > last):
-                last = finished
-            history[row.lead_id] = (active or row.status == EnrolmentStatus.ACTIVE, last)
+            seen = history.get(row.lead_id, NO_HISTORY)
+            running = row.enrolled_at if row.status == EnrolmentStatus.ACTIVE else None
+            history[row.lead_id] = EntryHistory(
+                running_since=running or seen.running_since,
+                last_entered=_latest(seen.last_entered, row.enrolled_at),
+                last_finished=_latest(seen.last_finished, row.finished_at),
+            )
         return history
+
+    def end_for_reentry(self, conn: Connection, scenario_id: str, lead_ids: Sequence[int], now: datetime) -> None:
+        """End the running enrolments of these leads in one scenario, so that they can start
+        over (re-entry `always`). A worker stepping one of them at this moment loses its step:
+        its write needs the step counter this bumps."""
+        if not lead_ids:
+            return
+        conn.execute(
+            update(ENROLMENTS)
+            .where(
+                ENROLMENTS.c.scenario_id == scenario_id,
+                ENROLMENTS.c.lead_id.in_(lead_ids),
+                ENROLMENTS.c.status == EnrolmentStatus.ACTIVE,
+            )
+            .values(
+                status=EnrolmentStatus.EXITED,
+                exit_reason=REENTERED,
+                finished_at=now,
+                due_at=None,
+                seq=ENROLMENTS.c.seq + 1,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
 
     def enrol(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         if not rows:
@@ -430,3 +460,9 @@ class Enrolments(Part):
         with self.store.reading() as conn:
             query = select(ENROLMENTS).where(ENROLMENTS.c.lead_id == lead_id).order_by(ENROLMENTS.c.id)
             return list(conn.execute(query).all())
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return max(a, b)
