@@ -15,7 +15,8 @@ Contract (every queue table has `id`, `status`, `attempts`, `next_attempt_at`,
 - A worker stops starting work on its batch once half the lease has passed (measured on
   its own monotonic clock; see `Lease`), so work it starts ends while it still holds it.
 - `finish` and `release` write only rows `worker` still holds: once another worker has
-  claimed a row (after the lease ran out), the first worker's outcome is dropped.
+  claimed a row (after the lease ran out), the first worker's outcome is dropped. An email
+  marked sent keeps its `lease_owner`, the worker that sent it.
 """
 
 from __future__ import annotations

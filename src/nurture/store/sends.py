@@ -23,7 +23,8 @@ from nurture.store.tables import LEADS, SENDS, SUPPRESSIONS
 from nurture.store.types import sqlite_text
 from nurture.vocabulary import QUEUED, SendStatus
 
-# Built once: the sender marks a few rows at a time, many times a second.
+# Built once: the sender marks a few rows at a time, many times a second. A sent row keeps
+# its `lease_owner`: the worker that sent it (which daemon of a cluster sent what).
 _MARK_SENT = (
     update(SENDS)
     .where(SENDS.c.id == bindparam("s_id"), SENDS.c.lease_owner == bindparam("worker"))
@@ -31,14 +32,13 @@ _MARK_SENT = (
         status=SendStatus.SENT.value,  # plain text: the driver binds a str subclass more slowly
         sent_at=bindparam("at"),
         message_id=bindparam("mid"),
-        lease_owner=None,
         lease_until=None,
         last_error=None,
     )
 )
 # The same, as SQLite text for the driver (see SendMarks.now).
 _MARK_SENT_SQLITE = (
-    "UPDATE send SET status = 'sent', sent_at = ?, message_id = ?, lease_owner = NULL,"
+    "UPDATE send SET status = 'sent', sent_at = ?, message_id = ?,"
     " lease_until = NULL, last_error = NULL WHERE id = ? AND lease_owner = ?"
 )
 
