@@ -285,7 +285,7 @@ def test_a_failed_send_waits_for_its_retry_time(store: Store) -> None:
     assert [r.id for r in store.sends.claim("w1", START + timedelta(minutes=2), 10, LEASE)] == [send_id]
 
 
-def test_a_sent_mark_records_the_message_id_for_the_worker_holding_the_row(store: Store) -> None:
+def test_a_sent_mark_records_the_message_id_and_the_worker_that_sent_it(store: Store) -> None:
     lead_id = add_lead(store, "ada@example.com")
     [send_id] = queue_sends(store, lead_id, 1)
     claim_sends(store, "w1")
@@ -293,7 +293,12 @@ def test_a_sent_mark_records_the_message_id_for_the_worker_holding_the_row(store
         if not marks.now([(send_id, "<m1@example.com>")], START):
             marks.wait([(send_id, "<m1@example.com>")], START)
     [row] = store.sends.of_lead(lead_id)
-    assert (row.status, row.message_id, row.lease_owner) == (SendStatus.SENT, "<m1@example.com>", None)
+    assert (row.status, row.message_id, row.lease_owner, row.lease_until) == (
+        SendStatus.SENT,
+        "<m1@example.com>",
+        "w1",
+        None,
+    )
 
 
 def test_a_notifier_past_half_its_lease_starts_no_delivery_and_gives_its_rows_back(store: Store) -> None:
