@@ -83,7 +83,7 @@ def test_three_daemons_on_one_postgres_each_send_a_share_and_nothing_twice(
     accept = smtp.recorder.handle_DATA
 
     async def slow_accept(server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
         return await accept(server, session, envelope)
 
     smtp.recorder.handle_DATA = slow_accept  # type: ignore[method-assign]
