@@ -89,10 +89,10 @@ def test_metrics_show_failures_by_reason_leads_by_stage_and_events_by_type(
 
 def test_a_batch_of_1001_events_is_422_and_stores_nothing(daemon: Daemon, api: httpx.Client) -> None:  # noqa: F811
     event = {"email": "ada@nordwerk.example", "type": "page_view", "props": {"url": "/blog"}}
-    answer = api.post("/api/v1/events/batch", json={"events": [event] * 1001})
+    answer = api.post("/api/v1/events/batch", json={"events": [event] * 1001}, timeout=120)
     assert answer.status_code == 422
     assert any(e["loc"][:2] == ["body", "events"] for e in answer.json()["detail"]), answer.json()
     assert count(daemon, EV) == 0
-    exactly = api.post("/api/v1/events/batch", json={"events": [event] * 1000})
+    exactly = api.post("/api/v1/events/batch", json={"events": [event] * 1000}, timeout=120)
     assert exactly.json() == {"stored": 1000, "duplicates": 0}
     assert count(daemon, EV) == 1000

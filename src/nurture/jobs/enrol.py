@@ -46,7 +46,14 @@ class Enroller:
         # Higher-priority programs first: a lead that qualifies for two exclusive ones at once
         # goes into the one that wins.
         ordered = sorted(self.catalog.current.items(), key=lambda item: -item[1].scenario.priority)
-        return {sid: self._scenario(compiled, now) for sid, compiled in ordered}
+        enrolled = {}
+        for sid, compiled in ordered:
+            # One daemon of a cluster enrols into a scenario at a time: two runs at once could
+            # each find a lead with no enrolment and both enrol it, the second after the first
+            # had already finished (so no unique index stops it). The others skip this run.
+            with self.store.cluster_lock(f"enrol:{sid}") as mine:
+                enrolled[sid] = self._scenario(compiled, now) if mine else 0
+        return enrolled
 
     def _programs(self, compiled: CompiledScenario) -> tuple[list[Scenario], frozenset[str], bool]:
         """(scenarios exclusive with this one, the project's suppression lists, whether list
