@@ -76,7 +76,7 @@ def test_metrics_show_failures_by_reason_leads_by_stage_and_events_by_type(
         await daemon.pool.close()
 
     asyncio.run(tick())
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers={"Authorization": "Bearer metrics-secret"}).text
     # Kim's welcome bounced; Ada's arrived.
     assert metric(text, 'nurture_email_failures_total{reason="bounced"}') == 1
     assert metric(text, 'nurture_email_failures_total{reason="failed"}') == 0
