@@ -1,4 +1,4 @@
-"""Settings, from environment variables (`NURTURE_*`) or explicit values.
+"""Settings, from environment variables (`NURTURE_*`), a `nurture.env` file, or explicit values.
 
 Defaults give the embedded set-up: SQLite in `./nurture.db`, SMTP to localhost:1025.
 """
@@ -26,10 +26,15 @@ def default_render_processes() -> int:
 
 
 DEFAULT_SECRET = "change-me"
+SETTINGS_FILE = "nurture.env"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NURTURE_", extra="ignore")
+    """Environment variables win over `nurture.env` in the current folder (written by `nurture init`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NURTURE_", extra="ignore", env_file=SETTINGS_FILE, env_file_encoding="utf-8"
+    )
 
     database_url: str = Field(default="sqlite:///nurture.db", description="SQLAlchemy URL")
     scenarios_dir: Path = Path("scenarios")

@@ -30,6 +30,7 @@ from nurture.config import Settings
 from nurture.daemon import Daemon
 from nurture.errors import NurtureError
 from nurture.leads import import_leads
+from nurture.scaffold import samples_root
 from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
@@ -138,10 +139,10 @@ def run_demo(
     scenarios, templates = root / "scenarios", root / "email_templates"
     leads_file = leads or root / "examples" / "leads.csv"
     if not leads_file.exists() and leads is None:
-        leads_file = Path(__file__).resolve().parents[2] / "examples" / "leads.csv"
+        leads_file = samples_root() / "examples" / "leads.csv"
     for needed in (scenarios, templates, leads_file):
         if not needed.exists():
-            raise NurtureError(f"nurture demo: {needed} not found (give --project DIR, or run it from the checkout)")
+            raise NurtureError(f"nurture demo: {needed} not found (give --project DIR)")
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)

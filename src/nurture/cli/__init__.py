@@ -3,7 +3,7 @@
     scenarios  validate, schema, graph, simulate
     leads      leads import/show/log, sales feedback, events add
     scoring    score explain/backtest/near-miss/learn/drift, report
-    ops        db upgrade, run, status, serve, demo
+    ops        init, db upgrade, run, status, serve, demo
     access     api-key, users
 
 `main` is the entry point of the installed `nurture` script and of `python -m nurture`,
@@ -22,7 +22,7 @@ from nurture.errors import NurtureError
 
 # The order of `nurture --help`: the way through the README, not the order of the modules.
 HELP_ORDER = (
-    *("validate", "schema", "graph", "simulate", "send-test", "report", "run", "status", "serve", "demo"),
+    *("init", "validate", "schema", "graph", "simulate", "send-test", "report", "run", "status", "serve", "demo"),
     *("db", "leads", "lists", "sales", "score", "events", "api-key", "users"),
 )
 app.registered_commands.sort(key=lambda c: HELP_ORDER.index(c.name or getattr(c.callback, "__name__", "")))

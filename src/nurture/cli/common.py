@@ -21,6 +21,23 @@ if TYPE_CHECKING:
 app = typer.Typer(help="nurture: B2B lead nurturing and qualification.", no_args_is_help=True)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"nurture {version('nurture')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """nurture: B2B lead nurturing and qualification."""
+
+
 TemplatesOption = Annotated[
     Path | None, typer.Option("--templates", help="email_templates folder (default: beside scenarios/)")
 ]

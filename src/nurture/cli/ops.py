@@ -1,4 +1,4 @@
-"""Operations: the database schema, the daemon, status, the HTTP server, the demo."""
+"""Operations: a new project, the database schema, the daemon, status, the HTTP server, the demo."""
 
 from __future__ import annotations
 
@@ -205,10 +205,23 @@ def demo(
     """Run nurture end to end on SQLite with a local SMTP capture and an accelerated clock:
     the sample scenarios, or your own with --project."""
     from nurture.demo import run_demo
+    from nurture.scaffold import samples_root
 
-    root = project or Path.cwd()
+    root = project or samples_root()
     if project is not None and not (project / "scenarios").is_dir():
         fail(f"{project}: no scenarios/ folder in this project")
     if leads is None and project is not None and (project / "leads.csv").is_file():
         leads = project / "leads.csv"
     run_demo(root, workdir, days=days, seconds_per_day=seconds_per_day, leads=leads)
+
+
+@app.command()
+def init(folder: Annotated[Path, typer.Argument(help="A new or empty folder for the project")]) -> None:
+    """Start a project: sample scenarios, email templates and scoring file, example leads, commented settings."""
+    from nurture.scaffold import init_project
+
+    for path in init_project(folder):
+        typer.echo(f"wrote {path}{'/' if path.is_dir() else ''}")
+    typer.echo(
+        f"next: cd {folder} && nurture validate scenarios/ && nurture db upgrade && nurture leads import leads.csv"
+    )
