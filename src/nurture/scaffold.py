@@ -17,6 +17,8 @@ from nurture.errors import NurtureError
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 _PARTS = ("scenarios", "email_templates", "examples/leads.csv")
+# Settings a new project needs before `nurture validate` passes: every email shows its sender.
+_STARTER = {"sender_name": "Acme Analytics", "sender_postal_address": "100 Main Street, Boston, MA 02110"}
 
 
 def samples_root() -> Path:
@@ -49,8 +51,9 @@ def init_project(folder: Path) -> list[Path]:
 
 
 def settings_file() -> str:
-    """Every setting, commented out at its default, with what it does where the model says so.
-    Generated from `Settings`, so it names every setting there is."""
+    """Every setting, commented out at its default, with what it does where the model says so;
+    the sender's identity set to sample values. Generated from `Settings`, so it names every
+    setting there is."""
     lines = [
         "# nurture settings. nurture reads this file from the folder it runs in; environment",
         "# variables of the same name win over it. Uncomment a line to change a setting.",
@@ -59,6 +62,10 @@ def settings_file() -> str:
     for name, field in Settings.model_fields.items():
         if field.description:
             lines.append(f"# {field.description}")
+        if name in _STARTER:
+            lines.append("# Set for the sample scenarios to validate; change it to your own before sending.")
+            lines.append(f'NURTURE_{name.upper()}="{_STARTER[name]}"')
+            continue
         default = field.default if field.default is not PydanticUndefined else None
         if field.default_factory is not None:
             lines.append(f"# NURTURE_{name.upper()}=  (default: worked out at start)")

@@ -66,7 +66,9 @@ def test_init_scaffolds_a_project_that_validates_imports_and_runs(installed: Pat
     project = tmp_path / "acme"
     assert sorted(p.name for p in project.iterdir()) == ["email_templates", "leads.csv", "nurture.env", "scenarios"]
     assert (project / "scenarios" / "scoring.yaml").is_file()
-    assert "# NURTURE_SMTP_HOST=127.0.0.1" in (project / "nurture.env").read_text()
+    written = (project / "nurture.env").read_text()
+    assert "# NURTURE_SMTP_HOST=127.0.0.1" in written
+    assert 'NURTURE_SENDER_NAME="Acme Analytics"' in written.splitlines()
 
     validated = run(installed / "nurture", "validate", "scenarios/", cwd=project, env=env)
     assert validated.returncode == 0, validated.stdout + validated.stderr
