@@ -29,6 +29,7 @@ from nurture.config import Settings
 from nurture.jobs.advance import Advancer, AdvanceStats
 from nurture.jobs.catalog import Catalog
 from nurture.jobs.enrol import Enroller
+from nurture.jobs.experiments import Experimenter, ExperimentStats
 from nurture.jobs.notify import Notifier, NotifyStats, queue_digests
 from nurture.jobs.qualify import Qualifier, QualifyStats
 from nurture.jobs.send import DrainStats, Outbox
@@ -81,6 +82,7 @@ class Daemon:
         )
         self.enroller = Enroller(self.store, self.catalog, clock, events_lookback=lookback)
         self.qualifier = Qualifier(self.store, self.catalog, clock)
+        self.experimenter = Experimenter(self.store, self.catalog, clock, base_url=settings.base_url)
         self.pool: SmtpPool | None = None
         self.outbox: Outbox | None = None
         self.notifier: Notifier | None = None
@@ -119,6 +121,9 @@ class Daemon:
 
     async def qualify(self) -> QualifyStats:
         return await asyncio.to_thread(self.qualifier.run_once)
+
+    async def experiments(self) -> ExperimentStats:
+        return await asyncio.to_thread(self.experimenter.run_once)
 
     async def notify(self) -> NotifyStats:
         self._outbox()
@@ -166,6 +171,7 @@ class Daemon:
         await self.enrol()
         await self.advance()
         await self.send()
+        await self.experiments()
         await self.notify()
         self.totals.ticks += 1
 
@@ -244,6 +250,7 @@ class Daemon:
             ("notify", self.notify, s.send_seconds),
             ("advance", self.advance, s.tick_seconds),
             ("send", self.send, s.send_seconds),
+            ("experiments", self.experiments, s.tick_seconds),
             ("housekeeping", self.housekeeping, max(60.0, s.enrol_seconds)),
         ]
         if on_tick is not None:

@@ -45,6 +45,7 @@ class NotificationKind(StrEnum):
     EMAIL = "email"
     WEBHOOK = "webhook"
     DIGEST = "digest"
+    MESSAGE = "message"  # a written-out email to a person (e.g. an experiment's decision to its owner)
 
 
 class PromotionStatus(StrEnum):

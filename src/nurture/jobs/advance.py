@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from nurture.clock import Clock
+from nurture.experiments.goals import human_events
 from nurture.jobs.catalog import Catalog
 from nurture.lifecycle import hand_over, route_owner
 from nurture.runtime import effects as fx
-from nurture.runtime.engine import FrequencyCap, Position, StepResult, step
+from nurture.runtime.arms import NO_EXPERIMENTS, ExperimentView
+from nurture.runtime.engine import FrequencyCap, Position, StepResult, send_zone, step
+from nurture.runtime.sendtime import HourProfile, SendTimeView, hour_profile, merge
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.expr import EventRecord
+from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.model import Owner
 from nurture.store import Store
 from nurture.store.enrolments import Claimed, EnrollmentUpdate
 from nurture.store.leads import LeadRow, lead_view
+from nurture.timeutil import zone
 from nurture.vocabulary import EnrolmentStatus, SendStatus
 
 # Stored as plain text: a database driver binds a str subclass more slowly, once per row.
@@ -59,26 +64,34 @@ class Advancer:
         self.lease = lease
         self.cap = cap or FrequencyCap()
         self.events_lookback = events_lookback
+        self._audiences: dict[str, tuple[datetime, HourProfile]] = {}
 
     def run_once(self) -> AdvanceStats:
         """One batch: at most `batch_size` due enrolments."""
         now = self.clock.now()
         counts = {"emails": 0, "finished": 0}
 
+        routes = self._routes()
+
         def step_batch(
             claimed: list[Claimed],
             leads: dict[int, LeadRow],
             events: dict[int, list[EventRecord]],
             sends: dict[int, list[datetime]],
+            arms: dict[int, dict[str, str]],
         ) -> list[EnrollmentUpdate]:
             updates = []
+            profiles = SendTimes(self, claimed, leads, events, now)
             for item in claimed:
                 row = leads.get(item.lead_id)
                 if row is None:
                     continue
                 recent = sends.setdefault(item.lead_id, [])
+                view = ExperimentView(routes, arms.get(item.lead_id, {}))
                 try:
-                    update = self._step(item, row, events.get(item.lead_id, []), recent, now)
+                    update = self._step(
+                        item, row, events.get(item.lead_id, []), recent, now, view, profiles.view(item, row)
+                    )
                 except Exception as exc:  # one lead's broken data or step stops that lead alone
                     update = self._parked(item, exc, now)
                 # Later enrolments of the same lead in this batch count these sends toward the cap.
@@ -100,9 +113,28 @@ class Advancer:
         )
         return AdvanceStats(claimed, applied, lost, counts["emails"], counts["finished"])
 
-    def _reads(self, item: Claimed) -> tuple[bool, bool]:
+    def _reads(self, item: Claimed) -> tuple[bool, bool, Collection[str]]:
         compiled = self.catalog.get(item.scenario_id, item.scenario_version)
-        return compiled.reads_events, compiled.sends_email
+        return compiled.reads_events, compiled.sends_email, compiled.experiments.keys()
+
+    def _routes(self) -> dict[str, str]:
+        """Where new leads go in the experiments that are over (read once per batch)."""
+        keys = {key for compiled in self.catalog.current.values() for key in compiled.experiments}
+        if not keys:
+            return {}
+        with self.store.reading() as conn:
+            return self.store.experiments.routes(conn, keys)
+
+    def audience_profile(self, compiled: CompiledScenario, now: datetime) -> HourProfile:
+        """The scenario audience's opens and clicks by local hour (bot-free), rebuilt daily."""
+        cached = self._audiences.get(compiled.id)
+        if cached is not None and now - cached[0] < timedelta(days=1):
+            return cached[1]
+        with self.store.reading() as conn:
+            rows = self.store.experiments.engagement_of_audience(conn, compiled.id, now - self.events_lookback)
+        profile = people_profile(rows, self.catalog.scoring, compiled.fallback_zone, "")
+        self._audiences[compiled.id] = (now, profile)
+        return profile
 
     def run_until_idle(self, max_batches: int = 10_000, stopping: Callable[[], bool] | None = None) -> AdvanceStats:
         """Advance batch after batch until none is due; when `stopping` turns true, after the
@@ -193,7 +225,14 @@ class Advancer:
         )
 
     def _step(
-        self, item: Claimed, row: LeadRow, events: list[EventRecord], sends: list[datetime], now: datetime
+        self,
+        item: Claimed,
+        row: LeadRow,
+        events: list[EventRecord],
+        sends: list[datetime],
+        now: datetime,
+        experiments: ExperimentView = NO_EXPERIMENTS,
+        send_times: SendTimeView | None = None,
     ) -> EnrollmentUpdate:
         compiled = self.catalog.get(item.scenario_id, item.scenario_version)
         position = Position(item.state, item.entered_at, item.due_at, item.seq, item.status)
@@ -206,6 +245,8 @@ class Advancer:
             recent_sends=sends,
             cap=self.cap,
             ref=f"enrollment:{item.id}",
+            experiments=experiments,
+            send_times=send_times,
         )
         new = result.position
         update = EnrollmentUpdate(
@@ -263,6 +304,7 @@ class Advancer:
                         "attempts": 0,
                         "created_at": now,
                         "next_attempt_at": now,
+                        "timing": effect.timing,
                     }
                 )
             elif isinstance(effect, fx.UpdateLead):
@@ -283,6 +325,19 @@ class Advancer:
                 update.notifications += rows
             elif isinstance(effect, fx.Finished):
                 update.finished_at, update.exit_reason = effect.at, effect.reason
+            elif isinstance(effect, fx.AssignArm):
+                update.assignments.append(
+                    {
+                        "experiment_key": effect.experiment,
+                        "scenario_id": compiled.id,
+                        "step": effect.step,
+                        "lead_id": item.lead_id,
+                        "enrollment_id": item.id,
+                        "arm": effect.arm,
+                        "randomised": effect.randomised,
+                        "assigned_at": effect.at,
+                    }
+                )
         if changes["set"] or changes["add_tags"] or changes["remove_tags"] or changes["score_delta"]:
             update.lead_changes = changes
         # The audit log records what a step did to or for the lead (emails, notifications,
@@ -302,3 +357,65 @@ class Advancer:
                 "notify_sales": notified,
             },
         }
+
+
+def people_profile(
+    rows: Iterable[tuple[int, str | None, EventRecord]],
+    scoring: CompiledScoring | None,
+    fallback_zone: str,
+    source: str,
+) -> HourProfile:
+    """Opens and clicks of several people by each one's local hour, without machine activity."""
+    by_lead: dict[int, tuple[str | None, list[EventRecord]]] = {}
+    for lead_id, zone_name, event in rows:
+        by_lead.setdefault(lead_id, (zone_name, []))[1].append(event)
+    profiles = []
+    for zone_name, events in by_lead.values():
+        events.sort(key=lambda e: e.at)
+        profiles.append(hour_profile(human_events(scoring, events), zone(zone_name, fallback_zone), source))
+    return merge(profiles, source)
+
+
+class SendTimes:
+    """The hour profiles `send_time: optimal` learns from, for one batch: each lead's own
+    (from the events already loaded), its account's (colleagues at the same company, one query
+    for the batch) and the scenario audience's (cached by the advancer)."""
+
+    def __init__(
+        self,
+        advancer: Advancer,
+        claimed: Sequence[Claimed],
+        leads: Mapping[int, LeadRow],
+        events: Mapping[int, list[EventRecord]],
+        now: datetime,
+    ) -> None:
+        self.advancer = advancer
+        self.events = events
+        self.now = now
+        self.accounts: dict[str, list[tuple[int, str | None, EventRecord]]] = {}
+        companies = set()
+        for item in claimed:
+            compiled = advancer.catalog.get(item.scenario_id, item.scenario_version)
+            row = leads.get(item.lead_id)
+            if compiled.optimal_send_steps and row is not None and row.company:
+                companies.add(str(row.company).lower())
+        if companies:
+            with advancer.store.reading() as conn:
+                self.accounts = advancer.store.experiments.engagement_of_accounts(
+                    conn, companies, now - advancer.events_lookback
+                )
+
+    def view(self, item: Claimed, row: LeadRow) -> SendTimeView | None:
+        compiled = self.advancer.catalog.get(item.scenario_id, item.scenario_version)
+        if not compiled.optimal_send_steps:
+            return None
+        scoring = self.advancer.catalog.scoring
+        lead = lead_view(row._mapping)
+        tz = zone(send_zone(compiled, lead))
+        own = hour_profile(human_events(scoring, self.events.get(item.lead_id, [])), tz, "")
+        account = None
+        if row.company:
+            colleagues = [r for r in self.accounts.get(str(row.company).lower(), []) if r[0] != item.lead_id]
+            account = people_profile(colleagues, scoring, compiled.fallback_zone, str(row.company))
+        audience = self.advancer.audience_profile(compiled, self.now)
+        return SendTimeView(own, account, audience)

@@ -160,7 +160,7 @@ class Notifier:
         return stats
 
     async def _email(self, row: ClaimedNotification) -> None:
-        if row.kind == NotificationKind.DIGEST:
+        if row.kind in (NotificationKind.DIGEST, NotificationKind.MESSAGE):
             text, html = row.payload["text"], row.payload["html"]
         else:
             text, html = render_summary(row.payload)

@@ -9,6 +9,7 @@
     store.sends          the email outbox                           (store/sends.py)
     store.notifications  the notification outbox                   (store/notifications.py)
     store.versions       scenario versions                          (store/versions.py)
+    store.experiments    experiments, arms, decisions, goal inputs  (store/experiments.py)
     store.settings       small named values                         (store/settings.py)
     store.reports        read-only summaries                        (store/reports.py)
     store.access         API keys and dashboard users               (store/access.py)
@@ -41,6 +42,7 @@ class Store:
         from nurture.store.consents import Consents
         from nurture.store.enrolments import Enrolments
         from nurture.store.events import Events
+        from nurture.store.experiments import Experiments
         from nurture.store.leads import Leads
         from nurture.store.lists import Lists
         from nurture.store.notifications import Notifications
@@ -59,6 +61,7 @@ class Store:
         self.sends = Sends(self)
         self.notifications = Notifications(self)
         self.versions = Versions(self)
+        self.experiments = Experiments(self)
         self.settings = Settings(self)
         self.reports = Reports(self)
         self.access = Access(self)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,6 +91,7 @@ class EnrollmentUpdate:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     scenario: tuple[str, str] = ("", "")  # (id, version)
     entered: Sequence[str] = ()
+    assignments: list[dict[str, Any]] = field(default_factory=list)  # arms of experiments given
 
 
 _CLAIMED = (
@@ -108,10 +109,12 @@ _CLAIMED = (
 # under names of their own, so that each row also reads as its lead's row.
 _CLAIM_WITH_LEAD = [*(c.label(f"enrollment_{c.name}") for c in _CLAIMED), *STEP_LEAD]
 
-# Per claimed enrolment: whether its scenario reads the lead's (events, recent sends).
-Reads = Callable[[Claimed], tuple[bool, bool]]
+# Per claimed enrolment: whether its scenario reads the lead's (events, recent sends), and
+# the keys of its experiments (whose arms the lead may already have).
+Reads = Callable[[Claimed], tuple[bool, bool, Collection[str]]]
+Arms = dict[int, dict[str, str]]  # lead id → experiment key → arm
 StepBatch = Callable[
-    [list[Claimed], dict[int, LeadRow], dict[int, list[EventRecord]], dict[int, list[datetime]]],
+    [list[Claimed], dict[int, LeadRow], dict[int, list[EventRecord]], dict[int, list[datetime]], Arms],
     list[EnrollmentUpdate],
 ]
 
@@ -228,13 +231,13 @@ class Enrolments(Part):
 
     def load_context(
         self, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
-    ) -> tuple[dict[int, LeadRow], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
+    ) -> tuple[dict[int, LeadRow], dict[int, list[EventRecord]], dict[int, list[datetime]], Arms]:
         with self.store.reading() as conn:
             return self._load(conn, claimed, reads, events_since, sends_since)
 
     def _load(
         self, conn: Connection, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
-    ) -> tuple[dict[int, LeadRow], dict[int, list[EventRecord]], dict[int, list[datetime]]]:
+    ) -> tuple[dict[int, LeadRow], dict[int, list[EventRecord]], dict[int, list[datetime]], Arms]:
         """The claimed enrolments' leads, and what `_recent` loads."""
         lead_ids = sorted({item.lead_id for item in claimed})
         leads = self.store.leads.step_rows(conn, lead_ids)
@@ -242,18 +245,24 @@ class Enrolments(Part):
 
     def _recent(
         self, conn: Connection, claimed: Sequence[Claimed], reads: Reads, events_since: datetime, sends_since: datetime
-    ) -> tuple[dict[int, list[EventRecord]], dict[int, list[datetime]]]:
+    ) -> tuple[dict[int, list[EventRecord]], dict[int, list[datetime]], Arms]:
         """The recent events and sends of the claimed enrolments' leads whose scenario can
-        look at them (`reads` says, per enrolment)."""
-        event_ids, send_ids = set(), set()
+        look at them, and their arms in their scenarios' experiments (`reads` says, per enrolment)."""
+        event_ids, send_ids, arm_ids = set(), set(), set()
+        keys: set[str] = set()
         for item in claimed:
-            events, sends = reads(item)
+            events, sends, experiments = reads(item)
             if events:
                 event_ids.add(item.lead_id)
             if sends:
                 send_ids.add(item.lead_id)
-        return self.store.events.for_leads(conn, sorted(event_ids), events_since), self.store.sends.recent(
-            conn, sorted(send_ids), sends_since
+            if experiments:
+                arm_ids.add(item.lead_id)
+                keys.update(experiments)
+        return (
+            self.store.events.for_leads(conn, sorted(event_ids), events_since),
+            self.store.sends.recent(conn, sorted(send_ids), sends_since),
+            self.store.experiments.arms_of(conn, sorted(arm_ids), keys),
         )
 
     def advance(
@@ -335,6 +344,9 @@ class Enrolments(Part):
         audits = [item.audit for item in kept if item.audit]
         if audits:
             conn.execute(insert(AUDIT_LOG), audits)
+        assigned = [row for item in kept for row in item.assignments]
+        if assigned:
+            self.store.experiments.assign(conn, assigned)
         visits = Counter((*item.scenario, step) for item in kept for step in item.entered)
         if visits:
             # Sorted, so that concurrent workers take the counter rows' locks in one order.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, Table, text
+from sqlalchemy import Column, Index, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from nurture.store.types import UTCDateTime, json_type
@@ -134,6 +134,9 @@ class Send(SQLModel, table=True):
     sent_at: datetime | None = _ts(default=None, nullable=True)
     message_id: str | None = Field(default=None, max_length=300)
     last_error: str | None = None
+    # When the step chose to send: window (as the send window allows), optimal (the lead's
+    # best hour), control (send_time: optimal's comparison group, sent as the window allows).
+    timing: str = Field(default="window", max_length=10)
 
 
 class Suppression(SQLModel, table=True):
@@ -225,6 +228,48 @@ class Setting(SQLModel, table=True):
     __tablename__ = "kv"
     key: str = Field(primary_key=True, max_length=200)
     value: str
+
+
+class Experiment(SQLModel, table=True):
+    """An experiment inside a journey (one per split and version of its settings): running,
+    or over with its decision. `key` is the compiler's experiment key."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    scenario_id: str = Field(max_length=100, index=True)
+    step: str = Field(max_length=100)
+    status: str = Field(default="running", max_length=12)
+    started_at: datetime = _ts()
+    checked_at: datetime | None = _ts(default=None, nullable=True)
+    decided_at: datetime | None = _ts(default=None, nullable=True)
+    winner: str | None = Field(default=None, max_length=100)
+    route_to: str | None = Field(default=None, max_length=100)
+    effect: float | None = None
+    interval_low: float | None = None
+    interval_high: float | None = None
+    p_value: float | None = None  # mSPRT: the smallest always-valid p-value seen
+    statistic: str = ""
+    reason: str = ""
+
+
+class ExperimentAssignment(SQLModel, table=True):
+    """A lead's arm in an experiment (once per lead), and whether and when it reached the goal.
+
+    `settled` once the goal's window has closed: the outcome is final and counts."""
+
+    __tablename__ = "experiment_assignment"
+    __table_args__ = (
+        UniqueConstraint("experiment_key", "lead_id"),
+        Index("ix_assignment_open", "experiment_key", "settled"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_key: str = Field(max_length=200, foreign_key="experiment.key")
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    enrollment_id: int | None = None
+    arm: str = Field(max_length=100)
+    randomised: bool = True
+    assigned_at: datetime = _ts()
+    reached_at: datetime | None = _ts(default=None, nullable=True)
+    settled: bool = False
 
 
 class StepVisit(SQLModel, table=True):
@@ -347,6 +392,8 @@ AUDIT_LOG: Table = AuditLog.__table__  # type: ignore[attr-defined]
 DASHBOARD_USERS: Table = DashboardUser.__table__  # type: ignore[attr-defined]
 ENROLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
+EXPERIMENTS: Table = Experiment.__table__  # type: ignore[attr-defined]
+EXPERIMENT_ASSIGNMENTS: Table = ExperimentAssignment.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 LIFECYCLE_CHANGES: Table = LifecycleChange.__table__  # type: ignore[attr-defined]
 LIST_MEMBERS: Table = ListMember.__table__  # type: ignore[attr-defined]
@@ -372,6 +419,8 @@ __all__ = [
     "ENROLMENTS",
     "ERASURE_LOG",
     "EVENTS",
+    "EXPERIMENTS",
+    "EXPERIMENT_ASSIGNMENTS",
     "LEADS",
     "LIFECYCLE_CHANGES",
     "LIST_MEMBERS",
@@ -392,6 +441,8 @@ __all__ = [
     "Enrollment",
     "ErasureLog",
     "Event",
+    "Experiment",
+    "ExperimentAssignment",
     "Lead",
     "LifecycleChange",
     "Notification",
