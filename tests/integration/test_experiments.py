@@ -8,18 +8,26 @@ the scenario's owner, and from then on new leads get the winner.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from sqlalchemy import select
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.leads import import_leads
 from nurture.store.tables import AUDIT_LOG, EXPERIMENT_ASSIGNMENTS, EXPERIMENTS, SENDS
+from nurture.web.app import create_app
+from tests.http_server import serving
 from tests.integration.conftest import ROOT, write_scenario
+from tests.integration.test_web import log_in
 from tests.smtp_server import SmtpServer
 
 TRIAL = """
@@ -90,10 +98,44 @@ def test_an_experiment_decides_tells_its_owner_and_sends_new_leads_to_the_winner
         (workspace / "email_templates" / f"{name}.html").write_text(body, encoding="utf-8")
     shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios" / "scoring.yaml")
     write_scenario(workspace, TRIAL)
-    daemon = make_daemon(db_url)
+    daemon = make_daemon(db_url, base_url="http://nurture.test")  # https would make the session cookie Secure
     import_people(daemon, tmp_path, [f"p{i}" for i in range(60)])
 
     asyncio.run(story(daemon, clock, smtp, tmp_path))
+
+    # The dashboard's scenario page shows the experiment, its winner and the chart.
+    with serving(create_app(daemon.settings, daemon.clock, daemon.store)) as base, httpx.Client(base_url=base) as site:
+        log_in(daemon, site)
+        page = site.get("/scenarios/trial")
+    assert page.status_code == 200
+    section = re.search(r'<section class="experiment" id="experiment-first_email">.*?</section>', page.text, re.S)
+    assert section is not None, page.text[-3000:]
+    html = section.group(0)
+    assert "decided" in html and "bold</strong> ← winner" in html
+    assert html.count("<polyline") == 2 and html.count("<polygon") == 2  # a line and a band per arm
+
+    # `nurture report` prints the same.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nurture",
+            "report",
+            "trial",
+            "--db",
+            daemon.settings.database_url,
+            "--scenarios",
+            str(workspace / "scenarios"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NURTURE_TEMPLATES_DIR": str(workspace / "email_templates")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "experiment 'first_email' (click within 1d, mSPRT" in result.stdout
+    assert "decided on " in result.stdout and "'bold' wins" in result.stdout
+    assert "bold − plain: +100.0 points" in result.stdout
 
 
 async def story(daemon: Daemon, clock: FakeClock, smtp: SmtpServer, tmp_path: Path) -> None:
@@ -148,7 +190,7 @@ async def story(daemon: Daemon, clock: FakeClock, smtp: SmtpServer, tmp_path: Pa
     assert note["Subject"] == "Experiment 'first_email' in Trial onboarding: 'bold' wins"
     body = note.get_payload(0).get_payload(decode=True).decode()  # type: ignore[union-attr]
     assert f"bold: {by_template['bold']}/{by_template['bold']} = 100.0%" in body
-    assert "https://t.example/scenarios/trial" in body
+    assert "http://nurture.test/scenarios/trial" in body
 
     # New leads now get the winner; they are not part of the comparison.
     import_people(daemon, tmp_path, [f"late{i}" for i in range(10)])

@@ -272,6 +272,7 @@ def report(
     """Per scenario: funnel by step, email metrics (bots excluded), time to hot."""
     from rich.table import Table
 
+    from nurture.analytics.experiments import experiment_reports, send_time_lifts
     from nurture.analytics.report import report_csv, scenario_report
     from nurture.scenario.compiler import CompiledScenario
 
@@ -293,6 +294,7 @@ def report(
     start = _day(since, "--from") if since else None
     end = _day(until, "--to") if until else None
     console = _console()
+    now = SystemClock().now()
     reports = []
     for sid in [scenario] if scenario else sorted(found):
         r = scenario_report(store, found[sid], scoring, start, end)
@@ -335,6 +337,12 @@ def report(
             f"time to hot: {'—' if median is None else f'median {median.total_seconds() / 86400:.1f} days'}"
             f" ({len(r.time_to_hot)} lead(s)); finished: {finished}\n"
         )
+        for experiment in experiment_reports(store, found[sid], now):
+            for line in experiment.lines():
+                console.print(line, markup=False, highlight=False)
+            console.print()
+        for lift in send_time_lifts(store, found[sid], scoring):
+            console.print(lift.line() + "\n", markup=False, highlight=False)
     if csv_out is not None:
         csv_out.write_text(report_csv(reports), encoding="utf-8")
         typer.echo(f"wrote {csv_out}")

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
+from nurture.analytics.experiments import experiment_reports, send_time_lifts
 from nurture.analytics.report import scenario_report
 from nurture.errors import NurtureError
 from nurture.jobs.catalog import Catalog
@@ -281,6 +282,9 @@ def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
         outgoing=outgoing,
         mermaid=to_mermaid(compiled.scenario.steps, compiled.scenario.name),
         journey=Markup(to_svg(compiled.scenario.steps, {r.step: f"{r.entered} entered" for r in report.steps})),
+        experiments=experiment_reports(w.store, compiled, w.clock.now()),
+        send_times=send_time_lifts(w.store, compiled, scoring),
+        Markup=Markup,
     )
 
 
