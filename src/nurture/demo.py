@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from nurture.analytics.experiments import experiment_reports, send_time_lifts
 from nurture.clock import FakeClock
 from nurture.config import Settings
 from nurture.daemon import Daemon
@@ -34,6 +36,7 @@ from nurture.scaffold import samples_root
 from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
+from nurture.timeutil import zone
 from nurture.vocabulary import Stage
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday morning in Europe
@@ -73,12 +76,40 @@ class DemoResult:
     summary: dict[str, Any]
 
 
+# When people read their email: each has a preferred local hour, most of them early afternoon.
+PREFERRED_HOURS = (14, 14, 14, 14, 11, 11, 16, 16, 9, 9)
+
+
+def preferred_hour(lead_id: int) -> int:
+    return PREFERRED_HOURS[int(chance("hour", lead_id) * len(PREFERRED_HOURS))]
+
+
+def next_local_hour(after: datetime, hour: int, tz: ZoneInfo) -> datetime:
+    """The next time it is `hour`:xx in `tz` after `after` (a few minutes past the hour)."""
+    local = after.astimezone(tz)
+    candidate = local.replace(hour=hour, minute=5 + int(chance("minute", after) * 40), second=0, microsecond=0)
+    if candidate <= local:
+        candidate += timedelta(days=1)
+    return candidate.astimezone(UTC)
+
+
 class Audience:
-    """Turns sent emails into opens, clicks and page views, as real readers would."""
+    """Turns sent emails into opens, clicks and page views, as real readers would.
+
+    Each person has a preferred hour of the day: they open their email then, and click more
+    often when an email arrives in that hour than when it waited in the inbox (which is what
+    `send_time: optimal` learns from their opens and exploits)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.seen = 0
+        self.zones: dict[int, ZoneInfo] = {}
+
+    def zone_of(self, lead_id: int) -> ZoneInfo:
+        if lead_id not in self.zones:
+            row = self.store.leads.by_id(lead_id)
+            self.zones[lead_id] = zone(row.timezone if row is not None else None)
+        return self.zones[lead_id]
 
     def react(self) -> int:
         made = 0
@@ -88,18 +119,33 @@ class Audience:
                 self.seen = max(self.seen, row.id)
                 link, click_rate, follow_up = AUDIENCE.get(row.template, ("", 0.2, None))
                 roll = chance(row.idempotency_key)
-                if roll < 0.6:
-                    opened = row.sent_at + timedelta(minutes=20 + int(roll * 600))
+                tz = self.zone_of(row.lead_id)
+                hour = preferred_hour(row.lead_id)
+                # The demo's clock runs 86,400 times faster than real time, so the sender's
+                # fraction of a second between queueing and sending would be hours here: an
+                # email arrives when its step queued it.
+                arrived = row.queued_at or row.sent_at
+                on_time = arrived.astimezone(tz).hour == hour
+                click_rate = min(0.95, click_rate * (1.6 if on_time else 0.8))
+                opened = next_local_hour(arrived, hour, tz) if not on_time else arrived + timedelta(minutes=7)
+                if roll < 0.7:
                     self.store.events.record(conn, row.lead_id, "open", opened, {"send": row.id}, f"demo-open-{row.id}")
                     made += 1
                 if link and roll < click_rate:
-                    clicked = row.sent_at + timedelta(hours=1 + int(roll * 20))
+                    clicked = opened + timedelta(minutes=2 + int(roll * 20))
                     self.store.events.record(
                         conn,
                         row.lead_id,
                         "click",
                         clicked,
-                        {"link": link, "send": row.id},
+                        # As the tracking endpoint records a click: which email, journey and step.
+                        {
+                            "link": link,
+                            "send": row.id,
+                            "scenario": row.scenario_id,
+                            "step": row.step,
+                            "sent_at": arrived.isoformat(),
+                        },
                         f"demo-click-{row.id}",
                     )
                     made += 1
@@ -228,7 +274,21 @@ def summarise(store: Store, daemon: Daemon) -> dict[str, Any]:
     funnels = {sid: store.reports.funnel(sid) for sid in sorted(daemon.catalog.current)}
     alerts = store.notifications.emails_sent()
     stages = store.reports.stages()
-    return {"status": status, "funnels": funnels, "totals": daemon.totals, "alerts": alerts, "stages": stages}
+    now = daemon.clock.now()
+    studies: list[str] = []
+    for sid in sorted(daemon.catalog.current):
+        compiled = daemon.catalog.current[sid]
+        for experiment in experiment_reports(store, compiled, now):
+            studies += [f"{sid}: {line}" if i == 0 else line for i, line in enumerate(experiment.lines())]
+        studies += [f"{sid}: {lift.line()}" for lift in send_time_lifts(store, compiled, daemon.catalog.scoring)]
+    return {
+        "status": status,
+        "funnels": funnels,
+        "totals": daemon.totals,
+        "alerts": alerts,
+        "stages": stages,
+        "studies": studies,
+    }
 
 
 def print_summary(console: Console, summary: dict[str, Any], delivered: int) -> None:
@@ -254,3 +314,5 @@ def print_summary(console: Console, summary: dict[str, Any], delivered: int) -> 
         for reason, count in sorted(funnel["finished"].items(), key=lambda kv: -kv[1]):
             table.add_row(f"[dim]finished: {reason}[/]", f"[dim]{count}[/]")
         console.print(table)
+    for line in summary.get("studies", []):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from nurture.runtime import effects as fx
-from nurture.runtime.engine import start, step
+from nurture.runtime.engine import FrequencyCap, start, step
 from nurture.runtime.sendtime import (
     HourProfile,
     SendTimeView,
@@ -175,3 +175,24 @@ def test_a_stable_share_of_leads_is_sent_as_the_window_allows_to_measure_the_lif
     control = sum(1 for t in timings.values() if t == "control")
     assert set(timings.values()) == {"control", "waiting"}
     assert 250 <= control <= 350
+
+
+def test_a_send_held_back_by_the_frequency_cap_goes_at_the_best_hour_once_the_cap_frees(compile_text: Build) -> None:
+    compiled = compile_text(SCENARIO)
+    person = lead(timezone="Europe/Berlin")
+    view = SendTimeView(own=profile(15, 15, 15))
+    arrived = datetime(2026, 3, 2, 15, 10, tzinfo=BERLIN)  # Monday, in the best hour
+    # Three emails on Friday morning: the cap (3 a week) frees up next Friday at 09:00.
+    earlier = [datetime(2026, 2, 27, 9, 0, tzinfo=BERLIN)] * 3
+    result = step(
+        compiled,
+        start(compiled, arrived),
+        person,
+        [],
+        arrived,
+        recent_sends=earlier,
+        cap=FrequencyCap(),
+        send_times=view,
+    )
+    assert not [e for e in result.effects if isinstance(e, fx.SendEmail)]
+    assert result.position.due_at == datetime(2026, 3, 6, 15, 0, tzinfo=BERLIN)  # Friday at 15:00, not 09:00

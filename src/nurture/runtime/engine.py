@@ -332,6 +332,8 @@ class _Walk:
                     return position.due(chosen.at), True
         opening = self.c.send_window.next_open(self.now, tz)
         if opening > self.now:
+            if timing == "optimal":  # the window closed meanwhile: the best hour of its next opening
+                opening = choose_send_time(self.now, self.c.send_window, tz, self.send_times).at
             why = self.c.send_window.why_closed(self.now, tz)
             self.note(
                 self.now,
@@ -345,6 +347,8 @@ class _Walk:
             recent = sorted(t for t in self.sends if window_start < t <= self.now)
             if len(recent) >= self.cap.max_sends:
                 free_at = recent[len(recent) - self.cap.max_sends] + self.cap.period
+                if timing == "optimal":  # not just any time after the cap frees up: the best hour
+                    free_at = choose_send_time(free_at, self.c.send_window, tz, self.send_times).at
                 self.note(
                     self.now,
                     step.id,

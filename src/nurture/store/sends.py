@@ -93,6 +93,9 @@ class SentEmail:
     template: str
     sent_at: datetime  # set on every sent row
     idempotency_key: str
+    scenario_id: str = ""
+    step: str = ""
+    queued_at: datetime | None = None
 
 
 class SendMarks:
@@ -254,7 +257,16 @@ class Sends(Part):
     def sent_after(self, conn: Connection, send_id: int) -> list[SentEmail]:
         """The emails sent with ids above `send_id`, in id order."""
         rows = conn.execute(
-            select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.template, SENDS.c.sent_at, SENDS.c.idempotency_key)
+            select(
+                SENDS.c.id,
+                SENDS.c.lead_id,
+                SENDS.c.template,
+                SENDS.c.sent_at,
+                SENDS.c.idempotency_key,
+                SENDS.c.scenario_id,
+                SENDS.c.step,
+                SENDS.c.created_at,
+            )
             .where(SENDS.c.status == SendStatus.SENT, SENDS.c.id > send_id)
             .order_by(SENDS.c.id)
         ).all()
