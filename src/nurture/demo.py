@@ -121,10 +121,7 @@ class Audience:
                 roll = chance(row.idempotency_key)
                 tz = self.zone_of(row.lead_id)
                 hour = preferred_hour(row.lead_id)
-                # The demo's clock runs 86,400 times faster than real time, so the sender's
-                # fraction of a second between queueing and sending would be hours here: an
-                # email arrives when its step queued it.
-                arrived = row.queued_at or row.sent_at
+                arrived = row.sent_at
                 on_time = arrived.astimezone(tz).hour == hour
                 click_rate = min(0.95, click_rate * (1.6 if on_time else 0.8))
                 opened = next_local_hour(arrived, hour, tz) if not on_time else arrived + timedelta(minutes=7)

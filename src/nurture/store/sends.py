@@ -95,7 +95,6 @@ class SentEmail:
     idempotency_key: str
     scenario_id: str = ""
     step: str = ""
-    queued_at: datetime | None = None
 
 
 class SendMarks:
@@ -265,7 +264,6 @@ class Sends(Part):
                 SENDS.c.idempotency_key,
                 SENDS.c.scenario_id,
                 SENDS.c.step,
-                SENDS.c.created_at,
             )
             .where(SENDS.c.status == SendStatus.SENT, SENDS.c.id > send_id)
             .order_by(SENDS.c.id)
