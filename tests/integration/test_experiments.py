@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import select
@@ -212,3 +213,62 @@ async def story(daemon: Daemon, clock: FakeClock, smtp: SmtpServer, tmp_path: Pa
             .all()
         )
     assert routed == [False] * 10
+
+
+BEST_HOUR = """
+id: digest
+name: Digest
+entry:
+  source: [web]
+send_window:
+  days: [mon, tue, wed, thu, fri]
+  start: "09:00"
+  end: "17:00"
+steps:
+  - id: digest_email
+    type: send_email
+    template: plain
+    subject: "Your digest, {{ lead.first_name }}"
+    send_time: optimal
+    send_time_control: 0
+"""
+
+
+def test_the_daemon_sends_at_the_hour_the_lead_reads_email_and_ignores_a_scanners_hours(
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    (workspace / "email_templates" / "plain.html").write_text(TEMPLATES["plain"], encoding="utf-8")
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios" / "scoring.yaml")
+    write_scenario(workspace, BEST_HOUR)
+    daemon = make_daemon(db_url)
+    path = tmp_path / "lead.csv"
+    path.write_text("email,first_name,timezone,source\nreader@people.example,Rea,Europe/Berlin,web\n", encoding="utf-8")
+    assert import_leads(daemon.store, path).problems == []
+    lead = daemon.store.leads.by_email("reader@people.example")
+    assert lead is not None
+    with daemon.store.transaction() as conn:
+        for day in range(4):  # the person opens at 15:xx Berlin (14:xx UTC in winter) ...
+            at = clock.now() - timedelta(days=7 - day) + timedelta(hours=5, minutes=20)
+            daemon.store.events.record(conn, lead.id, "open", at, {"send": 1000 + day}, f"open-{day}")
+        for day in range(8):  # ... and a scanner fetches everything at 10:00 Berlin
+            at = clock.now() - timedelta(days=8 - day) + timedelta(hours=0)
+            daemon.store.events.record(conn, lead.id, "open", at, {"user_agent": "Barracuda"}, f"scan-{day}")
+
+    async def hours() -> None:
+        for _ in range(10):
+            await daemon.tick()
+            clock.advance(timedelta(hours=1))
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    asyncio.run(hours())  # Monday 09:00 UTC (10:00 in Berlin) to 18:00 UTC
+    assert len(smtp.recorder.by_recipient()["reader@people.example"]) == 1
+    with daemon.store.reading() as conn:
+        sent_at, timing = conn.execute(select(SENDS.c.sent_at, SENDS.c.timing)).one()
+    assert timing == "optimal"
+    assert sent_at.astimezone(ZoneInfo("Europe/Berlin")).hour == 15, sent_at
