@@ -272,3 +272,41 @@ def test_the_daemon_sends_at_the_hour_the_lead_reads_email_and_ignores_a_scanner
         sent_at, timing = conn.execute(select(SENDS.c.sent_at, SENDS.c.timing)).one()
     assert timing == "optimal"
     assert sent_at.astimezone(ZoneInfo("Europe/Berlin")).hour == 15, sent_at
+
+
+def test_a_decision_is_recorded_once_even_when_two_daemons_reach_it(
+    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    write_scenario(workspace, TRIAL.replace("template: bold", "template: plain"))
+    (workspace / "email_templates" / "plain.html").write_text(TEMPLATES["plain"], encoding="utf-8")
+    daemon = make_daemon(db_url)
+    import_people(daemon, tmp_path, ["solo"])
+    lead = daemon.store.leads.by_email("solo@people.example")
+    assert lead is not None
+    now = clock.now()
+    row = {
+        "experiment_key": "trial/first_email/x",
+        "scenario_id": "trial",
+        "step": "first_email",
+        "lead_id": lead.id,
+        "enrollment_id": None,
+        "arm": "bold",
+        "randomised": True,
+        "assigned_at": now,
+    }
+    with daemon.store.transaction() as conn:
+        daemon.store.experiments.assign(conn, [row])
+        daemon.store.experiments.assign(conn, [{**row, "arm": "plain"}])  # a lead keeps its first arm
+    values = {"status": "decided", "winner": "bold", "route_to": "bold", "statistic": "s", "reason": "r"}
+    with daemon.store.transaction() as conn:
+        first = daemon.store.experiments.decide(conn, "trial/first_email/x", now, values, {"winner": "bold"})
+    with daemon.store.transaction() as conn:
+        second = daemon.store.experiments.decide(conn, "trial/first_email/x", now, {**values, "winner": "plain"}, {})
+    assert (first, second) == (True, False)
+    with daemon.store.reading() as conn:
+        assert daemon.store.experiments.routes(conn, {"trial/first_email/x"}) == {"trial/first_email/x": "bold"}
+        assert daemon.store.experiments.arms_of(conn, [lead.id], {"trial/first_email/x"}) == {
+            lead.id: {"trial/first_email/x": "bold"}
+        }
+        entries = conn.execute(select(AUDIT_LOG.c.detail).where(AUDIT_LOG.c.kind == "experiment")).all()
+    assert len(entries) == 1
