@@ -88,7 +88,22 @@ PLAN: tuple[TablePlan, ...] = (
         "lead_id",
         id=K, idempotency_key=K, kind=K, lead_id=K, enrollment_id=K, scenario_id=K, scenario_version=K, step=K,
         template=K, subject=M, sender=C, reply_to=C, status=K, attempts=K, created_at=K, next_attempt_at=K,
-        lease_owner=K, lease_until=K, sent_at=K, message_id=K, last_error=M,
+        lease_owner=K, lease_until=K, sent_at=K, message_id=K, last_error=M, timing=K,
+    ),
+    _plan(
+        "experiment_assignment",
+        "lead_id",
+        "the person's arm in an experiment and whether they reached its goal: deleted (the experiment "
+        "counts one lead fewer from then on; a decision already made keeps its recorded figures)",
+        id=K, experiment_key=K, lead_id=K, enrollment_id=K, arm=K, randomised=K, assigned_at=K, reached_at=K,
+        settled=K,
+    ),
+    _plan(
+        "experiment",
+        None,
+        "an experiment as a whole: counts and statistics, no personal data",
+        key=K, scenario_id=K, step=K, status=K, started_at=K, checked_at=K, decided_at=K, winner=K, route_to=K,
+        effect=K, interval_low=K, interval_high=K, p_value=K, statistic=K, reason=K,
     ),
     TablePlan(
         "suppression",

@@ -21,11 +21,12 @@ CONVERTED_STAGES = ("customer",)
 
 
 def human_events(scoring: CompiledScoring | None, events: Sequence[EventRecord]) -> list[EventRecord]:
-    """`events` without those the scoring model flags as machine activity."""
+    """`events` without those whose verdict from the scoring model is `machine` (scanners,
+    privacy proxies, clicks too soon after delivery, bursts); `suspect` ones still count."""
     if scoring is None:
         return list(events)
-    flagged = scoring.machine_activity(events)
-    return [event for index, event in enumerate(events) if index not in flagged]
+    verdicts = scoring.classify(events)
+    return [event for event, verdict in zip(events, verdicts, strict=True) if verdict.kind != "machine"]
 
 
 def goal_reached(
