@@ -83,7 +83,9 @@ def import_people(daemon: Daemon, tmp_path: Path, names: list[str]) -> None:
 
 def sent_rows(daemon: Daemon) -> list[tuple[int, int, str, object]]:
     with daemon.store.reading() as conn:
-        rows = conn.execute(select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.template, SENDS.c.sent_at)).all()
+        rows = conn.execute(
+            select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.template, SENDS.c.sent_at).order_by(SENDS.c.id)
+        ).all()
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
