@@ -94,6 +94,29 @@ class Settings(BaseSettings):
         default=None, description="Per-send return paths bounces+<send>-<mac>@<this> (VERP); unset: the From address"
     )
     bounce_local: str = "bounces"
+    bounce_listen_host: str = Field(default="127.0.0.1", description="`nurture bounces serve` listens here")
+    bounce_listen_port: int = 2525
+    bounce_imap_host: str | None = Field(default=None, description="`nurture bounces fetch` reads this mailbox")
+    bounce_imap_port: int = 993
+    bounce_imap_username: str | None = None
+    bounce_imap_password: str | None = None
+    bounce_imap_folder: str = "INBOX"
+    bounce_imap_tls: bool = Field(default=True, description="Implicit TLS (port 993); false: plain, or STARTTLS")
+    bounce_imap_starttls: bool = False
+    bounce_imap_processed_folder: str | None = Field(default=None, description="Move handled reports here")
+    soft_bounce_limit: int = Field(default=3, ge=1, description="Soft bounces within the period that suppress")
+    soft_bounce_days: int = Field(default=30, ge=1)
+    reputation_window: int = Field(default=1000, ge=1, description="Judge a scenario on its last N sends")
+    reputation_min_sends: int = Field(default=100, ge=1, description="Judge no scenario on fewer sends")
+    max_complaint_rate: float = Field(default=0.003, ge=0, le=1, description="Pause above this (0.3%)")
+    max_hard_bounce_rate: float = Field(default=0.05, ge=0, le=1, description="Pause above this (5%)")
+    marketing_email: str | None = Field(default=None, description="Told when a scenario is paused")
+    # ESP webhooks: each route answers 404 until its secret is set.
+    ses_topic_arns: list[str] = Field(default_factory=list, description="SNS topics whose SES events count (JSON)")
+    sendgrid_public_key: str | None = Field(default=None, description="SendGrid's event webhook verification key")
+    mailgun_signing_key: str | None = Field(default=None, description="Mailgun's webhook signing key")
+    postmark_username: str | None = Field(default=None, description="Basic-auth user in Postmark's webhook URL")
+    postmark_password: str | None = None
 
     frequency_cap: int = 3
     frequency_period_days: int = 7

@@ -105,6 +105,13 @@ PLAN: tuple[TablePlan, ...] = (
         key=K, scenario_id=K, step=K, status=K, started_at=K, checked_at=K, decided_at=K, winner=K, route_to=K,
         effect=K, interval_low=K, interval_high=K, p_value=K, statistic=K, reason=K,
     ),
+    _plan(
+        "feedback",
+        "lead_id",
+        "bounces and complaints about the person's emails; a report about no known lead is redacted",
+        id=K, received_at=K, occurred_at=K, source=K, kind=K, email=M, lead_id=K, send_id=K, scenario_id=K,
+        status=K, code=K, diagnostic=M, event_id=K, authenticated=K, decision=K,
+    ),
     TablePlan(
         "suppression",
         {"email": P, "reason": K, "detail": M, "created_at": K},
@@ -169,6 +176,7 @@ PLAN: tuple[TablePlan, ...] = (
     _plan("scenario_version", None, scenario_id=K, version=K, path=C, source=C, loaded_at=K, is_current=K),
     _plan("kv", None, key=K, value=C),
     _plan("step_visit", None, scenario_id=K, scenario_version=K, step=K, entered=K),
+    _plan("scenario_pause", None, scenario_id=K, paused_at=K, reason=K, resumed_at=K, resumed_by=S),
     _plan(
         "api_key", None, id=K, name=S, prefix=S, key_hash=S, created_at=K, revoked_at=K, last_used_at=K
     ),

@@ -98,8 +98,12 @@ class DrainStats:
     bounced: int = 0
     failed: int = 0
     suppressed: int = 0
+    held: int = 0  # sends of paused scenarios, deferred
     errors: list[str] = field(default_factory=list)
     paused: str = ""  # why sending is paused (the server refused us), if it is
+
+
+PAUSE_RECHECK = timedelta(hours=1)
 
 
 class Outbox:
@@ -142,6 +146,17 @@ class Outbox:
         # so with a lease of at least three timeouts it ends while the lease still holds.
         self.lease = timedelta(seconds=max(settings.lease_seconds, settings.smtp_timeout * 3))
 
+    async def _hold_paused(self, rows: list[ClaimedSend], now: datetime, stats: DrainStats) -> list[ClaimedSend]:
+        """Sends of scenarios the reputation guard paused wait (an hour at a time, or until
+        the scenario is resumed): deferred, never dropped."""
+        paused = await asyncio.to_thread(self.store.feedback.paused)
+        held = [r.id for r in rows if r.scenario_id in paused]
+        if not held:
+            return rows
+        await asyncio.to_thread(self.store.feedback.hold, self.worker, held, now + PAUSE_RECHECK)
+        stats.held += len(held)
+        return [r for r in rows if r.scenario_id not in paused]
+
     async def drain_once(self, limit: int | None = None) -> DrainStats:
         limit = limit or self.settings.batch_size
         claimed_at = self.clock.now()
@@ -152,6 +167,8 @@ class Outbox:
             return DrainStats(paused=self.pool.pause.reason)
         rows = await asyncio.to_thread(self.store.sends.claim, self.worker, claimed_at, limit, self.lease)
         stats = DrainStats(claimed=len(rows))
+        if rows:
+            rows = await self._hold_paused(rows, claimed_at, stats)
         if not rows:
             return stats
         self.composer.templates.refresh()

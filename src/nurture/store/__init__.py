@@ -15,6 +15,8 @@
     store.access         API keys and dashboard users               (store/access.py)
     store.consents       consent records, person exports, erasures  (store/consents.py)
     store.accounts       accounts as accounts; promotions, released or held (store/accounts.py)
+    store.feedback       bounces, complaints, ESP events; the suppression list as a
+                         whole; scenario pauses and reputation      (store/feedback.py)
 
 Both outboxes are leased work queues over one implementation (store/queue.py). Reads
 use `store.reading()`; a write spanning several parts runs in `store.transaction()` and
@@ -43,6 +45,7 @@ class Store:
         from nurture.store.enrolments import Enrolments
         from nurture.store.events import Events
         from nurture.store.experiments import Experiments
+        from nurture.store.feedback import Feedback
         from nurture.store.leads import Leads
         from nurture.store.lists import Lists
         from nurture.store.notifications import Notifications
@@ -67,6 +70,7 @@ class Store:
         self.access = Access(self)
         self.consents = Consents(self)
         self.accounts = Accounts(self)
+        self.feedback = Feedback(self)
 
     @classmethod
     def open(cls, url: str, clock: Clock) -> Store:

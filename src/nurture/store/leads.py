@@ -80,6 +80,17 @@ def lead_view(row: Mapping[Any, Any]) -> LeadView:
     return LeadView(row["email"], fields, score)
 
 
+# What a suppression reason says about its lead; an imported or manual entry only blocks sends.
+_SUPPRESSION_FLAGS: dict[str, dict[str, bool]] = {
+    "bounce": {"bounced": True},
+    "hard_bounce": {"bounced": True},
+    "soft_bounces": {"bounced": True},
+    "unsubscribe": {"unsubscribed": True},
+    "unsubscribed": {"unsubscribed": True},
+    "complaint": {"unsubscribed": True},
+}
+
+
 class Leads(Part):
     def upsert(self, conn: Connection, data: Mapping[str, Any]) -> tuple[int, bool]:
         """Insert or update one lead by email; returns (id, created)."""
@@ -165,8 +176,9 @@ class Leads(Part):
                 email=email, reason=reason, detail=detail, created_at=self.clock.now()
             )
         )
-        flag = {"bounce": {"bounced": True}}.get(reason, {"unsubscribed": True})
-        conn.execute(update(LEADS).where(LEADS.c.email == email).values(updated_at=self.clock.now(), **flag))
+        flag = _SUPPRESSION_FLAGS.get(reason)
+        if flag:
+            conn.execute(update(LEADS).where(LEADS.c.email == email).values(updated_at=self.clock.now(), **flag))
 
     def ids(self, conn: Connection) -> list[int]:
         return list(conn.execute(select(LEADS.c.id)).scalars())

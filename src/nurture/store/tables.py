@@ -146,6 +146,44 @@ class Suppression(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class Feedback(SQLModel, table=True):
+    """What receivers and ESPs reported after the SMTP session: bounces, complaints,
+    deliveries, ESP opens and clicks, with the reply as given and what nurture did."""
+
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),  # a redelivered webhook event counts once
+        Index("ix_feedback_email_kind", "email", "kind", "received_at"),
+        Index("ix_feedback_send", "send_id"),
+        Index("ix_feedback_lead", "lead_id", "received_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = _ts()
+    occurred_at: datetime | None = _ts(default=None, nullable=True)
+    source: str = Field(max_length=20)  # dsn, arf, ses, sendgrid, mailgun, postmark
+    kind: str = Field(max_length=20)
+    email: str | None = Field(default=None, max_length=320)
+    lead_id: int | None = Field(default=None, foreign_key="lead.id")
+    send_id: int | None = Field(default=None, foreign_key="send.id")
+    scenario_id: str | None = Field(default=None, max_length=100)
+    status: str | None = Field(default=None, max_length=12)
+    code: int | None = None
+    diagnostic: str = ""
+    event_id: str | None = Field(default=None, max_length=200)
+    authenticated: bool = False
+    decision: str = ""
+
+
+class ScenarioPause(SQLModel, table=True):
+    """A scenario held back by the reputation guard (or by hand) until someone resumes it."""
+
+    __tablename__ = "scenario_pause"
+    scenario_id: str = Field(primary_key=True, max_length=100)
+    paused_at: datetime = _ts()
+    reason: str = ""
+    resumed_at: datetime | None = _ts(default=None, nullable=True)
+    resumed_by: str | None = Field(default=None, max_length=200)
+
+
 class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_lead", "lead_id", "at"),)
@@ -391,6 +429,7 @@ API_KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
 AUDIT_LOG: Table = AuditLog.__table__  # type: ignore[attr-defined]
 DASHBOARD_USERS: Table = DashboardUser.__table__  # type: ignore[attr-defined]
 ENROLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
+FEEDBACK: Table = Feedback.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 EXPERIMENTS: Table = Experiment.__table__  # type: ignore[attr-defined]
 EXPERIMENT_ASSIGNMENTS: Table = ExperimentAssignment.__table__  # type: ignore[attr-defined]
@@ -399,6 +438,7 @@ LIFECYCLE_CHANGES: Table = LifecycleChange.__table__  # type: ignore[attr-define
 LIST_MEMBERS: Table = ListMember.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS: Table = Notification.__table__  # type: ignore[attr-defined]
 PROMOTIONS: Table = Promotion.__table__  # type: ignore[attr-defined]
+SCENARIO_PAUSES: Table = ScenarioPause.__table__  # type: ignore[attr-defined]
 SCENARIO_VERSIONS: Table = ScenarioVersion.__table__  # type: ignore[attr-defined]
 SCORE_HISTORY: Table = ScoreHistory.__table__  # type: ignore[attr-defined]
 SENDS: Table = Send.__table__  # type: ignore[attr-defined]
@@ -421,11 +461,13 @@ __all__ = [
     "EVENTS",
     "EXPERIMENTS",
     "EXPERIMENT_ASSIGNMENTS",
+    "FEEDBACK",
     "LEADS",
     "LIFECYCLE_CHANGES",
     "LIST_MEMBERS",
     "NOTIFICATIONS",
     "PROMOTIONS",
+    "SCENARIO_PAUSES",
     "SCENARIO_VERSIONS",
     "SCORE_HISTORY",
     "SENDS",
@@ -443,10 +485,12 @@ __all__ = [
     "Event",
     "Experiment",
     "ExperimentAssignment",
+    "Feedback",
     "Lead",
     "LifecycleChange",
     "Notification",
     "Promotion",
+    "ScenarioPause",
     "ScenarioVersion",
     "ScoreHistory",
     "Send",
