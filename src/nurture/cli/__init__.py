@@ -5,6 +5,7 @@
     scoring    score explain/backtest/near-miss/learn/drift, report
     ops        init, db upgrade, run, status, serve, demo
     access     api-key, users
+    deliverability  dkim keygen, bounces serve/fetch, suppressions import/export, scenario resume
 
 `main` is the entry point of the installed `nurture` script and of `python -m nurture`,
 and the one place where errors become messages and exit codes.
@@ -16,7 +17,7 @@ import sys
 
 import typer
 
-from nurture.cli import access, leads, ops, scenarios, scoring  # noqa: F401  (they register their commands)
+from nurture.cli import access, deliverability, leads, ops, scenarios, scoring  # noqa: F401  (they register their commands)
 from nurture.cli.common import app
 from nurture.errors import NurtureError
 
@@ -24,6 +25,7 @@ from nurture.errors import NurtureError
 HELP_ORDER = (
     *("init", "validate", "schema", "graph", "simulate", "send-test", "report", "run", "status", "serve", "demo"),
     *("db", "leads", "lists", "sales", "score", "events", "api-key", "users"),
+    *("dkim", "bounces", "suppressions", "scenario"),
 )
 app.registered_commands.sort(key=lambda c: HELP_ORDER.index(c.name or getattr(c.callback, "__name__", "")))
 app.registered_groups.sort(key=lambda g: HELP_ORDER.index(g.name or ""))

@@ -1,0 +1,157 @@
+"""The deliverability commands, run as an operator would: DKIM keys and DNS records, the
+suppression list in and out, resuming a paused scenario, and the bounce intake (a real
+dovecot for `bounces fetch`, real SMTP for `bounces serve`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dkim
+import pytest
+
+from nurture.clock import SystemClock
+from nurture.feedback.intake import ImapMailbox
+from nurture.mail.dkim import DkimKey
+from nurture.store import Store
+from nurture.store.db import make_engine
+from tests.integration.test_bounce_intake import FIXTURES, append, crlf, dovecot  # noqa: F401
+from tests.smtp_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def nurture(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nurture", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    assert nurture("db", "upgrade", "--db", url).returncode == 0
+    return url
+
+
+def test_dkim_keygen_writes_a_key_and_prints_the_records_to_publish(tmp_path: Path) -> None:
+    key_file = tmp_path / "dkim" / "s2026.pem"
+    args = ("dkim", "keygen", "--domain", "acme.example", "--selector", "s2026", "--key-file", str(key_file))
+    result = nurture(*args, "--bounce-domain", "bounce.acme.example")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert (
+        lines[1]
+        == f"; settings: NURTURE_DKIM_DOMAIN=acme.example NURTURE_DKIM_SELECTOR=s2026 NURTURE_DKIM_KEY_FILE={key_file}"
+    )
+    record = next(line for line in lines if line.startswith("s2026._domainkey.acme.example. IN TXT"))
+    published = "".join(part for i, part in enumerate(record.split('"')) if i % 2)
+    assert published == DkimKey.load(key_file).public_record()
+    assert dkim.parse_tag_value(published.encode())[b"k"] == b"rsa"  # what a verifier reads from DNS
+    assert any(line.startswith('bounce.acme.example. IN TXT "v=spf1') for line in lines)
+    assert any(line.startswith("_dmarc.acme.example. IN TXT") for line in lines)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    again = nurture(*args, "--algorithm", "ed25519")
+    assert again.returncode == 0 and published in again.stdout.replace('" "', "")  # the existing key is kept
+
+
+def test_suppressions_import_and_export(tmp_path: Path, db: str) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,reason\nok@x.example,bounce\nnope,bounce\n")
+    result = nurture("suppressions", "import", str(bad), "--db", db)
+    assert result.returncode == 1 and f"{bad}:3: not an email address: 'nope'" in result.stderr
+    good = tmp_path / "old-tool.csv"
+    good.write_text("Email,Reason,Created_At\nAnn@X.example,spamreport,2025-10-01T08:00:00Z\nbo@y.example,,\n")
+    assert nurture("suppressions", "import", str(good), "--db", db).stdout.strip() == "2 added, 0 already suppressed"
+    assert nurture("suppressions", "import", str(good), "--db", db).stdout.strip() == "0 added, 2 already suppressed"
+    exported = nurture("suppressions", "export", "--db", db)
+    assert exported.stdout.splitlines() == [
+        "email,reason,created_at,source",
+        "ann@x.example,complaint,2025-10-01T08:00:00+00:00,import",
+        f"bo@y.example,imported,{exported.stdout.splitlines()[2].split(',')[2]},import",
+    ]
+
+
+def test_scenario_resume(db: str) -> None:
+    result = nurture("scenario", "resume", "news", "--db", db)
+    assert result.returncode == 1 and "scenario news is not paused" in result.stderr
+    store = Store(make_engine(db), SystemClock())
+    with store.transaction() as conn:
+        store.feedback.pause(
+            conn, "news", "complaint rate 1.00% over the last 200 sends exceeds 0.30%", store.clock.now()
+        )
+    assert "news  paused" in nurture("scenario", "paused", "--db", db).stdout
+    assert nurture("scenario", "resume", "news", "--by", "max", "--db", db).stdout.strip() == "resumed news"
+    assert nurture("scenario", "paused", "--db", db).stdout.strip() == "no scenario is paused"
+
+
+def test_bounces_fetch_reads_the_mailbox(dovecot: ImapMailbox, db: str) -> None:  # noqa: F811
+    append(dovecot, "gmail_user_unknown.eml", "yahoo_arf_complaint.eml", "out_of_office.eml")
+    env = {
+        "NURTURE_BOUNCE_DOMAIN": "bounce.acme-analytics.example",
+        "NURTURE_BOUNCE_IMAP_HOST": dovecot.host,
+        "NURTURE_BOUNCE_IMAP_PORT": str(dovecot.port),
+        "NURTURE_BOUNCE_IMAP_USERNAME": dovecot.username,
+        "NURTURE_BOUNCE_IMAP_PASSWORD": dovecot.password,
+        "NURTURE_BOUNCE_IMAP_TLS": "false",
+    }
+    result = nurture("bounces", "fetch", "--db", db, env=env)
+    assert result.returncode == 0, result.stderr
+    # The reports name sends of another installation (another secret): kept, acted on by nobody.
+    assert result.stdout.strip() == "3 message(s): 2 event(s), 1 not reports, 0 suppressed, 2 unverified, 0 failed"
+    assert nurture("bounces", "fetch", "--db", db, env=env).stdout.startswith("0 message(s)")
+
+
+@pytest.fixture
+def serve(db: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    env = {**os.environ, "NURTURE_BOUNCE_DOMAIN": "bounce.acme-analytics.example"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nurture", "bounces", "serve", "--port", str(port), "--db", db],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60  # wait for the listener to accept connections
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield port, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_bounces_serve_takes_reports_by_smtp_and_stops_on_sigterm(serve: tuple[int, subprocess.Popen[str]]) -> None:
+    port, process = serve
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail(
+            "", ["bounces@bounce.acme-analytics.example"], crlf((FIXTURES / "postfix_user_unknown.eml").read_bytes())
+        )
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            client.sendmail("", ["someone@elsewhere.example"], b"Subject: x\r\n\r\nx\r\n")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "listening for reports to *@bounce.acme-analytics.example" in out
+    assert "report: 1 event(s), 0 suppressed, 1 unverified" in out
+    assert out.strip().endswith("stopped")
