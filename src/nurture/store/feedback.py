@@ -123,8 +123,10 @@ class Feedback(Part):
         if event.event_id is None:
             conn.execute(FEEDBACK.insert().values(**values))
             return True
-        inserted = conn.execute(insert_ignore(self.postgres, FEEDBACK).values(**values))
-        return bool(inserted.rowcount)
+        # RETURNING tells a skipped row apart on both databases (rowcount does not, with
+        # the implicit RETURNING PostgreSQL's dialect adds).
+        inserted = conn.execute(insert_ignore(self.postgres, FEEDBACK).values(**values).returning(FEEDBACK.c.id))
+        return inserted.first() is not None
 
     def of_lead(self, lead_id: int, limit: int = 100) -> list[FeedbackEntry]:
         with self.store.reading() as conn:

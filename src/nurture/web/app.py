@@ -15,7 +15,7 @@ from nurture.clock import Clock, SystemClock
 from nurture.config import Settings
 from nurture.store import Store
 from nurture.store.db import make_engine
-from nurture.web import api, dashboard, ops, tracking
+from nurture.web import api, dashboard, ops, tracking, webhooks
 from nurture.web.context import Web
 
 
@@ -31,6 +31,7 @@ def create_app(settings: Settings, clock: Clock | None = None, store: Store | No
         redoc_url=None,
     )
     app.state.web = Web(settings, store, clock)
+    app.state.webhook_verifiers = webhooks.verifiers(settings, clock)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
@@ -41,6 +42,7 @@ def create_app(settings: Settings, clock: Clock | None = None, store: Store | No
     )
     app.include_router(tracking.router)
     app.include_router(api.router)
+    app.include_router(webhooks.router)
     app.include_router(ops.router)
     app.include_router(dashboard.router)
 
