@@ -6,11 +6,13 @@ and the scenario's reputation follow."""
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
@@ -24,6 +26,8 @@ from nurture.jobs.feedback import FeedbackHandler
 from nurture.leads import import_leads
 from nurture.mail.verp import ReturnPath
 from nurture.store.tables import ACTIVITIES, ENROLMENTS, FEEDBACK, LEADS, NOTIFICATIONS, SENDS, SUPPRESSIONS
+from nurture.web.app import create_app
+from tests.http_server import serving
 from tests.integration.conftest import write_scenario
 from tests.smtp_server import SmtpServer, free_port
 
@@ -81,6 +85,7 @@ def daemon(db_url: str, make_daemon: Callable[..., Daemon], workspace: Path) -> 
         bounce_domain=BOUNCE_DOMAIN,
         reputation_min_sends=20,
         marketing_email="marketing@acme-analytics.example",
+        base_url="http://nurture.test",  # https would make the dashboard's session cookie Secure
     )
 
 
@@ -237,3 +242,35 @@ def test_an_address_suppressed_after_its_email_was_queued_gets_nothing(
             ).all()
         )
     assert statuses == {"lead0@x0.example": "sent", "lead1@x1.example": "suppressed"}
+
+
+def test_dashboard_and_metrics_show_the_reputation_and_the_dashboard_resumes(
+    daemon: Daemon, listener: int, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    import_many(daemon, tmp_path, 25)
+    tick(daemon)
+    paths = return_paths(smtp)
+    report(listener, "yahoo_arf_complaint.eml", paths["lead0@x0.example"], "lead0@x0.example", "hana@yahoo.com")
+    report(listener, "gmail_user_unknown.eml", paths["lead1@x1.example"], "lead1@x1.example", "anna.gone@gmail.com")
+    daemon.store.access.set_user("max", "correct horse battery", "Max Keller")
+    with serving(create_app(daemon.settings, daemon.clock, daemon.store)) as base, httpx.Client(base_url=base) as site:
+        metrics = site.get("/metrics").text
+        assert 'nurture_scenario_paused{scenario="news"} 1.0' in metrics
+        assert 'nurture_reputation_rate{outcome="complaint",scenario="news"} 0.04' in metrics
+        assert 'nurture_reputation_rate{outcome="hard_bounce",scenario="news"} 0.04' in metrics
+        assert 'nurture_domain_reputation_rate{domain="x0.example",outcome="complaint"}' in metrics
+        assert 'nurture_feedback_total{kind="complaint",source="arf"} 1.0' in metrics
+
+        token = re.search(r'name="csrf" value="([^"]+)"', site.get("/login").text)
+        assert token is not None
+        site.post("/login", data={"username": "max", "password": "correct horse battery", "csrf": token.group(1)})
+        page = site.get("/scenarios/news").text
+        assert "Paused" in page and "complaint rate 4.00% over the last 25 sends exceeds 0.30%" in page
+        assert '<table id="reputation">' in page and "<svg" in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        assert site.post("/scenarios/news/resume", data={}).status_code == 403  # no CSRF token, no resume
+        answer = site.post("/scenarios/news/resume", data={"csrf": csrf.group(1)})
+        assert answer.status_code == 303
+        assert daemon.store.feedback.paused() == {}
+        assert 'nurture_scenario_paused{scenario="news"}' not in site.get("/metrics").text

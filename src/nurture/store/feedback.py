@@ -336,6 +336,32 @@ class Feedback(Part):
             for k, sends, delivered, hard, soft, complaints in rows
         }
 
+    def daily(self, scenario_id: str, since: datetime) -> list[tuple[str, int, int, int]]:
+        """(day, hard bounces, soft bounces, complaints) per UTC day since `since`, authenticated
+        reports only, for the dashboard's chart."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                select(FEEDBACK.c.received_at, FEEDBACK.c.kind).where(
+                    FEEDBACK.c.scenario_id == scenario_id,
+                    FEEDBACK.c.received_at >= since,
+                    FEEDBACK.c.authenticated.is_(True),
+                    FEEDBACK.c.kind.in_((FeedbackKind.HARD_BOUNCE, FeedbackKind.SOFT_BOUNCE, FeedbackKind.COMPLAINT)),
+                )
+            ).all()
+        days: dict[str, list[int]] = {}
+        order = {FeedbackKind.HARD_BOUNCE: 0, FeedbackKind.SOFT_BOUNCE: 1, FeedbackKind.COMPLAINT: 2}
+        for at, kind in rows:
+            days.setdefault(at.date().isoformat(), [0, 0, 0])[order[FeedbackKind(kind)]] += 1
+        return [(day, *counts) for day, counts in sorted(days.items())]  # type: ignore[misc]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Reports received, by source and kind (for /metrics)."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                select(FEEDBACK.c.source, FEEDBACK.c.kind, func.count()).group_by(FEEDBACK.c.source, FEEDBACK.c.kind)
+            ).all()
+        return {(source, kind): int(n) for source, kind, n in rows}
+
     def since(self, when: datetime) -> Iterable[str]:
         """Scenarios with authenticated bounces or complaints recorded since `when`."""
         with self.store.reading() as conn:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hmac
 import itertools
 from collections import Counter
+from datetime import timedelta
+from html import escape
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -20,6 +22,7 @@ from nurture.analytics.experiments import experiment_reports, send_time_lifts
 from nurture.analytics.report import scenario_report
 from nurture.errors import NurtureError
 from nurture.jobs.catalog import Catalog
+from nurture.jobs.feedback import reputation_policy
 from nurture.jobs.qualify import Qualifier
 from nurture.lifecycle import feedback, feedback_actions, needed_for
 from nurture.scenario.graph import edges, to_mermaid, to_svg
@@ -274,11 +277,20 @@ def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
     outgoing: dict[str, list[tuple[str, str]]] = {}
     for source, label, target in edges(compiled.scenario.steps):
         outgoing.setdefault(source, []).append((label, target))
+    policy = reputation_policy(w.settings)
+    with w.store.reading() as conn:
+        outcomes = w.store.feedback.outcomes(conn, scenario_id, policy.window)
+    history = w.store.feedback.daily(scenario_id, w.clock.now() - timedelta(days=30))
     return w.page(
         request,
         "scenario.html",
         compiled=compiled,
         report=report,
+        pause=w.store.feedback.paused().get(scenario_id),
+        outcomes=outcomes,
+        policy=policy,
+        history=history,
+        history_chart=Markup(feedback_chart(history)),
         outgoing=outgoing,
         mermaid=to_mermaid(compiled.scenario.steps, compiled.scenario.name),
         journey=Markup(to_svg(compiled.scenario.steps, {r.step: f"{r.entered} entered" for r in report.steps})),
@@ -286,6 +298,40 @@ def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
         send_times=send_time_lifts(w.store, compiled, scoring),
         Markup=Markup,
     )
+
+
+@router.post("/scenarios/{scenario_id}/resume", dependencies=[Csrf])
+def resume_scenario(request: Request, scenario_id: str, who: User) -> Response:
+    """Resume a scenario the reputation guard paused: the emails it held back go out."""
+    w = web(request)
+    w.store.feedback.resume(scenario_id, who, w.clock.now())
+    return RedirectResponse(f"/scenarios/{scenario_id}", status_code=303)
+
+
+def feedback_chart(history: list[tuple[str, int, int, int]]) -> str:
+    """Stacked bars per day: hard bounces, soft bounces, complaints (inline SVG, no script)."""
+    if not history:
+        return ""
+    peak = max(sum(counts) for _, *counts in history) or 1
+    width, height, bar = 16 * len(history) + 40, 120, 12
+    colours = ("#c0392b", "#e67e22", "#8e44ad")
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" role="img">']
+    for i, (day, *counts) in enumerate(history):
+        y = height
+        for n, colour in zip(counts, colours, strict=True):
+            h = round(n / peak * (height - 10))
+            if h:
+                y -= h
+                parts.append(
+                    f'<rect x="{20 + 16 * i}" y="{y}" width="{bar}" height="{h}" fill="{colour}">'
+                    f"<title>{escape(day)}: {n}</title></rect>"
+                )
+        parts.append(f'<text x="{20 + 16 * i}" y="{height + 14}" font-size="8">{escape(day[5:])}</text>')
+    parts.append(
+        f'<text x="0" y="{height + 28}" font-size="9">peak {peak} a day · red hard bounces · '
+        "orange soft bounces · purple complaints</text></svg>"
+    )
+    return "".join(parts)
 
 
 @router.get("/scoring")

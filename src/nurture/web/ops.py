@@ -20,6 +20,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from nurture.daemon import HEARTBEAT
+from nurture.jobs.feedback import reputation_policy
 from nurture.store.reports import StoreUnavailable
 from nurture.vocabulary import NotificationStatus, SendStatus
 from nurture.web.context import Web, web
@@ -74,6 +75,44 @@ class StoreCollector(Collector):
             received.add_metric([type_], n)
         yield received
         yield from _heartbeats(beats, now)
+        yield from _reputation(self.w)
+
+
+def _reputation(w: Web) -> Iterator[Metric]:
+    """Each scenario's and each recipient domain's outcome rates over the last sends, paused
+    scenarios, and the reports received by source and kind."""
+    policy = reputation_policy(w.settings)
+    rates = GaugeMetricFamily(
+        "nurture_reputation_rate",
+        f"Outcome rates of a scenario's last {policy.window} sends",
+        labels=["scenario", "outcome"],
+    )
+    for scenario, outcomes in sorted(w.store.feedback.outcomes_by("scenario", policy.window).items()):
+        for outcome, rate in outcomes.rates.items():
+            rates.add_metric([scenario, outcome], rate)
+    yield rates
+    domains = GaugeMetricFamily(
+        "nurture_domain_reputation_rate",
+        f"Outcome rates per recipient domain over the last {policy.window} sends",
+        labels=["domain", "outcome"],
+    )
+    by_domain = w.store.feedback.outcomes_by("domain", policy.window)
+    for domain, outcomes in sorted(by_domain.items(), key=lambda item: -item[1].sends)[:50]:
+        for outcome, rate in outcomes.rates.items():
+            domains.add_metric([domain, outcome], rate)
+    yield domains
+    paused = GaugeMetricFamily(
+        "nurture_scenario_paused", "1 while the reputation guard holds a scenario", labels=["scenario"]
+    )
+    for scenario in sorted(w.store.feedback.paused()):
+        paused.add_metric([scenario], 1)
+    yield paused
+    received = CounterMetricFamily(
+        "nurture_feedback", "Delivery reports and ESP events received", labels=["source", "kind"]
+    )
+    for (source, kind), n in sorted(w.store.feedback.counts().items()):
+        received.add_metric([source, kind], n)
+    yield received
 
 
 def _heartbeats(beats: Sequence[tuple[str, str]], now: datetime) -> Iterator[Metric]:
