@@ -176,3 +176,28 @@ def test_unconfigured_providers_are_not_found(daemon: Daemon) -> None:
     with serving(create_app(settings, daemon.clock, daemon.store)) as base, httpx.Client(base_url=base) as client:
         assert client.post("/webhooks/sendgrid", content=b"[]").status_code == 404
         assert client.post("/webhooks/mailgun", content=b"{}").status_code == 404
+
+
+def test_suppression_list_in_and_out_through_the_api(daemon: Daemon, site: httpx.Client) -> None:
+    site.headers["Authorization"] = f"Bearer {daemon.store.access.create_key('migration')}"
+    bad = site.post("/api/v1/suppressions", json={"suppressions": [{"email": "ok@x.example"}, {"email": "nope"}]})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "suppressions", 1, "email"]
+    assert site.get("/api/v1/suppressions").json() == []  # a bad request stores nothing
+    batch = {
+        "suppressions": [
+            {"email": "Old@Customer.example", "reason": "complaint", "created_at": "2025-09-01T10:00:00Z"},
+            {"email": "ada@nordwerk.example"},
+        ]
+    }
+    assert site.post("/api/v1/suppressions", json=batch).json() == {"added": 2, "already": 0}
+    assert site.post("/api/v1/suppressions", json=batch).json() == {"added": 0, "already": 2}
+    listed = {row["email"]: row for row in site.get("/api/v1/suppressions").json()}
+    assert listed["old@customer.example"]["reason"] == "complaint"
+    assert listed["old@customer.example"]["created_at"].startswith("2025-09-01T10:00:00")
+    assert listed["ada@nordwerk.example"] | {"created_at": None} == {
+        "email": "ada@nordwerk.example",
+        "reason": "imported",
+        "created_at": None,
+        "source": "api",
+    }
+    assert site.get("/api/v1/suppressions", headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -8,7 +8,7 @@ before is ignored, so senders may retry freely.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
@@ -16,7 +16,10 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from nurture.errors import NurtureError
+from nurture.feedback.suppressions import REASONS as SUPPRESSION_REASONS
+from nurture.feedback.suppressions import Suppression
 from nurture.leads import LeadIn
+from nurture.mail.message import PLAIN_ADDRESS
 from nurture.vocabulary import EventType
 from nurture.web.context import Web, web
 
@@ -209,3 +212,64 @@ def post_feedback(item: FeedbackIn, request: Request) -> Any:
     except NurtureError as exc:
         raise HTTPException(409, str(exc)) from exc
     return FeedbackOut(email=item.email, from_stage=old, to_stage=new)
+
+
+class SuppressionIn(BaseModel):
+    """An address never to be mailed, e.g. from another tool's suppression list."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: str = Field(max_length=320)
+    reason: str = Field(default="imported", description=f"One of {', '.join(SUPPRESSION_REASONS)}")
+    created_at: AwareDatetime | None = Field(default=None, description="When the other tool suppressed it")
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.lower()
+        if not PLAIN_ADDRESS.match(value):
+            raise ValueError("not an email address")
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if value not in SUPPRESSION_REASONS:
+            raise ValueError(f"unknown reason {value!r}: use one of {', '.join(SUPPRESSION_REASONS)}")
+        return value
+
+
+class SuppressionBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    suppressions: list[SuppressionIn] = Field(max_length=10_000)
+
+
+class SuppressionOut(BaseModel):
+    email: str
+    reason: str
+    created_at: datetime | None
+    source: str
+
+
+class SuppressionsStored(BaseModel):
+    added: int
+    already: int
+
+
+@router.get("/suppressions", response_model=list[SuppressionOut])
+def get_suppressions(request: Request) -> Any:
+    """The whole suppression list (for a migration to another tool)."""
+    return [
+        SuppressionOut(email=s.email, reason=s.reason, created_at=s.created_at, source=s.source)
+        for s in web(request).store.feedback.suppressions()
+    ]
+
+
+@router.post("/suppressions", response_model=SuppressionsStored)
+def post_suppressions(batch: SuppressionBatch, request: Request) -> SuppressionsStored:
+    """Add addresses to the suppression list in one transaction; known ones are kept as they are."""
+    w = web(request)
+    rows = [Suppression(s.email, s.reason, s.created_at, "api") for s in batch.suppressions]
+    unique = list({r.email: r for r in rows}.values())
+    added = w.store.feedback.import_suppressions(unique, w.clock.now())
+    return SuppressionsStored(added=added, already=len(unique) - added)
