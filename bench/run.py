@@ -2,6 +2,7 @@
 
     python bench/run.py                 # everything (builds a 1M-lead SQLite database; a few minutes)
     python bench/run.py send advance    # only some sections
+    python bench/run.py dkim            # the cost of DKIM signing (RSA-2048, Ed25519) on the send
     python bench/run.py --quick         # smaller sizes, for a smoke run
 
 Absolute numbers on a shared machine are noise; the ratios are the result.
@@ -48,6 +49,7 @@ from nurture.jobs.advance import Advancer  # noqa: E402
 from nurture.jobs.catalog import Catalog  # noqa: E402
 from nurture.jobs.qualify import Qualifier  # noqa: E402
 from nurture.jobs.send import Outbox  # noqa: E402
+from nurture.mail.dkim import DkimKey, write_key  # noqa: E402
 from nurture.mail.sender import SmtpPool  # noqa: E402
 from nurture.scoring.loader import load_scoring  # noqa: E402
 from nurture.store import Store  # noqa: E402
@@ -155,13 +157,21 @@ def _outbox(folder: Path, name: str, count: int) -> Any:
     return engine
 
 
-def bench_send(folder: Path, count: int, connections: int, render_processes: int = 0, rounds: int = 3) -> list[Result]:
-    """Best of `rounds` for each side; nurture drains a fresh outbox each round."""
+def bench_send(
+    folder: Path,
+    count: int,
+    connections: int,
+    render_processes: int = 0,
+    rounds: int = 3,
+    dkim: dict[str, Any] | None = None,
+) -> list[Result]:
+    """Best of `rounds` for each side; nurture drains a fresh outbox each round. With
+    `dkim` (settings), the baseline is nurture without signing: the ratio is signing's cost."""
     sink = Sink()
     scenarios, templates = project(folder, None)
 
-    async def nurture_send(index: int) -> tuple[float, bytes]:
-        engine = _outbox(folder, f"send{render_processes}_{index}", count)
+    async def nurture_send(index: int, signing: dict[str, Any] | None = None) -> tuple[float, bytes]:
+        engine = _outbox(folder, f"send{render_processes}_{index}_{'dkim' if signing else 'plain'}", count)
         clock = FakeClock(NOW)
         store = Store(engine, clock)
         settings = Settings(
@@ -174,6 +184,7 @@ def bench_send(folder: Path, count: int, connections: int, render_processes: int
             secret_key="bench",
             base_url="https://t.example",
             render_processes=render_processes,
+            **(signing or {}),
         )
         pool = SmtpPool(settings)
         outbox = Outbox(store, settings, clock, pool, worker="bench", templates_dir=templates)
@@ -197,6 +208,26 @@ def bench_send(folder: Path, count: int, connections: int, render_processes: int
         assert stats.sent == count, stats
         return elapsed, sample.data
 
+    if dkim:
+        try:
+            # Rounds alternate, so a slower or faster spell of the shared machine hits both sides.
+            signed, plain = [], []
+            for i in range(rounds):
+                signed.append(asyncio.run(nurture_send(i, dkim))[0])
+                plain.append(asyncio.run(nurture_send(i))[0])
+        finally:
+            sink.close()
+        algorithm = DkimKey.load(dkim["dkim_key_file"]).algorithm
+        return [
+            ratio_result(
+                f"send with DKIM signing ({algorithm}) vs the same send unsigned: {count} emails, "
+                f"{connections} connections, {render_processes} render process(es), best of {rounds}",
+                count / min(signed),
+                count / min(plain),
+                "msg/s",
+                at_least(0.8),  # signing costs at most 20%
+            )
+        ]
     try:
         runs = [asyncio.run(nurture_send(i)) for i in range(rounds)]
         payload = runs[0][1]
@@ -493,6 +524,15 @@ def main() -> None:
             count = 1000 if args.quick else 5000
             new = bench_send(folder, count, 4, render_processes=default_render_processes())
             new += bench_send(folder, count, 4, render_processes=0)
+        elif section == "dkim":
+            count = 1000 if args.quick else 5000
+            new = []
+            for algorithm in ("rsa", "ed25519"):
+                key_file = folder / f"dkim-{algorithm}.pem"
+                if not key_file.exists():
+                    write_key(key_file, algorithm)
+                signing = {"dkim_domain": "acme.example", "dkim_selector": "bench", "dkim_key_file": key_file}
+                new += bench_send(folder, count, 4, render_processes=default_render_processes(), dkim=signing)
         elif section == "advance":
             new = bench_advance(folder, 2000 if args.quick else 10_000)
         elif section == "tick":

@@ -5,6 +5,7 @@ dovecot for `bounces fetch`, real SMTP for `bounces serve`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import smtplib
 import socket
@@ -155,3 +156,22 @@ def test_bounces_serve_takes_reports_by_smtp_and_stops_on_sigterm(serve: tuple[i
     assert "listening for reports to *@bounce.acme-analytics.example" in out
     assert "report: 1 event(s), 0 suppressed, 1 unverified" in out
     assert out.strip().endswith("stopped")
+
+
+def test_validate_warns_about_deliverability_without_failing(tmp_path: Path) -> None:
+    (tmp_path / "scenarios").mkdir()
+    shutil.copy(ROOT / "scenarios" / "whitepaper_nurture.yaml", tmp_path / "scenarios")
+    shutil.copytree(ROOT / "email_templates", tmp_path / "email_templates")
+    case_study = tmp_path / "email_templates" / "case_study.html"
+    case_study.write_text(case_study.read_text().replace(">Read the Nordwerk story<", ">https://acme-analytics.example/n<"))
+    (tmp_path / "email_templates" / "welcome.txt").unlink()
+    assert nurture("validate", "scenarios/").stdout.strip() == "ok: 4 file(s) valid"  # the samples: no warning
+    result = nurture("validate", str(tmp_path / "scenarios"), env={"NURTURE_BASE_URL": "https://go.acme.example"})
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        f"warning: {case_study}:5: link text shows 'https://acme-analytics.example/n' but the link goes to "
+        "'go.acme.example': write what the link is about instead of an address",
+        f"warning: {tmp_path / 'email_templates' / 'welcome.html'}:1: no text part (NAME.txt): one is derived "
+        "from the HTML, but a text version written for reading looks less like bulk mail",
+        "ok: 1 file(s) valid",
+    ]

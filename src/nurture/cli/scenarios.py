@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from nurture.cli.common import DatabaseOption, TemplatesOption, _load, _settings, _store, app, fail
 from nurture.clock import SystemClock
+from nurture.errors import Diagnostic
 from nurture.jobs.catalog import check_file, find_scoring
 from nurture.mail.footer import sender_identity_problems
 from nurture.mail.templates import TemplateStore
@@ -42,7 +43,8 @@ def validate(
     if not files:
         fail("no scenario files found")
     problems = 0
-    identity = _settings().sender_identity
+    settings = _settings()
+    identity, base_url = settings.sender_identity, settings.base_url
     by_folder: dict[Path, tuple[list[LoadedScenario], list[bool]]] = {}
     for path in files:
         loaded, diagnostics = check_file(path, templates)
@@ -56,6 +58,8 @@ def validate(
             scenarios.append(loaded)
             for warning in loaded.warnings:
                 typer.echo(str(warning))
+            for deliverability in _deliverability_warnings(loaded, base_url):
+                typer.echo(f"warning: {deliverability}")
         elif isinstance(loaded, CompiledScoring):
             routing.append(True)
     for folder, (scenarios, routing) in by_folder.items():
@@ -66,6 +70,17 @@ def validate(
     if problems:
         fail(f"{problems} problem(s) in {len(files)} file(s)")
     typer.echo(f"ok: {len(files)} file(s) valid")
+
+
+def _deliverability_warnings(loaded: LoadedScenario, base_url: str) -> list[Diagnostic]:
+    """What would hurt the inbox placement of the scenario's emails (warnings, not errors)."""
+    from nurture.mail.deliverability import check_template
+    from nurture.scenario.model import SendEmail
+
+    names = sorted({s.template for s in loaded.scenario.steps if isinstance(s, SendEmail)})
+    return [
+        w for name in names if loaded.templates.exists(name) for w in check_template(loaded.templates, name, base_url)
+    ]
 
 
 @app.command()
