@@ -23,6 +23,7 @@ from nurture.feedback.intake import ImapMailbox
 from nurture.mail.dkim import DkimKey
 from nurture.store import Store
 from nurture.store.db import make_engine
+from tests.e2e.test_cli_scenarios import SENDER
 from tests.integration.test_bounce_intake import FIXTURES, append, crlf, dovecot  # noqa: F401
 from tests.smtp_server import free_port
 
@@ -163,10 +164,14 @@ def test_validate_warns_about_deliverability_without_failing(tmp_path: Path) -> 
     shutil.copy(ROOT / "scenarios" / "whitepaper_nurture.yaml", tmp_path / "scenarios")
     shutil.copytree(ROOT / "email_templates", tmp_path / "email_templates")
     case_study = tmp_path / "email_templates" / "case_study.html"
-    case_study.write_text(case_study.read_text().replace(">Read the Nordwerk story<", ">https://acme-analytics.example/n<"))
+    case_study.write_text(
+        case_study.read_text().replace(">Read the Nordwerk story<", ">https://acme-analytics.example/n<")
+    )
     (tmp_path / "email_templates" / "welcome.txt").unlink()
-    assert nurture("validate", "scenarios/").stdout.strip() == "ok: 4 file(s) valid"  # the samples: no warning
-    result = nurture("validate", str(tmp_path / "scenarios"), env={"NURTURE_BASE_URL": "https://go.acme.example"})
+    assert nurture("validate", "scenarios/", env=SENDER).stdout.strip() == "ok: 4 file(s) valid"  # no warning
+    result = nurture(
+        "validate", str(tmp_path / "scenarios"), env={"NURTURE_BASE_URL": "https://go.acme.example", **SENDER}
+    )
     assert result.returncode == 0
     assert result.stdout.splitlines() == [
         f"warning: {case_study}:5: link text shows 'https://acme-analytics.example/n' but the link goes to "

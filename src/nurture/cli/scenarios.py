@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import aiosmtplib
 import typer
@@ -58,7 +58,7 @@ def validate(
             scenarios.append(loaded)
             for warning in loaded.warnings:
                 typer.echo(str(warning))
-            for deliverability in _deliverability_warnings(loaded, base_url):
+            for deliverability in _deliverability_warnings(loaded, base_url, identity.as_context() if identity else None):
                 typer.echo(f"warning: {deliverability}")
         elif isinstance(loaded, CompiledScoring):
             routing.append(True)
@@ -72,14 +72,17 @@ def validate(
     typer.echo(f"ok: {len(files)} file(s) valid")
 
 
-def _deliverability_warnings(loaded: LoadedScenario, base_url: str) -> list[Diagnostic]:
+def _deliverability_warnings(loaded: LoadedScenario, base_url: str, sender: dict[str, Any] | None) -> list[Diagnostic]:
     """What would hurt the inbox placement of the scenario's emails (warnings, not errors)."""
     from nurture.mail.deliverability import check_template
     from nurture.scenario.model import SendEmail
 
     names = sorted({s.template for s in loaded.scenario.steps if isinstance(s, SendEmail)})
     return [
-        w for name in names if loaded.templates.exists(name) for w in check_template(loaded.templates, name, base_url)
+        w
+        for name in names
+        if loaded.templates.exists(name)
+        for w in check_template(loaded.templates, name, base_url, sender)
     ]
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from nurture.errors import Diagnostic
+from nurture.mail.links import LinkTracker
 from nurture.mail.templates import TemplateError, TemplateStore
 from nurture.mail.tracking import Links
 from nurture.scenario.expr import Record
@@ -110,18 +112,23 @@ def template_warnings(
     return warnings
 
 
-def check_template(store: TemplateStore, name: str, base_url: str) -> list[Diagnostic]:
+def check_template(
+    store: TemplateStore, name: str, base_url: str, sender: Mapping[str, str] | None = None
+) -> list[Diagnostic]:
     """Deliverability warnings for template `name` of `store`, rendered as it would be sent
-    (links tracked through `base_url`) for a lead with no field set. A template that does not
-    render is left to the template checks, which report why."""
+    (every link tracked through `base_url`) for a lead with no field set. A template that does
+    not render is left to the template checks, which report why."""
     links = Links(base_url, "validate", 0, 0)
+    tracker = LinkTracker(links.click, base_url)
     context = {
         "lead": Record({}),
         "score": Record({}),
         "scenario": name,
         "unsubscribe_url": links.unsubscribe(),
-        "link": links.click,
+        "link": tracker.tracked_named,
+        "full_name": "",
         "now": datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
+        "sender": dict(sender or {"name": "", "postal_address": "", "contact": ""}),
     }
     try:
         rendered = store.render(name, "", context)
@@ -134,7 +141,8 @@ def check_template(store: TemplateStore, name: str, base_url: str) -> list[Diagn
         source_lines = []
     has_text = (store.root / f"{name}.txt").is_file()
     problems = []
-    for warning in template_warnings(html=rendered.html, text=rendered.text, has_text_part=has_text):
+    html = tracker.html(rendered.html)
+    for warning in template_warnings(html=html, text=rendered.text, has_text_part=has_text):
         line = 1
         shown = re.match(r"link text shows '(.*?)' but", warning)
         if shown:
