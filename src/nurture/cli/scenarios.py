@@ -58,7 +58,9 @@ def validate(
             scenarios.append(loaded)
             for warning in loaded.warnings:
                 typer.echo(str(warning))
-            for deliverability in _deliverability_warnings(loaded, base_url, identity.as_context() if identity else None):
+            for deliverability in _deliverability_warnings(
+                loaded, base_url, identity.as_context() if identity else None
+            ):
                 typer.echo(f"warning: {deliverability}")
         elif isinstance(loaded, CompiledScoring):
             routing.append(True)
