@@ -86,6 +86,7 @@ def daemon(db_url: str, make_daemon: Callable[..., Daemon], workspace: Path) -> 
         reputation_min_sends=20,
         marketing_email="marketing@acme-analytics.example",
         base_url="http://nurture.test",  # https would make the dashboard's session cookie Secure
+        metrics_token="metrics-secret",
     )
 
 
@@ -254,7 +255,8 @@ def test_dashboard_and_metrics_show_the_reputation_and_the_dashboard_resumes(
     report(listener, "gmail_user_unknown.eml", paths["lead1@x1.example"], "lead1@x1.example", "anna.gone@gmail.com")
     daemon.store.access.set_user("max", "correct horse battery", "Max Keller")
     with serving(create_app(daemon.settings, daemon.clock, daemon.store)) as base, httpx.Client(base_url=base) as site:
-        metrics = site.get("/metrics").text
+        bearer = {"Authorization": "Bearer metrics-secret"}
+        metrics = site.get("/metrics", headers=bearer).text
         assert 'nurture_scenario_paused{scenario="news"} 1.0' in metrics
         assert 'nurture_reputation_rate{outcome="complaint",scenario="news"} 0.04' in metrics
         assert 'nurture_reputation_rate{outcome="hard_bounce",scenario="news"} 0.04' in metrics
@@ -273,4 +275,4 @@ def test_dashboard_and_metrics_show_the_reputation_and_the_dashboard_resumes(
         answer = site.post("/scenarios/news/resume", data={"csrf": csrf.group(1)})
         assert answer.status_code == 303
         assert daemon.store.feedback.paused() == {}
-        assert 'nurture_scenario_paused{scenario="news"}' not in site.get("/metrics").text
+        assert 'nurture_scenario_paused{scenario="news"}' not in site.get("/metrics", headers=bearer).text

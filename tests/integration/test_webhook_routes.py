@@ -49,7 +49,8 @@ LEADS_CSV = (
 def daemon(
     db_url: str, make_daemon: Any, workspace: Path, tmp_path: Path, smtp: SmtpServer, clock: FakeClock
 ) -> Daemon:
-    shutil.copy(ROOT / "scenarios" / "whitepaper_nurture.yaml", workspace / "scenarios")
+    for name in ("whitepaper_nurture.yaml", "scoring.yaml"):  # the hand-off step needs the routing
+        shutil.copy(ROOT / "scenarios" / name, workspace / "scenarios")
     built: Daemon = make_daemon(
         db_url,
         sendgrid_public_key=SENDGRID_PUBLIC,
