@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         default=",".join(sorted(OPT_IN_COUNTRIES)),
         description="Comma-separated country codes whose leads need consent before any email (regime auto)",
     )
+    confirmation_sender: str | None = Field(
+        default=None,
+        description="From of the double opt-in email (default: the sender's name at confirm@<mail domain>)",
+    )
     confirmation_valid_hours: int = Field(default=168, ge=1, description="How long a double opt-in link works")
     erasure_key: str | None = Field(
         default=None,
@@ -157,6 +161,10 @@ class Settings(BaseSettings):
         if not self.sender_name or not self.sender_postal_address:
             return None
         return SenderIdentity(self.sender_name, self.sender_postal_address, self.sender_contact)
+
+    @property
+    def confirmation_from(self) -> str:
+        return self.confirmation_sender or f"{self.sender_name or 'nurture'} <confirm@{self.mail_domain}>"
 
     @property
     def opt_in_countries(self) -> frozenset[str]:

@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from nurture.clock import Clock
 from nurture.config import Settings
+from nurture.consent.model import DEFAULT_TOPIC
 from nurture.jobs.advance import Advancer, AdvanceStats
 from nurture.jobs.catalog import Catalog
 from nurture.jobs.enrol import Enroller
@@ -175,6 +176,11 @@ class Daemon:
         await self.notify()
         self.totals.ticks += 1
 
+    def _topic(self, scenario_id: str) -> str:
+        """The topic a scenario mails under, as its current file says."""
+        compiled = self.catalog.current.get(scenario_id)
+        return compiled.scenario.topic if compiled is not None else DEFAULT_TOPIC
+
     def _outbox(self) -> Outbox:
         if self.outbox is None:
             self.pool = SmtpPool(self.settings)
@@ -195,11 +201,10 @@ class Daemon:
                 worker=self.worker,
                 templates_dir=self.settings.templates_dir,
                 scenario_names=names,
-                untracked_opens=frozenset(
-                    sid for sid, c in self.catalog.current.items() if not c.scenario.track_opens
-                ),
+                untracked_opens=frozenset(sid for sid, c in self.catalog.current.items() if not c.scenario.track_opens),
                 scenario_utm={sid: c.utm for sid, c in self.catalog.current.items()},
                 name_order=self.catalog.name_order,
+                topic_of=self._topic,
             )
         return self.outbox
 

@@ -7,14 +7,23 @@ line and reason and skipped whole, so no lead is ever half-imported.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nurture.config import Settings
+from nurture.consent.erasure import keyed_hash
+from nurture.consent.export import PersonExport, build_export
+from nurture.consent.inputs import CSV_COLUMNS, ConsentIn, ConsentProblem, records_from_row
+from nurture.consent.model import ConsentRecord, ConsentSource, ConsentStatus, regime_for
+from nurture.errors import NurtureError
 from nurture.importing import RowProblem, read_rows, sendable_address
-from nurture.store import Store
+from nurture.store import Connection, Store
+from nurture.store.consents import Erasure
 from nurture.timeutil import is_valid_zone
 from nurture.vocabulary import READ_ONLY_FIELDS, STANDARD_FIELDS, Stage
 
@@ -43,6 +52,11 @@ class LeadIn(BaseModel):
     owner: str | None = Field(default=None, max_length=200)
     tags: list[str] = Field(default_factory=list)
     custom: dict[str, Any] = Field(default_factory=dict)
+    consent: list[ConsentIn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Consent statements to record (a 'pending' one sends the double opt-in email)",
+    )
 
     @field_validator("email")
     @classmethod
@@ -84,8 +98,18 @@ class LeadIn(BaseModel):
         return value or None
 
     def to_row(self) -> dict[str, Any]:
-        data = self.model_dump(exclude_none=True)
+        data = self.model_dump(exclude_none=True, exclude={"consent"})
         return data
+
+    def consent_records(self, now: datetime, default_source: ConsentSource) -> list[ConsentRecord]:
+        """The statements to record; those that name no source get `default_source`."""
+        found = []
+        for item in self.consent:
+            record = item.record(now)
+            if "source" not in item.model_fields_set:
+                record = replace(record, source=default_source)
+            found.append(record)
+        return found
 
 
 @dataclass
@@ -104,6 +128,11 @@ def _flatten(raw: dict[str, Any]) -> dict[str, Any]:
         if key is None or key == "custom":
             continue
         name = str(key).strip().lower().replace(" ", "_")
+        if name == "consent" and isinstance(value, list):
+            data["consent"] = value
+            continue
+        if name in CSV_COLUMNS:
+            continue  # consent columns: see consent_columns
         if isinstance(value, str):
             value = value.strip()
             if value == "":
@@ -121,9 +150,30 @@ def _flatten(raw: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def validate_row(where: str, raw: dict[str, Any]) -> LeadIn | RowProblem:
+def consent_columns(raw: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """The `consent_*` columns of an import row as consent statements (see nurture.consent.inputs)."""
+    columns: dict[str, str | None] = {}
+    for key, value in raw.items():
+        name = str(key).strip().lower().replace(" ", "_") if key is not None else ""
+        if name in CSV_COLUMNS and isinstance(value, str | int | float | bool):
+            columns[name] = str(value)
+    return [
+        {"topic": r.topic, "status": r.status.value, "source": r.source.value, "at": r.at.isoformat(),
+         "wording": r.wording, "ip": r.ip, "user_agent": r.user_agent}
+        for r in records_from_row(columns, now)
+    ]  # fmt: skip
+
+
+def validate_row(where: str, raw: dict[str, Any], now: datetime | None = None) -> LeadIn | RowProblem:
     try:
-        return LeadIn.model_validate(_flatten(raw))
+        data = _flatten(raw)
+        if now is not None and "consent" not in data:
+            found = consent_columns(raw, now)
+            if found:
+                data["consent"] = found
+        return LeadIn.model_validate(data)
+    except ConsentProblem as exc:
+        return RowProblem(where, str(exc))
     except ValidationError as exc:
         reasons = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {str(e['msg']).removeprefix('Value error, ')}"
@@ -136,8 +186,9 @@ def import_leads(store: Store, path: Path, chunk: int = 500, *, encoding: str | 
     report = ImportReport()
     valid: list[LeadIn] = []
     seen: dict[str, str] = {}
+    now = store.clock.now()
     for where, item in read_rows(path, encoding=encoding):
-        result = item if isinstance(item, RowProblem) else validate_row(where, item)
+        result = item if isinstance(item, RowProblem) else validate_row(where, item, now)
         if isinstance(result, RowProblem):
             report.problems.append(result)
             continue
@@ -150,7 +201,46 @@ def import_leads(store: Store, path: Path, chunk: int = 500, *, encoding: str | 
     for start in range(0, len(valid), chunk):
         with store.transaction() as conn:
             for lead in valid[start : start + chunk]:
-                _, created = store.leads.upsert(conn, lead.to_row())
+                _, created = save_lead(store, conn, lead, now, ConsentSource.IMPORT)
                 report.created += created
                 report.updated += not created
     return report
+
+
+def save_lead(
+    store: Store,
+    conn: Connection,
+    lead: LeadIn,
+    now: datetime,
+    default_source: ConsentSource,
+    confirmation_sender: str | None = None,
+) -> tuple[int, bool]:
+    """Upsert a lead and record its consent statements; with `confirmation_sender`, a
+    `pending` statement also queues the double opt-in email. Returns (id, created)."""
+    lead_id, created = store.leads.upsert(conn, lead.to_row())
+    records = lead.consent_records(now, default_source)
+    store.consents.add(conn, lead_id, records)
+    if confirmation_sender is not None:
+        for record in records:
+            if record.status is ConsentStatus.PENDING:
+                store.consents.request_confirmation(conn, lead_id, record.topic, confirmation_sender, now)
+    return lead_id, created
+
+
+def export_person(store: Store, settings: Settings, email: str, topics: Sequence[str] = ()) -> PersonExport | None:
+    """Everything held about the person with this address (None when nobody has it)."""
+    person = store.consents.person(email)
+    if person is None:
+        return None
+    regime = regime_for(person["lead"]["country"], settings.consent_regime, settings.opt_in_countries)
+    return build_export(person, now=store.clock.now(), regime=regime, topics=topics)
+
+
+def erase_person(store: Store, settings: Settings, email: str, actor: str) -> Erasure:
+    """Remove the person with this address from every table; only a keyed hash of the
+    address stays, on the suppression list, so it is never mailed again."""
+    if not actor.strip():
+        raise NurtureError("say who asked for the erasure (--by), for the erasure log")
+    address = email.strip().lower()
+    entry = keyed_hash(settings.suppression_hash_key, address)
+    return store.consents.erase(address, entry, actor.strip()[:200], store.clock.now())

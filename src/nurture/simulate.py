@@ -291,7 +291,6 @@ def format_timeline(timeline: Timeline, compiled: CompiledScenario) -> str:
 # -- input files -------------------------------------------------------------------------------
 
 
-
 def parse_when(value: Any, begin: datetime, where: str) -> datetime:
     """'+2d3h' (after the simulation start) or an ISO 8601 instant (UTC when no zone)."""
     if isinstance(value, datetime):

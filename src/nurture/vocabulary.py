@@ -26,6 +26,14 @@ class SendStatus(StrEnum):
     FAILED = "failed"
     BOUNCED = "bounced"
     SUPPRESSED = "suppressed"
+    SKIPPED = "skipped"  # not sent: no consent to the scenario's topic (the reason is kept)
+
+
+class SendKind(StrEnum):
+    """What an outbox row sends: a scenario's email, or the double opt-in confirmation."""
+
+    EMAIL = "email"
+    CONFIRMATION = "confirmation"
 
 
 class NotificationStatus(StrEnum):

@@ -52,7 +52,7 @@ def test_redaction_removes_the_address_and_full_name_in_text_and_nested_json() -
     assert redact(note, person) == f"Call with {REDACTED} ({REDACTED}): wants a demo; Jane's colleague Max stays."
     props = {"form": {"referrer": "jane.roe@example.com", "names": ["Roe Jane", "Max Keller"]}, "n": 3}
     cleaned = redact(props, person)
-    assert cleaned == {"form": {"referrer": REDACTED, "names": [REDACTED, "Max Keller"]}, "n": 3}
+    assert cleaned == {"form": {"referrer": REDACTED, "names": [REDACTED, REDACTED]}, "n": 3}  # an object about her
     assert mentions(props, person) and not mentions(cleaned, person)
     assert redact({"jane.roe@example.com": 1}, person) == {REDACTED: 1}
 
@@ -139,3 +139,15 @@ def test_names_with_pattern_characters_and_short_cjk_names_are_redacted_literall
         == f"{REDACTED} wrote from {REDACTED}; ANYTHING else"
     )
     assert redact("林誠さんと面談", Identity("lin@example.jp", "誠", "林")) == f"{REDACTED}さんと面談"
+
+
+def test_an_entry_about_the_person_inside_a_digest_goes_whole_while_the_top_level_keeps_other_facts() -> None:
+    person = Identity("jane.roe@quill.example", "Jane", "Roe")
+    digest = {"owner": "max", "leads": [{"name": "Jane Roe", "company": "Quill Analytics", "score": 80},
+                                        {"name": "Ada Lang", "company": "Nordwerk", "score": 70}]}  # fmt: skip
+    assert redact(digest, person) == {
+        "owner": "max",
+        "leads": [{"name": REDACTED, "company": REDACTED, "score": 80}, digest["leads"][1]],
+    }
+    props = {"referred_by": "jane.roe@quill.example", "form": "demo"}
+    assert redact(props, person) == {"referred_by": REDACTED, "form": "demo"}

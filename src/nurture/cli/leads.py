@@ -268,3 +268,88 @@ def lists_show(db: DatabaseOption = None) -> None:
         typer.echo(f"{list_name}: {size}")
     if not sizes:
         typer.echo("no lists imported yet")
+
+
+def _topics(scenarios: Path) -> list[str]:
+    """The topics the valid scenarios in `scenarios` mail under."""
+    from nurture.jobs.catalog import check_file
+    from nurture.scenario.loader import LoadedScenario, scenario_files
+
+    found = set()
+    for path in scenario_files([scenarios]) if scenarios.is_dir() else []:
+        loaded, _ = check_file(path)
+        if isinstance(loaded, LoadedScenario):
+            found.add(loaded.scenario.topic)
+    return sorted(found)
+
+
+@leads_app.command("consent")
+def leads_consent(email: str, db: DatabaseOption = None) -> None:
+    """Every consent statement of a lead (when, how, what it said, from where) and, per topic,
+    whether nurture may mail it now and why."""
+    from nurture.leads import export_person
+
+    settings = _settings(db)
+    document = export_person(_store(settings), settings, email, _topics(settings.scenarios_dir))
+    if document is None:
+        fail(f"no lead with email {email}")
+    for record in document.consent:
+        origin = ", ".join(x for x in (record.ip, record.user_agent) if x)
+        typer.echo(
+            f"{record.at:%Y-%m-%d %H:%M:%S} UTC  {record.topic:<14} {record.status:<9} via {record.source}"
+            f"{f' · {record.wording!r}' if record.wording else ''}{f' · from {origin}' if origin else ''}"
+            f"{f' · {record.detail}' if record.detail else ''}"
+        )
+    if not document.consent:
+        typer.echo("no consent statements")
+    for state in document.consent_in_force:
+        typer.echo(f"{state.topic}: {'may send' if state.may_send else 'no email'} — {state.reason}")
+
+
+@leads_app.command("export")
+def leads_export(
+    email: Annotated[str | None, typer.Argument(help="The address whose data to export")] = None,
+    schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema of the export instead")] = False,
+    db: DatabaseOption = None,
+) -> None:
+    """Everything held about one person as JSON (an access request under GDPR art. 15 / APPI art. 33)."""
+    import json
+
+    from nurture.consent.export import export_schema
+    from nurture.leads import export_person
+
+    if schema:
+        typer.echo(json.dumps(export_schema(), indent=2, ensure_ascii=False))
+        return
+    if email is None:
+        fail("give the address to export, or --schema")
+    settings = _settings(db)
+    document = export_person(_store(settings), settings, email, _topics(settings.scenarios_dir))
+    if document is None:
+        fail(f"nothing is held about {email}")
+    typer.echo(document.model_dump_json(indent=2))
+
+
+@leads_app.command("erase")
+def leads_erase(
+    email: str,
+    by: Annotated[str, typer.Option("--by", help="Who asked for the erasure (kept in the erasure log)")],
+    db: DatabaseOption = None,
+) -> None:
+    """Remove a person from every table (GDPR art. 17, APPI art. 35); only a keyed hash of the
+    address stays on the suppression list, so it is never mailed again."""
+    from nurture.leads import erase_person
+
+    settings = _settings(db)
+    done = erase_person(_store(settings), settings, email, by)
+    deleted = ", ".join(f"{table} {count}" for table, count in sorted(done.deleted.items())) or "nothing"
+    redacted = ", ".join(f"{table} {count}" for table, count in sorted(done.redacted.items())) or "none"
+    typer.echo(f"erasure {done.log_id}: {'erased' if done.found else 'no lead had this address;'} rows deleted: "
+               f"{deleted}; mentions removed: {redacted}; the address stays suppressed as a keyed hash")  # fmt: skip
+
+
+@leads_app.command("erasures")
+def leads_erasures(db: DatabaseOption = None) -> None:
+    """The erasure log: when, on whose request, how many rows; nothing about the people erased."""
+    for row in _store(_settings(db)).consents.erasures():
+        typer.echo(f"{row['id']:>5}  {row['at']:%Y-%m-%d %H:%M:%S} UTC  by {row['actor']}  {row['rows']}")

@@ -240,17 +240,32 @@ def _pattern(identity: Identity) -> re.Pattern[str]:
 
 def redact(value: Any, identity: Identity) -> Any:
     """`value` (text, or JSON made of dicts, lists and scalars) with every mention of the
-    person replaced by `REDACTED`; keys of objects too. Other values are returned as they are."""
-    return _redact(value, _pattern(identity))
+    person replaced by `REDACTED`, keys of objects too. An object nested inside a JSON value
+    that names the person (an entry about them in a digest to sales) is about them: all its
+    text is replaced. Other values are returned as they are."""
+    return _redact(value, _pattern(identity), nested=False)
 
 
-def _redact(value: Any, pattern: re.Pattern[str]) -> Any:
+def _redact(value: Any, pattern: re.Pattern[str], nested: bool) -> Any:
     if isinstance(value, str):
         return pattern.sub(REDACTED, value)
     if isinstance(value, dict):
-        return {_redact(k, pattern): _redact(v, pattern) for k, v in value.items()}
+        cleaned = {_redact(k, pattern, True): _redact(v, pattern, True) for k, v in value.items()}
+        if nested and cleaned != value:
+            return {k: _blank(v) for k, v in cleaned.items()}
+        return cleaned
     if isinstance(value, list | tuple):
-        return [_redact(v, pattern) for v in value]
+        return [_redact(v, pattern, True) for v in value]
+    return value
+
+
+def _blank(value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _blank(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_blank(v) for v in value]
     return value
 
 

@@ -42,9 +42,7 @@ class BounceHandler:
         self.sink = sink
         self.domains = {d.lower() for d in domains}
 
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         domain = address.rpartition("@")[2].lower()
         if self.domains and domain not in self.domains:
             return "550 5.1.2 this server takes delivery reports for its bounce domain only"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from nurture.clock import Clock
+from nurture.consent.model import Regime, decide_enrolment
 from nurture.errors import ExpressionError
 from nurture.jobs.catalog import Catalog
 from nurture.runtime.engine import start
@@ -76,6 +77,7 @@ class Enroller:
         since = None if full else datetime.fromisoformat(mark or "") - REREAD
         uses_events = compiled.entry_condition is not None and "events" in compiled.entry_condition.usage.names
         sources = set(compiled.scenario.entry.source)
+        topic = compiled.scenario.topic
         policy = compiled.scenario.reentry
         cooldown = parse_duration(policy.cooldown) if policy.cooldown else None
         others, suppression, needs_lists = self._programs(compiled)
@@ -101,11 +103,15 @@ class Enroller:
                 events = self.store.events.for_leads(conn, open_ids, now - self.events_lookback) if uses_events else {}
                 memberships = self.store.lists.of(conn, [r.email for r in rows]) if needs_lists else {}
                 elsewhere = self.store.enrolments.active_in(conn, [r.id for r in rows], list(by_id)) if others else {}
+                confirmed = compiled.scenario.require_confirmed_consent
+                consent = self.store.consents.for_leads(conn, open_ids) if confirmed else {}
                 new: list[dict[str, object]] = []
                 restarting: list[int] = []
                 leaving: list[tuple[int, tuple[str, ...]]] = []
                 for row in rows:
                     if sources and row.source not in sources:
+                        continue
+                    if confirmed and not decide_enrolment(consent.get(row.id, []), topic, True, Regime.OPT_IN).send:
                         continue
                     if not self._matches(compiled, row, events.get(row.id, []), now):
                         continue

@@ -25,6 +25,8 @@ from typing import Any
 
 from nurture.clock import Clock
 from nurture.config import Settings
+from nurture.consent.erasure import keyed_hash
+from nurture.consent.model import DEFAULT_TOPIC, decide_send, regime_for
 from nurture.jobs.retry import retry_at
 from nurture.mail.compose import Composed, Composer, compose_in_worker, start_worker
 from nurture.mail.dkim import signer_from_settings
@@ -36,7 +38,7 @@ from nurture.store import Store
 from nurture.store.leads import LeadRow
 from nurture.store.queue import Lease
 from nurture.store.sends import ClaimedSend, SendMarks
-from nurture.vocabulary import SendStatus
+from nurture.vocabulary import SendKind, SendStatus
 
 RENDER_CHUNK = 50  # messages a render process composes per call
 Ahead = tuple["asyncio.Future[list[Composed]]", int]  # a chunk being composed, and a row's place in it
@@ -99,6 +101,7 @@ class DrainStats:
     failed: int = 0
     suppressed: int = 0
     held: int = 0  # sends of paused scenarios, deferred
+    skipped: int = 0  # no consent to the topic
     errors: list[str] = field(default_factory=list)
     paused: str = ""  # why sending is paused (the server refused us), if it is
 
@@ -120,8 +123,10 @@ class Outbox:
         untracked_opens: frozenset[str] = frozenset(),
         scenario_utm: dict[str, dict[str, str]] | None = None,
         name_order: str = "auto",
+        topic_of: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
+        self.topic_of = topic_of or (lambda _scenario_id: DEFAULT_TOPIC)
         self.settings = settings
         self.clock = clock
         self.pool = pool
@@ -173,6 +178,15 @@ class Outbox:
             return stats
         self.composer.templates.refresh()
         leads = await asyncio.to_thread(self.store.leads.by_ids, sorted({r.lead_id for r in rows}))
+        withheld = await asyncio.to_thread(self._withheld, rows, leads)
+        if withheld:
+            for row in rows:
+                if row.id in withheld:
+                    status, reason = withheld[row.id]
+                    await self._finish(row.id, status, reason)
+                    stats.skipped += status == SendStatus.SKIPPED
+                    stats.suppressed += status == SendStatus.SUPPRESSED
+            rows = [row for row in rows if row.id not in withheld]
         composed = self._compose_ahead(rows, leads, claimed_at)
         marks = Marks()
         marker = asyncio.create_task(self._mark_sent(marks))
@@ -232,13 +246,35 @@ class Outbox:
             if stats.claimed == 0:
                 total.paused = stats.paused
                 break
-            for name in ("claimed", "sent", "retried", "bounced", "failed", "suppressed"):
+            for name in ("claimed", "sent", "retried", "bounced", "failed", "suppressed", "skipped"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
             total.errors += stats.errors
             total.paused = stats.paused
-            if stats.paused or (stats.sent == 0 and stats.suppressed == 0 and stats.bounced == 0 and stats.failed == 0):
+            if stats.paused or not (stats.sent or stats.suppressed or stats.skipped or stats.bounced or stats.failed):
                 break
         return total
+
+    def _withheld(self, rows: list[ClaimedSend], leads: dict[int, LeadRow]) -> dict[int, tuple[SendStatus, str]]:
+        """The rows not to send, with their outcome and why: an address erased on request
+        (kept only as a keyed hash on the suppression list), or no consent to the topic of
+        the row's scenario under the lead's regime. Confirmation emails ask for consent and
+        need none."""
+        key = self.settings.suppression_hash_key
+        entries = {row.id: keyed_hash(key, row.lead_email) for row in rows}
+        with self.store.reading() as conn:
+            records = self.store.consents.for_leads(conn, sorted({row.lead_id for row in rows}))
+            erased = self.store.consents.suppressed_entries(conn, sorted(set(entries.values())))
+        withheld: dict[int, tuple[SendStatus, str]] = {}
+        for row in rows:
+            lead = leads.get(row.lead_id)
+            if entries[row.id] in erased:
+                withheld[row.id] = (SendStatus.SUPPRESSED, "the address was erased on request")
+            elif lead is not None and row.kind != SendKind.CONFIRMATION:
+                regime = regime_for(lead.country, self.settings.consent_regime, self.settings.opt_in_countries)
+                decision = decide_send(records.get(row.lead_id, []), self.topic_of(row.scenario_id), regime)
+                if not decision.send:
+                    withheld[row.id] = (SendStatus.SKIPPED, decision.reason)
+        return withheld
 
     async def _mark_sent(self, marks: Marks) -> None:
         with self.store.sends.marks(self.worker) as writer:

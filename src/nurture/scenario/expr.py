@@ -33,6 +33,7 @@ SCORE_FIELDS = ("fit", "engagement", "total", "grade")
 EVENTS_METHODS = ("count", "any", "last", "days_since")
 BASE_NAMES = ("lead", "score", "events", "lifecycle", "now")
 
+
 def make_environment() -> SandboxedEnvironment:
     """The sandbox with size bounds on operators, calls and filters (`nurture.sandbox`)."""
     env = GuardedSandbox(undefined=StrictUndefined, autoescape=False)

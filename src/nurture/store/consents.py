@@ -34,6 +34,7 @@ from nurture.store.tables import (
     SENDS,
     SUPPRESSIONS,
 )
+from nurture.vocabulary import SendKind, SendStatus
 
 
 class ErasureRefused(NurtureError):
@@ -257,3 +258,33 @@ class Consents(Part):
                 return False
             self.add(conn, lead_id, [record])
             return True
+
+    def request_confirmation(self, conn: Connection, lead_id: int, topic: str, sender: str, now: datetime) -> None:
+        """Queue the double opt-in email for a pending statement (one per statement: the key
+        counts the lead's pending statements about the topic)."""
+        pending = conn.execute(
+            select(func.count())
+            .select_from(CONSENT_RECORDS)
+            .where(
+                CONSENT_RECORDS.c.lead_id == lead_id,
+                CONSENT_RECORDS.c.topic == topic,
+                CONSENT_RECORDS.c.status == ConsentStatus.PENDING.value,
+            )
+        ).scalar_one()
+        conn.execute(
+            insert_ignore(self.postgres, SENDS).values(
+                idempotency_key=f"confirm:{lead_id}:{topic}:{pending}",
+                kind=SendKind.CONFIRMATION,
+                lead_id=lead_id,
+                scenario_id="",
+                scenario_version="",
+                step=topic,
+                template="",
+                subject="",
+                sender=sender,
+                status=SendStatus.PENDING,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )

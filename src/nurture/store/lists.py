@@ -22,9 +22,7 @@ class Lists(Part):
         result = conn.execute(insert_ignore(self.postgres, LIST_MEMBERS), rows)
         addresses = [r["email"] for r in rows]
         for start in range(0, len(addresses), 1000):
-            conn.execute(
-                update(LEADS).where(LEADS.c.email.in_(addresses[start : start + 1000])).values(updated_at=now)
-            )
+            conn.execute(update(LEADS).where(LEADS.c.email.in_(addresses[start : start + 1000])).values(updated_at=now))
         return max(result.rowcount, 0)
 
     def clear(self, conn: Connection, name: str) -> int:

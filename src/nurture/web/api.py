@@ -15,10 +15,12 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from nurture.consent.export import PersonExport
+from nurture.consent.model import ConsentSource
 from nurture.errors import NurtureError
 from nurture.feedback.suppressions import REASONS as SUPPRESSION_REASONS
 from nurture.feedback.suppressions import Suppression
-from nurture.leads import LeadIn
+from nurture.leads import LeadIn, erase_person, export_person, save_lead
 from nurture.mail.message import PLAIN_ADDRESS
 from nurture.vocabulary import EventType
 from nurture.web.context import Web, web
@@ -170,9 +172,11 @@ def post_events(batch: EventBatch, request: Request) -> Any:
 
 def _upsert(w: Web, leads: list[LeadIn]) -> LeadsStored:
     result = LeadsStored(created=0, updated=0, ids=[])
+    now = w.clock.now()
+    sender = w.settings.confirmation_from
     with w.store.transaction() as conn:
         for lead in leads:
-            lead_id, created = w.store.leads.upsert(conn, lead.to_row())
+            lead_id, created = save_lead(w.store, conn, lead, now, ConsentSource.API, sender)
             result.ids.append(lead_id)
             result.created += created
             result.updated += not created
@@ -181,7 +185,8 @@ def _upsert(w: Web, leads: list[LeadIn]) -> LeadsStored:
 
 @router.post("/leads", response_model=LeadsStored)
 def post_lead(lead: LeadIn, request: Request) -> LeadsStored:
-    """Create or update one lead, by email. Custom fields merge; tags add."""
+    """Create or update one lead, by email. Custom fields merge; tags add. `consent`
+    statements are recorded; a `pending` one sends the double opt-in email."""
     return _upsert(web(request), [lead])
 
 
@@ -197,6 +202,42 @@ def get_lead(email: str, request: Request) -> Any:
     if row is None:
         raise HTTPException(404, f"no lead with email {email}")
     return LeadOut.model_validate(dict(row._mapping))
+
+
+@router.get(
+    "/leads/{email}/export",
+    response_model=PersonExport,
+    responses={404: {"description": "Nothing is held about this address"}},
+)
+def export_lead(email: str, request: Request) -> Any:
+    """Everything held about one person (an access request), in the `nurture.person-export/1` format."""
+    w = web(request)
+    topics = sorted({c.scenario.topic for c in w.project()[0].values()})
+    document = export_person(w.store, w.settings, email, topics)
+    if document is None:
+        raise HTTPException(404, f"nothing is held about {email}")
+    return document
+
+
+class EraseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field(min_length=1, max_length=200, description="Who asked for the erasure (kept in the erasure log)")
+
+
+class ErasureOut(BaseModel):
+    erasure: int = Field(description="The erasure log entry")
+    found: bool = Field(description="Whether a lead had the address")
+    deleted: dict[str, int] = Field(description="Rows deleted, per table")
+    redacted: dict[str, int] = Field(description="Rows where mentions of the person were replaced, per table")
+
+
+@router.post("/leads/{email}/erase", response_model=ErasureOut)
+def erase_lead(email: str, item: EraseIn, request: Request, client: Annotated[str, Depends(api_client)]) -> Any:
+    """Remove the person from every table; only a keyed hash of the address stays on the
+    suppression list, so it is never mailed again. Answers the same for an unknown address."""
+    w = web(request)
+    done = erase_person(w.store, w.settings, email, f"{item.by} (API key {client})")
+    return ErasureOut(erasure=done.log_id, found=done.found, deleted=done.deleted, redacted=done.redacted)
 
 
 @router.post("/feedback", response_model=FeedbackOut, responses={409: {"description": "Not allowed in this stage"}})
