@@ -136,6 +136,9 @@ def make_daemon(workspace: Path, smtp: SmtpServer, clock: FakeClock) -> Callable
             worker_id="w1",
             sender_name="Acme Analytics",
             sender_postal_address="100 Main Street, Boston, MA 02110",
+            # These tests are about sending, not consent: their leads are mailed until they
+            # object. The consent tests ask for the default regime (auto) themselves.
+            consent_regime="opt_out",
             # Render in the sender: a test daemon is driven by tick() and never closed, so
             # render processes would outlive it. The tests that want them ask for them.
             render_processes=0,
