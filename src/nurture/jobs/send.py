@@ -145,6 +145,7 @@ class Outbox:
             sender=settings.sender_identity,
             scenario_utm=scenario_utm or {},
             name_order=name_order,
+            confirmation_valid_hours=settings.confirmation_valid_hours,
         )
         self._renderers: ProcessPoolExecutor | None = None
         # A send starts before half the lease has passed and lasts at most one SMTP timeout,

@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Composer:
     signer: DkimSigner | None = None
     return_path: ReturnPath | None = None
     sender: SenderIdentity | None = None
+    confirmation_valid_hours: int = 168
     _templates: TemplateStore | None = field(default=None, repr=False)
 
     @property
@@ -63,6 +64,8 @@ class Composer:
         return {**self.__dict__, "_templates": None}  # each process loads the templates itself
 
     def compose(self, row: Mapping[str, Any], lead_row: Mapping[str, Any], now: datetime) -> BuiltMessage:
+        if row["kind"] == "confirmation":
+            return self.compose_confirmation(row, lead_row, now)
         lead = lead_view(lead_row)
         links = Links(self.base_url, self.secret_key, row["id"], lead_row["id"])
         tracker = LinkTracker(links.click, self.base_url, self.scenario_utm.get(row["scenario_id"]))
@@ -102,6 +105,44 @@ class Composer:
             list_id=f"{row['scenario_id'].replace('_', '-')}.{self.list_domain or self.mail_domain}",
             list_name=self.scenario_names.get(row["scenario_id"], row["scenario_id"]),
             return_path=self.return_path.address(row["id"]) if self.return_path else None,
+            signer=self.signer,
+        )
+
+    def compose_confirmation(self, row: Mapping[str, Any], lead_row: Mapping[str, Any], now: datetime) -> BuiltMessage:
+        """The built-in double opt-in email for the topic in the row's `step`: a signed link
+        that works for `confirmation_valid_hours`, and the sender's identity."""
+        from nurture.consent.pages import render_confirmation_email
+        from nurture.consent.tokens import confirmation_token, preferences_token
+
+        valid_for = timedelta(hours=self.confirmation_valid_hours)
+        base = self.base_url.rstrip("/")
+        token = confirmation_token(self.secret_key, lead_row["id"], row["step"], now, valid_for)
+        preferences_url = f"{base}/u/{preferences_token(self.secret_key, lead_row['id'])}"
+        email = render_confirmation_email(
+            sender=self.sender or SenderIdentity("", ""),
+            email=lead_row["email"],
+            first_name=lead_row["first_name"],
+            last_name=lead_row["last_name"],
+            country=lead_row["country"],
+            topic=row["step"],
+            confirm_url=f"{base}/consent/confirm/{token}",
+            preferences_url=preferences_url,
+            expires_at=now + valid_for,
+            timezone=lead_row["timezone"],
+        )
+        return build_message(
+            sender=row["sender"],
+            to_email=lead_row["email"],
+            to_name=full_name(lead_view(lead_row).fields, self.name_order),
+            subject=email.subject,
+            text=email.text,
+            html=email.html,
+            message_id=message_id_for(row["idempotency_key"], self.mail_domain),
+            unsubscribe_url=preferences_url,
+            unsubscribe_mailto=self.unsubscribe_mailto,
+            idempotency_key=row["idempotency_key"],
+            date=now,
+            return_path=self.return_path.address(row["id"]) if self.return_path is not None else None,
             signer=self.signer,
         )
 

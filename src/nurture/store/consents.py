@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Table, Text, cast, delete, func, insert, or_, select, update
 
 from nurture.consent.erasure import PLAN_BY_TABLE, Column, Identity, redact, unclassified
-from nurture.consent.model import ConsentRecord, ConsentSource, ConsentStatus
+from nurture.consent.model import ConsentRecord, ConsentSource, ConsentStatus, current
 from nurture.errors import NurtureError
 from nurture.store.base import Connection, Part, insert_ignore
 from nurture.store.tables import (
@@ -219,9 +219,15 @@ class Consents(Part):
                 select(SENDS.c.scenario_id).where(SENDS.c.id == send_id, SENDS.c.lead_id == lead_id)
             ).scalar()
 
-    def leave_topic(self, lead_id: int, record: ConsentRecord) -> None:
+    def leave_topic(self, lead_id: int, record: ConsentRecord) -> bool:
+        """Withdraw consent to one topic, unless it is withdrawn already (a mail client may
+        send its one-click POST more than once); returns whether anything changed."""
         with self.store.transaction() as conn:
+            in_force = current(self.for_leads(conn, [lead_id]).get(lead_id, []), record.topic)
+            if in_force is not None and in_force.status is ConsentStatus.WITHDRAWN:
+                return False
             self.add(conn, lead_id, [record])
+            return True
 
     def leave_all(self, lead_id: int, email: str, record: ConsentRecord) -> None:
         """Withdraw from every topic: the record, the suppression list, and the unsubscribe
@@ -251,8 +257,6 @@ class Consents(Part):
     def confirm(self, lead_id: int, record: ConsentRecord) -> bool:
         """Record a double opt-in confirmation unless the topic's statement in force is one."""
         with self.store.transaction() as conn:
-            from nurture.consent.model import current
-
             now_in_force = current(self.for_leads(conn, [lead_id]).get(lead_id, []), record.topic)
             if now_in_force is not None and now_in_force.confirmed and now_in_force.topic == record.topic:
                 return False

@@ -15,7 +15,7 @@ from nurture.clock import Clock, SystemClock
 from nurture.config import Settings
 from nurture.store import Store
 from nurture.store.db import make_engine
-from nurture.web import api, dashboard, ops, tracking, webhooks
+from nurture.web import api, dashboard, ops, preferences, tracking, webhooks
 from nurture.web.context import Web
 
 
@@ -41,6 +41,7 @@ def create_app(settings: Settings, clock: Clock | None = None, store: Store | No
         https_only=settings.base_url.startswith("https://"),
     )
     app.include_router(tracking.router)
+    app.include_router(preferences.router)
     app.include_router(api.router)
     app.include_router(webhooks.router)
     app.include_router(ops.router)

@@ -1,4 +1,5 @@
-"""The links inside emails: open pixel, click redirects, the hidden link, unsubscribe page and one-click POST.
+"""The links inside emails: open pixel, click redirects and the hidden link (the unsubscribe
+link is the preference centre, `web.preferences`).
 
 Every link carries a signed token (`mail.tracking`). A token that fails verification gets
 400 and counts nothing, so nobody can forge engagement, unsubscribe someone else or turn
@@ -23,7 +24,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from nurture.mail.tracking import verify
 from nurture.scoring.bots import network_part
-from nurture.store.leads import LeadRow
 from nurture.store.sends import TrackedSend
 from nurture.web.context import Web, web
 
@@ -111,45 +111,3 @@ def hidden_link(token: str, request: Request) -> Response:
     if send is not None:
         _record(w, send, "honeypot", request, {"link": "honeypot"})
     return HTMLResponse("<!doctype html><title>Nothing here</title>", headers=NO_STORE)
-
-
-def _unsubscribe_target(w: Web, token: str) -> tuple[LeadRow | None, int | None]:
-    """The lead a valid unsubscribe token names (None if forged or gone), and its send."""
-    payload = verify(w.settings.secret_key, token)
-    if payload is None or "u" in payload or not isinstance(payload.get("l"), int):
-        return None, None
-    lead = w.store.leads.by_id(payload["l"])
-    send = payload.get("s")
-    return lead, send if isinstance(send, int) else None
-
-
-def _masked(email: str) -> str:
-    name, _, domain = email.partition("@")
-    return f"{name[:2]}{'•' * max(1, len(name) - 2)}@{domain}"
-
-
-@router.get("/u/{token}")
-def unsubscribe_page(token: str, request: Request) -> Response:
-    w = web(request)
-    lead, _ = _unsubscribe_target(w, token)
-    if lead is None:
-        return _bad_link()
-    if lead.unsubscribed:
-        return w.page(request, "unsubscribed.html", email=_masked(lead.email), already=True)
-    return w.page(request, "unsubscribe.html", email=_masked(lead.email), token=token)
-
-
-@router.post("/u/{token}")
-def unsubscribe(token: str, request: Request) -> Response:
-    """The page's button and RFC 8058 one-click (`List-Unsubscribe=One-Click`); idempotent."""
-    w = web(request)
-    lead, send_id = _unsubscribe_target(w, token)
-    if lead is None:
-        return _bad_link()
-    now = w.clock.now()
-    with w.store.transaction() as conn:
-        w.store.leads.suppress(conn, lead.email, "unsubscribe", "unsubscribe link")
-        w.store.events.record(
-            conn, lead.id, "unsubscribe", now, {"via": "link", "send": send_id}, external_id=f"unsubscribe:{lead.id}"
-        )
-    return w.page(request, "unsubscribed.html", email=_masked(lead.email), already=False)
