@@ -64,7 +64,7 @@ class Composer:
         return {**self.__dict__, "_templates": None}  # each process loads the templates itself
 
     def compose(self, row: Mapping[str, Any], lead_row: Mapping[str, Any], now: datetime) -> BuiltMessage:
-        if row["kind"] == "confirmation":
+        if row.get("kind") == "confirmation":
             return self.compose_confirmation(row, lead_row, now)
         lead = lead_view(lead_row)
         links = Links(self.base_url, self.secret_key, row["id"], lead_row["id"])
