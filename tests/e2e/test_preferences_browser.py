@@ -44,6 +44,7 @@ def site(
     text = (ROOT / "scenarios" / "whitepaper_nurture.yaml").read_text(encoding="utf-8")
     (workspace / "scenarios" / "whitepaper_nurture.yaml").write_text(text + "topic: whitepapers\n", encoding="utf-8")
     write_scenario(workspace, NEWS, "news.yaml")
+    (workspace / "scenarios" / "scoring.yaml").write_text((ROOT / "scenarios" / "scoring.yaml").read_text())
     daemon = make_daemon(sqlite_url, consent_regime="auto")
     import_csv(daemon, tmp_path, "email,first_name,country,timezone,source\nann@shop.example,Ann,US,UTC,whitepaper\n")
     with serving(create_app(daemon.settings, clock, daemon.store)) as base:
