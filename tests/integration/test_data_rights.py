@@ -40,7 +40,8 @@ PERSON = ("jane.roe@quillfeather.example", "jane roe", "roe jane", "roe", "quill
 
 @pytest.fixture
 def daemon(db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, tmp_path: Path) -> Daemon:
-    shutil.copy(ROOT / "scenarios" / "whitepaper_nurture.yaml", workspace / "scenarios")
+    for name in ("whitepaper_nurture.yaml", "scoring.yaml"):
+        shutil.copy(ROOT / "scenarios" / name, workspace / "scenarios")
     built = make_daemon(db_url, consent_regime="auto")
     path = tmp_path / "leads.csv"
     path.write_text(LEADS, encoding="utf-8")
