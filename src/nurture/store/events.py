@@ -86,7 +86,8 @@ class Events(Part):
 
     def forget_addresses(self, before: datetime, batch: int = 1000) -> int:
         """Keep only the network part (/24, /48) of the client addresses of tracking events
-        received before `before`; returns how many were shortened. Resumes where it stopped."""
+        that happened before `before` (product time, like the events' own times); returns how
+        many were shortened. Resumes where it stopped."""
         mark_key = "tracking:addresses_until"
         with self.store.reading() as conn:
             mark = self.store.settings.get(conn, mark_key)
@@ -98,12 +99,12 @@ class Events(Part):
             with self.store.transaction() as conn:
                 query = (
                     select(EVENTS.c.id, EVENTS.c.props)
-                    .where(EVENTS.c.type.in_(tracked), EVENTS.c.received_at < before, EVENTS.c.id > after_id)
+                    .where(EVENTS.c.type.in_(tracked), EVENTS.c.at < before, EVENTS.c.id > after_id)
                     .order_by(EVENTS.c.id)
                     .limit(batch)
                 )
                 if start is not None:
-                    query = query.where(EVENTS.c.received_at >= start)
+                    query = query.where(EVENTS.c.at >= start)
                 rows = conn.execute(query).all()
                 for row in rows:
                     props = dict(row.props or {})
