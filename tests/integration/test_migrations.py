@@ -1,0 +1,105 @@
+"""Migrations: a database made by an older release upgrades with its data, and a migrated
+schema is exactly the one the models define, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from nurture.clock import FakeClock
+from nurture.store import Store
+from nurture.store.db import make_engine
+from nurture.store.migrate import current_revision, upgrade
+from nurture.store.types import sqlite_text
+
+THEN = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+# One row in every table of release 0003 (the schema before consent, accounts, lists,
+# experiments and feedback), with only the columns that release had.
+RELEASE_0003_ROWS: list[tuple[str, dict[str, Any]]] = [
+    ("kv", {"key": "qualify.watermark", "value": "2026-03-01T00:00:00+00:00"}),
+    ("scenario_version", {"scenario_id": "welcome", "version": "v1abc", "path": "scenarios/welcome.yaml",
+                          "source": "id: welcome", "loaded_at": THEN, "is_current": True}),
+    ("lead", {"id": 1, "email": "jane@example.com", "first_name": "Jane", "company": "Acme",
+              "company_size": 250, "lifecycle_stage": "warm", "tags": ["webinar"], "custom": {"plan": "pro"},
+              "unsubscribed": False, "bounced": False, "score_fit": 40, "score_engagement": 25, "grade": "B",
+              "created_at": THEN, "updated_at": THEN, "score_adjustment": 0}),
+    ("suppression", {"email": "gone@example.com", "reason": "bounced", "created_at": THEN}),
+    ("audit_log", {"id": 1, "at": THEN, "lead_id": 1, "kind": "enrolled", "detail": {"scenario": "welcome"}}),
+    ("enrollment", {"id": 1, "lead_id": 1, "scenario_id": "welcome", "scenario_version": "v1abc",
+                    "state": "wait_a_day", "status": "active", "seq": 2, "entered_at": THEN,
+                    "enrolled_at": THEN, "due_at": THEN}),
+    ("event", {"id": 1, "lead_id": 1, "type": "click", "at": THEN, "props": {"url": "https://acme.example/p"},
+               "received_at": THEN}),
+    ("send", {"id": 1, "idempotency_key": "welcome:1:send_welcome", "kind": "email", "lead_id": 1,
+              "enrollment_id": 1, "scenario_id": "welcome", "scenario_version": "v1abc", "step": "send_welcome",
+              "template": "welcome", "subject": "Welcome", "sender": "news@acme.example", "status": "sent",
+              "attempts": 1, "created_at": THEN, "next_attempt_at": THEN, "sent_at": THEN,
+              "message_id": "<1@acme.example>"}),
+    ("activity", {"id": 1, "lead_id": 1, "at": THEN, "kind": "call", "note": "budget in Q3", "actor": "max"}),
+    ("lifecycle_change", {"id": 1, "lead_id": 1, "at": THEN, "from_stage": "cold", "to_stage": "warm",
+                          "reason": "score", "actor": "nurture"}),
+    ("notification", {"id": 1, "key": "hot:1", "kind": "email", "lead_id": 1, "target": "sales@acme.example",
+                      "subject": "Hot lead", "payload": {"email": "jane@example.com"}, "status": "sent",
+                      "attempts": 1, "created_at": THEN, "next_attempt_at": THEN, "sent_at": THEN}),
+    ("score_history", {"id": 1, "lead_id": 1, "at": THEN, "fit": 40, "engagement": 25, "grade": "B"}),
+    ("api_key", {"id": 1, "name": "crm", "prefix": "nk_abcd", "key_hash": "0" * 64, "created_at": THEN}),
+    ("dashboard_user", {"id": 1, "username": "max", "password_hash": "x", "display_name": "Max",
+                        "created_at": THEN, "disabled": False}),
+    ("step_visit", {"scenario_id": "welcome", "scenario_version": "v1abc", "step": "send_welcome", "entered": 1}),
+]  # fmt: skip
+
+
+def fill_release_0003(engine: sa.Engine) -> None:
+    """Write the rows as that release would have: through its own tables, not today's models."""
+    with engine.begin() as conn:
+        tables = sa.MetaData()
+        tables.reflect(conn)
+        for name, row in RELEASE_0003_ROWS:
+            if engine.dialect.name == "sqlite":
+                row = {k: sqlite_text(v) if isinstance(v, datetime) else v for k, v in row.items()}
+            conn.execute(tables.tables[name].insert(), row)
+        if engine.dialect.name == "postgresql":  # the ids above were given, not drawn
+            for name, _ in RELEASE_0003_ROWS:
+                if "id" in tables.tables[name].c:
+                    conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), 100)"))
+
+
+def test_a_database_of_release_0003_upgrades_to_head_keeping_every_row(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine, "0003")
+    fill_release_0003(engine)
+
+    upgrade(engine)
+
+    store = Store(engine, FakeClock(THEN))
+    assert current_revision(engine) != "0003"
+    with engine.connect() as conn:
+        for name, _ in RELEASE_0003_ROWS:
+            assert conn.execute(sa.text(f'SELECT count(*) FROM "{name}"')).scalar_one() == 1, name
+    jane = store.leads.by_email("jane@example.com")
+    assert jane is not None
+    assert (jane.company, jane.company_size, jane.lifecycle_stage) == ("Acme", 250, "warm")
+    assert (jane.score_fit, jane.score_engagement, jane.tags, jane.custom) == (40, 25, ["webinar"], {"plan": "pro"})
+    assert [row.state for row in store.enrolments.of_lead(jane.id)] == ["wait_a_day"]
+    assert [row.message_id for row in store.sends.of_lead(jane.id)] == ["<1@acme.example>"]
+    # The upgraded rows take today's writes: an import updates the old lead and adds a new one.
+    with store.transaction() as conn:
+        assert store.leads.upsert(conn, {"email": "jane@example.com", "job_title": "CTO"}) == (jane.id, False)
+        new_id, created = store.leads.upsert(conn, {"email": "ken@example.com"})
+    assert created and new_id > jane.id
+    engine.dispose()
+
+
+def test_every_migrated_table_matches_its_model(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    engine.dispose()
+    assert differences == []
