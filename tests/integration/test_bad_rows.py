@@ -12,9 +12,34 @@ from sqlalchemy import select, update
 from nurture.daemon import Daemon
 from nurture.store.tables import AUDIT_LOG, ENROLMENTS, LEADS
 from tests.integration.conftest import write_scenario
-from tests.integration.test_daemon import TWO_STEP, import_web_leads, sends_by_status
+from tests.integration.test_daemon import TWO_STEP, import_csv, import_web_leads, sends_by_status
 from tests.integration.test_smtp_faults import send_row
 from tests.smtp_server import SmtpServer
+
+SIZED = """
+id: sized
+name: Sized by a lead field
+entry:
+  when: 'lead.source == "web"'
+exit_when: [unsubscribed, bounced]
+lead_fields: [copies, rounds]
+send_window:
+  days: [mon, tue, wed, thu, fri]
+  start: "08:00"
+  end: "18:00"
+from: "Acme <hello@acme.example>"
+steps:
+  - id: hello
+    type: send_email
+    template: sized
+    subject: "Hello {{ lead.first_name }}"
+"""
+# Repeats sized by lead fields: `validate` cannot see the size, and the render finds it out.
+SIZED_TEMPLATE = (
+    '{% extends "_layout.html" %}{% block body %}'
+    '{% for a in "x" * lead.copies|int %}{% for b in "y" * lead.rounds|int %}{% endfor %}'
+    "<p>{{ lead.first_name }}, one more copy</p>{% endfor %}{% endblock %}"
+)
 
 LEADS_ = ["ann@alpha.example", "bob@beta.example", "cho@gamma.example", "dan@delta.example"]
 
@@ -75,3 +100,40 @@ def test_a_lead_whose_step_raises_leaves_with_its_error_and_the_batch_goes_on(
         audit = conn.execute(select(AUDIT_LOG.c.detail).where(AUDIT_LOG.c.kind == "step_failed")).all()
     assert cho.status == "exited" and cho.exit_reason.startswith("step failed at 'hello': TypeError")
     assert len(audit) == 1 and "TypeError" in audit[0].detail["error"]
+
+
+def test_a_render_over_the_sandbox_bounds_fails_at_once_without_retries_and_the_batch_is_sent(
+    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    write_scenario(workspace, SIZED)
+    (workspace / "email_templates" / "sized.html").write_text(SIZED_TEMPLATE, encoding="utf-8")
+    daemon = make_daemon(db_url, max_attempts=6, retry_base_seconds=0)
+    rows = {  # copies, rounds
+        "ann@alpha.example": (2, 1),
+        "big@beta.example": (90_000, 1),  # about 3 MB of output: over the size limit
+        "slow@gamma.example": (90_000, 90_000),  # 8.1e9 loop turns: over the time limit
+        "dan@delta.example": (3, 2),
+    }
+    import_csv(
+        daemon,
+        tmp_path,
+        "email,first_name,timezone,source,copies,rounds\n"
+        + "".join(f"{email},X,UTC,web,{c},{r}\n" for email, (c, r) in rows.items()),
+    )
+
+    async def scenario() -> None:
+        await daemon.enrol()
+        await daemon.advance()
+        await daemon.send()
+        await daemon.send()  # nothing is left to retry: the failures were final
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    asyncio.run(scenario())
+    assert sorted(smtp.recorder.by_recipient()) == ["ann@alpha.example", "dan@delta.example"]
+    big, slow = send_row(daemon, "big@beta.example"), send_row(daemon, "slow@gamma.example")
+    assert big["status"] == "failed" and big["attempts"] == 1, big
+    assert str(big["last_error"]).startswith("template 'sized': output is over the limit of"), big
+    assert slow["status"] == "failed" and slow["attempts"] == 1, slow
+    assert str(slow["last_error"]) == "template 'sized': rendering took longer than 2s", slow
+    assert sends_by_status(daemon) == {"sent": 2, "failed": 2}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nurture.errors import ExpressionError
-from nurture.mail.templates import TemplateError, TemplateStore, check_template_source
+from nurture.mail.templates import TemplateError, TemplateLimitError, TemplateStore, check_template_source
 from nurture.scenario.expr import compile_expression
 
 HOSTILE = {
@@ -44,7 +44,7 @@ def store(tmp_path: Path) -> TemplateStore:
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_a_hostile_template_fails_with_a_clear_error(store: TemplateStore, name: str) -> None:
-    with pytest.raises(TemplateError, match=f"template '{name}': .*(limit|longer than|not available|recursion)"):
+    with pytest.raises(TemplateLimitError, match=f"template '{name}': .*(limit|longer than|not available|recursion)"):
         store.render(name, "Hello", {"lead": {"first_name": "Ann"}})
 
 

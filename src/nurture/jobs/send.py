@@ -32,7 +32,7 @@ from nurture.mail.compose import Composed, Composer, compose_in_worker, start_wo
 from nurture.mail.dkim import signer_from_settings
 from nurture.mail.message import BuiltMessage
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, SmtpPool, classify
-from nurture.mail.templates import TemplateError
+from nurture.mail.templates import TemplateError, TemplateLimitError
 from nurture.mail.verp import return_path_from_settings
 from nurture.store import Store
 from nurture.store.leads import LeadRow
@@ -343,7 +343,7 @@ class Outbox:
         if message is None:
             message = self.composer.compose_one(row._mapping, lead._mapping, self.clock.now())
         if not isinstance(message, BuiltMessage):
-            await self._after_error(row, RETRY if isinstance(message, TemplateError) else FAIL, str(message), stats)
+            await self._after_error(row, _action_for(message), str(message), stats)
             return None
         return message
 
@@ -388,6 +388,15 @@ class Outbox:
         await asyncio.to_thread(
             self.store.sends.finish, self.worker, send_id, status, self.clock.now(), error=error, **kwargs
         )
+
+
+def _action_for(error: Exception) -> str:
+    """What to do after a message could not be built. A template error may be fixed by the
+    marketer before the next attempt, so it is retried; a render over the sandbox's bounds
+    and an unbuildable message would fail the same way again, so they fail at once."""
+    if isinstance(error, TemplateError) and not isinstance(error, TemplateLimitError):
+        return RETRY
+    return FAIL
 
 
 def _deliverable(row: ClaimedSend, lead: LeadRow | None) -> bool:

@@ -19,7 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.errors import Diagnostic, NurtureError
 from nurture.hints import did_you_mean, hint_with
-from nurture.sandbox import GuardedSandbox, budget, render_guarded, static_problems
+from nurture.sandbox import GuardedSandbox, RenderLimitExceeded, budget, render_guarded, static_problems
 
 TEMPLATE_NAMES = ("lead", "score", "scenario", "unsubscribe_url", "link", "full_name", "now", "sender")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
@@ -29,7 +29,13 @@ RENDER_MAX_OUTPUT = 1_000_000  # characters of one rendered part
 
 
 class TemplateError(NurtureError):
-    pass
+    """A template could not be rendered for one message (the marketer's to fix)."""
+
+
+class TemplateLimitError(TemplateError):
+    """A render went over the sandbox's bounds (output size, time, values too large, recursion
+    too deep). The same template and lead would do it again, so the send fails at once rather
+    than being retried, each retry costing another render up to the time limit."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ class TemplateStore:
         try:
             with budget(self.seconds, self.max_output):
                 return self._render(name, subject, variables)
+        except (RenderLimitExceeded, RecursionError) as exc:
+            raise TemplateLimitError(f"template '{name}': {exc}") from exc
         except Exception as exc:  # any template failure is the marketer's to fix
             raise TemplateError(f"template '{name}': {exc}") from exc
 
