@@ -86,9 +86,7 @@ def test_run_with_serve_answers_http_and_stops_on_sigterm(tmp_path: Path) -> Non
         deadline = time.monotonic() + 30
         while True:
             try:
-                metrics = httpx.get(
-                    f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer scrape-me"}
-                )
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer scrape-me"})
                 if "nurture_job_duration_seconds{" in metrics.text:  # the daemon's heartbeat is in
                     break
             except httpx.TransportError:

@@ -30,7 +30,7 @@ def test_the_lead_page_shows_the_stored_score_as_of_when_and_the_score_now(
     log_in(daemon, site)
     page = site.get(f"/leads/{lead.id}").text
     assert f"scored {scored_at:%Y-%m-%d %H:%M} UTC" in page
-    assert f"What the stored score was made of <span class=\"muted\">(as of {scored_at:%Y-%m-%d %H:%M} UTC)" in page
+    assert f'What the stored score was made of <span class="muted">(as of {scored_at:%Y-%m-%d %H:%M} UTC)' in page
     stored_table = page[page.index('id="explain-stored"') : page.index("</table>", page.index('id="explain-stored"'))]
     assert "webinar_attended" in stored_table
     now = re.search(r"Why this score now <span class=\"muted\">\(([^:]+:\d\d) UTC: fit \d+, engagement (\d+)", page)

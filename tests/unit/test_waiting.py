@@ -65,6 +65,4 @@ def test_a_send_held_by_the_frequency_cap_says_so(compile_text: Callable[..., Co
     cap = FrequencyCap(1)
     position = step(compiled, start(compiled, monday), tokyo, [], monday, recent_sends=sends, cap=cap).position
     reason = waiting_reason(compiled, position, tokyo, monday, recent_sends=sends, cap=cap)
-    assert (
-        reason == "held by the frequency cap at 'hello' (1 emails in the last 7 days) until Sun 2026-03-08 10:00 JST"
-    )
+    assert reason == "held by the frequency cap at 'hello' (1 emails in the last 7 days) until Sun 2026-03-08 10:00 JST"

@@ -66,6 +66,7 @@ class ScenarioReport:
     hot: int
     time_to_hot: list[timedelta] = field(default_factory=list)
     converted_leads: set[int] = field(default_factory=set)
+    unsubscribes_by_day: dict[str, int] = field(default_factory=dict)  # UTC day (ISO) → unsubscribes
 
     @property
     def median_time_to_hot(self) -> timedelta | None:
@@ -140,6 +141,7 @@ def scenario_report(
     clicked: dict[str, set[int]] = defaultdict(set)
     machine_opened: dict[str, set[int]] = defaultdict(set)
     machine_clicked: dict[str, set[int]] = defaultdict(set)
+    unsubscribes: dict[str, int] = {}
     for _lead_id, evs in events.items():
         machine = scoring.machine_activity(evs) if scoring else {}
         for index, event in enumerate(evs):
@@ -159,6 +161,8 @@ def scenario_report(
                 opened[send.step].add(send.id)
             elif event.type == "unsubscribe":
                 row.unsubscribed += 1
+                day = event.at.date().isoformat()
+                unsubscribes[day] = unsubscribes.get(day, 0) + 1
             elif event.type == EventType.BOUNCE and send.status == SendStatus.SENT:
                 row.bounced += 1
                 row.delivered -= 1
@@ -192,6 +196,7 @@ def scenario_report(
         hot=hot,
         time_to_hot=time_to_hot,
         converted_leads=converted_leads,
+        unsubscribes_by_day=unsubscribes,
     )
 
 

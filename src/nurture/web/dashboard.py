@@ -10,7 +10,6 @@ import hmac
 import itertools
 from collections import Counter
 from datetime import timedelta
-from html import escape
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
@@ -18,7 +17,9 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
+from nurture.analytics.backtest import BacktestRow, backtest, parse_cuts, parse_thresholds
 from nurture.analytics.experiments import experiment_reports, send_time_lifts
+from nurture.analytics.history import load_history
 from nurture.analytics.report import scenario_report
 from nurture.errors import NurtureError
 from nurture.jobs.catalog import Catalog
@@ -27,6 +28,7 @@ from nurture.jobs.qualify import Qualifier
 from nurture.lifecycle import feedback, feedback_actions, needed_for
 from nurture.scenario.graph import edges, to_mermaid, to_svg
 from nurture.web.context import Web, csrf_token, web
+from nurture.web.figures import backtest_chart, deliverability_chart, funnel_chart, score_chart
 
 router = APIRouter(include_in_schema=False)
 SCORE_BUCKETS = (0, 10, 20, 40, 60, 80, 100)
@@ -246,6 +248,9 @@ def lead_page(request: Request, lead_id: int, _: User) -> Response:
         needed=needed_for(scoring, lead.grade) if scoring else None,
         account=_account_of(w, lead.company, lead.email),
         actions=feedback_actions(lead.lifecycle_stage),
+        score_chart=Markup(
+            score_chart(history, lead.grade, needed_for(scoring, lead.grade) if scoring else None, w.clock.now())
+        ),
         flash=request.session.pop("flash", None),
     )
 
@@ -280,7 +285,8 @@ def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
     policy = reputation_policy(w.settings)
     with w.store.reading() as conn:
         outcomes = w.store.feedback.outcomes(conn, scenario_id, policy.window)
-    history = w.store.feedback.daily(scenario_id, w.clock.now() - timedelta(days=30))
+    since = w.clock.now() - timedelta(days=30)
+    history = w.store.feedback.daily(scenario_id, since)
     return w.page(
         request,
         "scenario.html",
@@ -290,7 +296,8 @@ def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
         outcomes=outcomes,
         policy=policy,
         history=history,
-        history_chart=Markup(feedback_chart(history)),
+        deliverability_chart=Markup(deliverability_chart(history, report.unsubscribes_by_day, since.date())),
+        funnel_chart=Markup(funnel_chart(report)),
         outgoing=outgoing,
         mermaid=to_mermaid(compiled.scenario.steps, compiled.scenario.name),
         journey=Markup(to_svg(compiled.scenario.steps, {r.step: f"{r.entered} entered" for r in report.steps})),
@@ -308,35 +315,20 @@ def resume_scenario(request: Request, scenario_id: str, who: User) -> Response:
     return RedirectResponse(f"/scenarios/{scenario_id}", status_code=303)
 
 
-def feedback_chart(history: list[tuple[str, int, int, int]]) -> str:
-    """Stacked bars per day: hard bounces, soft bounces, complaints (inline SVG, no script)."""
-    if not history:
-        return ""
-    peak = max(sum(counts) for _, *counts in history) or 1
-    width, height, bar = 16 * len(history) + 40, 120, 12
-    colours = ("#c0392b", "#e67e22", "#8e44ad")
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" role="img">']
-    for i, (day, *counts) in enumerate(history):
-        y = height
-        for n, colour in zip(counts, colours, strict=True):
-            h = round(n / peak * (height - 10))
-            if h:
-                y -= h
-                parts.append(
-                    f'<rect x="{20 + 16 * i}" y="{y}" width="{bar}" height="{h}" fill="{colour}">'
-                    f"<title>{escape(day)}: {n}</title></rect>"
-                )
-        parts.append(f'<text x="{20 + 16 * i}" y="{height + 14}" font-size="8">{escape(day[5:])}</text>')
-    parts.append(
-        f'<text x="0" y="{height + 28}" font-size="9">peak {peak} a day · red hard bounces · '
-        "orange soft bounces · purple complaints</text></svg>"
-    )
-    return "".join(parts)
+# Up to this many leads the scoring page replays the backtest by itself; above, on request.
+BACKTEST_AUTO_LEADS = 20_000
 
 
 @router.get("/scoring")
-def scoring_page(request: Request, _: User) -> Response:
-    """How leads spread over grade × engagement, with the hot line drawn in."""
+def scoring_page(
+    request: Request,
+    _: User,
+    days: int = 90,
+    threshold: str = "40:90:10",
+    run: bool = False,
+) -> Response:
+    """How leads spread over grade × engagement, with the hot line drawn in; the backtest's
+    precision and recall per threshold over the last `days`."""
     w = web(request)
     scoring = w.scoring
     rows = w.store.reports.score_spread()
@@ -351,6 +343,18 @@ def scoring_page(request: Request, _: User) -> Response:
         stages[r.lifecycle_stage] += 1
     hot_line = {g: needed_for(scoring, g) for g in grades} if scoring else {}
     peak = max(cells.values(), default=1)
+    backtest_rows: list[BacktestRow] = []
+    backtest_error = None
+    ran = scoring is not None and (run or len(rows) <= BACKTEST_AUTO_LEADS)
+    if scoring is not None and ran:
+        until = w.clock.now()
+        since = until - timedelta(days=max(1, min(days, 3650)))
+        try:
+            thresholds = parse_thresholds(threshold)
+            replayed = load_history(w.store, scoring, since, until)
+            backtest_rows = backtest(scoring, replayed, since, until, thresholds, parse_cuts(None, scoring))
+        except NurtureError as exc:
+            backtest_error = str(exc)
     return w.page(
         request,
         "scoring.html",
@@ -362,6 +366,12 @@ def scoring_page(request: Request, _: User) -> Response:
         hot_line=hot_line,
         stages=sorted(stages.items()),
         total=len(rows),
+        days=days,
+        threshold=threshold,
+        ran=ran,
+        backtest=backtest_rows,
+        backtest_error=backtest_error,
+        backtest_chart=Markup(backtest_chart(backtest_rows)),
     )
 
 
