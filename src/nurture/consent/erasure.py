@@ -176,6 +176,20 @@ PLAN: tuple[TablePlan, ...] = (
     _plan("scenario_version", None, scenario_id=K, version=K, path=C, source=C, loaded_at=K, is_current=K),
     _plan("kv", None, key=K, value=C),
     _plan("step_visit", None, scenario_id=K, scenario_version=K, step=K, entered=K),
+    _plan(
+        "tally",
+        None,
+        "counts by scenario, step, status, type, stage, grade and day; an erasure's deletes subtract",
+        id=K,
+        kind=K,
+        a=K,
+        b=K,
+        c=K,
+        d=K,
+        day=K,
+        part=K,
+        n=K,
+    ),
     _plan("scenario_pause", None, scenario_id=K, paused_at=K, reason=K, resumed_at=K, resumed_by=S),
     _plan(
         "api_key", None, id=K, name=S, prefix=S, key_hash=S, created_at=K, revoked_at=K, last_used_at=K

@@ -12,6 +12,7 @@
     store.experiments    experiments, arms, decisions, goal inputs  (store/experiments.py)
     store.settings       small named values                         (store/settings.py)
     store.reports        read-only summaries                        (store/reports.py)
+    store.tallies        counts kept by triggers, for the summaries (store/tallies.py)
     store.access         API keys and dashboard users               (store/access.py)
     store.consents       consent records, person exports, erasures  (store/consents.py)
     store.accounts       accounts as accounts; promotions, released or held (store/accounts.py)
@@ -52,6 +53,7 @@ class Store:
         from nurture.store.reports import Reports
         from nurture.store.sends import Sends
         from nurture.store.settings import Settings
+        from nurture.store.tallies import Tallies
         from nurture.store.versions import Versions
 
         self.engine = engine
@@ -66,6 +68,7 @@ class Store:
         self.versions = Versions(self)
         self.experiments = Experiments(self)
         self.settings = Settings(self)
+        self.tallies = Tallies(self)
         self.reports = Reports(self)
         self.access = Access(self)
         self.consents = Consents(self)

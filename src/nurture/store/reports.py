@@ -102,10 +102,13 @@ class Counters:
 
 
 @dataclass(frozen=True, slots=True)
-class ScorePoint:
+class ScoreCell:
+    """How many reachable leads have this grade, engagement and lifecycle stage."""
+
     grade: str
     score_engagement: int
     lifecycle_stage: str
+    leads: int
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class LeadRecord:
 class Reports(Part):
     def status(self) -> dict[str, Any]:
         now = self.clock.now()
+        self.store.tallies.fold()
         with self.store.reading() as conn:
             # Per scenario *version*: after an edit, leads still on an older version show as such.
             current = SCENARIO_VERSIONS.c.is_current.is_(True)
@@ -146,7 +150,7 @@ class Reports(Part):
                     ENROLMENTS.c.scenario_id, ENROLMENTS.c.scenario_version, ENROLMENTS.c.status, ENROLMENTS.c.state
                 )
             ).all()
-            sends = counts(conn.execute(select(SENDS.c.status, func.count()).group_by(SENDS.c.status)).all())
+            sends = self.store.tallies.count(conn, "send", ("c",))
             oldest = conn.execute(select(func.min(SENDS.c.next_attempt_at)).where(SENDS.c.status.in_(QUEUED))).scalar()
             due = conn.execute(
                 select(func.count()).where(ENROLMENTS.c.status == EnrolmentStatus.ACTIVE, ENROLMENTS.c.due_at <= now)
@@ -161,7 +165,7 @@ class Reports(Part):
             retrying = conn.execute(
                 select(func.count()).where(SENDS.c.status == SendStatus.PENDING, SENDS.c.attempts > 0)
             ).scalar()
-            leads = conn.execute(select(func.count()).select_from(LEADS)).scalar()
+            leads = self.store.tallies.total(conn, "lead")
             beats = conn.execute(select(SETTINGS.c.key, SETTINGS.c.value).where(SETTINGS.c.key.like("heartbeat:%")))
             paused = []
             for key, value in beats:
@@ -205,23 +209,17 @@ class Reports(Part):
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     def funnel(self, scenario_id: str) -> dict[str, Any]:
+        """Enrolled, emails sent by step and finished enrolments by exit reason (from the tallies)."""
+        self.store.tallies.fold()
+        tallies = self.store.tallies
         with self.store.reading() as conn:
-            sent = counts(
-                conn.execute(
-                    select(SENDS.c.step, func.count())
-                    .where(SENDS.c.scenario_id == scenario_id, SENDS.c.status == SendStatus.SENT)
-                    .group_by(SENDS.c.step)
-                ).all()
-            )
-            finished = counts(
-                conn.execute(
-                    select(ENROLMENTS.c.exit_reason, func.count())
-                    .where(ENROLMENTS.c.scenario_id == scenario_id, ENROLMENTS.c.status != EnrolmentStatus.ACTIVE)
-                    .group_by(ENROLMENTS.c.exit_reason)
-                ).all()
-            )
-            enrolled = conn.execute(select(func.count()).where(ENROLMENTS.c.scenario_id == scenario_id)).scalar()
-        return {"enrolled": enrolled, "sent_by_step": sent, "finished": finished}
+            sent = tallies.count(conn, "send", ("b",), a=scenario_id, c=SendStatus.SENT.value)
+            by_status = tallies.count(conn, "enrolment", ("b", "c"), a=scenario_id)
+        finished: dict[str | None, int] = defaultdict(int)
+        for (status, reason), n in by_status.items():
+            if status != EnrolmentStatus.ACTIVE:
+                finished[reason or None] += n
+        return {"enrolled": sum(by_status.values()), "sent_by_step": sent, "finished": dict(finished)}
 
     def inbox(self, hot_limit: int = 200, recent_limit: int = 20) -> Inbox:
         """Hot leads waiting for sales (newest promotion first) and sales' latest decisions."""
@@ -270,20 +268,20 @@ class Reports(Part):
             of(ACTIVITIES, ACTIVITIES.c.at),
         )
 
-    def score_spread(self) -> list[ScorePoint]:
-        """Grade, engagement and stage of every reachable lead."""
+    def score_spread(self) -> list[ScoreCell]:
+        """How many reachable leads there are of each grade, engagement and stage."""
+        self.store.tallies.fold()
         with self.store.reading() as conn:
-            rows = conn.execute(
-                select(LEADS.c.grade, LEADS.c.score_engagement, LEADS.c.lifecycle_stage).where(
-                    LEADS.c.unsubscribed.is_(False), LEADS.c.bounced.is_(False)
-                )
-            ).all()
-        return [ScorePoint(*row) for row in rows]
+            found = self.store.tallies.count(conn, "lead", ("b", "c", "a"), d="reachable")
+        return [ScoreCell(grade, int(engagement), stage, n) for (grade, engagement, stage), n in sorted(found.items())]
 
     def counters(self, now: datetime, heartbeat_prefix: str) -> Counters:
-        """The cluster's counters at `now`, read in one go (for /metrics)."""
+        """The cluster's counters at `now`, read in one go (for /metrics): totals from the
+        tallies, what is due from the outboxes' and enrolments' partial indexes."""
+        self.store.tallies.fold()
+        tallies = self.store.tallies
         with self.store.reading() as conn:
-            sends = counts(conn.execute(select(SENDS.c.status, func.count()).group_by(SENDS.c.status)))
+            sends = tallies.count(conn, "send", ("c",))
             due_sends = conn.execute(
                 select(func.count()).where(SENDS.c.status == SendStatus.PENDING, SENDS.c.next_attempt_at <= now)
             ).scalar()
@@ -293,11 +291,9 @@ class Reports(Part):
             notes = counts(conn.execute(select(NOTIFICATIONS.c.status, func.count()).group_by(NOTIFICATIONS.c.status)))
             active = ENROLMENTS.c.status == EnrolmentStatus.ACTIVE
             due = conn.execute(select(func.count()).where(active, ENROLMENTS.c.due_at <= now)).scalar()
-            enrolled = conn.execute(select(func.count()).where(active)).scalar()
-            stages = counts(
-                conn.execute(select(LEADS.c.lifecycle_stage, func.count()).group_by(LEADS.c.lifecycle_stage))
-            )
-            events = counts(conn.execute(select(EVENTS.c.type, func.count()).group_by(EVENTS.c.type)))
+            enrolled = tallies.total(conn, "enrolment", b=EnrolmentStatus.ACTIVE.value)
+            stages = tallies.count(conn, "lead", ("a",))
+            events = tallies.count(conn, "event", ("a",))
             beats = conn.execute(
                 select(SETTINGS.c.key, SETTINGS.c.value).where(SETTINGS.c.key.startswith(heartbeat_prefix))
             ).all()
@@ -307,7 +303,7 @@ class Reports(Part):
             retrying or 0,
             notes,
             due or 0,
-            enrolled or 0,
+            enrolled,
             stages,
             events,
             [(key, value) for key, value in beats],
@@ -315,8 +311,9 @@ class Reports(Part):
 
     def stages(self) -> dict[str, int]:
         """How many leads are in each lifecycle stage."""
+        self.store.tallies.fold()
         with self.store.reading() as conn:
-            return counts(conn.execute(select(LEADS.c.lifecycle_stage, func.count()).group_by(LEADS.c.lifecycle_stage)))
+            return self.store.tallies.count(conn, "lead", ("a",))
 
     def ping(self) -> None:
         """Ask the database something trivial; raises StoreUnavailable when it does not answer."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, Table, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Index, Table, UniqueConstraint, func, text
 from sqlmodel import Field, SQLModel
 
 from nurture.store.types import UTCDateTime, json_type
@@ -17,6 +17,8 @@ def _ts(**kw: Any) -> Any:
 
 
 class Lead(SQLModel, table=True):
+    # Accounts are found by company name whatever its case (the account roll-up).
+    __table_args__ = (Index("ix_lead_company_lower", func.lower(text("company"))),)
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True)
     first_name: str | None = Field(default=None, max_length=200)
@@ -323,6 +325,29 @@ class StepVisit(SQLModel, table=True):
     entered: int = 0
 
 
+class Tally(SQLModel, table=True):
+    """Counts of rows by what reports group them by, kept by database triggers in the
+    transaction that inserts, changes or deletes the rows (see `store/tallies.py`).
+
+    `kind` names the table counted (event, send, enrolment, lead), `a`..`d` the grouping
+    values, `day` the UTC day ('' when not by day). `part` is 0 on SQLite (one writer: the
+    triggers add to the row in place) and on PostgreSQL for folded totals; concurrent
+    PostgreSQL writers each add to a row of their own transaction id, so they never wait on
+    each other's counter rows, and `Tallies.fold` later adds those rows into part 0.
+    """
+
+    __table_args__ = (Index("ux_tally", "kind", "a", "b", "c", "d", "day", "part", unique=True),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=12)
+    a: str = Field(default="", max_length=100)
+    b: str = Field(default="", max_length=200)
+    c: str = Field(default="", max_length=200)
+    d: str = Field(default="", max_length=20)
+    day: str = Field(default="", max_length=10)
+    part: int = Field(default=0, sa_type=BigInteger)
+    n: int = Field(default=0, sa_type=BigInteger)
+
+
 class ApiKey(SQLModel, table=True):
     """A key other systems use on the ingest API. Only its SHA-256 is kept: keys are long
     random strings, so a fast hash is enough and a stolen database reveals none."""
@@ -444,6 +469,7 @@ SCORE_HISTORY: Table = ScoreHistory.__table__  # type: ignore[attr-defined]
 SENDS: Table = Send.__table__  # type: ignore[attr-defined]
 SETTINGS: Table = Setting.__table__  # type: ignore[attr-defined]
 STEP_VISITS: Table = StepVisit.__table__  # type: ignore[attr-defined]
+TALLIES: Table = Tally.__table__  # type: ignore[attr-defined]
 SUPPRESSIONS: Table = Suppression.__table__  # type: ignore[attr-defined]
 CONSENT_RECORDS: Table = ConsentRecordRow.__table__  # type: ignore[attr-defined]
 ERASURE_LOG: Table = ErasureLog.__table__  # type: ignore[attr-defined]
@@ -474,6 +500,7 @@ __all__ = [
     "SETTINGS",
     "STEP_VISITS",
     "SUPPRESSIONS",
+    "TALLIES",
     "Account",
     "Activity",
     "ApiKey",
@@ -497,4 +524,5 @@ __all__ = [
     "Setting",
     "StepVisit",
     "Suppression",
+    "Tally",
 ]

@@ -339,13 +339,14 @@ def scoring_page(
     stages: Counter[str] = Counter()
     for r in rows:
         index = sum(1 for lo in SCORE_BUCKETS[1:] if r.score_engagement >= lo)
-        cells[(r.grade, index)] += 1
-        stages[r.lifecycle_stage] += 1
+        cells[(r.grade, index)] += r.leads
+        stages[r.lifecycle_stage] += r.leads
     hot_line = {g: needed_for(scoring, g) for g in grades} if scoring else {}
     peak = max(cells.values(), default=1)
     backtest_rows: list[BacktestRow] = []
     backtest_error = None
-    ran = scoring is not None and (run or len(rows) <= BACKTEST_AUTO_LEADS)
+    total = sum(r.leads for r in rows)
+    ran = scoring is not None and (run or total <= BACKTEST_AUTO_LEADS)
     if scoring is not None and ran:
         until = w.clock.now()
         since = until - timedelta(days=max(1, min(days, 3650)))
@@ -365,7 +366,7 @@ def scoring_page(
         peak=peak,
         hot_line=hot_line,
         stages=sorted(stages.items()),
-        total=len(rows),
+        total=total,
         days=days,
         threshold=threshold,
         ran=ran,
