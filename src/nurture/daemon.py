@@ -31,6 +31,7 @@ from nurture.jobs.advance import Advancer, AdvanceStats
 from nurture.jobs.catalog import Catalog
 from nurture.jobs.enrol import Enroller
 from nurture.jobs.experiments import Experimenter, ExperimentStats
+from nurture.jobs.feedback import FeedbackHandler
 from nurture.jobs.notify import Notifier, NotifyStats, queue_digests
 from nurture.jobs.qualify import Qualifier, QualifyStats
 from nurture.jobs.send import DrainStats, Outbox
@@ -205,6 +206,7 @@ class Daemon:
                 scenario_utm={sid: c.utm for sid, c in self.catalog.current.items()},
                 name_order=self.catalog.name_order,
                 topic_of=self._topic,
+                feedback=FeedbackHandler(self.store, self.settings, self.clock).handle,
             )
         return self.outbox
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
+from nurture.store.tables import ACTIVITIES, FEEDBACK
 from nurture.store.tables import LEADS as L
 from nurture.store.tables import SUPPRESSIONS as SUP
 from tests.integration.conftest import pool_timer, ticks
@@ -42,14 +43,20 @@ def test_content_rejected_at_the_end_of_data_fails_that_send_and_suppresses_nobo
     assert suppressed(daemon) == []
 
 
-def test_mailbox_full_at_the_end_of_data_is_about_the_mailbox_and_bounces(
+def test_mailbox_full_at_the_end_of_data_fails_the_send_and_counts_a_soft_bounce_as_a_dsn_would(
     db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, clock: FakeClock, tmp_path: Path
 ) -> None:
     daemon = setup(make_daemon, workspace, tmp_path, db_url, smtp_pool_size=1)
     smtp.recorder.data_replies.append("552 5.2.2 mailbox full")
     asyncio.run(ticks(daemon, clock))
-    bounced = [e for e in LEADS if send_row(daemon, e)["status"] == "bounced"]
-    assert len(bounced) == 1 and suppressed(daemon) == bounced * 2  # suppression list and lead flag
+    failed = [e for e in LEADS if send_row(daemon, e)["status"] == "failed"]
+    assert len(failed) == 1 and suppressed(daemon) == []  # a full mailbox empties again
+    assert send_row(daemon, failed[0])["last_error"] == "DATA: 552 5.2.2 mailbox full"
+    with daemon.store.reading() as conn:
+        counted = conn.execute(select(FEEDBACK.c.email, FEEDBACK.c.kind, FEEDBACK.c.status, FEEDBACK.c.source)).all()
+        notes = conn.execute(select(ACTIVITIES.c.note).where(ACTIVITIES.c.kind == "email_soft_bounce")).scalars().all()
+    assert [tuple(r) for r in counted] == [(failed[0], "soft_bounce", "5.2.2", "smtp")]
+    assert notes == ["soft bounce (5.2.2), 1 of 3 within 30 days — smtp: DATA: 552 5.2.2 mailbox full"]
 
 
 def test_unknown_recipient_bounces_and_a_relay_refusal_at_rcpt_fails_without_suppressing(

@@ -14,7 +14,7 @@ G, M, R, D = Phase.GREETING, Phase.MAIL, Phase.RCPT, Phase.DATA
     [
         # Only a permanent refusal of the recipient's address or mailbox is a bounce.
         (R, 550, "5.1.1 no such user", Action.BOUNCE),
-        (R, 552, "5.2.2 mailbox full", Action.BOUNCE),
+        (R, 552, "5.2.2 mailbox full", Action.SOFT_BOUNCE),  # a passing state: counted, not suppressed
         (R, 550, "mailbox unavailable", Action.BOUNCE),  # no enhanced code: the basic code says mailbox
         (R, 554, "5.7.1 relay access denied", Action.FAIL),
         (R, 450, "4.2.1 mailbox busy", Action.RETRY),
@@ -23,13 +23,16 @@ G, M, R, D = Phase.GREETING, Phase.MAIL, Phase.RCPT, Phase.DATA
         (D, 554, "5.7.1 message content rejected", Action.FAIL),
         (D, 550, "5.6.0 bad content", Action.FAIL),
         (D, 554, "transaction failed", Action.FAIL),
-        (D, 552, "5.2.2 mailbox full", Action.BOUNCE),
+        (D, 552, "5.2.2 mailbox full", Action.SOFT_BOUNCE),
+        (D, 552, "5.2.3 message too large for this mailbox", Action.FAIL),
         (D, 451, "4.3.0 local error", Action.RETRY),
         # Refusals of us, not of a message: pause.
         (G, 554, "5.7.1 client host blocked", Action.PAUSE),
         (G, 421, "too many connections", Action.PAUSE),
         (M, 550, "5.7.1 sender reputation", Action.PAUSE),
         (M, 553, "5.1.8 sender domain does not exist", Action.FAIL),
+        (M, 552, "5.3.4 message too big for system", Action.FAIL),
+        (R, 553, "5.1.7 bad sender address syntax", Action.FAIL),
         (M, 451, "4.7.1 rate limited", Action.RETRY),
         (Phase.CONNECT, 535, "5.7.8 login failed", Action.PAUSE),
     ],

@@ -16,7 +16,8 @@ CASES = [
     ("550-5.7.26 Unauthenticated email from acme.example is not accepted", Verdict.POLICY),
     ("554 5.7.1 Service unavailable; client host [203.0.113.25] blocked", Verdict.POLICY),
     ("554 5.6.0 message content rejected", Verdict.POLICY),
-    ("421 4.7.0 Try again later, closing connection", Verdict.SOFT),
+    ("421 4.7.0 Try again later, closing connection", Verdict.POLICY),  # about us: never counted against them
+    ("452 4.2.2 mailbox full", Verdict.SOFT),
     ("451 4.3.0 temporary local problem", Verdict.SOFT),
     ("550 5.4.4 unable to route", Verdict.SOFT),
     ("250 2.0.0 OK", Verdict.DELIVERED),

@@ -27,11 +27,12 @@ from nurture.clock import Clock
 from nurture.config import Settings
 from nurture.consent.erasure import keyed_hash
 from nurture.consent.model import DEFAULT_TOPIC, decide_send, regime_for
+from nurture.feedback.events import FeedbackEvent, FeedbackKind
 from nurture.jobs.retry import retry_at
 from nurture.mail.compose import Composed, Composer, compose_in_worker, start_worker
 from nurture.mail.dkim import signer_from_settings
 from nurture.mail.message import BuiltMessage
-from nurture.mail.sender import BOUNCE, FAIL, RETRY, SmtpPool, classify
+from nurture.mail.sender import BOUNCE, FAIL, RETRY, SOFT_BOUNCE, Outcome, SmtpPool, classify
 from nurture.mail.templates import TemplateError, TemplateLimitError
 from nurture.mail.verp import return_path_from_settings
 from nurture.store import Store
@@ -124,8 +125,12 @@ class Outbox:
         scenario_utm: dict[str, dict[str, str]] | None = None,
         name_order: str = "auto",
         topic_of: Callable[[str], str] | None = None,
+        feedback: Callable[[list[FeedbackEvent]], object] | None = None,
     ) -> None:
         self.store = store
+        # Where a soft bounce heard during the SMTP session goes to be counted (the daemon
+        # passes the feedback handler, which also counts the ones reported later).
+        self.feedback = feedback
         self.topic_of = topic_of or (lambda _scenario_id: DEFAULT_TOPIC)
         self.settings = settings
         self.clock = clock
@@ -364,16 +369,36 @@ class Outbox:
             if previous is not None and previous.done() and not previous.cancelled() and previous.exception() is exc:
                 raise  # the previous mark failed: stop; unmarked rows stay leased and are retried
             outcome = classify(exc)
-            await self._after_error(row, outcome.action, outcome.text, stats)
+            await self._after_error(row, outcome.action, outcome.text, stats, outcome)
             return previous
         stats.sent += 1
         return marks.add(row.id, message.message_id)
 
-    async def _after_error(self, row: ClaimedSend, action: str, error: str, stats: DrainStats) -> None:
+    async def _after_error(
+        self, row: ClaimedSend, action: str, error: str, stats: DrainStats, outcome: Outcome | None = None
+    ) -> None:
         stats.errors.append(f"{row.lead_email}: {error}")
         if action == BOUNCE:
             stats.bounced += 1
             await self._finish(row.id, SendStatus.BOUNCED, error, suppress=(row.lead_email, "bounce"))
+            return
+        if action == SOFT_BOUNCE:
+            # The mailbox refuses for now (full): this send fails, and the soft bounce is
+            # counted with the ones reported later; several within a period suppress.
+            stats.failed += 1
+            await self._finish(row.id, SendStatus.FAILED, error)
+            if self.feedback is not None:
+                event = FeedbackEvent(
+                    FeedbackKind.SOFT_BOUNCE,
+                    "smtp",
+                    recipient=row.lead_email,
+                    send_id=row.id,
+                    status=outcome.status if outcome else None,
+                    code=outcome.code if outcome else None,
+                    diagnostic=error,
+                    occurred_at=self.clock.now(),
+                )
+                await asyncio.to_thread(self.feedback, [event])
             return
         policy = (self.settings.max_attempts, self.settings.retry_base_seconds)
         again = retry_at(row.attempts, *policy, self.clock.now()) if action == RETRY else None

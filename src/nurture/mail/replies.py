@@ -1,14 +1,20 @@
 """What an SMTP reply means for the message, its recipient and the server.
 
-A reply is judged by where in the conversation it came (the greeting, MAIL, RCPT or the
-end of DATA) and by its enhanced status code (RFC 3463: class.subject.detail, where subject
-1 is the address, 2 the mailbox, 3 the mail system, 4 network and routing, 5 the protocol,
-6 content and 7 security or policy). Only a permanent failure about the recipient's address
-or mailbox is a bounce that suppresses the recipient. A refusal of the whole connection
-(a greeting that is not 220, a 421, a 5.7.x refusal of our sender, a login failure, a
-server that cannot be reached) says nothing about any recipient: sending pauses and is
-retried later. A rejection of the content (5.6.x, 5.7.x at DATA) fails that one send and
-keeps the reply. Pure: no I/O, no SMTP library.
+A reply is judged first by where in the conversation it came (the greeting, MAIL, RCPT or
+the end of DATA), then by its enhanced status code (RFC 3463), read in the table `codes`
+that delivery reports and ESP webhooks are judged by too (see `status`).
+
+- A refusal of the whole connection (a greeting that is not 220, a 421, a login failure, a
+  server that cannot be reached) or of our sender by policy at MAIL (5.7.x) says nothing
+  about any recipient: sending pauses and is retried later. Any other refusal at MAIL
+  fails that send; nothing at MAIL is held against a recipient.
+- A transient reply (4xx) is retried.
+- At RCPT or DATA, a permanent reply about the recipient's address or mailbox (5.1.1,
+  5.2.1, ...) is a bounce that suppresses the recipient; one about a passing state of the
+  mailbox (5.2.2 mailbox full) fails the send and counts as a soft bounce; one about the
+  sender, the policy or the message (5.7.x, 5.6.x, 5.2.3, 5.1.7, 5.1.8) or the receiving
+  system fails that one send and keeps the reply.
+Pure: no I/O, no SMTP library.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from nurture.mail.codes import About, about
 
 
 class Phase(StrEnum):
@@ -31,6 +39,7 @@ class Phase(StrEnum):
 class Action(StrEnum):
     RETRY = "retry"  # transient: try this message again later
     BOUNCE = "bounce"  # the recipient's address or mailbox is permanently refused: suppress it
+    SOFT_BOUNCE = "soft_bounce"  # the mailbox refuses for now (full): fail the send, count a soft bounce
     FAIL = "fail"  # this message is refused for good; the recipient is not to blame
     PAUSE = "pause"  # the server refuses us, not this message: pause sending, retry it later
 
@@ -62,7 +71,7 @@ def enhanced_status(message: str) -> str | None:
 def classify_reply(phase: Phase, code: int, message: str) -> Verdict:
     """What to do after the server answered `code message` at `phase`."""
     status = enhanced_status(message)
-    subject = int(status.split(".")[1]) if status else None
+    kind = about(status) if status else None
     text = f"{phase.value.upper()}: {code} {message}".strip()
 
     def verdict(action: Action) -> Verdict:
@@ -70,21 +79,27 @@ def classify_reply(phase: Phase, code: int, message: str) -> Verdict:
 
     if code == 421 or phase in (Phase.CONNECT, Phase.GREETING):
         return verdict(Action.PAUSE)  # the server is closing or refuses the connection itself
-    if 400 <= code < 500:
-        return verdict(Action.RETRY)
-    if code < 500:  # not an error reply at all (a protocol surprise): try again later
+    if code < 500:  # transient, or not an error reply at all (a protocol surprise): try again later
         return verdict(Action.RETRY)
     if phase is Phase.MAIL:
-        # Refused as a sender: policy or reputation (5.7.x) means every message would be.
-        return verdict(Action.PAUSE if subject == 7 else Action.FAIL)
-    if phase is Phase.RCPT:
-        if subject in (1, 2) or (subject is None and code in MAILBOX_CODES):
-            return verdict(Action.BOUNCE)
-        return verdict(Action.FAIL)
-    # DATA: the content was judged; only a reply clearly about the mailbox is a bounce.
-    if subject in (1, 2):
-        return verdict(Action.BOUNCE)
-    return verdict(Action.FAIL)
+        # Nothing at MAIL is about a recipient. Refused by policy or reputation (5.7.x): every
+        # message would be, so sending pauses; anything else fails this send.
+        return verdict(Action.PAUSE if status and status.split(".")[1] == "7" else Action.FAIL)
+    if kind is None:
+        # No enhanced code: at RCPT the basic code can say "mailbox"; after DATA it cannot.
+        mailbox = phase is Phase.RCPT and code in MAILBOX_CODES
+        return verdict(Action.BOUNCE if mailbox else Action.FAIL)
+    return verdict(PERMANENT[kind])
+
+
+# What a permanent reply at RCPT or at the end of DATA does, by what its code is about.
+PERMANENT: dict[About, Action] = {
+    About.RECIPIENT: Action.BOUNCE,
+    About.MAILBOX: Action.SOFT_BOUNCE,
+    About.SENDER: Action.FAIL,
+    About.MESSAGE: Action.FAIL,
+    About.SYSTEM: Action.FAIL,
+}
 
 
 def unreachable(phase: Phase, error: str) -> Verdict:

@@ -21,6 +21,7 @@ from nurture.mail.message import PLAIN_ADDRESS, BuiltMessage, MessageError
 from nurture.mail.replies import Action, Phase, Verdict, classify_reply, unreachable
 
 RETRY, BOUNCE, FAIL, PAUSE = Action.RETRY, Action.BOUNCE, Action.FAIL, Action.PAUSE
+SOFT_BOUNCE = Action.SOFT_BOUNCE
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""What an SMTP reply or a delivery status says about the recipient, by its enhanced status
-code (RFC 3463), whether the reply came during the SMTP session or later in a DSN.
+"""What a delivery status says about the recipient, by its enhanced status code (RFC 3463),
+read from a DSN, a complaint report or an ESP webhook (the replies of our own SMTP session
+are judged in `replies`, from the same table).
 
-Only a permanent failure about the recipient's mailbox suppresses the address: X.1.x
-(addressing) and X.2.x (mailbox) with class 5. Policy, content and reputation refusals
-(X.7.x), like failures of the system or the network, say nothing against the recipient and
-never suppress. Transient failures (class 4) count as soft bounces.
+The table of codes is `codes`: a permanent failure about the recipient's address or mailbox
+is a hard bounce that suppresses the address; a passing state of the mailbox (full) is a
+soft bounce, counted; anything about the sender, the policy or the message (X.7.x, X.6.x,
+X.1.7, X.1.8, X.2.3) never suppresses. Transient failures of the receiving system or the
+network count as soft bounces; permanent ones say nothing against the recipient.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from nurture.mail.codes import About, about
 
 
 class Verdict(StrEnum):
@@ -26,9 +30,6 @@ class Verdict(StrEnum):
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 _BASIC = re.compile(r"^\s*(?:smtp;\s*)?([245]\d\d)(?=[\s-]|$)", re.I)
 
-# Addressing codes that are about our side, not the recipient's mailbox.
-_SENDER_ADDRESSING = {"1.7", "1.8"}  # bad sender mailbox syntax / sender's system address
-
 # Without an enhanced code, the words of the reply decide, conservatively.
 _MAILBOX_GONE = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient)|does not exist|doesn'?t have an? .* account|"
@@ -42,6 +43,21 @@ _POLICY_WORDS = re.compile(
     r"not accepted|denied|listed",
     re.I,
 )
+
+
+# (what the code is about, permanent) -> the verdict
+BY_CODE: dict[tuple[About, bool], Verdict] = {
+    (About.RECIPIENT, True): Verdict.HARD,
+    (About.RECIPIENT, False): Verdict.SOFT,
+    (About.MAILBOX, True): Verdict.SOFT,
+    (About.MAILBOX, False): Verdict.SOFT,
+    (About.SENDER, True): Verdict.POLICY,
+    (About.SENDER, False): Verdict.POLICY,
+    (About.MESSAGE, True): Verdict.POLICY,
+    (About.MESSAGE, False): Verdict.POLICY,
+    (About.SYSTEM, True): Verdict.POLICY,
+    (About.SYSTEM, False): Verdict.SOFT,
+}
 
 
 @dataclass(frozen=True)
@@ -68,22 +84,10 @@ def find_basic(text: str) -> int | None:
 def verdict_for(enhanced: str | None, code: int | None = None, text: str = "") -> Verdict:
     """The verdict for an enhanced status code, else for a basic code and the reply's words."""
     if enhanced:
-        klass, subject, detail = enhanced.split(".")
+        klass = enhanced.split(".")[0]
         if klass == "2":
             return Verdict.DELIVERED
-        if klass == "4":
-            return Verdict.SOFT
-        if subject == "1":
-            return Verdict.POLICY if f"{subject}.{detail}" in _SENDER_ADDRESSING else Verdict.HARD
-        if subject == "2":
-            if detail == "2":
-                return Verdict.SOFT  # mailbox full: RFC 3463 says treat it as transient
-            if detail == "3":
-                return Verdict.POLICY  # message too large for the mailbox: about the message
-            return Verdict.HARD
-        if subject == "4" and detail == "4":
-            return Verdict.SOFT  # unable to route: often a DNS failure that passes
-        return Verdict.POLICY
+        return BY_CODE[(about(enhanced), klass == "5")]
     if code is None:
         return Verdict.SOFT
     if 200 <= code < 300:
