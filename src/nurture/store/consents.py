@@ -245,6 +245,7 @@ class Consents(Part):
         everything lifts the person's own unsubscribe (never a bounce, complaint or erasure)."""
         with self.store.transaction() as conn:
             self.add(conn, lead_id, records)
+            self._touch(conn, lead_id)
             if resubscribe:
                 address = email.strip().lower()
                 conn.execute(
@@ -261,7 +262,14 @@ class Consents(Part):
             if now_in_force is not None and now_in_force.confirmed and now_in_force.topic == record.topic:
                 return False
             self.add(conn, lead_id, [record])
+            self._touch(conn, lead_id)
             return True
+
+    def _touch(self, conn: Connection, lead_id: int) -> None:
+        """Mark the lead changed, so the enrol job's next run (which reads the leads changed
+        since its last one) looks at it again: consent given on a page may open scenarios
+        that need it, now rather than at the next daily full sweep."""
+        conn.execute(update(LEADS).where(LEADS.c.id == lead_id).values(updated_at=self.store.clock.now()))
 
     def request_confirmation(self, conn: Connection, lead_id: int, topic: str, sender: str, now: datetime) -> None:
         """Queue the double opt-in email for a pending statement (one per statement: the key
