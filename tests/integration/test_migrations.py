@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -14,6 +15,7 @@ from sqlmodel import SQLModel
 from nurture.clock import FakeClock
 from nurture.store import Store
 from nurture.store.db import make_engine
+from nurture.store.leads import SEARCH_INDEXES
 from nurture.store.migrate import current_revision, upgrade
 from nurture.store.types import sqlite_text
 
@@ -96,10 +98,16 @@ def test_a_database_of_release_0003_upgrades_to_head_keeping_every_row(db_url: s
     engine.dispose()
 
 
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_every_migrated_table_matches_its_model(db_url: str) -> None:
     engine = make_engine(db_url)
     upgrade(engine)
     with engine.connect() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        # The search indexes differ per database by design and are the migration's alone.
+        context = MigrationContext.configure(
+            conn,
+            opts={"include_name": lambda name, kind, _: not (kind == "index" and name in SEARCH_INDEXES)},
+        )
+        differences = compare_metadata(context, SQLModel.metadata)
     engine.dispose()
     assert differences == []

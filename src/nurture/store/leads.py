@@ -7,16 +7,53 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import exists, func, insert, literal_column, or_, select, text, update
 
 from nurture.runtime.engine import LeadView
 from nurture.store.base import Connection, Part, insert_ignore
-from nurture.store.tables import ACTIVITIES, LEADS, LIFECYCLE_CHANGES, SCORE_HISTORY, SUPPRESSIONS
-from nurture.vocabulary import STANDARD_FIELDS
+from nurture.store.tables import ACTIVITIES, ENROLMENTS, LEADS, LIFECYCLE_CHANGES, SCORE_HISTORY, SUPPRESSIONS
+from nurture.vocabulary import STANDARD_FIELDS, Stage
 
 LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in LEADS.c]
 # What stepping a lead reads: its fields and score, not the scorer's bookkeeping times.
 STEP_LEAD = [c for c in LEADS.c if c.name not in ("engagement_since", "scored_at", "updated_at")]
+
+
+# Indexes migration 0010 makes for search, per database, beside the model's own.
+SEARCH_INDEXES = frozenset(
+    {
+        "ix_lead_search_email",
+        "ix_lead_search_first_name",
+        "ix_lead_search_last_name",
+        "ix_lead_search_company",
+        "ix_lead_search_trgm",
+    }
+)
+# Searches this long or longer look inside names and companies where PostgreSQL has pg_trgm.
+TRIGRAM_MIN = 3
+SORTS = ("updated", "engagement", "email", "promoted")
+
+
+@dataclass(frozen=True)
+class LeadQuery:
+    """What a lead list shows: search text, filters, order and page (1-based)."""
+
+    text: str = ""
+    stage: str = ""
+    grade: str = ""
+    owner: str = ""
+    scenario: str = ""
+    sort: str = "updated"
+    page: int = 1
+    per_page: int = 50
+
+
+@dataclass(frozen=True)
+class LeadPage:
+    rows: list[Any]  # lead rows, each with `promoted_at` (the latest move to hot, or None)
+    page: int
+    has_next: bool
+    search: str  # how the text was matched, for the page to say
 
 
 class LeadRow(Protocol):
@@ -92,6 +129,8 @@ _SUPPRESSION_FLAGS: dict[str, dict[str, bool]] = {
 
 
 class Leads(Part):
+    _trigram: bool | None = None  # whether PostgreSQL has the trigram search index (asked once)
+
     def upsert(self, conn: Connection, data: Mapping[str, Any]) -> tuple[int, bool]:
         """Insert or update one lead by email; returns (id, created)."""
         now = self.clock.now()
@@ -260,15 +299,111 @@ class Leads(Part):
         return [StageChange(*row) for row in rows]
 
     def search(self, text: str = "", stage: str = "", limit: int = 100) -> list[LeadRow]:
-        """Leads whose email or company contains `text`, in `stage` if given; latest changed first."""
-        query = select(LEADS).order_by(LEADS.c.updated_at.desc()).limit(limit)
-        if text.strip():
-            pattern = f"%{text.strip().lower()}%"
-            query = query.where(or_(LEADS.c.email.like(pattern), func.lower(LEADS.c.company).like(pattern)))
-        if stage:
-            query = query.where(LEADS.c.lifecycle_stage == stage)
+        """Leads matching `text` (see `page`), in `stage` if given; latest changed first."""
+        return cast(list[LeadRow], self.page(LeadQuery(text=text, stage=stage, per_page=limit)).rows)
+
+    def page(self, query: LeadQuery) -> LeadPage:
+        """One page of a lead list: matching, filtered, in the asked order.
+
+        Every order ends with the id, so pages never overlap; the page is read with
+        LIMIT/OFFSET over an indexed order (updated: the filter's own index; engagement;
+        email), and one row more than shown tells whether there is a next page. Search text
+        matches the start of the email, first name, last name or company (case-insensitive,
+        through indexes on both databases); on PostgreSQL with pg_trgm, text of three or more
+        characters also matches inside the name and company (a trigram index)."""
+        promoted = (
+            select(func.max(LIFECYCLE_CHANGES.c.at))
+            .where(LIFECYCLE_CHANGES.c.lead_id == LEADS.c.id, LIFECYCLE_CHANGES.c.to_stage == Stage.HOT)
+            .scalar_subquery()
+            .label("promoted_at")
+        )
+        statement = select(LEADS, promoted)
+        term = " ".join(query.text.split()).lower()
+        how = ""
         with self.store.reading() as conn:
-            return cast(list[LeadRow], conn.execute(query).all())
+            if term:
+                condition, how = self._matching(conn, term)
+                statement = statement.where(condition)
+            for column, value in (
+                (LEADS.c.lifecycle_stage, query.stage),
+                (LEADS.c.grade, query.grade),
+                (LEADS.c.owner, query.owner.strip()),
+            ):
+                if value:
+                    statement = statement.where(column == value)
+            if query.scenario:
+                statement = statement.where(
+                    exists().where(ENROLMENTS.c.lead_id == LEADS.c.id, ENROLMENTS.c.scenario_id == query.scenario)
+                )
+            order = {
+                "engagement": (LEADS.c.score_engagement.desc(), LEADS.c.id.desc()),
+                "email": (LEADS.c.email.asc(),),
+            }.get(query.sort, (LEADS.c.updated_at.desc(), LEADS.c.id.desc()))
+            if query.sort == "promoted" and query.stage:  # of a stage's few leads, not of every lead
+                order = (promoted.desc().nulls_last(), LEADS.c.id.desc())
+            page = max(1, query.page)
+            per_page = max(1, min(query.per_page, 500))
+            rows = conn.execute(statement.order_by(*order).limit(per_page + 1).offset((page - 1) * per_page)).all()
+        return LeadPage(list(rows[:per_page]), page, len(rows) > per_page, how)
+
+    def count_in_stage(self, stage: str) -> int:
+        with self.store.reading() as conn:
+            return int(conn.execute(select(func.count()).where(LEADS.c.lifecycle_stage == stage)).scalar_one())
+
+    def decisions(self, stages: Sequence[str], limit: int = 20) -> list[Any]:
+        """The latest moves of leads to `stages` (sales' decisions), newest first, with the email."""
+        changes = LIFECYCLE_CHANGES
+        with self.store.reading() as conn:
+            return list(
+                conn.execute(
+                    select(changes, LEADS.c.email)
+                    .join(LEADS, LEADS.c.id == changes.c.lead_id)
+                    .where(changes.c.to_stage.in_(stages))
+                    .order_by(changes.c.at.desc(), changes.c.id.desc())
+                    .limit(limit)
+                ).all()
+            )
+
+    def _matching(self, conn: Connection, term: str) -> tuple[Any, str]:
+        """The search condition for lower-case `term`, and what it matches in words."""
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        names = [LEADS.c.first_name, LEADS.c.last_name, LEADS.c.company]
+        if self.postgres:
+            conditions: list[Any] = [LEADS.c.email.like(f"{escaped}%", escape="\\")]
+            conditions += [func.lower(c).like(f"{escaped}%", escape="\\") for c in names]
+            how = "start of email, first name, last name or company"
+            if len(term) >= TRIGRAM_MIN and self._has_trigram_index(conn):
+                # Literally the indexed expression (constants inline, not parameters), or the
+                # planner would not match it to the index.
+                empty: Any = literal_column("''")
+                space: Any = literal_column("' '")
+                whole = func.lower(
+                    func.coalesce(LEADS.c.first_name, empty)
+                    .op("||")(space)
+                    .op("||")(func.coalesce(LEADS.c.last_name, empty))
+                    .op("||")(space)
+                    .op("||")(func.coalesce(LEADS.c.company, empty))
+                )
+                conditions.append(whole.like(f"%{escaped}%", escape="\\"))
+                how = "start of email; name or company containing it"
+            return or_(*conditions), how
+        # SQLite: ranges on the (binary-ordered) values use the indexes where LIKE would not.
+        upper = term + "\U0010ffff"
+        ranges: list[Any] = [(LEADS.c.email >= term) & (LEADS.c.email < upper)]
+        ranges += [(func.lower(c) >= term) & (func.lower(c) < upper) for c in names]
+        return or_(*ranges), "start of email, first name, last name or company"
+
+    def _has_trigram_index(self, conn: Connection) -> bool:
+        found = self._trigram
+        if found is None:
+            found = (
+                conn.execute(
+                    text("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_lead_search_trgm' AND tablename = 'lead'")
+                ).first()
+                is not None
+            )
+            self._trigram = found
+        return bool(found)
 
     def ids_by_email(self, emails: Sequence[str]) -> dict[str, int]:
         """{email: id} of the leads among `emails` (as stored: lower case)."""

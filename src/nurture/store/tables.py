@@ -17,8 +17,16 @@ def _ts(**kw: Any) -> Any:
 
 
 class Lead(SQLModel, table=True):
-    # Accounts are found by company name whatever its case (the account roll-up).
-    __table_args__ = (Index("ix_lead_company_lower", func.lower(text("company"))),)
+    # Accounts are found by company name whatever its case (the account roll-up); the
+    # dashboard's filtered lists, newest change first, and its sort by engagement. The search
+    # indexes that differ per database live in migration 0010 only (SEARCH_INDEXES).
+    __table_args__ = (
+        Index("ix_lead_company_lower", func.lower(text("company"))),
+        Index("ix_lead_stage_updated", "lifecycle_stage", "updated_at"),
+        Index("ix_lead_owner_updated", "owner", "updated_at"),
+        Index("ix_lead_grade_updated", "grade", "updated_at"),
+        Index("ix_lead_engagement", "score_engagement"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True)
     first_name: str | None = Field(default=None, max_length=200)
@@ -75,6 +83,7 @@ class Enrollment(SQLModel, table=True):
             sqlite_where=text("status = 'active'"),
         ),
         Index("ix_enrollment_scenario", "scenario_id", "status", "state"),
+        Index("ix_enrollment_lead_scenario", "lead_id", "scenario_id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id", index=True)
@@ -201,7 +210,7 @@ class LifecycleChange(SQLModel, table=True):
     """Every change of a lead's lifecycle stage, with who or what made it and why."""
 
     __tablename__ = "lifecycle_change"
-    __table_args__ = (Index("ix_lifecycle_lead", "lead_id", "at"),)
+    __table_args__ = (Index("ix_lifecycle_lead", "lead_id", "at"), Index("ix_lifecycle_stage_at", "to_stage", "at"))
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id")
     at: datetime = _ts()

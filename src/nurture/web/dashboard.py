@@ -11,7 +11,7 @@ import itertools
 from collections import Counter
 from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -27,6 +27,9 @@ from nurture.jobs.feedback import reputation_policy
 from nurture.jobs.qualify import Qualifier
 from nurture.lifecycle import feedback, feedback_actions, needed_for
 from nurture.scenario.graph import edges, to_mermaid, to_svg
+from nurture.store.leads import SORTS, LeadPage, LeadQuery
+from nurture.store.reports import SALES_STAGES
+from nurture.vocabulary import Stage
 from nurture.web.context import Web, csrf_token, web
 from nurture.web.figures import backtest_chart, deliverability_chart, funnel_chart, score_chart
 
@@ -127,16 +130,58 @@ def home(_: User) -> Response:
 # -- sales ------------------------------------------------------------------------------------
 
 
+def _lead_query(q: str, stage: str, grade: str, owner: str, scenario: str, sort: str, page: int) -> LeadQuery:
+    return LeadQuery(
+        text=q[:200],
+        stage=stage,
+        grade=grade,
+        owner=owner[:200],
+        scenario=scenario[:100],
+        sort=sort if sort in SORTS else "updated",
+        page=max(1, min(page, 100_000)),
+    )
+
+
+def _list_links(request: Request, found: LeadPage) -> dict[str, str | None]:
+    """The addresses of the previous and next pages, with the same search and filters."""
+
+    def to(page: int) -> str:
+        params = {k: v for k, v in request.query_params.items() if k != "page" and v}
+        params["page"] = str(page)
+        return f"{request.url.path}?{urlencode(params)}"
+
+    return {
+        "prev": to(found.page - 1) if found.page > 1 else None,
+        "next": to(found.page + 1) if found.has_next else None,
+    }
+
+
 @router.get("/inbox")
-def inbox(request: Request, _: User) -> Response:
-    """Hot leads waiting for sales, newest promotion first, and what sales decided lately."""
+def inbox(
+    request: Request,
+    _: User,
+    q: str = "",
+    grade: str = "",
+    owner: str = "",
+    scenario: str = "",
+    sort: str = "promoted",
+    page: int = 1,
+) -> Response:
+    """Hot leads waiting for sales (newest promotion first, or as sorted; searchable, paged),
+    and what sales decided lately."""
     w = web(request)
-    found = w.store.reports.inbox()
+    query = _lead_query(q, Stage.HOT, grade, owner, scenario, sort, page)
+    found = w.store.leads.page(query)
     return w.page(
         request,
         "inbox.html",
-        hot=found.hot,
-        recent=found.recent,
+        hot=found.rows,
+        found=found,
+        query=query,
+        links=_list_links(request, found),
+        hot_count=w.store.leads.count_in_stage(Stage.HOT),
+        recent=w.store.leads.decisions(SALES_STAGES),
+        scenarios=sorted(w.project()[0]),
         accounts=w.store.accounts.hot(),
         held=w.store.accounts.held(limit=200),
         held_count=w.store.accounts.held_count(),
@@ -182,10 +227,33 @@ def give_feedback(
 
 
 @router.get("/leads")
-def leads(request: Request, _: User, q: str = "", stage: str = "") -> Response:
+def leads(
+    request: Request,
+    _: User,
+    q: str = "",
+    stage: str = "",
+    grade: str = "",
+    owner: str = "",
+    scenario: str = "",
+    sort: str = "updated",
+    page: int = 1,
+) -> Response:
+    """Every lead: search by email, name or company; filter by stage, grade, owner, scenario;
+    sorted and paged."""
     w = web(request)
-    rows = w.store.leads.search(q, stage)
-    return w.page(request, "leads.html", leads=rows, q=q, stage=stage)
+    query = _lead_query(q, stage, grade, owner, scenario, sort, page)
+    found = w.store.leads.page(query)
+    return w.page(
+        request,
+        "leads.html",
+        leads=found.rows,
+        found=found,
+        query=query,
+        links=_list_links(request, found),
+        scenarios=sorted(w.project()[0]),
+        q=q,
+        stage=stage,
+    )
 
 
 @router.get("/leads/{lead_id}")
