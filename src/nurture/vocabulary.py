@@ -10,9 +10,11 @@ from enum import StrEnum
 
 
 class EnrolmentStatus(StrEnum):
-    """Where an enrolment is: still stepping, or finished one way or the other."""
+    """Where an enrolment is: still stepping, parked (its step raised; it stays in its
+    scenario until an operator resumes it), or finished one way or the other."""
 
     ACTIVE = "active"
+    PARKED = "parked"
     COMPLETED = "completed"
     EXITED = "exited"
 

@@ -184,7 +184,7 @@ def scenario_report(
             time_to_hot.append(first - r.enrolled_at)
     finished: dict[str, int] = defaultdict(int)
     for r in enrolments:
-        if r.status != EnrolmentStatus.ACTIVE:
+        if r.status not in (EnrolmentStatus.ACTIVE, EnrolmentStatus.PARKED):
             finished[r.exit_reason or r.status] += 1
     return ScenarioReport(
         scenario_id=sid,

@@ -58,15 +58,20 @@ def leads_show(email: str, db: DatabaseOption = None) -> None:
     custom = data.pop("custom") or {}
     for key, value in data.items():
         typer.echo(f"{key:>18}: {value}")
+    if not isinstance(custom, dict):  # data no import would store; shown as it is, to be fixed
+        custom = {"custom": f"{custom!r} (not a mapping of field names to values)"}
     for key, value in custom.items():
         typer.echo(f"{key:>18}: {value}  (custom)")
     typer.echo("enrolments:")
-    view = lead_view(lead._mapping)
+    try:
+        view: LeadView | None = lead_view(lead._mapping)
+    except Exception:  # data no import would store (what parks a step): show the rest
+        view = None
     now = SystemClock().now()
     for row in store.enrolments.of_lead(lead.id):
-        explained = _waiting(store, settings, row, view, now)
+        explained = _waiting(store, settings, row, view, now) if view is not None else None
         due = ""
-        if row.due_at:
+        if row.due_at and row.status == EnrolmentStatus.ACTIVE:
             due = f", due {row.due_at:%Y-%m-%d %H:%M} UTC" + (f" ({explained[0]})" if explained else "")
         typer.echo(
             f"  {row.scenario_id} v{row.scenario_version}: {row.status} at '{row.state}'{due}"
@@ -74,6 +79,8 @@ def leads_show(email: str, db: DatabaseOption = None) -> None:
         )
         if explained and row.status == EnrolmentStatus.ACTIVE:
             typer.echo(f"      {explained[1]}")
+        if row.status == EnrolmentStatus.PARKED:
+            typer.echo(f"      fix the cause, then: nurture leads resume {lead.email} --scenario {row.scenario_id}")
     typer.echo("emails:")
     for row in store.sends.of_lead(lead.id):
         when = row.sent_at or row.next_attempt_at
@@ -102,6 +109,28 @@ def _waiting(store: Store, settings: Settings, row: Any, view: LeadView, now: da
         sends = store.sends.recent(conn, [row.lead_id], now - settings.frequency_period).get(row.lead_id, [])
     local = local_text(row.due_at, zone(lead_zone(compiled, view))) if row.due_at else ""
     return local, waiting_reason(compiled, position, view, now, recent_sends=sends, cap=cap)
+
+
+@leads_app.command("resume")
+def leads_resume(
+    email: str,
+    scenario: Annotated[str | None, typer.Option("--scenario", help="Only this scenario's enrolment")] = None,
+    by: Annotated[str, typer.Option("--by", help="Who resumes it (kept in the audit log)")] = "cli",
+    db: DatabaseOption = None,
+) -> None:
+    """Step a lead's parked enrolments again (parked when a step raised), from where each stopped."""
+    store = _store(_settings(db))
+    lead = store.leads.by_email(email)
+    if lead is None:
+        fail(f"no lead with email {email}")
+    resumed = store.enrolments.resume(lead.id, scenario, by, SystemClock().now())
+    if not resumed:
+        fail(f"{email} has no parked enrolment" + (f" in scenario '{scenario}'" if scenario else ""))
+    for row in resumed:
+        typer.echo(
+            f"resumed {lead.email} in {row.scenario_id} v{row.scenario_version} at '{row.state}'"
+            f" (parked by: {row.exit_reason})"
+        )
 
 
 sales_app = typer.Typer(help="Sales feedback on leads.", no_args_is_help=True)

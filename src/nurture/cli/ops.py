@@ -145,6 +145,16 @@ def status(db: DatabaseOption = None) -> None:
         console.print(f"  {row.status}: {row.email} {row.step}: {row.last_error}")
     for worker, reason in info.get("paused", []):
         console.print(f"sending paused by {worker}: {reason}")
+    parked, latest = store.enrolments.parked()
+    if parked:
+        console.print(
+            f"parked: {parked} enrolment(s) whose step failed; fix the cause, then "
+            "`nurture leads resume EMAIL [--scenario ID]`",
+            soft_wrap=True,
+            highlight=False,
+        )
+        for row in latest:
+            console.print(f"  {row.email} {row.scenario_id}: {row.exit_reason}", soft_wrap=True, highlight=False)
     _why_waiting(store, settings, console)
 
 

@@ -97,7 +97,7 @@ class Advancer:
                 # Later enrolments of the same lead in this batch count these sends toward the cap.
                 recent += [now] * len(update.sends)
                 counts["emails"] += len(update.sends)
-                counts["finished"] += update.status != EnrolmentStatus.ACTIVE
+                counts["finished"] += update.status not in (EnrolmentStatus.ACTIVE, EnrolmentStatus.PARKED)
                 updates.append(update)
             return updates
 
@@ -197,19 +197,20 @@ class Advancer:
         return rows, owner
 
     def _parked(self, item: Claimed, exc: Exception, now: datetime) -> EnrollmentUpdate:
-        """The enrolment of a lead whose step raised: it leaves its scenario with the error as
-        its exit reason (in `nurture status` and the funnel) and an audit entry; the rest of
-        the batch goes on. Fix the lead's data, then enrol it again."""
+        """The enrolment of a lead whose step raised: it is parked where it was, with the error
+        (in `nurture status`, `leads show` and an audit entry), and stays in its scenario
+        without being stepped again; the rest of the batch goes on. Fix the lead's data (or
+        the scenario), then `nurture leads resume` steps it again from where it stopped."""
         error = f"step failed at '{item.state}': {type(exc).__name__}: {exc}"[:500]
         return EnrollmentUpdate(
             id=item.id,
             old_seq=item.seq,
             state=item.state,
-            status=EnrolmentStatus.EXITED,
+            status=EnrolmentStatus.PARKED,
             seq=item.seq + 1,
             entered_at=item.entered_at,
-            due_at=None,
-            finished_at=now,
+            due_at=item.due_at,  # still due when resumed (only active enrolments are claimed)
+            finished_at=None,
             exit_reason=error[:200],
             sends=[],
             lead_changes=None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, cast, column, insert, select, update, values
+from sqlalchemy import Integer, String, bindparam, cast, column, func, insert, select, update, values
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nurture.runtime.reentry import NO_HISTORY, REENTERED, EntryHistory
@@ -27,6 +27,8 @@ from nurture.store.types import UTCDateTime
 from nurture.vocabulary import EnrolmentStatus
 
 _APPLY_CHUNK = 1000
+# Enrolments a lead is still in: stepping, or parked until an operator resumes them.
+_IN_SCENARIO = (EnrolmentStatus.ACTIVE.value, EnrolmentStatus.PARKED.value)
 _GUARDED_UPDATE = (
     update(ENROLMENTS)
     .where(ENROLMENTS.c.id == bindparam("e_id"), ENROLMENTS.c.seq == bindparam("e_old_seq"))
@@ -174,7 +176,7 @@ class Enrolments(Part):
             if row.scenario_id != scenario_id:
                 continue
             seen = history.get(row.lead_id, NO_HISTORY)
-            running = row.enrolled_at if row.status == EnrolmentStatus.ACTIVE else None
+            running = row.enrolled_at if row.status in _IN_SCENARIO else None
             history[row.lead_id] = EntryHistory(
                 running_since=running or seen.running_since,
                 last_entered=_latest(seen.last_entered, row.enrolled_at),
@@ -193,7 +195,7 @@ class Enrolments(Part):
             .where(
                 ENROLMENTS.c.scenario_id == scenario_id,
                 ENROLMENTS.c.lead_id.in_(lead_ids),
-                ENROLMENTS.c.status == EnrolmentStatus.ACTIVE,
+                ENROLMENTS.c.status.in_(_IN_SCENARIO),
             )
             .values(
                 status=EnrolmentStatus.EXITED,
@@ -428,14 +430,15 @@ class Enrolments(Part):
         )
 
     def active_in(self, conn: Connection, lead_ids: Sequence[int], scenario_ids: Sequence[str]) -> dict[int, set[str]]:
-        """lead id → which of `scenario_ids` it is active in (for programs that exclude each other)."""
+        """lead id → which of `scenario_ids` it is in, active or parked (for programs that
+        exclude each other)."""
         found: dict[int, set[str]] = {}
         if not lead_ids or not scenario_ids:
             return found
         rows = conn.execute(
             select(ENROLMENTS.c.lead_id, ENROLMENTS.c.scenario_id).where(
                 ENROLMENTS.c.lead_id.in_(lead_ids),
-                ENROLMENTS.c.status == EnrolmentStatus.ACTIVE,
+                ENROLMENTS.c.status.in_(_IN_SCENARIO),
                 ENROLMENTS.c.scenario_id.in_(scenario_ids),
             )
         )
@@ -444,7 +447,8 @@ class Enrolments(Part):
         return found
 
     def leave(self, conn: Connection, lead_id: int, scenario_ids: Sequence[str], reason: str, now: datetime) -> int:
-        """End a lead's active enrolments in `scenario_ids` (it entered a higher-priority program).
+        """End a lead's active or parked enrolments in `scenario_ids` (it entered a
+        higher-priority program).
 
         The step counter moves on and the lease is dropped, so a worker stepping one of them
         right now cannot write its result over this."""
@@ -453,7 +457,7 @@ class Enrolments(Part):
             .where(
                 ENROLMENTS.c.lead_id == lead_id,
                 ENROLMENTS.c.scenario_id.in_(scenario_ids),
-                ENROLMENTS.c.status == EnrolmentStatus.ACTIVE,
+                ENROLMENTS.c.status.in_(_IN_SCENARIO),
             )
             .values(
                 status=EnrolmentStatus.EXITED,
@@ -466,6 +470,60 @@ class Enrolments(Part):
             )
         )
         return max(result.rowcount, 0)
+
+    def resume(self, lead_id: int, scenario_id: str | None, actor: str, now: datetime) -> list[Row[Any]]:
+        """Step a lead's parked enrolments (in one scenario, or all) again from where each
+        stopped, due now, with an audit entry each; returns the enrolments resumed."""
+        with self.store.transaction() as conn:
+            query = select(ENROLMENTS).where(
+                ENROLMENTS.c.lead_id == lead_id, ENROLMENTS.c.status == EnrolmentStatus.PARKED
+            )
+            if scenario_id is not None:
+                query = query.where(ENROLMENTS.c.scenario_id == scenario_id)
+            parked = list(conn.execute(query.order_by(ENROLMENTS.c.id)).all())
+            for row in parked:
+                conn.execute(
+                    update(ENROLMENTS)
+                    .where(ENROLMENTS.c.id == row.id, ENROLMENTS.c.seq == row.seq)
+                    .values(
+                        status=EnrolmentStatus.ACTIVE,
+                        exit_reason=None,
+                        due_at=row.due_at or now,
+                        seq=row.seq + 1,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                )
+                conn.execute(
+                    insert(AUDIT_LOG).values(
+                        at=now,
+                        lead_id=lead_id,
+                        enrollment_id=row.id,
+                        kind="step_resumed",
+                        detail={
+                            "scenario": row.scenario_id,
+                            "at_step": row.state,
+                            "by": actor,
+                            "error": row.exit_reason,
+                        },
+                    )
+                )
+        return parked
+
+    def parked(self, limit: int = 10) -> tuple[int, list[Row[Any]]]:
+        """How many enrolments are parked, and the latest `limit` of them with their lead's address."""
+        with self.store.reading() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(ENROLMENTS).where(ENROLMENTS.c.status == EnrolmentStatus.PARKED)
+            ).scalar_one()
+            rows = conn.execute(
+                select(ENROLMENTS.c.scenario_id, ENROLMENTS.c.state, ENROLMENTS.c.exit_reason, LEADS.c.email)
+                .join(LEADS, LEADS.c.id == ENROLMENTS.c.lead_id)
+                .where(ENROLMENTS.c.status == EnrolmentStatus.PARKED)
+                .order_by(ENROLMENTS.c.id.desc())
+                .limit(limit)
+            ).all()
+        return int(total), typing.cast("list[Row[Any]]", list(rows))
 
     def of_lead(self, lead_id: int) -> list[Row[Any]]:
         """Every enrolment of a lead, oldest first."""

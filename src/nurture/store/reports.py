@@ -217,7 +217,7 @@ class Reports(Part):
             by_status = tallies.count(conn, "enrolment", ("b", "c"), a=scenario_id)
         finished: dict[str | None, int] = defaultdict(int)
         for (status, reason), n in by_status.items():
-            if status != EnrolmentStatus.ACTIVE:
+            if status not in (EnrolmentStatus.ACTIVE, EnrolmentStatus.PARKED):
                 finished[reason or None] += n
         return {"enrolled": sum(by_status.values()), "sent_by_step": sent, "finished": dict(finished)}
 
