@@ -26,6 +26,7 @@ from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.model import Step
 from nurture.scoring.engine import CompiledScoring
 from nurture.store import Store
+from nurture.store.reports import ScenarioActivity
 from nurture.vocabulary import EnrolmentStatus, EventType, SendStatus, Stage
 
 
@@ -65,7 +66,7 @@ class ScenarioReport:
     steps: list[StepRow]
     hot: int
     time_to_hot: list[timedelta] = field(default_factory=list)
-    converted_leads: set[int] = field(default_factory=set)
+    converted_total: int = 0  # leads converted after one of the scenario's emails
     unsubscribes_by_day: dict[str, int] = field(default_factory=dict)  # UTC day (ISO) → unsubscribes
 
     @property
@@ -92,7 +93,7 @@ class ScenarioReport:
                     "machine_clicked",
                 ):
                     setattr(total, name, getattr(total, name) + getattr(row, name))
-        total.converted = len(self.converted_leads)
+        total.converted = self.converted_total
         return total
 
 
@@ -103,25 +104,44 @@ def scenario_report(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> ScenarioReport:
-    """The report of one scenario (all its versions), for enrolments in [since, until)."""
+    """The report of one scenario (all its versions), for enrolments in [since, until).
+
+    Read a few thousand leads at a time: what is kept between chunks is the counts (and the
+    times to hot), so memory does not grow with the number of enrolments."""
     sid = compiled.id
     rows = {s.id: StepRow(s.id, _kind(s)) for s in compiled.scenario.steps}
-    found = store.reports.scenario_activity(sid, since, until)
-    enrolments, visits, sends, events, changes = (
-        found.enrolments,
-        found.visits,
-        found.sends,
-        found.events,
-        found.changes,
-    )
-
     if not (since or until):
-        for step, entered in visits:
+        for step, entered in store.reports.step_visits(sid):
             if step in rows:
                 rows[step].entered += entered
+    report = ScenarioReport(
+        scenario_id=sid,
+        name=compiled.scenario.name,
+        enrolled=0,
+        active=0,
+        finished={},
+        steps=list(rows.values()),
+        hot=0,
+    )
+    finished: dict[str, int] = defaultdict(int)
+    for found in store.reports.scenario_activity(sid, since, until):
+        _add_chunk(report, rows, found, scoring, finished)
     if compiled.scenario.steps:
-        rows[compiled.scenario.steps[0].id].entered += len(enrolments)
+        rows[compiled.scenario.steps[0].id].entered += report.enrolled
+    for row in rows.values():
+        row.delivered += row.sent
+    report.finished = dict(finished)
+    return report
 
+
+def _add_chunk(
+    report: ScenarioReport,
+    rows: dict[str, StepRow],
+    found: ScenarioActivity,
+    scoring: CompiledScoring | None,
+    finished: dict[str, int],
+) -> None:
+    enrolments, sends, events, changes = found.enrolments, found.sends, found.events, found.changes
     by_send = {s.id: s for s in sends}
     converted_leads: set[int] = set()
     for s in sends:
@@ -136,12 +156,12 @@ def scenario_report(
         if s.sent_at is not None and any(at >= s.sent_at and stage in CONVERTED for at, stage in later):
             row.converted += 1
             converted_leads.add(s.lead_id)
+    report.converted_total += len(converted_leads)
 
     opened: dict[str, set[int]] = defaultdict(set)
     clicked: dict[str, set[int]] = defaultdict(set)
     machine_opened: dict[str, set[int]] = defaultdict(set)
     machine_clicked: dict[str, set[int]] = defaultdict(set)
-    unsubscribes: dict[str, int] = {}
     for _lead_id, evs in events.items():
         machine = scoring.machine_activity(evs) if scoring else {}
         for index, event in enumerate(evs):
@@ -162,42 +182,28 @@ def scenario_report(
             elif event.type == "unsubscribe":
                 row.unsubscribed += 1
                 day = event.at.date().isoformat()
-                unsubscribes[day] = unsubscribes.get(day, 0) + 1
+                report.unsubscribes_by_day[day] = report.unsubscribes_by_day.get(day, 0) + 1
             elif event.type == EventType.BOUNCE and send.status == SendStatus.SENT:
                 row.bounced += 1
                 row.delivered -= 1
     for step, row in rows.items():
-        row.delivered += row.sent
-        row.opened = len(opened[step])
-        row.clicked = len(clicked[step])
-        row.machine_opened = len(machine_opened[step])
-        row.machine_clicked = len(machine_clicked[step])
+        row.opened += len(opened[step])
+        row.clicked += len(clicked[step])
+        row.machine_opened += len(machine_opened[step])
+        row.machine_clicked += len(machine_clicked[step])
 
-    time_to_hot: list[timedelta] = []
-    hot = 0
     for r in enrolments:
         first = next(
             (at for at, stage in changes.get(r.lead_id, []) if stage == Stage.HOT and at >= r.enrolled_at), None
         )
         if first is not None:
-            hot += 1
-            time_to_hot.append(first - r.enrolled_at)
-    finished: dict[str, int] = defaultdict(int)
-    for r in enrolments:
+            report.hot += 1
+            report.time_to_hot.append(first - r.enrolled_at)
         if r.status not in (EnrolmentStatus.ACTIVE, EnrolmentStatus.PARKED):
             finished[r.exit_reason or r.status] += 1
-    return ScenarioReport(
-        scenario_id=sid,
-        name=compiled.scenario.name,
-        enrolled=len(enrolments),
-        active=sum(1 for r in enrolments if r.status == EnrolmentStatus.ACTIVE),
-        finished=dict(finished),
-        steps=list(rows.values()),
-        hot=hot,
-        time_to_hot=time_to_hot,
-        converted_leads=converted_leads,
-        unsubscribes_by_day=unsubscribes,
-    )
+        elif r.status == EnrolmentStatus.ACTIVE:
+            report.active += 1
+    report.enrolled += len(enrolments)
 
 
 def _kind(step: Step) -> str:

@@ -351,36 +351,61 @@ class Reports(Part):
         for ch in conn.execute(query):
             yield StageMove(ch.lead_id, ch.at, ch.from_stage, ch.to_stage, ch.reason, ch.actor)
 
+    def step_visits(self, scenario_id: str) -> list[tuple[str, int]]:
+        """(step, times entered) of a scenario, all versions, all time."""
+        with self.store.reading() as conn:
+            visits = conn.execute(
+                select(STEP_VISITS.c.step, func.sum(STEP_VISITS.c.entered))
+                .where(STEP_VISITS.c.scenario_id == scenario_id)
+                .group_by(STEP_VISITS.c.step)
+            ).all()
+        return [(str(step), int(entered or 0)) for step, entered in visits]
+
     def scenario_activity(
-        self, scenario_id: str, since: datetime | None = None, until: datetime | None = None
-    ) -> ScenarioActivity:
-        """What a scenario's report counts, for enrolments in [since, until): the enrolments,
-        step visit counters, their emails, and the email events and stage changes of their leads."""
+        self, scenario_id: str, since: datetime | None = None, until: datetime | None = None, chunk: int = 2000
+    ) -> Iterator[ScenarioActivity]:
+        """What a scenario's report counts, for enrolments in [since, until), a few thousand
+        leads at a time (lead id order), so a report's memory does not grow with the scenario:
+        the enrolments, their emails, and the email events and stage changes of their leads.
+        A lead's enrolments, sends and events are all in one chunk."""
         enrol_filter = [ENROLMENTS.c.scenario_id == scenario_id]
         if since is not None:
             enrol_filter.append(ENROLMENTS.c.enrolled_at >= since)
         if until is not None:
             enrol_filter.append(ENROLMENTS.c.enrolled_at < until)
         changes_t = LIFECYCLE_CHANGES
-        with self.store.reading() as conn:
-            enrolments = conn.execute(
-                select(
-                    ENROLMENTS.c.id,
-                    ENROLMENTS.c.lead_id,
-                    ENROLMENTS.c.status,
-                    ENROLMENTS.c.exit_reason,
-                    ENROLMENTS.c.enrolled_at,
-                ).where(*enrol_filter)
-            ).all()
-            enrolment_ids = {r.id for r in enrolments}
-            visits = conn.execute(
-                select(STEP_VISITS.c.step, func.sum(STEP_VISITS.c.entered))
-                .where(STEP_VISITS.c.scenario_id == scenario_id)
-                .group_by(STEP_VISITS.c.step)
-            ).all()
-            sends = [
-                r
-                for r in conn.execute(
+        email_events = (
+            EventType.OPEN,
+            EventType.CLICK,
+            EventType.HONEYPOT,
+            EventType.UNSUBSCRIBE,
+            EventType.BOUNCE,
+        )
+        after = 0
+        while True:
+            with self.store.reading() as conn:
+                lead_ids = list(
+                    conn.execute(
+                        select(ENROLMENTS.c.lead_id)
+                        .where(*enrol_filter, ENROLMENTS.c.lead_id > after)
+                        .group_by(ENROLMENTS.c.lead_id)
+                        .order_by(ENROLMENTS.c.lead_id)
+                        .limit(chunk)
+                    ).scalars()
+                )
+                if not lead_ids:
+                    return
+                after = lead_ids[-1]
+                enrolments = conn.execute(
+                    select(
+                        ENROLMENTS.c.id,
+                        ENROLMENTS.c.lead_id,
+                        ENROLMENTS.c.status,
+                        ENROLMENTS.c.exit_reason,
+                        ENROLMENTS.c.enrolled_at,
+                    ).where(*enrol_filter, ENROLMENTS.c.lead_id.in_(lead_ids))
+                ).all()
+                sends = conn.execute(
                     select(
                         SENDS.c.id,
                         SENDS.c.lead_id,
@@ -388,38 +413,31 @@ class Reports(Part):
                         SENDS.c.status,
                         SENDS.c.sent_at,
                         SENDS.c.enrollment_id,
-                    ).where(SENDS.c.scenario_id == scenario_id, SENDS.c.kind == "email")
-                )
-                if r.enrollment_id in enrolment_ids
-            ]
-            lead_ids = sorted({s.lead_id for s in sends} | {r.lead_id for r in enrolments})
-            events: dict[int, list[EventRecord]] = defaultdict(list)
-            changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
-            email_events = (
-                EventType.OPEN,
-                EventType.CLICK,
-                EventType.HONEYPOT,
-                EventType.UNSUBSCRIBE,
-                EventType.BOUNCE,
-            )
-            for start in range(0, len(lead_ids), 500):
-                chunk = lead_ids[start : start + 500]
+                    ).where(
+                        SENDS.c.lead_id.in_(lead_ids),
+                        SENDS.c.scenario_id == scenario_id,
+                        SENDS.c.kind == "email",
+                        SENDS.c.enrollment_id.in_([r.id for r in enrolments]),
+                    )
+                ).all()
+                events: dict[int, list[EventRecord]] = defaultdict(list)
+                changes: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
                 for ev in conn.execute(
                     select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
-                    .where(EVENTS.c.lead_id.in_(chunk), EVENTS.c.type.in_(email_events))
+                    .where(EVENTS.c.lead_id.in_(lead_ids), EVENTS.c.type.in_(email_events))
                     .order_by(EVENTS.c.at)
                 ):
                     events[ev.lead_id].append(EventRecord(ev.type, ev.at, ev.props or {}, str(ev.id)))
                 for ch in conn.execute(
                     select(changes_t.c.lead_id, changes_t.c.at, changes_t.c.to_stage)
-                    .where(changes_t.c.lead_id.in_(chunk))
+                    .where(changes_t.c.lead_id.in_(lead_ids))
                     .order_by(changes_t.c.at)
                 ):
                     changes[ch.lead_id].append((ch.at, ch.to_stage))
-        return ScenarioActivity(
-            [ActivityEnrolment(*r) for r in enrolments],
-            [(str(step), int(entered or 0)) for step, entered in visits],
-            [ActivitySend(*r) for r in sends],
-            events,
-            changes,
-        )
+            yield ScenarioActivity(
+                [ActivityEnrolment(*r) for r in enrolments],
+                [],
+                [ActivitySend(*r) for r in sends],
+                events,
+                changes,
+            )
