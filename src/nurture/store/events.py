@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import network_part
@@ -61,6 +61,48 @@ class Events(Part):
             .values(due_at=at)
         )
         return True
+
+    def record_many(
+        self, conn: Connection, rows: Sequence[tuple[int, str, datetime, Mapping[str, Any], str | None]]
+    ) -> list[tuple[int, str]]:
+        """Store events (lead id, type, at, props, external id) in one statement, skipping those
+        whose external id was seen, and wake their leads' enrolments; returns (lead id, type)
+        of each event stored. What `record` does per event, for a batch: a few statements
+        whatever its size, instead of two or three per event."""
+        if not rows:
+            return []
+        statement = (
+            insert_ignore(self.postgres, EVENTS)
+            .values(received_at=database_now(self.postgres))
+            .returning(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at)
+        )
+        params = [
+            {"lead_id": lead_id, "type": str(type_), "at": at, "props": dict(props or {}), "external_id": external_id}
+            for lead_id, type_, at, props, external_id in rows
+        ]
+        stored = [(r.lead_id, r.type, r.at) for r in conn.execute(statement, params)]
+        earliest: dict[int, datetime] = {}
+        flags: dict[str, set[int]] = defaultdict(set)
+        for lead_id, type_, at in stored:
+            if lead_id not in earliest or at < earliest[lead_id]:
+                earliest[lead_id] = at
+            for flag in _FLAGS.get(type_, {}):
+                flags[flag].add(lead_id)
+        now = self.clock.now()
+        for flag, lead_ids in sorted(flags.items()):
+            conn.execute(update(LEADS).where(LEADS.c.id.in_(sorted(lead_ids))).values(updated_at=now, **{flag: True}))
+        if earliest:
+            conn.execute(
+                update(ENROLMENTS)
+                .where(
+                    ENROLMENTS.c.lead_id == bindparam("wake_lead"),
+                    ENROLMENTS.c.status == EnrolmentStatus.ACTIVE,
+                    ENROLMENTS.c.due_at > bindparam("wake_at"),
+                )
+                .values(due_at=bindparam("wake_at")),
+                [{"wake_lead": lead_id, "wake_at": at} for lead_id, at in sorted(earliest.items())],
+            )
+        return [(lead_id, type_) for lead_id, type_, _at in stored]
 
     def for_leads(self, conn: Connection, lead_ids: Sequence[int], since: datetime) -> dict[int, list[EventRecord]]:
         """Each lead's events at or after `since`, oldest first."""

@@ -147,14 +147,13 @@ def _store_events(w: Web, events: list[EventIn], batch: bool) -> JSONResponse | 
             errors.append({"loc": [*loc, "at"], "msg": "lies in the future", "type": "value_error"})
     if errors:
         return _invalid(errors)
-    stored = 0
+    address_of = {lead_id: email for email, lead_id in ids.items()}
     with w.store.transaction() as conn:
-        for event in events:
-            lead_id = ids[event.email]
-            fresh = w.store.events.record(conn, lead_id, event.type, event.at or now, event.props, external_id=event.id)
-            if fresh and event.type in ("unsubscribe", "bounce"):
-                w.store.leads.suppress(conn, event.email, event.type, "ingest API")
-            stored += fresh
+        fresh = w.store.events.record_many(conn, [(ids[e.email], e.type, e.at or now, e.props, e.id) for e in events])
+        for lead_id, type_ in fresh:
+            if type_ in ("unsubscribe", "bounce"):
+                w.store.leads.suppress(conn, address_of[lead_id], type_, "ingest API")
+    stored = len(fresh)
     return Stored(stored=stored, duplicates=len(events) - stored)
 
 
