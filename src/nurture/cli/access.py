@@ -51,9 +51,10 @@ def users_set(
         str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="NURTURE_USER_PASSWORD")
     ],
     name: Annotated[str, typer.Option(help="Display name")] = "",
+    email: Annotated[str, typer.Option(help="Their email address (the dashboard's test emails go there)")] = "",
     db: DatabaseOption = None,
 ) -> None:
     """Create a dashboard user or set their password (prompted; or $NURTURE_USER_PASSWORD)."""
 
-    created = _store(_settings(db)).access.set_user(username, password, name)
+    created = _store(_settings(db)).access.set_user(username, password, name, email)
     typer.echo(f"{'created' if created else 'updated'} {username}")

@@ -197,7 +197,7 @@ PLAN: tuple[TablePlan, ...] = (
     _plan(
         "dashboard_user",
         None,
-        id=K, username=S, password_hash=S, display_name=S, created_at=K, disabled=K,
+        id=K, username=S, password_hash=S, display_name=S, email=S, created_at=K, disabled=K,
     ),
     _plan("alembic_version", None, version_num=K),
 )  # fmt: skip

@@ -108,8 +108,8 @@ class Access(Part):
             conn.execute(update(API_KEYS).where(API_KEYS.c.id == found.id).values(last_used_at=self.clock.now()))
         return str(found.name)
 
-    def set_user(self, username: str, password: str, display_name: str = "") -> bool:
-        """Create a dashboard user or change their password; True when created."""
+    def set_user(self, username: str, password: str, display_name: str = "", email: str = "") -> bool:
+        """Create a dashboard user or change their password (and name, email); True when created."""
         username = username.strip()
         if not username:
             raise NurtureError("a user needs a name")
@@ -124,6 +124,7 @@ class Access(Part):
                         username=username,
                         password_hash=hashed,
                         display_name=display_name or username,
+                        email=email.strip() or None,
                         created_at=self.clock.now(),
                         disabled=False,
                     )
@@ -133,6 +134,8 @@ class Access(Part):
             values: dict[str, object] = {"password_hash": hashed, "disabled": False}
             if display_name:
                 values["display_name"] = display_name
+            if email.strip():
+                values["email"] = email.strip()
             conn.execute(update(DASHBOARD_USERS).where(DASHBOARD_USERS.c.id == existing.id).values(**values))
             return False
 
@@ -152,6 +155,18 @@ class Access(Part):
             return
         value = self.store.settings.get(conn, key)
         self.store.settings.put(conn, key, str((int(value) if value and value.isdigit() else 0) + 1))
+
+    def email_of(self, username: str) -> str | None:
+        """Where a dashboard user's own emails go: their address, or their name when it is one."""
+        with self.store.reading() as conn:
+            row = conn.execute(
+                select(DASHBOARD_USERS.c.email, DASHBOARD_USERS.c.username).where(
+                    DASHBOARD_USERS.c.username == username.strip()
+                )
+            ).first()
+        if row is None:
+            return None
+        return str(row.email) if row.email else (str(row.username) if "@" in row.username else None)
 
     def authenticate(self, username: str, password: str) -> str | None:
         """The user's display name when the password is right, else None (same cost either way)."""

@@ -379,6 +379,7 @@ class DashboardUser(SQLModel, table=True):
     username: str = Field(max_length=100, unique=True)
     password_hash: str = Field(max_length=300)
     display_name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=320, description="Where the dashboard sends their test emails")
     created_at: datetime = _ts()
     disabled: bool = False
 

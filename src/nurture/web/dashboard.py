@@ -6,6 +6,7 @@ session's CSRF token, and a POST without the matching token is refused with 403.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 from collections import Counter
@@ -13,6 +14,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import aiosmtplib
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
@@ -21,15 +23,20 @@ from nurture.analytics.backtest import BacktestRow, backtest, parse_cuts, parse_
 from nurture.analytics.experiments import experiment_reports, send_time_lifts
 from nurture.analytics.history import load_history
 from nurture.analytics.report import scenario_report
+from nurture.config import Settings
 from nurture.errors import NurtureError
 from nurture.jobs.catalog import Catalog
 from nurture.jobs.feedback import reputation_policy
 from nurture.jobs.qualify import Qualifier
 from nurture.lifecycle import feedback, feedback_actions, needed_for
+from nurture.mail.message import BuiltMessage
+from nurture.mail.sender import SmtpPool
+from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.graph import edges, to_mermaid, to_svg
 from nurture.store.leads import SORTS, LeadPage, LeadQuery
 from nurture.store.reports import SALES_STAGES
 from nurture.vocabulary import Stage
+from nurture.web.authoring import compose_step, email_steps, findings
 from nurture.web.context import Web, csrf_token, web
 from nurture.web.figures import backtest_chart, deliverability_chart, funnel_chart, score_chart
 
@@ -370,9 +377,95 @@ def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
         mermaid=to_mermaid(compiled.scenario.steps, compiled.scenario.name),
         journey=Markup(to_svg(compiled.scenario.steps, {r.step: f"{r.entered} entered" for r in report.steps})),
         experiments=experiment_reports(w.store, compiled, w.clock.now()),
+        email_steps=[s.id for s in email_steps(compiled)],
+        findings=findings(w.settings, compiled, list(found.values())),
+        test_address=w.store.access.email_of(request.session.get("user", "")),
         send_times=send_time_lifts(w.store, compiled, scoring),
         Markup=Markup,
     )
+
+
+def _scenario(w: Web, scenario_id: str) -> CompiledScenario:
+    compiled = w.project()[0].get(scenario_id)
+    if compiled is None:
+        raise HTTPException(404, f"no scenario {scenario_id!r} in {w.settings.scenarios_dir}")
+    return compiled
+
+
+@router.get("/scenarios/{scenario_id}/preview")
+def preview_email(request: Request, scenario_id: str, who: User, step: str = "", lead: str = "") -> Response:
+    """An email step rendered for a chosen lead as the sender would build it, shown in a
+    sandboxed frame (no scripts, no same-origin access, links do not navigate the dashboard)."""
+    w = web(request)
+    compiled = _scenario(w, scenario_id)
+    steps = [s.id for s in email_steps(compiled)]
+    step = step or (steps[0] if steps else "")
+    row = w.store.leads.by_email(lead) if lead.strip() else None
+    if row is None and lead.strip().isdigit():
+        row = w.store.leads.by_id(int(lead))
+    preview = error = None
+    if not lead.strip():
+        error = "Choose a lead (their email) to render the email for."
+    elif row is None:
+        error = f"No lead {lead!r}."
+    else:
+        try:
+            preview = compose_step(w.settings, compiled, step, row, w.clock.now())
+        except NurtureError as exc:
+            error = str(exc)
+    return w.page(
+        request,
+        "preview.html",
+        status_code=200 if error is None or not lead.strip() else 404 if row is None else 422,
+        compiled=compiled,
+        steps=steps,
+        step=step,
+        lead=lead,
+        row=row,
+        preview=preview,
+        error=error,
+        test_address=w.store.access.email_of(who),
+        flash=request.session.pop("flash", None),
+    )
+
+
+@router.post("/scenarios/{scenario_id}/test", dependencies=[Csrf])
+def send_test_email(
+    request: Request, scenario_id: str, who: User, step: Annotated[str, Form()], lead: Annotated[str, Form()]
+) -> Response:
+    """Send the step's email, rendered for the lead, to the logged-in user's own address over
+    the configured SMTP server (marked [test]; its links count nothing)."""
+    w = web(request)
+    compiled = _scenario(w, scenario_id)
+    back = f"/scenarios/{scenario_id}/preview?{urlencode({'step': step, 'lead': lead})}"
+    to = w.store.access.email_of(who)
+    row = w.store.leads.by_email(lead)
+    if to is None:
+        request.session["flash"] = {
+            "ok": False,
+            "text": f"your user {who} has no email address: nurture users set {who} --email YOU@EXAMPLE",
+        }
+    elif row is None:
+        request.session["flash"] = {"ok": False, "text": f"no lead {lead!r}"}
+    else:
+        try:
+            built = compose_step(w.settings, compiled, step, row, w.clock.now(), to=to, test=True)
+            asyncio.run(_deliver(w.settings, built.message))
+            request.session["flash"] = {"ok": True, "text": f"test of {step} for {row.email} sent to {to}"}
+        except NurtureError as exc:
+            request.session["flash"] = {"ok": False, "text": str(exc)}
+        except (OSError, aiosmtplib.SMTPException) as exc:
+            where = f"{w.settings.smtp_host}:{w.settings.smtp_port}"
+            request.session["flash"] = {"ok": False, "text": f"could not send through {where}: {exc}"}
+    return RedirectResponse(back, status_code=303)
+
+
+async def _deliver(settings: Settings, message: BuiltMessage) -> None:
+    pool = SmtpPool(settings)
+    try:
+        await pool.send(message)
+    finally:
+        await pool.close()
 
 
 @router.post("/scenarios/{scenario_id}/resume", dependencies=[Csrf])
