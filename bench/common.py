@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
@@ -47,6 +47,43 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     start = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - start
+
+
+class Database:
+    """Where the benchmarks build their databases: SQLite files (the default) or, with
+    `use_postgres(url)`, one PostgreSQL database whose schema is dropped and rebuilt for
+    each fresh database (so a benchmark keeps one of them alive at a time)."""
+
+    pg_url: str | None = None
+    engines: ClassVar[list[Engine]] = []
+
+    @classmethod
+    def label(cls) -> str:
+        return "PostgreSQL" if cls.pg_url else "SQLite"
+
+
+def use_postgres(url: str) -> None:
+    Database.pg_url = url
+
+
+def url_of(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def fresh_db(folder: Path, name: str) -> Engine:
+    """A new, migrated, empty database (see `Database`)."""
+    if Database.pg_url is None:
+        return fresh_sqlite(folder, name)
+    for old in Database.engines:
+        old.dispose()
+    Database.engines.clear()
+    engine = make_engine(Database.pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    upgrade(engine)
+    Database.engines.append(engine)
+    return engine
 
 
 def fresh_sqlite(folder: Path, name: str) -> Engine:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import os
 import resource
 import shutil
 import socket
@@ -31,15 +33,18 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import (  # noqa: E402
     BRANCH_AND_WAIT,
+    Database,
     Result,
     at_least,
     at_most,
     bulk_enrollments,
     bulk_leads,
-    fresh_sqlite,
+    fresh_db,
     missed,
     ratio_result,
     timed,
+    url_of,
+    use_postgres,
 )
 
 from nurture.clock import FakeClock  # noqa: E402
@@ -130,7 +135,7 @@ async def raw_send(port: int, payload: bytes, count: int, connections: int) -> f
 
 def _outbox(folder: Path, name: str, count: int) -> Any:
     """A fresh database with `count` leads and one pending welcome email each."""
-    engine = fresh_sqlite(folder, name)
+    engine = fresh_db(folder, name)
     bulk_leads(engine, count, NOW)
     with engine.begin() as conn:
         conn.execute(
@@ -286,7 +291,7 @@ def bench_advance(folder: Path, count: int, rounds: int = 3) -> list[Result]:
     )
 
     def fresh(name: str) -> Any:
-        engine = fresh_sqlite(folder, name)
+        engine = fresh_db(folder, name)
         bulk_leads(engine, count, NOW)
         bulk_enrollments(engine, count, count, NOW, version)
         return engine
@@ -333,7 +338,7 @@ def bench_advance(folder: Path, count: int, rounds: int = 3) -> list[Result]:
 def _tick_seconds(folder: Path, name: str, total: int, due: int, rounds: int = 3) -> float:
     clock = FakeClock(NOW)
     version = _version(folder)
-    engine = fresh_sqlite(folder, name)
+    engine = fresh_db(folder, name)
     bulk_leads(engine, total, NOW)
     bulk_enrollments(engine, total, due, NOW, version)
     advancer = _advancer(folder, engine, clock, batch=due)
@@ -384,7 +389,7 @@ def bench_tick(folder: Path, small: int, large: int, due: int) -> list[Result]:
 
 def _account_store(folder: Path, name: str, count: int, one_account: bool) -> Store:
     """`count` grade-A leads, each with three events; all at one company, or each at its own."""
-    engine = fresh_sqlite(folder, name)
+    engine = fresh_db(folder, name)
     with engine.begin() as conn:
         conn.execute(
             insert(LEADS),
@@ -474,11 +479,11 @@ def _memory_probe(folder: Path, leads: int) -> tuple[int, float]:
     """Peak memory (KiB) and seconds of a daemon that enrols and advances `leads` new leads."""
     scenarios, templates = project(folder, BRANCH_AND_WAIT)
     name = f"memory_{leads}"
-    engine = fresh_sqlite(folder, name)
+    engine = fresh_db(folder, name)
     bulk_leads(engine, leads, NOW)
     engine.dispose()
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, f"sqlite:///{folder / name}.db", str(scenarios), str(templates)],
+        [sys.executable, "-c", PROBE, url_of(engine), str(scenarios), str(templates)],
         capture_output=True,
         text=True,
         check=True,
@@ -512,7 +517,16 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", default=["send", "advance", "tick", "memory", "account"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="folder for the databases (default: a temporary one)")
+    parser.add_argument(
+        "--pg",
+        metavar="URL",
+        default=os.environ.get("NURTURE_BENCH_PG_URL"),
+        help="run the sections on this PostgreSQL database (its schema is dropped and rebuilt; "
+        "default: $NURTURE_BENCH_PG_URL, else SQLite)",
+    )
     args = parser.parse_args()
+    if args.pg:
+        use_postgres(args.pg)
     large = 50_000 if args.quick else 1_000_000
     folder = args.keep or Path(tempfile.mkdtemp(prefix="nurture-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -543,6 +557,8 @@ def main() -> None:
             new = bench_account(folder, 2000 if args.quick else 10_000)
         else:
             raise SystemExit(f"unknown section {section!r}")
+        if Database.pg_url:
+            new = [dataclasses.replace(r, name=f"PostgreSQL: {r.name}") for r in new]
         print("\n".join(result.line for result in new), flush=True)
         results += new
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, cast, column, func, insert, select, update, values
+from sqlalchemy import DateTime, Integer, String, bindparam, column, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nurture.runtime.reentry import NO_HISTORY, REENTERED, EntryHistory
@@ -43,6 +43,61 @@ _GUARDED_UPDATE = (
         lease_owner=None,
         lease_until=None,
     )
+)
+
+
+def _array(name: str, item: Any) -> Any:
+    # Typed, so the SQL casts it: a list of nothing but NULLs (no enrolment finished) has no type of its own.
+    return bindparam(name, type_=postgresql.ARRAY(item))
+
+
+# PostgreSQL: a batch of step results is one statement with one array parameter per column,
+# compiled once and cached (a VALUES list of the batch's rows would be a new statement, with
+# thousands of parameters, for every batch). Guarded by the lease and the step counter.
+_PG_ROWS = (
+    func.unnest(
+        _array("ids", Integer),
+        _array("old_seqs", Integer),
+        _array("states", String),
+        _array("statuses", String),
+        _array("seqs", Integer),
+        _array("entered", DateTime(timezone=True)),
+        _array("due", DateTime(timezone=True)),
+        _array("finished", DateTime(timezone=True)),
+        _array("reasons", String),
+    )
+    .table_valued(
+        column("e_id", Integer),
+        column("e_old_seq", Integer),
+        column("n_state", String),
+        column("n_status", String),
+        column("n_seq", Integer),
+        column("n_entered", UTCDateTime()),
+        column("n_due", UTCDateTime()),
+        column("n_finished", UTCDateTime()),
+        column("n_reason", String),
+    )
+    .render_derived(name="v")
+)
+_PG_APPLY = (
+    update(ENROLMENTS)
+    .where(
+        ENROLMENTS.c.id == _PG_ROWS.c.e_id,
+        ENROLMENTS.c.seq == _PG_ROWS.c.e_old_seq,
+        ENROLMENTS.c.lease_owner == bindparam("worker"),
+    )
+    .values(
+        state=_PG_ROWS.c.n_state,
+        status=_PG_ROWS.c.n_status,
+        seq=_PG_ROWS.c.n_seq,
+        entered_at=_PG_ROWS.c.n_entered,
+        due_at=_PG_ROWS.c.n_due,
+        finished_at=_PG_ROWS.c.n_finished,
+        exit_reason=_PG_ROWS.c.n_reason,
+        lease_owner=None,
+        lease_until=None,
+    )
+    .returning(ENROLMENTS.c.id)
 )
 # SQLite: most steps move an active enrolment on to its next wait. Its status stays and
 # SQLite never leases enrolments (the write lock is the lease), so only these change.
@@ -320,7 +375,7 @@ class Enrolments(Part):
         """Write a batch of step results in one transaction; returns (applied, lost leases).
 
         Each enrolment is updated only if this worker still holds its lease at the same
-        `seq` (one UPDATE ... FROM (VALUES ...) RETURNING for the whole batch); outbox rows
+        `seq` (one UPDATE ... FROM unnest(arrays) RETURNING per 1,000 rows); outbox rows
         and lead changes are written only for the enrolments that statement returned, and
         sends are unique by idempotency key, so a step re-run after a crash or a lost lease
         cannot queue an email twice.
@@ -371,39 +426,19 @@ class Enrolments(Part):
             return set()
         if not self.postgres:
             return self._apply_positions_sqlite(conn, worker, items)
-        rows = [
-            (i.id, i.old_seq, i.state, i.status, i.seq, i.entered_at, i.due_at, i.finished_at, i.exit_reason)
-            for i in items
-        ]
-        v = values(
-            column("e_id", Integer),
-            column("e_old_seq", Integer),
-            column("n_state", String),
-            column("n_status", String),
-            column("n_seq", Integer),
-            column("n_entered", UTCDateTime()),
-            column("n_due", UTCDateTime()),
-            column("n_finished", UTCDateTime()),
-            column("n_reason", String),
-            name="v",
-        ).data(rows)
-        statement = (
-            update(ENROLMENTS)
-            .where(ENROLMENTS.c.id == v.c.e_id, ENROLMENTS.c.seq == v.c.e_old_seq, ENROLMENTS.c.lease_owner == worker)
-            .values(
-                state=v.c.n_state,
-                status=v.c.n_status,
-                seq=v.c.n_seq,
-                entered_at=cast(v.c.n_entered, UTCDateTime()),
-                due_at=cast(v.c.n_due, UTCDateTime()),
-                finished_at=cast(v.c.n_finished, UTCDateTime()),
-                exit_reason=v.c.n_reason,
-                lease_owner=None,
-                lease_until=None,
-            )
-            .returning(ENROLMENTS.c.id)
-        )
-        return {row.id for row in conn.execute(statement)}
+        params = {
+            "worker": worker,
+            "ids": [i.id for i in items],
+            "old_seqs": [i.old_seq for i in items],
+            "states": [i.state for i in items],
+            "statuses": [str(i.status) for i in items],
+            "seqs": [i.seq for i in items],
+            "entered": [i.entered_at for i in items],
+            "due": [i.due_at for i in items],
+            "finished": [i.finished_at for i in items],
+            "reasons": [i.exit_reason for i in items],
+        }
+        return {row.id for row in conn.execute(_PG_APPLY, params)}
 
     def _apply_positions_sqlite(self, conn: Connection, worker: str, items: Sequence[EnrollmentUpdate]) -> set[int]:
         # SQLite has no column list on VALUES. The transaction began IMMEDIATE and so holds
