@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -75,16 +76,101 @@ def parse_rows(data: bytes, name: str, *, encoding: str | None = None) -> Iterat
         yield from _json_lines(text, name)
 
 
+class LeadFile:
+    """A lead file read as a stream of records, so memory stays flat whatever its size.
+
+    CSV and JSON Lines are read record by record, after one streaming pass that checks the
+    whole file decodes (a file in the wrong encoding is refused before anything is written,
+    naming the line, as before). A JSON array is read whole. `position` says how many bytes
+    have been read, for a progress bar.
+    """
+
+    def __init__(self, path: Path, *, encoding: str | None = None) -> None:
+        self.path = path
+        self.name = str(path)
+        self.encoding = encoding
+        try:
+            self.size = path.stat().st_size
+        except FileNotFoundError as exc:
+            raise NurtureError(f"{path}: no such file") from exc
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".jsonl", ".ndjson", ".json"):
+            raise NurtureError(f"{self.name}: unknown format; use .csv, .json or .jsonl")
+        self.suffix = suffix
+        self._raw: io.BufferedReader | None = None
+
+    @property
+    def position(self) -> int:
+        raw = self._raw
+        if raw is None or raw.closed:
+            return self.size if raw is not None else 0
+        return raw.tell()
+
+    def __iter__(self) -> Iterator[Record]:
+        if self.suffix == ".json":
+            yield from parse_rows(self.path.read_bytes(), self.name, encoding=self.encoding)
+            return
+        codec = _check_decodes(self.path, self.name, self.encoding)
+        with self.path.open("rb") as raw:
+            self._raw = raw
+            text = io.TextIOWrapper(raw, encoding=codec, newline="" if self.suffix == ".csv" else None)
+            if self.suffix == ".csv":
+                yield from _csv_rows(text, self.name)
+            else:
+                yield from _json_lines(text, self.name)
+
+
 def read_rows(path: Path, *, encoding: str | None = None) -> Iterator[Record]:
+    return iter(LeadFile(path, encoding=encoding))
+
+
+_BLOCK = 1 << 20
+
+
+def _check_decodes(path: Path, name: str, encoding: str | None) -> str:
+    """The codec to read `path` with, once a streaming pass found the whole file decodes
+    (the same errors as `decode`, without holding the file)."""
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError as exc:
+            raise NurtureError(f"{name}: unknown encoding {encoding!r}") from exc
+    codec = encoding or "utf-8-sig"
+    decoder = codecs.getincrementaldecoder(codec)()
+    lines = 0
+    with path.open("rb") as raw:
+        for block in itertools.chain(iter(lambda: raw.read(_BLOCK), b""), [b""]):
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                # The decoder's own buffer: the undecoded tail of the last block (never a
+                # newline) followed by this one.
+                buffered = exc.object if isinstance(exc.object, bytes) else block
+                line = lines + buffered.count(b"\n", 0, exc.start) + 1
+                if encoding:
+                    raise NurtureError(f"{name}:{line}: not {encoding} ({exc.reason})") from exc
+                raise NurtureError(f"{name}:{line}: not UTF-8 ({exc.reason}) — {_utf8_hint(path)}") from exc
+            lines += block.count(b"\n")
+    return codec
+
+
+def _utf8_hint(path: Path) -> str:
+    hint = "save it as UTF-8 (in Excel: 'CSV UTF-8') or pass --encoding with the file's encoding"
+    decoder = codecs.getincrementaldecoder("cp932")()
+    japanese = False
     try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NurtureError(f"{path}: no such file") from exc
-    return parse_rows(data, str(path), encoding=encoding)
+        with path.open("rb") as raw:
+            for block in itertools.chain(iter(lambda: raw.read(_BLOCK), b""), [b""]):
+                japanese = japanese or bool(_JAPANESE.search(decoder.decode(block, final=not block)))
+    except UnicodeDecodeError:
+        return hint
+    if japanese:
+        return "it looks like Japanese Excel's encoding (CP932/Shift_JIS): import it with --encoding cp932"
+    return hint
 
 
-def _csv_rows(text: str, name: str) -> Iterator[Record]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _csv_rows(text: str | io.TextIOBase, name: str) -> Iterator[Record]:
+    reader = csv.reader(io.StringIO(text, newline="") if isinstance(text, str) else text)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -110,8 +196,8 @@ def _csv_rows(text: str, name: str) -> Iterator[Record]:
         yield where, dict(zip(header, values + [""] * (len(header) - len(values)), strict=True))
 
 
-def _json_lines(text: str, name: str) -> Iterator[Record]:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _json_lines(text: str | io.TextIOBase, name: str) -> Iterator[Record]:
+    for number, line in enumerate(text.splitlines() if isinstance(text, str) else text, start=1):
         if not line.strip():
             continue
         where = f"{name}:{number}"

@@ -1,13 +1,14 @@
 """Importing leads from CSV, JSON or JSON Lines: validate every row, upsert by email.
 
-Rows are checked in full before anything is written; a bad row is reported with its
-line and reason and skipped whole, so no lead is ever half-imported.
+The file is read as a stream and written in chunks of rows, each chunk one transaction
+with one multi-row upsert. A bad row is reported with its line and reason and skipped
+whole, so no lead is ever half-imported; the good rows around it are imported.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from nurture.consent.export import PersonExport, build_export
 from nurture.consent.inputs import CSV_COLUMNS, ConsentIn, ConsentProblem, records_from_row
 from nurture.consent.model import ConsentRecord, ConsentSource, ConsentStatus, regime_for
 from nurture.errors import NurtureError
-from nurture.importing import RowProblem, read_rows, sendable_address
+from nurture.importing import LeadFile, RowProblem, sendable_address
 from nurture.store import Connection, Store
 from nurture.store.consents import Erasure
 from nurture.timeutil import is_valid_zone
@@ -182,29 +183,76 @@ def validate_row(where: str, raw: dict[str, Any], now: datetime | None = None) -
         return RowProblem(where, reasons)
 
 
-def import_leads(store: Store, path: Path, chunk: int = 500, *, encoding: str | None = None) -> ImportReport:
+def import_leads(
+    store: Store,
+    path: Path,
+    chunk: int = 1000,
+    *,
+    encoding: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Upsert the file's valid rows by email, `chunk` rows per transaction, reading it as a
+    stream (memory stays flat whatever its size); `progress(bytes read, file size)` after
+    each chunk. A bad row is reported and skipped whole; the good rows are imported."""
     report = ImportReport()
-    valid: list[LeadIn] = []
-    seen: dict[str, str] = {}
     now = store.clock.now()
-    for where, item in read_rows(path, encoding=encoding):
-        result = item if isinstance(item, RowProblem) else validate_row(where, item, now)
-        if isinstance(result, RowProblem):
-            report.problems.append(result)
-            continue
-        if result.email in seen:
-            report.warnings.append(
-                RowProblem(where, f"{result.email} also on {seen[result.email]}; this later row wins")
-            )
-        seen[result.email] = where
-        valid.append(result)
-    for start in range(0, len(valid), chunk):
-        with store.transaction() as conn:
-            for lead in valid[start : start + chunk]:
-                _, created = save_lead(store, conn, lead, now, ConsentSource.IMPORT)
-                report.created += created
-                report.updated += not created
+    source = LeadFile(path, encoding=encoding)
+    with store.leads.importing() as conn:
+        batch: list[tuple[str, LeadIn]] = []
+        for where, item in source:
+            result = item if isinstance(item, RowProblem) else validate_row(where, item, now)
+            if isinstance(result, RowProblem):
+                report.problems.append(result)
+                continue
+            batch.append((where, result))
+            if len(batch) >= chunk:
+                _import_chunk(store, conn, batch, now, report)
+                batch = []
+                if progress is not None:
+                    progress(source.position, source.size)
+        _import_chunk(store, conn, batch, now, report)
+    if progress is not None:
+        progress(source.size, source.size)
     return report
+
+
+def _import_chunk(
+    store: Store, conn: Connection, batch: list[tuple[str, LeadIn]], now: datetime, report: ImportReport
+) -> None:
+    """One transaction: the chunk's leads in one upsert (a later row with the same address
+    wins, with a warning naming the earlier one), then their consent statements."""
+    if not batch:
+        return
+    with conn.begin():
+        latest = {lead.email: where for where, lead in batch}
+        earlier = store.leads.seen_before(conn, latest)
+        places: dict[str, str] = {}
+        for where, lead in batch:
+            before = places.get(lead.email) or earlier.get(lead.email)
+            if before is not None:
+                report.warnings.append(RowProblem(where, f"{lead.email} also on {before}; this later row wins"))
+            places[lead.email] = where
+        rows: dict[str, dict[str, Any]] = {}  # one per address: its rows folded in file order
+        for _, lead in batch:
+            row = lead.to_row()
+            rows[lead.email] = row if lead.email not in rows else _fold(rows[lead.email], row)
+        saved = store.leads.upsert_many(conn, list(rows.values()), now)
+        for email in rows:
+            report.created += saved[email][1]
+        # Every row counts, as when each was upserted in turn: a repeat updates its address.
+        report.updated += len(batch) - sum(created for _, created in saved.values())
+        for _, lead in batch:
+            if lead.consent:
+                store.consents.add(conn, saved[lead.email][0], lead.consent_records(now, ConsentSource.IMPORT))
+
+
+def _fold(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Two rows of one address as if upserted one after the other: the later one's fields
+    win, tags add up, custom fields merge."""
+    merged = {**first, **later}
+    merged["tags"] = list(dict.fromkeys([*first.get("tags", []), *later.get("tags", [])]))
+    merged["custom"] = {**first.get("custom", {}), **later.get("custom", {})}
+    return merged
 
 
 def save_lead(

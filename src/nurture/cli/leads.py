@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,7 +36,21 @@ def leads_import(
     """Upsert leads by email from CSV, JSON (array) or JSON Lines; report bad rows by line."""
     from nurture.leads import import_leads
 
-    report = import_leads(_store(_settings(db)), path, encoding=encoding)
+    store = _store(_settings(db))
+    if sys.stderr.isatty():  # a progress bar for a person watching; nothing in a pipe or a log
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=True,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("import", total=None)
+            report = import_leads(
+                store, path, encoding=encoding, progress=lambda done, size: bar.update(task, completed=done, total=size)
+            )
+    else:
+        report = import_leads(store, path, encoding=encoding)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     for problem in report.problems:

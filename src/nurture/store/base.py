@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam, column, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 if TYPE_CHECKING:
     from nurture.store import Store
 
 # Callers outside the store hold connections and rows only as opaque values they pass back.
-__all__ = ["Connection", "Part", "Row", "counts", "insert_ignore"]
+__all__ = ["Connection", "Part", "Row", "counts", "insert_ignore", "unnest"]
 
 
 class Part:
@@ -35,3 +36,13 @@ def insert_ignore(postgres: bool, table: Table) -> Any:
     """INSERT that skips rows whose unique key is already there."""
     dialect = postgresql if postgres else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
+
+
+def unnest(name: str, columns: Iterable[tuple[str, Any]]) -> TableValuedAlias:
+    """PostgreSQL: rows given as one array parameter per column (bound by the column's
+    name), `unnest(...) AS name(columns)`. A statement built on it is compiled once and
+    its text stays the same whatever the number of rows, so neither SQLAlchemy nor the
+    driver parses thousands of placeholders per batch, as a multi-row VALUES makes them."""
+    items = list(columns)
+    arrays = (bindparam(n, type_=postgresql.ARRAY(t)) for n, t in items)
+    return func.unnest(*arrays).table_valued(*(column(n, t) for n, t in items)).render_derived(name=name)

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import exists, func, insert, literal_column, or_, select, text, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateTable, DropTable
 
 from nurture.runtime.engine import LeadView
-from nurture.store.base import Connection, Part, insert_ignore
+from nurture.store.base import Connection, Part, insert_ignore, unnest
 from nurture.store.tables import ACTIVITIES, ENROLMENTS, LEADS, LIFECYCLE_CHANGES, SCORE_HISTORY, SUPPRESSIONS
 from nurture.vocabulary import STANDARD_FIELDS, Stage
 
@@ -117,6 +139,65 @@ def lead_view(row: Mapping[Any, Any]) -> LeadView:
     return LeadView(row["email"], fields, score)
 
 
+# The columns an import sets when its row has them (email is the key; tags and custom merge).
+IMPORTED = (
+    "first_name",
+    "last_name",
+    "company",
+    "company_size",
+    "industry",
+    "job_title",
+    "country",
+    "timezone",
+    "source",
+    "lifecycle_stage",
+    "owner",
+)
+_NEW_LEAD: dict[str, Any] = {"lifecycle_stage": Stage.COLD.value}
+# Where an import saw each address so far: a temporary table of the import's connection, so
+# a later row with the same address is named without holding the file's addresses in memory.
+_IMPORT_SEEN = Table(
+    "nurture_import_seen",
+    MetaData(),
+    Column("email", String(320), primary_key=True),
+    Column("place", String(1000), nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+_PG_LEADS = unnest(
+    "v",
+    [
+        ("email", String()),
+        *((name, LEADS.c[name].type) for name in IMPORTED),
+        ("tags", Text()),  # JSON text, cast in the SQL
+        ("custom", Text()),
+        ("at", DateTime(timezone=True)),
+    ],
+)
+_pg_upsert = postgresql.insert(LEADS).from_select(
+    ["email", *IMPORTED, "tags", "custom", "created_at", "updated_at"],
+    select(
+        _PG_LEADS.c.email,
+        *(_PG_LEADS.c[name] for name in IMPORTED),
+        sql_cast(_PG_LEADS.c.tags, postgresql.JSONB),
+        sql_cast(_PG_LEADS.c.custom, postgresql.JSONB),
+        _PG_LEADS.c.at,
+        _PG_LEADS.c.at,
+    ),
+)
+_PG_UPSERT_LEADS = _pg_upsert.on_conflict_do_update(
+    index_elements=[LEADS.c.email],
+    set_={name: _pg_upsert.excluded[name] for name in (*IMPORTED, "custom", "tags", "updated_at")},
+).returning(LEADS.c.id, LEADS.c.email)
+_PG_SEEN = unnest("s", [("email", String()), ("place", String())])
+_pg_seen = postgresql.insert(_IMPORT_SEEN).from_select(["email", "place"], select(_PG_SEEN.c.email, _PG_SEEN.c.place))
+_PG_SEE = _pg_seen.on_conflict_do_update(index_elements=[_IMPORT_SEEN.c.email], set_={"place": _pg_seen.excluded.place})
+
+
+_EMAILS = bindparam("emails", type_=postgresql.ARRAY(String()))
+
+
 # What a suppression reason says about its lead; an imported or manual entry only blocks sends.
 _SUPPRESSION_FLAGS: dict[str, dict[str, bool]] = {
     "bounce": {"bounced": True},
@@ -157,6 +238,89 @@ class Leads(Part):
             .values(custom=merged_custom, tags=tags, updated_at=now, **columns)
         )
         return int(existing.id), False
+
+    def upsert_many(
+        self, conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime
+    ) -> dict[str, tuple[int, bool]]:
+        """Insert or update leads by email (each address once) as `upsert` does, in one
+        `INSERT ... ON CONFLICT (email) DO UPDATE`; returns email → (id, created).
+
+        The leads already there are read first (locked on PostgreSQL) for what an update
+        keeps: the columns a row leaves out, and the tags and custom fields it merges with."""
+        emails = [str(data["email"]).strip().lower() for data in rows]
+        query = select(LEADS.c.email, LEADS.c.custom, LEADS.c.tags, *(LEADS.c[n] for n in IMPORTED))
+        if self.postgres:  # one array parameter, not a placeholder per address
+            found = conn.execute(query.where(LEADS.c.email == any_(_EMAILS)).with_for_update(), {"emails": emails})
+        else:
+            found = conn.execute(query.where(LEADS.c.email.in_(emails)))
+        existing = {row.email: row for row in found}
+        values = []
+        for email, data in zip(emails, rows, strict=True):
+            old = existing.get(email)
+            kept: Mapping[Any, Any] = _NEW_LEAD
+            if old is not None:
+                kept = old._mapping
+            row = {name: data[name] if data.get(name) is not None else kept.get(name) for name in IMPORTED}
+            custom = dict(data.get("custom") or {})
+            tags = list(data.get("tags") or [])
+            if old is not None:
+                custom = {**(old.custom or {}), **custom}
+                tags = list(dict.fromkeys([*(old.tags or []), *tags]))
+            values.append({**row, "email": email, "custom": custom, "tags": tags, "created_at": now, "updated_at": now})
+        if self.postgres:
+            arrays: dict[str, list[Any]] = {name: [row[name] for row in values] for name in ("email", *IMPORTED)}
+            arrays["tags"] = [json.dumps(row["tags"]) for row in values]
+            arrays["custom"] = [json.dumps(row["custom"]) for row in values]
+            found = conn.execute(_PG_UPSERT_LEADS, {**arrays, "at": [now] * len(values)})
+        else:
+            upsert = sqlite.insert(LEADS)
+            statement = upsert.on_conflict_do_update(
+                index_elements=[LEADS.c.email],
+                set_={name: upsert.excluded[name] for name in (*IMPORTED, "custom", "tags", "updated_at")},
+            ).returning(LEADS.c.id, LEADS.c.email)
+            found = conn.execute(statement, values)
+        ids = {row.email: int(row.id) for row in found}
+        return {email: (ids[email], email not in existing) for email in emails}
+
+    @contextmanager
+    def importing(self) -> Iterator[Connection]:
+        """A connection for a bulk import (one transaction per chunk), which remembers where
+        each address was seen (`seen_before`)."""
+        with self.engine.connect() as conn:
+            with conn.begin():
+                conn.execute(DropTable(_IMPORT_SEEN, if_exists=True))
+                conn.execute(CreateTable(_IMPORT_SEEN))
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+                with conn.begin():
+                    conn.execute(DropTable(_IMPORT_SEEN, if_exists=True))
+
+    def seen_before(self, conn: Connection, places: Mapping[str, str]) -> dict[str, str]:
+        """Where the import on `conn` saw these addresses before (email → place), and
+        remember `places` as where they are now."""
+        if not places:
+            return {}
+        if self.postgres:
+            rows = conn.execute(
+                select(_IMPORT_SEEN).where(_IMPORT_SEEN.c.email == any_(_EMAILS)), {"emails": list(places)}
+            )
+        else:
+            rows = conn.execute(select(_IMPORT_SEEN).where(_IMPORT_SEEN.c.email.in_(list(places))))
+        found = {row.email: row.place for row in rows}
+        if self.postgres:
+            conn.execute(_PG_SEE, {"email": list(places), "place": list(places.values())})
+        else:
+            upsert = sqlite.insert(_IMPORT_SEEN)
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[_IMPORT_SEEN.c.email], set_={"place": upsert.excluded.place}
+                ),
+                [{"email": email, "place": place} for email, place in places.items()],
+            )
+        return found
 
     def by_email(self, email: str) -> LeadRow | None:
         with self.store.reading() as conn:

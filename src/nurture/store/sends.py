@@ -230,8 +230,17 @@ class Sends(Part):
     def marks(self, worker: str) -> Iterator[SendMarks]:
         """For the sender while it drains a batch: see `SendMarks`."""
         if self.postgres:
-            with self.engine.connect() as held:
-                yield SendMarks(self.engine, worker, None, held.execution_options(isolation_level="AUTOCOMMIT"))
+            with self.engine.connect() as conn:
+                held = conn.execution_options(isolation_level="AUTOCOMMIT")
+                # A mark's commit does not wait for the WAL flush (this connection only, for
+                # the batch): SQLite's synchronous=NORMAL. A daemon that crashes loses no mark
+                # (the server has it); only a crash of the database server itself may lose the
+                # marks of its last moments, and those emails go again with the same Message-ID.
+                held.exec_driver_sql("SET synchronous_commit = off")
+                try:
+                    yield SendMarks(self.engine, worker, None, held)
+                finally:
+                    held.exec_driver_sql("RESET synchronous_commit")
             return
         with self.engine.connect() as conn:
             # The pooled connection is held for the batch and used through its driver only:

@@ -1,0 +1,78 @@
+"""`leads import` in chunks: one upsert per chunk, the same outcome as a row at a time."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nurture.clock import FakeClock
+from nurture.errors import NurtureError
+from nurture.leads import import_leads
+from nurture.store import Store
+from nurture.store.db import make_engine
+from nurture.store.migrate import upgrade
+from tests.integration.conftest import START
+
+
+def _store(url: str) -> Store:
+    engine = make_engine(url)
+    upgrade(engine)
+    return Store(engine, FakeClock(START))
+
+
+def test_an_import_spanning_several_chunks_merges_repeats_names_bad_rows_and_keeps_existing_fields(
+    db_url: str, tmp_path: Path
+) -> None:
+    store = _store(db_url)
+    with store.transaction() as conn:
+        store.leads.upsert(
+            conn, {"email": "old@acme.example", "company": "Acme", "tags": ["vip"], "custom": {"plan": "gold"}}
+        )
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "email,first_name,job_title,tags,consent,consent_topic,seats\n"
+        "a@acme.example,Ann,,,granted,news,\n"  # 2
+        "old@acme.example,Olga,,trial,,,5\n"  # 3
+        "broken,X,,,,,\n"  # 4
+        "b@acme.example,Bob,,,,,\n"  # 5
+        "a@acme.example,,CTO,beta,,,\n"  # 6: after a chunk boundary
+        "c@acme.example,Cy,,,,,\n"  # 7
+        "c@acme.example,,Buyer,,,,\n",  # 8: within the chunk
+        encoding="utf-8",
+    )
+    seen: list[tuple[int, int]] = []
+    report = import_leads(store, path, chunk=2, progress=lambda done, size: seen.append((done, size)))
+
+    assert [str(p) for p in report.problems] == [f"{path}:4: email: not a valid email address: 'broken'"]
+    assert [str(w) for w in report.warnings] == [
+        f"{path}:6: a@acme.example also on {path}:2; this later row wins",
+        f"{path}:8: c@acme.example also on {path}:7; this later row wins",
+    ]
+    assert (report.created, report.updated) == (3, 3)
+    ann = store.leads.by_email("a@acme.example")
+    assert ann is not None
+    assert (ann.first_name, ann.job_title, ann.tags) == ("Ann", "CTO", ["beta"])
+    cy = store.leads.by_email("c@acme.example")
+    assert cy is not None and (cy.first_name, cy.job_title) == ("Cy", "Buyer")
+    olga = store.leads.by_email("old@acme.example")
+    assert olga is not None
+    assert (olga.first_name, olga.company, olga.lifecycle_stage) == ("Olga", "Acme", "cold")
+    assert olga.tags == ["vip", "trial"]
+    assert olga.custom == {"plan": "gold", "seats": "5"}
+    with store.reading() as conn:
+        consents = store.consents.for_leads(conn, [ann.id])[ann.id]
+    assert [(c.topic, c.status.value) for c in consents] == [("news", "granted")]
+    assert seen[-1] == (path.stat().st_size, path.stat().st_size)
+
+
+def test_a_file_that_is_not_utf8_imports_nothing_and_names_the_line(db_url: str, tmp_path: Path) -> None:
+    store = _store(db_url)
+    path = tmp_path / "leads.csv"
+    path.write_bytes(
+        b"email,company\n" + b"".join(b"p%d@acme.example,Acme\n" % i for i in range(3000)) + b"x@acme.example,\xff\n"
+    )
+    with pytest.raises(NurtureError, match=rf"^{re.escape(str(path))}:3002: not UTF-8"):
+        import_leads(store, path)
+    assert store.leads.by_email("p0@acme.example") is None
