@@ -2,14 +2,19 @@
 
 Creates an SQLite database, imports the sample leads, starts an in-process SMTP server
 (aiosmtpd) that writes every message to a Maildir, and runs the real daemon's jobs round
-after round through the sample scenarios, each round a simulated hour later. A small audience model opens and
-clicks some emails (deterministically), so waits, branches and timeouts all happen.
+after round through the sample scenarios, each round a simulated hour later (rounds in
+which nothing is due are skipped). The people around the product are played by
+`nurture.demo_roles` on a seeded model: readers open, click, browse, register, attend and
+unsubscribe, some mailboxes refuse mail at the SMTP capture, a few people complain, sales
+owners accept, reject, recycle and win deals. At the end: a summary (also as
+`summary.json`), the outcomes file `nurture score learn` reads, a dashboard user, and
+(unless told not to) the dashboard serving the result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import json
 import mailbox
 import shutil
 import socket
@@ -18,10 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Mailbox
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
@@ -29,32 +32,30 @@ from rich.table import Table
 from nurture.analytics.experiments import experiment_reports, send_time_lifts
 from nurture.clock import FakeClock
 from nurture.config import Settings
-from nurture.daemon import Daemon
+from nurture.daemon import Daemon, Totals
+from nurture.demo_roles import (
+    DEFAULT_SEED,
+    Agenda,
+    CaptureMailbox,
+    Complaints,
+    Marketing,
+    People,
+    Readers,
+    Sales,
+    Tally,
+    write_outcomes,
+)
 from nurture.errors import NurtureError
 from nurture.leads import import_leads
 from nurture.scaffold import samples_root
 from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.timeutil import zone
 from nurture.vocabulary import Stage
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday morning in Europe
-
-# What a reader of each email does, by template: (link clicked, chance of a click, follow-up event).
-AUDIENCE: dict[str, tuple[str, float, str | None]] = {
-    "welcome": ("whitepaper", 0.5, None),
-    "case_study": ("case-study", 0.45, None),
-    "case_study_reminder": ("case-study", 0.3, None),
-    "webinar_invite": ("webinar", 0.4, "webinar_registered"),
-    "pricing_followup": ("pricing-call", 0.3, None),
-    "reengage_question": ("still-interested", 0.35, None),
-    "reengage_value": ("benchmarks", 0.35, None),
-    "reengage_last": ("keep-me", 0.2, None),
-    "ja_seminar_thanks": ("", 0.0, None),
-    "ja_materials": ("materials", 0.5, "download"),
-    "ja_consultation": ("consultation", 0.4, None),
-}
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
+HOUR = timedelta(hours=1)
 
 
 def free_port() -> int:
@@ -63,9 +64,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def chance(*parts: object) -> float:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass
@@ -74,98 +79,8 @@ class DemoResult:
     maildir: Path
     delivered: int
     summary: dict[str, Any]
-
-
-# When people read their email: each has a preferred local hour, most of them early afternoon.
-PREFERRED_HOURS = (14, 14, 14, 14, 11, 11, 16, 16, 9, 9)
-
-
-def preferred_hour(lead_id: int) -> int:
-    return PREFERRED_HOURS[int(chance("hour", lead_id) * len(PREFERRED_HOURS))]
-
-
-def next_local_hour(after: datetime, hour: int, tz: ZoneInfo) -> datetime:
-    """The next time it is `hour`:xx in `tz` after `after` (a few minutes past the hour)."""
-    local = after.astimezone(tz)
-    candidate = local.replace(hour=hour, minute=5 + int(chance("minute", after) * 40), second=0, microsecond=0)
-    if candidate <= local:
-        candidate += timedelta(days=1)
-    return candidate.astimezone(UTC)
-
-
-class Audience:
-    """Turns sent emails into opens, clicks and page views, as real readers would.
-
-    Each person has a preferred hour of the day: they open their email then, and click more
-    often when an email arrives in that hour than when it waited in the inbox (which is what
-    `send_time: optimal` learns from their opens and exploits)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.seen = 0
-        self.zones: dict[int, ZoneInfo] = {}
-
-    def zone_of(self, lead_id: int) -> ZoneInfo:
-        if lead_id not in self.zones:
-            row = self.store.leads.by_id(lead_id)
-            self.zones[lead_id] = zone(row.timezone if row is not None else None)
-        return self.zones[lead_id]
-
-    def react(self) -> int:
-        made = 0
-        with self.store.transaction() as conn:
-            rows = self.store.sends.sent_after(conn, self.seen)
-            for row in rows:
-                self.seen = max(self.seen, row.id)
-                link, click_rate, follow_up = AUDIENCE.get(row.template, ("", 0.2, None))
-                roll = chance(row.idempotency_key)
-                tz = self.zone_of(row.lead_id)
-                hour = preferred_hour(row.lead_id)
-                arrived = row.sent_at
-                on_time = arrived.astimezone(tz).hour == hour
-                click_rate = min(0.95, click_rate * (1.6 if on_time else 0.8))
-                opened = next_local_hour(arrived, hour, tz) if not on_time else arrived + timedelta(minutes=7)
-                if roll < 0.7:
-                    self.store.events.record(conn, row.lead_id, "open", opened, {"send": row.id}, f"demo-open-{row.id}")
-                    made += 1
-                if link and roll < click_rate:
-                    clicked = opened + timedelta(minutes=2 + int(roll * 20))
-                    self.store.events.record(
-                        conn,
-                        row.lead_id,
-                        "click",
-                        clicked,
-                        # As the tracking endpoint records a click: which email, journey and step.
-                        {
-                            "link": link,
-                            "send": row.id,
-                            "scenario": row.scenario_id,
-                            "step": row.step,
-                            "sent_at": arrived.isoformat(),
-                        },
-                        f"demo-click-{row.id}",
-                    )
-                    made += 1
-                    if follow_up:
-                        self.store.events.record(
-                            conn,
-                            row.lead_id,
-                            follow_up,
-                            clicked + timedelta(minutes=5),
-                            {"send": row.id},
-                            f"demo-follow-{row.id}",
-                        )
-                    if chance("pricing", row.lead_id) < 0.3:
-                        for n in range(2):
-                            self.store.events.record(
-                                conn,
-                                row.lead_id,
-                                "page_view",
-                                clicked + timedelta(minutes=30 + n),
-                                {"url": "https://acme-analytics.example/pricing"},
-                                f"demo-pricing-{row.id}-{n}",
-                            )
-        return made
+    settings: Settings
+    end: datetime
 
 
 def run_demo(
@@ -175,9 +90,13 @@ def run_demo(
     seconds_per_day: float = 1.0,
     console: Console | None = None,
     leads: Path | None = None,
+    seed: int = DEFAULT_SEED,
+    port: int = 8025,
 ) -> DemoResult:
     """The daemon on `root`'s scenarios/ and email_templates/ with `leads` (default: the
-    checkout's sample leads) on an accelerated clock, mail captured into `workdir`."""
+    checkout's sample leads) on simulated time, mail captured into `workdir`, the people
+    of `nurture.demo_roles` (seeded with `seed`) answering. `port` is where the dashboard
+    will serve, so the links in the emails lead there."""
     console = console or Console()
     scenarios, templates = root / "scenarios", root / "email_templates"
     leads_file = leads or root / "examples" / "leads.csv"
@@ -191,43 +110,90 @@ def run_demo(
     workdir.mkdir(parents=True)
     maildir = workdir / "maildir"
     database = workdir / "nurture.db"
-    port = free_port()
+    smtp_port = free_port()
     settings = Settings(
         database_url=f"sqlite:///{database}",
         scenarios_dir=scenarios,
         templates_dir=templates,
         smtp_host="127.0.0.1",
-        smtp_port=port,
+        smtp_port=smtp_port,
         smtp_pool_size=4,
-        base_url="http://localhost:8025",
+        base_url=f"http://127.0.0.1:{port}",
         secret_key="demo-secret",
         worker_id="demo",
         sender_name="Acme Analytics",
         sender_postal_address="100 Main Street, Boston, MA 02110",
+        bounce_domain="bounces.acme-analytics.example",
+        marketing_email="marketing@acme-analytics.example",
     )
-    # Simulated time moves an hour per round of the daemon's jobs, so the demo tells the
-    # same story on a fast machine and a slow one; rounds are paced to `seconds_per_day`.
+    # Simulated time moves an hour per round of the daemon's jobs, and only once the round
+    # and everything the people do in it are done, so the demo tells the same story on a
+    # fast machine and a slow one; rounds are paced to `seconds_per_day` for the viewer.
     clock = FakeClock(START)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     store = Store(engine, clock)
     report = import_leads(store, leads_file)
     console.print(
-        f"[bold]nurture demo[/] · database {database} · SMTP capture 127.0.0.1:{port} → {maildir}",
+        f"[bold]nurture demo[/] · database {database} · SMTP capture 127.0.0.1:{smtp_port} → {maildir}",
         soft_wrap=True,
     )
     console.print(f"reading scenarios from {scenarios.resolve()}, templates from {templates.resolve()}", soft_wrap=True)
     console.print(
         f"imported {report.created} leads from {leads_file.name}"
         + (f" ({len(report.problems)} rows rejected)" if report.problems else "")
+        + f"; audience seed {seed}"
     )
-    controller = Controller(Mailbox(maildir), hostname="127.0.0.1", port=port)
-    controller.start()
+    tally = Tally()
+    people = People(store, seed)
+    agenda = Agenda()
+    complaints = Complaints(store, settings, clock, tally)
+    readers = Readers(store, people, agenda, tally, complaints)
     daemon = Daemon(settings, clock, store)
+    # One process writes, and never while the qualify job runs: its watermark needs no
+    # overlap for transactions that commit late (which would rescore every lead with recent
+    # events in every round, and slow the demo down, not change it).
+    daemon.qualifier.overlap = timedelta(0)
+
+    def score(lead: Any, at: datetime) -> tuple[int, int]:
+        assert daemon.catalog.scoring is not None
+        with store.reading() as conn:
+            result = daemon.qualifier.score_lead(daemon.catalog.scoring, conn, lead, at)
+        return result.fit, result.engagement
+
+    sales = Sales(store, people, agenda, tally, score)
+    marketing = Marketing(store, agenda, tally)
+    controller = Controller(CaptureMailbox(maildir, people, clock, tally), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
     for note in daemon.load():
         console.print(f"scenario {note}")
-    audience = Audience(store)
     end = START + timedelta(days=days)
+
+    def people_act(since: datetime) -> int:
+        """What people do in the simulated hour from `since`: read this round's emails, and
+        whatever falls due before the next round (opens, clicks, sales decisions...)."""
+        readers.react(since)
+        sales.review()
+        marketing.review()
+        done = agenda.run_due(since + HOUR - timedelta(microseconds=1))
+        readers.flush()
+        # The qualify job rescores the leads with events the database received since its
+        # last run began, on the database's clock (milliseconds on SQLite): let that clock
+        # pass this round's writes, so the next run never starts in the same millisecond as
+        # one of them (which would rescore those leads in two runs, depending on timing).
+        written = store.reports.database_time()
+        while store.reports.database_time() <= written:
+            time.sleep(0.001)
+        return done
+
+    def quiet_until(now: datetime) -> datetime:
+        """The start of the round in which something is next due: an enrolment, an email,
+        a notification, something a person does, the daily housekeeping, or the end."""
+        midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        due = [t for t in (store.reports.next_due(), agenda.next_at()) if t is not None]
+        target = max(now, min([*due, midnight, end]))
+        return now + HOUR * int((target - now) / HOUR)
+
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -243,16 +209,27 @@ def run_demo(
                 try:
                     while clock.now() < end:
                         started = time.monotonic()
-                        if clock.now().hour == 0:  # once a simulated day: reload, rescore, digests
+                        round_began = clock.now()
+                        if round_began.hour == 0:  # once a simulated day: reload, rescore, digests
                             await daemon.housekeeping()
+                        before = work(daemon.totals)
                         await daemon.tick()
-                        await asyncio.to_thread(audience.react)
-                        now = clock.now()
-                        elapsed = (now - START).total_seconds() / 86400
-                        info = f"{now:%a %d %b %H:%M} UTC · {daemon.totals.sent} sent"
+                        acted = await asyncio.to_thread(people_act, round_began)
+                        elapsed = (round_began - START).total_seconds() / 86400
+                        info = f"{round_began:%a %d %b %H:%M} UTC · {daemon.totals.sent} sent"
                         progress.update(task, completed=elapsed, info=info)
-                        clock.advance(timedelta(hours=1))
-                        await asyncio.sleep(max(0.0, pace - (time.monotonic() - started)))  # pacing for the viewer
+                        clock.advance(HOUR)
+                        if not acted and work(daemon.totals) == before:
+                            # A quiet round: skip the rounds in which nothing is due (nights,
+                            # weekends), as they would do nothing.
+                            skipped = await asyncio.to_thread(quiet_until, clock.now())
+                            rounds = int((skipped - clock.now()) / HOUR)
+                            clock.set(skipped)
+                            pace_for = 1 + rounds
+                        else:
+                            pace_for = 1
+                        await asyncio.sleep(max(0.0, pace * pace_for - (time.monotonic() - started)))  # for the eye
+                    await daemon.qualify()  # the scores as of the end, for the dashboard and the summary
                 finally:
                     await daemon.close()
 
@@ -261,55 +238,124 @@ def run_demo(
     finally:
         controller.stop()
     delivered = len(mailbox.Maildir(str(maildir), create=False))
-    summary = summarise(store, daemon)
-    print_summary(console, summary, delivered)
-    return DemoResult(database, maildir, delivered, summary)
+    rows, converted = write_outcomes(workdir / "outcomes.csv", readers, sales, clock.now())
+    summary = summarise(store, daemon, tally)
+    summary["figures"]["in the maildir"] = delivered
+    (workdir / "summary.json").write_text(json.dumps(summary["figures"], indent=2, ensure_ascii=False) + "\n")
+    print_summary(console, summary)
+    console.print(
+        f"wrote {workdir / 'outcomes.csv'} ({rows} leads mailed, {converted} accepted by sales): the CRM's outcomes "
+        "for `nurture score learn`",
+        soft_wrap=True,
+    )
+    store.access.set_user(DEMO_USER, DEMO_PASSWORD, "Demo user")
+    print_next_steps(console, root, database, workdir, clock.now())
+    return DemoResult(database, maildir, delivered, summary, settings, clock.now())
 
 
-def summarise(store: Store, daemon: Daemon) -> dict[str, Any]:
+def work(totals: Totals) -> tuple[int, ...]:
+    return totals.enrolled, totals.advanced, totals.sent, totals.failed
+
+
+def summarise(store: Store, daemon: Daemon, tally: Tally) -> dict[str, Any]:
     status = store.reports.status()
-    funnels = {sid: store.reports.funnel(sid) for sid in sorted(daemon.catalog.current)}
-    alerts = store.notifications.emails_sent()
     stages = store.reports.stages()
+    sends = status["sends"]
     now = daemon.clock.now()
+    scenarios: dict[str, Any] = {}
     studies: list[str] = []
     for sid in sorted(daemon.catalog.current):
         compiled = daemon.catalog.current[sid]
+        funnel = store.reports.funnel(sid)
+        journey = [step.id for step in compiled.scenario.steps if step.type == "send_email"]
+        sent = funnel["sent_by_step"]
+        by_step = [[step, sent.get(step, 0)] for step in journey]
+        by_step += [[step, n] for step, n in sorted(sent.items()) if step not in journey]  # steps of older versions
+        scenarios[sid] = {
+            "enrolled": funnel["enrolled"],
+            "emails sent by step": by_step,
+            "enrolments": [[status_, reason, n] for status_, reason, n in funnel["endings"]],
+        }
         for experiment in experiment_reports(store, compiled, now):
             studies += [f"{sid}: {line}" if i == 0 else line for i, line in enumerate(experiment.lines())]
         studies += [f"{sid}: {lift.line()}" for lift in send_time_lifts(store, compiled, daemon.catalog.scoring)]
-    return {
-        "status": status,
-        "funnels": funnels,
-        "totals": daemon.totals,
-        "alerts": alerts,
-        "stages": stages,
-        "studies": studies,
+    figures: dict[str, Any] = {
+        "leads": status["leads"],
+        "enrolments": sum(s["enrolled"] for s in scenarios.values()),
+        "emails sent": sends.get("sent", 0),
+        "alerts to sales": store.notifications.emails_sent(),
+        "queued": sends.get("pending", 0) + sends.get("sending", 0),
+        "bounced": sends.get("bounced", 0),
+        "failed": sends.get("failed", 0),
+        "lifecycle": {str(s): stages[s] for s in Stage if s in stages},
+        "people": dict(sorted(tally.counts.items())),
+        "scenarios": scenarios,
     }
+    return {"figures": figures, "studies": studies}
 
 
-def print_summary(console: Console, summary: dict[str, Any], delivered: int) -> None:
-    status = summary["status"]
-    sends = status["sends"]
-    enrolled = sum(f["enrolled"] for f in summary["funnels"].values())
+def print_summary(console: Console, summary: dict[str, Any]) -> None:
+    f = summary["figures"]
     console.print(
-        f"\n[bold]Summary[/]: {status['leads']} leads · {enrolled} enrolments · {sends.get('sent', 0)} emails sent · "
-        f"{summary['alerts']} alerts to sales · {delivered} in the maildir · "
-        f"{sends.get('pending', 0) + sends.get('sending', 0)} queued · "
-        f"{sends.get('failed', 0) + sends.get('bounced', 0)} failed",
+        f"\n[bold]Summary[/]: {f['leads']} leads · {f['enrolments']} enrolments · {f['emails sent']} emails sent · "
+        f"{f['alerts to sales']} alerts to sales · {f['in the maildir']} in the maildir · {f['queued']} queued · "
+        f"{f['bounced']} bounced · {f['failed']} failed",
         soft_wrap=True,
     )
-    order = list(Stage)
-    stages = summary["stages"]
-    console.print("lifecycle: " + " · ".join(f"{s} {stages[s]}" for s in order if s in stages), soft_wrap=True)
-    for scenario_id, funnel in summary["funnels"].items():
-        table = Table(title=f"{scenario_id}: {funnel['enrolled']} enrolled", title_justify="left")
-        table.add_column("step")
-        table.add_column("emails sent", justify="right")
-        for step, count in sorted(funnel["sent_by_step"].items(), key=lambda kv: -kv[1]):
-            table.add_row(step, str(count))
-        for reason, count in sorted(funnel["finished"].items(), key=lambda kv: -kv[1]):
-            table.add_row(f"[dim]finished: {reason}[/]", f"[dim]{count}[/]")
-        console.print(table)
+    console.print("lifecycle: " + " · ".join(f"{s} {n}" for s, n in f["lifecycle"].items()), soft_wrap=True)
+    people = f["people"]
+    console.print("people: " + " · ".join(f"{n} {what}" for what, n in people.items()), soft_wrap=True)
+    for scenario_id, figures in f["scenarios"].items():
+        console.print(f"\n[bold]{scenario_id}[/]: {figures['enrolled']} enrolled", soft_wrap=True)
+        sent = Table(title="Emails sent, per step in journey order", title_justify="left", min_width=44)
+        sent.add_column("step")
+        sent.add_column("emails sent", justify="right")
+        for step, count in figures["emails sent by step"]:
+            sent.add_row(step, str(count))
+        ended = Table(title="How enrolments finished", title_justify="left", min_width=44)
+        ended.add_column("enrolments")
+        ended.add_column("reason")
+        ended.add_column("count", justify="right")
+        for status, reason, count in figures["enrolments"]:
+            shown = "still in the journey" if status == "active" else status
+            ended.add_row(shown, reason, str(count))
+        console.print(sent)
+        console.print(ended)
     for line in summary.get("studies", []):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_next_steps(console: Console, root: Path, database: Path, workdir: Path, end: datetime) -> None:
+    db = f"--db sqlite:///{database}"
+    where = f"--scenarios {root / 'scenarios'}"
+    console.print("\n[bold]Look closer[/] (the demo's history, as of its simulated end):", soft_wrap=True)
+    for command in (
+        f"nurture report {db} {where}",
+        f"nurture score backtest --from {START:%Y-%m-%d} --to {end:%Y-%m-%dT%H:%M:%SZ} {db} {where}",
+        f"nurture score near-miss --at {end:%Y-%m-%dT%H:%M:%SZ} {db} {where}",
+        f"nurture score drift {db} {where}",
+        f"nurture score learn --outcomes {workdir / 'outcomes.csv'} --out {workdir / 'scoring.proposed.yaml'} "
+        f"{db} {where}",
+    ):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+
+
+def serve_dashboard(result: DemoResult, console: Console) -> None:
+    """The dashboard on the demo's database at 127.0.0.1 until Ctrl-C, its clock going on
+    from the demo's simulated end."""
+    import uvicorn
+
+    from nurture.clock import AcceleratedClock
+    from nurture.web.app import create_app
+
+    settings = result.settings
+    port = int(settings.base_url.rsplit(":", 1)[1])
+    clock = AcceleratedClock(result.end, 1.0)
+    store = Store(make_engine(settings.database_url), clock)
+    console.print(
+        f"\n[bold]Dashboard[/]: {settings.base_url}/  ·  log in as [bold]{DEMO_USER}[/] / [bold]{DEMO_PASSWORD}[/]"
+        "  ·  Ctrl-C to stop",
+        soft_wrap=True,
+    )
+    config = uvicorn.Config(create_app(settings, clock, store), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.Server(config).run()

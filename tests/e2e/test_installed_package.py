@@ -89,9 +89,10 @@ def test_init_scaffolds_a_project_that_validates_imports_and_runs(installed: Pat
 
 def test_demo_runs_from_an_empty_folder_with_the_samples_inside_the_package(installed: Path, tmp_path: Path) -> None:
     result = run(
-        installed / "nurture", "demo", "--days", "8", "--seconds-per-day", "0.5", "--workdir", "d",
+        installed / "nurture", "demo", "--days", "3", "--seconds-per-day", "0", "--workdir", "d", "--no-serve",
         cwd=tmp_path, env=user_env(installed),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     delivered = mailbox.Maildir(tmp_path / "d" / "maildir", create=False)
     assert len(delivered) > 0, result.stdout
+    assert (tmp_path / "d" / "outcomes.csv").is_file() and (tmp_path / "d" / "summary.json").is_file()

@@ -205,16 +205,24 @@ def serve(
 @app.command()
 def demo(
     days: Annotated[int, typer.Option(help="Simulated days")] = 21,
-    seconds_per_day: Annotated[float, typer.Option(help="Real seconds per simulated day")] = 1.0,
+    seconds_per_day: Annotated[float, typer.Option(help="Real seconds per simulated day (pacing for the eye)")] = 1.0,
     workdir: Annotated[Path, typer.Option(help="Where the database and maildir go")] = Path("nurture-demo"),
     project: ProjectOption = None,
     leads: Annotated[
         Path | None, typer.Option(help="Leads to import (default: the project's leads.csv, else the sample leads)")
     ] = None,
+    seed: Annotated[int, typer.Option(help="The audience model's seed: one seed, one story")] = 7,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="At the end, serve the dashboard on the demo's database")
+    ] = True,
+    port: Annotated[int, typer.Option(help="The dashboard's port on 127.0.0.1 (the emails' links point there)")] = 8025,
 ) -> None:
-    """Run nurture end to end on SQLite with a local SMTP capture and an accelerated clock:
-    the sample scenarios, or your own with --project."""
-    from nurture.demo import run_demo
+    """Run nurture end to end on SQLite with a local SMTP capture, simulated time and a seeded
+    audience, sales team and marketer (the sample scenarios, or your own with --project);
+    then serve the dashboard on the result until Ctrl-C (--no-serve: stop after the summary)."""
+    from rich.console import Console
+
+    from nurture.demo import free_port, port_free, run_demo, serve_dashboard
     from nurture.scaffold import samples_root
 
     root = project or samples_root()
@@ -222,7 +230,14 @@ def demo(
         fail(f"{project}: no scenarios/ folder in this project")
     if leads is None and project is not None and (project / "leads.csv").is_file():
         leads = project / "leads.csv"
-    run_demo(root, workdir, days=days, seconds_per_day=seconds_per_day, leads=leads)
+    console = Console()
+    if serve and not port_free(port):
+        taken, port = port, free_port()
+        console.print(f"port {taken} is taken; the dashboard will serve on {port}")
+    result = run_demo(root, workdir, days=days, seconds_per_day=seconds_per_day, leads=leads, seed=seed, port=port,
+                      console=console)  # fmt: skip
+    if serve:
+        serve_dashboard(result, console)
 
 
 @app.command()

@@ -172,6 +172,9 @@ def score_near_miss(
     engagement_gap: Annotated[int, typer.Option(help="At most this many engagement points short")] = 10,
     fit_gap: Annotated[int, typer.Option(help="At most this many fit points short of a grade that can be hot")] = 10,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the list as CSV here")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="As of this instant (default now), e.g. the simulated end of a demo")
+    ] = None,
     db: DatabaseOption = None,
     scenarios: ScenariosOption = Path("scenarios"),
 ) -> None:
@@ -182,7 +185,7 @@ def score_near_miss(
     from nurture.analytics.nearmiss import near_misses, slices, to_csv
 
     store, _, scoring = _analysis(db, scenarios)
-    now = SystemClock().now()
+    now = _day(at, "--at") if at else SystemClock().now()
     misses = near_misses(scoring, load_history(store, scoring, now, now), now, engagement_gap, fit_gap)
     table = Table(title=f"{len(misses)} near miss(es)")
     for column in ("lead", "stage", "grade", "fit", "engagement", "lacks"):

@@ -85,6 +85,7 @@ class Qualifier:
         self.store = store
         self.catalog = catalog
         self.clock = clock
+        self.overlap = OVERLAP  # a single writer that never records during a run may use 0
 
     def run_once(self, *, everyone: bool = False) -> QualifyStats:
         """Rescore leads with events received since the last run (or `everyone`), with their colleagues."""
@@ -100,7 +101,7 @@ class Qualifier:
             started = self.store.reports.database_time()
             with self.store.reading() as conn:
                 mark = self.store.settings.get(conn, "qualify:watermark")
-                since = datetime.fromisoformat(mark) - OVERLAP if mark and not everyone else None
+                since = datetime.fromisoformat(mark) - self.overlap if mark and not everyone else None
                 lead_ids = self.store.events.leads_since(conn, since)
                 if everyone:
                     lead_ids = sorted(set(lead_ids) | set(self.store.leads.ids(conn)))

@@ -229,16 +229,18 @@ class Consents(Part):
             self.add(conn, lead_id, [record])
             return True
 
-    def leave_all(self, lead_id: int, email: str, record: ConsentRecord) -> None:
+    def leave_all(self, lead_id: int, email: str, record: ConsentRecord, send_id: int | None = None) -> None:
         """Withdraw from every topic: the record, the suppression list, and the unsubscribe
-        event (which ends enrolments that exit on `unsubscribed`); idempotent."""
+        event (which ends enrolments that exit on `unsubscribed`; with the email the link came
+        from, so reports count it on that email's step); idempotent."""
+        props: dict[str, Any] = {"via": record.source.value, "detail": record.detail}
+        if send_id is not None:
+            props["send"] = send_id
         with self.store.transaction() as conn:
             self.add(conn, lead_id, [record])
             self.store.leads.suppress(conn, email, "unsubscribe", "preference centre")
-            self.store.events.record(
-                conn, lead_id, "unsubscribe", record.at, {"via": record.source.value, "detail": record.detail},
-                external_id=f"unsubscribe:{lead_id}",
-            )  # fmt: skip
+            key = f"unsubscribe:{lead_id}"
+            self.store.events.record(conn, lead_id, "unsubscribe", record.at, props, external_id=key)
 
     def choose(self, lead_id: int, email: str, records: Sequence[ConsentRecord], resubscribe: bool) -> None:
         """Topics chosen again on the preference page. Choosing any topic after leaving

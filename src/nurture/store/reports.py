@@ -208,6 +208,23 @@ class Reports(Part):
         moment = datetime.fromisoformat(value) if isinstance(value, str) else value  # SQLite: the text form
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
+    def next_due(self) -> datetime | None:
+        """The earliest moment any job has work: an active enrolment due, or an email or a
+        notification waiting to be sent (None when there is none)."""
+        queries = (
+            select(func.min(ENROLMENTS.c.due_at)).where(ENROLMENTS.c.status == EnrolmentStatus.ACTIVE),
+            select(func.min(SENDS.c.next_attempt_at)).where(SENDS.c.status.in_(QUEUED)),
+            select(func.min(NOTIFICATIONS.c.next_attempt_at)).where(NOTIFICATIONS.c.status.in_(QUEUED)),
+        )
+        found: list[datetime] = []
+        with self.store.reading() as conn:
+            for query in queries:
+                value = conn.execute(query).scalar()
+                if value is not None:
+                    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+                    found.append(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+        return min(found, default=None)
+
     def funnel(self, scenario_id: str) -> dict[str, Any]:
         """Enrolled, emails sent by step and finished enrolments by exit reason (from the tallies)."""
         self.store.tallies.fold()
@@ -216,10 +233,14 @@ class Reports(Part):
             sent = tallies.count(conn, "send", ("b",), a=scenario_id, c=SendStatus.SENT.value)
             by_status = tallies.count(conn, "enrolment", ("b", "c"), a=scenario_id)
         finished: dict[str | None, int] = defaultdict(int)
-        for (status, reason), n in by_status.items():
+        endings: list[tuple[str, str, int]] = []
+        for (status, reason), n in sorted(by_status.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1] or ""))):
             if status not in (EnrolmentStatus.ACTIVE, EnrolmentStatus.PARKED):
                 finished[reason or None] += n
-        return {"enrolled": sum(by_status.values()), "sent_by_step": sent, "finished": dict(finished)}
+            if n:
+                endings.append((str(status), str(reason or ""), int(n)))
+        enrolled = sum(by_status.values())
+        return {"enrolled": enrolled, "sent_by_step": sent, "finished": dict(finished), "endings": endings}
 
     def inbox(self, hot_limit: int = 200, recent_limit: int = 20) -> Inbox:
         """Hot leads waiting for sales (newest promotion first) and sales' latest decisions."""

@@ -117,6 +117,8 @@ class SentEmail:
     idempotency_key: str
     scenario_id: str = ""
     step: str = ""
+    message_id: str | None = None
+    subject: str = ""
 
 
 class SendMarks:
@@ -307,6 +309,25 @@ class Sends(Part):
                 SENDS.c.step,
             )
             .where(SENDS.c.status == SendStatus.SENT, SENDS.c.id > send_id)
+            .order_by(SENDS.c.id)
+        ).all()
+        return [SentEmail(*row) for row in rows]
+
+    def sent_since(self, conn: Connection, since: datetime) -> list[SentEmail]:
+        """The emails sent at or after `since` (a retried one too, whatever its id), in id order."""
+        rows = conn.execute(
+            select(
+                SENDS.c.id,
+                SENDS.c.lead_id,
+                SENDS.c.template,
+                SENDS.c.sent_at,
+                SENDS.c.idempotency_key,
+                SENDS.c.scenario_id,
+                SENDS.c.step,
+                SENDS.c.message_id,
+                SENDS.c.subject,
+            )
+            .where(SENDS.c.status == SendStatus.SENT, SENDS.c.sent_at >= since)
             .order_by(SENDS.c.id)
         ).all()
         return [SentEmail(*row) for row in rows]

@@ -148,7 +148,9 @@ async def change_preferences(token: str, request: Request) -> Response:
             w.store.consents.leave_topic(lead.id, record(topic, ConsentStatus.WITHDRAWN, source))
             message = f"You will receive no more emails about {topic_label(topic)}."
         else:  # a link without a topic (or an old one): stop everything
-            w.store.consents.leave_all(lead.id, lead.email, record(ALL_TOPICS, ConsentStatus.WITHDRAWN, source))
+            w.store.consents.leave_all(
+                lead.id, lead.email, record(ALL_TOPICS, ConsentStatus.WITHDRAWN, source), target.send_id
+            )
             message = "You will receive no more emails from us."
     elif action == "save":
         chosen = {str(t) for t in form.getlist("topic")}
@@ -165,7 +167,7 @@ async def change_preferences(token: str, request: Request) -> Response:
         message = "Your choices are saved."
     else:  # "leave everything", and any other POST to the link
         w.store.consents.leave_all(
-            lead.id, lead.email, record(ALL_TOPICS, ConsentStatus.WITHDRAWN, ConsentSource.PREFERENCES)
+            lead.id, lead.email, record(ALL_TOPICS, ConsentStatus.WITHDRAWN, ConsentSource.PREFERENCES), target.send_id
         )
         message = "You will receive no more emails from us."
     fresh = w.store.leads.by_id(lead.id)
