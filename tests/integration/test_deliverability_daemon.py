@@ -92,6 +92,44 @@ def test_sent_email_is_signed_and_carries_its_own_return_path(
     assert "/o/" not in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
 
 
+def test_a_render_process_signs_with_ed25519_and_rsa_and_both_signatures_verify(
+    make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    keys = {
+        selector: write_key(tmp_path / f"{selector}.pem", algorithm)
+        for selector, algorithm in (("ed", "ed25519"), ("rs", "rsa"))
+    }
+    write_scenario(workspace, SCENARIO)
+    daemon = make_daemon(
+        f"sqlite:///{tmp_path / 'n.db'}",
+        render_processes=1,
+        dkim_domain="acme-analytics.example",
+        dkim_selector="ed,rs",
+        dkim_key_file=f"{tmp_path / 'ed.pem'},{tmp_path / 'rs.pem'}",
+    )
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email,first_name,source\nann@alpha.example,Ann,web\n", encoding="utf-8")
+    assert import_leads(daemon.store, leads).problems == []
+
+    async def once() -> None:
+        await daemon.tick()
+        assert daemon.pool is not None and daemon.outbox is not None
+        await daemon.pool.close()
+        await daemon.outbox.close()
+
+    asyncio.run(once())
+    [raw] = smtp.recorder.raw
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        selector = name.decode().split(".")[0]
+        return keys[selector].public_record().encode()
+
+    checker = dkim.DKIM(raw)
+    assert checker.verify(idx=0, dnsfunc=dns) and checker.verify(idx=1, dnsfunc=dns)
+    signatures = email.message_from_bytes(raw, policy=policy.compat32).get_all("DKIM-Signature")
+    assert ["a=ed25519-sha256" in "".join(v.split()) for v in signatures] == [True, False]
+
+
 def test_a_scenario_can_turn_open_tracking_off(
     make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path
 ) -> None:

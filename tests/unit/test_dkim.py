@@ -56,7 +56,11 @@ def signed_headers(message: bytes) -> set[bytes]:
     return {h.encode().lower() for h in tags["h"].split(":")}
 
 
-def message(signer: DkimSigner, subject: str = "Your copy of the whitepaper", name: str = "Anna Schmidt") -> bytes:
+def message(
+    signer: DkimSigner | tuple[DkimSigner, ...],
+    subject: str = "Your copy of the whitepaper",
+    name: str = "Anna Schmidt",
+) -> bytes:
     return build_message(
         sender="Acme Analytics <hello@acme-analytics.example>",
         to_email="anna@dataharbor.example",
@@ -172,3 +176,48 @@ def test_settings_sign_with_all_three_or_not_at_all(tmp_path: Path) -> None:
         Settings(dkim_domain="acme.example", dkim_selector="s1", dkim_key_file=tmp_path / "k.pem")
     )
     assert signer is not None and signer.key.algorithm == "rsa-sha256"
+
+
+def test_rsa_beside_ed25519_gives_two_signatures_that_each_verify(tmp_path: Path) -> None:
+    """RFC 8463 suggests signing with RSA beside Ed25519: a receiver that verifies only RSA
+    uses that signature, one that verifies Ed25519 may use either."""
+    for name, algorithm in (("ed.pem", "ed25519"), ("rsa.pem", "rsa")):
+        write_key(tmp_path / name, algorithm)
+    both = signer_from_settings(
+        Settings(
+            dkim_domain="acme-analytics.example",
+            dkim_selector="s2026e, s2026r",
+            dkim_key_file=f"{tmp_path / 'ed.pem'},{tmp_path / 'rsa.pem'}",
+        )
+    )
+    assert isinstance(both, tuple) and [s.selector for s in both] == ["s2026e", "s2026r"]
+    data = message(both)
+    records = {f"{s.selector}._domainkey.{s.domain}.".encode(): s.key.public_record().encode() for s in both}
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return records[name]
+
+    parsed = email.message_from_bytes(data, policy=policy.compat32)
+    tags = [
+        dict(t.strip().split("=", 1) for t in "".join(v.split()).split(";")) for v in parsed.get_all("DKIM-Signature")
+    ]
+    assert [(t["a"], t["s"]) for t in tags] == [("ed25519-sha256", "s2026e"), ("rsa-sha256", "s2026r")]
+    checker = dkim.DKIM(data)
+    assert checker.verify(idx=0, dnsfunc=dns) and checker.verify(idx=1, dnsfunc=dns)
+    assert tags[0]["h"] == tags[1]["h"]  # neither signs the other signature
+
+
+def test_several_selectors_need_as_many_key_files(tmp_path: Path) -> None:
+    write_key(tmp_path / "k.pem", "ed25519")
+    with pytest.raises(DkimError, match="2 selector\\(s\\) and NURTURE_DKIM_KEY_FILE 1 key file"):
+        signer_from_settings(
+            Settings(dkim_domain="acme.example", dkim_selector="a,b", dkim_key_file=tmp_path / "k.pem")
+        )
+    with pytest.raises(DkimError, match="repeats a selector"):
+        signer_from_settings(
+            Settings(
+                dkim_domain="acme.example",
+                dkim_selector="a,a",
+                dkim_key_file=f"{tmp_path / 'k.pem'},{tmp_path / 'k.pem'}",
+            )
+        )

@@ -37,7 +37,14 @@ def dkim_keygen(
     domain: Annotated[str, typer.Option(help="The signing domain (d=), usually the From domain")],
     selector: Annotated[str, typer.Option(help="The selector (s=), e.g. s2026")],
     key_file: Annotated[Path, typer.Option("--key-file", help="Where to write the private key (PEM)")],
-    algorithm: Annotated[str, typer.Option(help="rsa (every receiver verifies it) or ed25519")] = "rsa",
+    algorithm: Annotated[
+        str,
+        typer.Option(
+            help="ed25519 (small, and cheap enough to sign every email at full speed) or rsa (every receiver "
+            "verifies it; costs about 0.3 ms of CPU per email). Receivers that do not verify Ed25519 yet "
+            "need an RSA key beside it: run keygen again with --algorithm rsa and another selector"
+        ),
+    ] = "ed25519",
     bits: Annotated[int, typer.Option(help="RSA key size")] = 2048,
     bounce_domain: Annotated[str | None, typer.Option(help="Return-path domain for the SPF record")] = None,
 ) -> None:
@@ -49,6 +56,12 @@ def dkim_keygen(
     )
     for record in dns_records(domain, selector, key, return_path_domain=bounce_domain):
         typer.echo(record)
+    if key.algorithm == "ed25519-sha256":
+        typer.echo(
+            "; not every receiver verifies Ed25519 (RFC 8463) yet; to them an Ed25519-only email is unsigned."
+            " To sign with RSA beside it: nurture dkim keygen --algorithm rsa --selector <another selector> ...,"
+            " then list both: NURTURE_DKIM_SELECTOR=<this>,<that> NURTURE_DKIM_KEY_FILE=<this file>,<that file>"
+        )
 
 
 def _handler(settings: Settings) -> tuple[ReportReader, FeedbackHandler]:

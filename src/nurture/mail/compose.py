@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nurture.mail.deliverability import add_open_pixel
-from nurture.mail.dkim import DkimSigner
+from nurture.mail.dkim import Signers
 from nurture.mail.footer import SenderIdentity
 from nurture.mail.links import LinkTracker
 from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
@@ -44,7 +44,7 @@ class Composer:
     name_order: str = "auto"
     untracked_opens: frozenset[str] = frozenset()  # scenarios that turned open tracking off
     list_domain: str | None = None  # List-Id is <scenario id>.<this>, else .<mail_domain>
-    signer: DkimSigner | None = None
+    signer: Signers | None = None
     return_path: ReturnPath | None = None
     sender: SenderIdentity | None = None
     confirmation_valid_hours: int = 168

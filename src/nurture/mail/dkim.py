@@ -7,6 +7,11 @@ folding and whitespace changes relays make. The signature covers the headers rec
 and RFC 8058 ask for (From, To, Subject, Date, Message-ID, List-Id, List-Unsubscribe,
 List-Unsubscribe-Post) plus Reply-To, MIME-Version and Content-Type when present; From
 is signed once more than it occurs, so no second From can be added after signing.
+
+Several keys may sign each message (RFC 6376 allows any number of signatures, RFC 8463
+suggests RSA beside Ed25519 while receivers catch up): NURTURE_DKIM_SELECTOR and
+NURTURE_DKIM_KEY_FILE then list as many selectors and key files, comma-separated, in pairs.
+A receiver that cannot verify one signature uses another.
 """
 
 from __future__ import annotations
@@ -227,8 +232,19 @@ def write_key(path: Path, algorithm: str = "rsa", bits: int = 2048) -> DkimKey:
     return DkimKey.load(path)
 
 
-def signer_from_settings(settings: Settings) -> DkimSigner | None:
-    """The signer the settings describe: none, or all three of domain, selector and key file."""
+Signers = DkimSigner | tuple[DkimSigner, ...]
+
+
+def signers(signer: Signers | None) -> tuple[DkimSigner, ...]:
+    """The signers `signer` stands for: none, one, or several keys that each sign."""
+    if signer is None:
+        return ()
+    return signer if isinstance(signer, tuple) else (signer,)
+
+
+def signer_from_settings(settings: Settings) -> Signers | None:
+    """The signer the settings describe: none, or all three of domain, selector and key file.
+    Several comma-separated selectors and key files, in pairs, give one signature each."""
     given = {
         "NURTURE_DKIM_DOMAIN": settings.dkim_domain,
         "NURTURE_DKIM_SELECTOR": settings.dkim_selector,
@@ -240,4 +256,14 @@ def signer_from_settings(settings: Settings) -> DkimSigner | None:
     if missing:
         raise DkimError(f"DKIM signing needs {', '.join(missing)} as well")
     assert settings.dkim_domain and settings.dkim_selector and settings.dkim_key_file
-    return DkimSigner.from_file(settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file)
+    selectors = [part.strip() for part in settings.dkim_selector.split(",")]
+    files = [Path(part.strip()) for part in str(settings.dkim_key_file).split(",")]
+    if len(selectors) != len(files):
+        raise DkimError(
+            f"NURTURE_DKIM_SELECTOR names {len(selectors)} selector(s) and NURTURE_DKIM_KEY_FILE "
+            f"{len(files)} key file(s): give one key file per selector, in the same order"
+        )
+    if len(set(selectors)) != len(selectors):
+        raise DkimError(f"NURTURE_DKIM_SELECTOR {settings.dkim_selector!r} repeats a selector: each key needs its own")
+    found = tuple(DkimSigner.from_file(settings.dkim_domain, s, f) for s, f in zip(selectors, files, strict=True))
+    return found[0] if len(found) == 1 else found

@@ -17,7 +17,7 @@ from email.utils import format_datetime, formataddr, getaddresses
 from functools import lru_cache
 
 from nurture.errors import NurtureError
-from nurture.mail.dkim import DkimSigner
+from nurture.mail.dkim import Signers, signers
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # A bare address: nothing that could end the address or add parameters on an SMTP command line.
@@ -91,11 +91,12 @@ def build_message(
     list_id: str | None = None,
     list_name: str | None = None,
     return_path: str | None = None,
-    signer: DkimSigner | None = None,
+    signer: Signers | None = None,
 ) -> BuiltMessage:
     """`list_id` (a dot-atom such as 'welcome.acme.example') and `list_name` make the List-Id
     header (RFC 2919): receivers expect it beside List-Unsubscribe on bulk mail. `return_path` is the envelope
-    sender (a per-send bounce address), else the From address. `signer` adds a DKIM signature."""
+    sender (a per-send bounce address), else the From address. `signer` adds a DKIM signature
+    (one per key, when several keys sign)."""
     from_name, from_addr = parse_address(sender)
     _, to_addr = parse_address(to_email)
     # Marketing mail carries List-Unsubscribe (RFC 2369) with one-click (RFC 8058); mail to
@@ -137,9 +138,10 @@ def build_message(
             + b"\r\n"
         )
     body = b"".join(parts) + f"--{boundary}--\r\n".encode("ascii")
-    if signer is not None:
-        stamp = int(date.timestamp()) if date is not None else None
-        headers.insert(0, ("DKIM-Signature", signer.signature_header(headers, body, stamp)))
+    stamp = int(date.timestamp()) if date is not None else None
+    signed = list(headers)  # every signature covers the same headers, not the other signatures
+    for one in reversed(signers(signer)):
+        headers.insert(0, ("DKIM-Signature", one.signature_header(signed, body, stamp)))
     head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
     envelope_from = parse_address(return_path)[1] if return_path else from_addr
     return BuiltMessage(envelope_from, to_addr, clean_header(message_id), head + b"\r\n" + body)
