@@ -30,5 +30,9 @@ lint: $(BIN)/nurture
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
 
+# The benchmarks on SQLite, then on the local PostgreSQL server (its database
+# $(BENCH_PG) is created if missing; its schema is dropped and rebuilt).
+BENCH_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/nurture_bench
 bench: $(BIN)/nurture
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --pg $(BENCH_PG) send advance tick memory latency scaleout import

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
@@ -63,6 +64,21 @@ class Database:
 
 
 def use_postgres(url: str) -> None:
+    """Build the benchmarks' databases on PostgreSQL at `url`, creating that database if the
+    server does not have it yet."""
+    engine = make_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        name = engine.url.database
+        admin = make_engine(engine.url.set(database="postgres").render_as_string(hide_password=False))
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+    engine.dispose()
     Database.pg_url = url
 
 

@@ -4,6 +4,8 @@
     python bench/run.py send advance    # only some sections
     python bench/run.py dkim            # the cost of DKIM signing (RSA-2048, Ed25519, both) on the send
     python bench/run.py --quick         # smaller sizes, for a smoke run
+    python bench/run.py --pg URL send   # on PostgreSQL (also NURTURE_BENCH_PG_URL); `make bench` runs both
+    python bench/run.py latency scaleout import   # a 50 ms relay, two sending processes, big imports
 
 Absolute numbers on a shared machine are noise; the ratios are the result.
 """
@@ -550,9 +552,22 @@ def bench_memory(folder: Path, small: int, large: int) -> list[Result]:
     ]
 
 
+def _scale_section(section: str, folder: Path, quick: bool) -> list[Result]:
+    """A relay tens of milliseconds away, several sending processes, large imports (bench/scale.py)."""
+    import scale
+
+    if section == "latency":
+        return scale.bench_latency(folder, (4, 8) if quick else (4, 8, 16, 32), 50 if quick else 100)
+    if section == "scaleout":
+        return scale.bench_scaleout(folder, 1000 if quick else 4000, pool=8)
+    return scale.bench_import(folder, 20_000 if quick else 100_000, 100_000 if quick else 1_000_000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sections", nargs="*", default=["send", "advance", "tick", "memory", "account"])
+    parser.add_argument(
+        "sections", nargs="*", default=["send", "advance", "tick", "memory", "account", "latency", "import"]
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="folder for the databases (default: a temporary one)")
     parser.add_argument(
@@ -602,6 +617,8 @@ def main() -> None:
             new = bench_memory(folder, 10_000, large)
         elif section == "account":
             new = bench_account(folder, 2000 if args.quick else 10_000)
+        elif section in ("latency", "scaleout", "import"):
+            new = _scale_section(section, folder, args.quick)
         else:
             raise SystemExit(f"unknown section {section!r}")
         if Database.pg_url:

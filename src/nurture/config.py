@@ -51,7 +51,11 @@ class Settings(BaseSettings):
     smtp_helo_name: str | None = Field(
         default=None, description="Name this host gives in EHLO/HELO; default: its fully qualified domain name"
     )
-    smtp_pool_size: int = 4
+    smtp_pool_size: int = Field(
+        default=16,
+        ge=1,
+        description="SMTP connections kept open; a relay tens of milliseconds away is latency-bound per connection",
+    )
     smtp_pause_seconds: float = Field(
         default=30.0, ge=0, description="Pause after the server refuses us (not a recipient); doubles while it lasts"
     )
