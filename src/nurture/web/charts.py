@@ -159,7 +159,7 @@ def line_chart(
 ) -> str:
     """Lines over a shared x axis (numbers: thresholds, or seconds since the epoch for time)."""
     points = [p for line in lines for p in line.points]
-    xs = [p.x for p in points] or [0.0, 1.0]
+    xs = [p.x for p in points] + [x for x, _ in x_ticks] or [0.0, 1.0]
     top_value = max([p.y for p in points] + [r.y for r in rules] + [0.0])
     colours = [line.colour or COLOURS[i % len(COLOURS)] for i, line in enumerate(lines)]
     legend, top = _legend(
@@ -226,7 +226,7 @@ def bar_chart(
     stacked: bool = False,
     category_tips: Sequence[str] | None = None,
     width: int | None = None,
-    height: int = 280,
+    height: int = 300,
 ) -> str:
     """Bars per category: side by side for each series, or stacked."""
     n = max(len(categories), 1)
@@ -236,13 +236,15 @@ def bar_chart(
     colours = [s.colour or COLOURS[j % len(COLOURS)] for j, s in enumerate(series)]
     legend, top = _legend([(s.label, c, False) for s, c in zip(series, colours, strict=True)], 52, width - 16)
     totals = [(sum if stacked else max)(s.values[i] for s in series) if series else 0 for i in range(len(categories))]
-    frame = Frame(52, top, width - 52 - 16, height - top - 64, 0, n, 0, nice_ceiling(max(totals, default=0)))
+    # Counts: at least 0..4, so that the four gridlines fall on whole numbers.
+    top_value = max(4.0, nice_ceiling(max(totals, default=0)))
+    frame = Frame(52, top, width - 52 - 16, height - top - 84, 0, n, 0, top_value)
     summary = "; ".join(
         f"{category}: " + ", ".join(f"{s.label} {s.values[i]:g}" for s in series)
         for i, category in enumerate(categories)
     )
     parts = _open(title, summary or "no data", width, height) + legend
-    parts += _axes(frame, x_label, y_label, 4, lambda v: f"{v:g}", gap=58)
+    parts += _axes(frame, x_label, y_label, 4, lambda v: f"{v:g}", gap=78)
     band = frame.width / n
     bar = (band * 0.8) / groups
     for i, category in enumerate(categories):

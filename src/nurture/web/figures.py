@@ -34,6 +34,7 @@ def score_chart(history: Sequence[Any], grade: str, needed: int | None, now: dat
             Point(_seconds(now), float(last.engagement), f"now ({now:%Y-%m-%d %H:%M}): engagement {last.engagement}")
         )
     start, end = points[0].x, points[-1].x
+    start = min(start, end - 86400)  # a day at least, so one score is not squeezed onto the axis
     fmt = "%m-%d %H:%M" if end - start < 2 * 86400 else "%Y-%m-%d"
     ticks = [(t, datetime.fromtimestamp(t, UTC).strftime(fmt)) for t in time_ticks(start, end)]
     rules = [Rule(f"hot from {needed} (grade {grade})", float(needed))] if needed is not None else []
