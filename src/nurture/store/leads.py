@@ -499,10 +499,14 @@ class Leads(Part):
                 statement = statement.where(
                     exists().where(ENROLMENTS.c.lead_id == LEADS.c.id, ENROLMENTS.c.scenario_id == query.scenario)
                 )
+            # SQLite would rather walk the order's index and test every lead against the search
+            # (seconds for a rare match at a million leads) than range-scan the search indexes
+            # and sort what matched: a search orders by the values (`+column`), not the index.
+            sorted_by = (lambda c: literal_column(f"+lead.{c.name}")) if term and not self.postgres else (lambda c: c)
             order = {
-                "engagement": (LEADS.c.score_engagement.desc(), LEADS.c.id.desc()),
-                "email": (LEADS.c.email.asc(),),
-            }.get(query.sort, (LEADS.c.updated_at.desc(), LEADS.c.id.desc()))
+                "engagement": (sorted_by(LEADS.c.score_engagement).desc(), LEADS.c.id.desc()),
+                "email": (sorted_by(LEADS.c.email).asc(),),
+            }.get(query.sort, (sorted_by(LEADS.c.updated_at).desc(), LEADS.c.id.desc()))
             if query.sort == "promoted" and query.stage:  # of a stage's few leads, not of every lead
                 order = (promoted.desc().nulls_last(), LEADS.c.id.desc())
             page = max(1, query.page)
@@ -517,16 +521,17 @@ class Leads(Part):
     def decisions(self, stages: Sequence[str], limit: int = 20) -> list[Any]:
         """The latest moves of leads to `stages` (sales' decisions), newest first, with the email."""
         changes = LIFECYCLE_CHANGES
+        found: list[Any] = []
         with self.store.reading() as conn:
-            return list(
-                conn.execute(
+            for stage in stages:  # each the newest few of one stage, along its (to_stage, at) index
+                found += conn.execute(
                     select(changes, LEADS.c.email)
                     .join(LEADS, LEADS.c.id == changes.c.lead_id)
-                    .where(changes.c.to_stage.in_(stages))
+                    .where(changes.c.to_stage == stage)
                     .order_by(changes.c.at.desc(), changes.c.id.desc())
                     .limit(limit)
                 ).all()
-            )
+        return sorted(found, key=lambda r: (r.at, r.id), reverse=True)[:limit]
 
     def _matching(self, conn: Connection, term: str) -> tuple[Any, str]:
         """The search condition for lower-case `term`, and what it matches in words."""

@@ -26,6 +26,7 @@ class Lead(SQLModel, table=True):
         Index("ix_lead_owner_updated", "owner", "updated_at"),
         Index("ix_lead_grade_updated", "grade", "updated_at"),
         Index("ix_lead_engagement", "score_engagement"),
+        Index("ix_lead_stage_engagement", "lifecycle_stage", "score_engagement"),
     )
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True)
