@@ -3,6 +3,7 @@
     python bench/run.py                 # everything (builds a 1M-lead SQLite database; a few minutes)
     python bench/run.py send advance    # only some sections
     python bench/run.py dkim            # the cost of DKIM signing (RSA-2048, Ed25519, both) on the send
+    python bench/run.py pages           # the dashboard's list pages at 1M leads (SQLite; with --pg also PostgreSQL)
     python bench/run.py --quick         # smaller sizes, for a smoke run
     python bench/run.py --pg URL send   # on PostgreSQL (also NURTURE_BENCH_PG_URL); `make bench` runs both
     python bench/run.py latency scaleout import   # a 50 ms relay, two sending processes, big imports
@@ -49,6 +50,7 @@ from common import (  # noqa: E402
     url_of,
     use_postgres,
 )
+from pages import bench_pages  # noqa: E402
 
 from nurture.clock import FakeClock  # noqa: E402
 from nurture.config import Settings, default_render_processes  # noqa: E402
@@ -615,6 +617,8 @@ def main() -> None:
             new = bench_tick(folder, 10_000, large, 1000)
         elif section == "memory":
             new = bench_memory(folder, 10_000, large)
+        elif section == "pages":
+            new = bench_pages(folder, large, args.pg)
         elif section == "account":
             new = bench_account(folder, 2000 if args.quick else 10_000)
         elif section in ("latency", "scaleout", "import"):
