@@ -625,7 +625,7 @@ def main() -> None:
             new = _scale_section(section, folder, args.quick)
         else:
             raise SystemExit(f"unknown section {section!r}")
-        if Database.pg_url:
+        if Database.pg_url and section != "pages":  # pages names its database in each row
             new = [dataclasses.replace(r, name=f"PostgreSQL: {r.name}") for r in new]
         print("\n".join(result.line for result in new), flush=True)
         results += new
