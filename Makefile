@@ -1,5 +1,6 @@
-# Two entry points: `make demo` runs nurture end to end on SQLite with a local SMTP capture;
-# `make test` runs the test suite. Both create ./.venv on first use.
+# Two entry points: `make demo` runs nurture end to end on SQLite with a local SMTP capture, then
+# serves the dashboard on the result until Ctrl-C (`nurture demo --no-serve` stops after the
+# summary); `make test` runs the test suite. Both create ./.venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import mailbox
+import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -237,3 +239,47 @@ def test_every_analytics_command_gives_figures_on_the_demo_database(demo_run: tu
     assert unsubscribed == people["unsubscribes"] > 0
     assert bounced == figures["bounced"] > 0
     assert all(int(t[5].split()[0]) > 0 for t in totals)  # clicks, bots left out
+
+
+def test_demo_ends_serving_its_dashboard_with_a_demo_login_until_interrupted(tmp_path: Path) -> None:
+    """`make demo`'s form: after the summary, the dashboard on the demo's database at
+    127.0.0.1, with the printed login working, until Ctrl-C (SIGINT)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.e2e.test_cli_scenarios import SENDER
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "nurture", "demo", "--days", "1", "--seconds-per-day", "0"]
+    command += ["--workdir", str(tmp_path / "demo"), "--port", str(port)]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NURTURE_SENDER_")}, **SENDER}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        address = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        page = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                page = httpx.get(f"{address}/login", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert page is not None and page.status_code == 200, "the dashboard did not answer within 120 s"
+        with httpx.Client(base_url=address, timeout=10) as site:
+            token = re.search(r'name="csrf" value="([^"]+)"', site.get("/login").text)
+            assert token
+            site.post("/login", data={"username": "demo", "password": "demo-password", "csrf": token.group(1)})
+            inbox = site.get("/inbox")
+            assert inbox.status_code == 200 and "login" not in str(inbox.url)
+            scenario = site.get("/scenarios/whitepaper_nurture")
+            assert scenario.status_code == 200 and "welcome" in scenario.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert f"Dashboard: {address}/" in out and "log in as demo / demo-password" in out, out[-2000:] + err[-2000:]
