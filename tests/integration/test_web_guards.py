@@ -4,36 +4,29 @@ replies, login throttling, sessions that end, protected metrics. Over real HTTP.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from nurture.daemon import Daemon
+from nurture.store import Store
+from nurture.store.db import make_engine
 from nurture.store.tables import EVENTS
+from nurture.throttle import ThrottlePolicy
 from nurture.web.app import create_app
 from tests.http_server import serving
 from tests.integration.test_web import count, daemon  # noqa: F401  (the fixture)
 
 
-class Timer:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def timer() -> Timer:
-    return Timer()
-
-
-@pytest.fixture
-def site(daemon: Daemon, timer: Timer) -> Iterator[httpx.Client]:  # noqa: F811
+def site(daemon: Daemon) -> Iterator[httpx.Client]:  # noqa: F811
     app = create_app(daemon.settings.model_copy(update={"max_body_bytes": 100_000}), daemon.clock, daemon.store)
-    app.state.web.throttle.timer = timer
+    app.state.web.throttle = ThrottlePolicy(base=timedelta(seconds=1))  # blocks a test can wait out
     with serving(app) as base, httpx.Client(base_url=base) as client:
         yield client
 
@@ -88,10 +81,17 @@ def login(site: httpx.Client, password: str, user: str = "max") -> httpx.Respons
     return site.post("/login", data={"username": user, "password": password, "csrf": csrf(site)})
 
 
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout}s for {what}")
+        time.sleep(0.1)
+
+
 def test_wrong_passwords_are_throttled_per_user_and_the_right_one_waits_too(
     daemon: Daemon,  # noqa: F811
     site: httpx.Client,
-    timer: Timer,
 ) -> None:
     daemon.store.access.set_user("max", "correct horse battery", "Max Keller")
     for _ in range(5):
@@ -101,8 +101,60 @@ def test_wrong_passwords_are_throttled_per_user_and_the_right_one_waits_too(
     refused = login(site, "correct horse battery")
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert "Too many wrong passwords" in refused.text
-    timer.now += 3
-    assert login(site, "correct horse battery").status_code == 303
+    # Refused attempts do not count: once the block (1 s here) runs out, the right password works.
+    wait_for("the block to run out", lambda: login(site, "correct horse battery").status_code == 303)
+
+
+def test_the_login_throttle_holds_across_processes_and_restarts_per_user_and_per_address(
+    daemon: Daemon,  # noqa: F811
+) -> None:
+    """Two app instances, each with its own connection pool (as two `serve`/`run` processes
+    would have), on one database; then a third, started afterwards (a restart)."""
+    daemon.store.access.set_user("max", "correct horse battery", "Max Keller")
+    daemon.store.access.set_user("ann", "ann's own passphrase", "Ann")
+    url = daemon.settings.database_url
+    stores = [Store(make_engine(url), daemon.clock) for _ in range(3)]
+    policy = ThrottlePolicy(free_allowed=3, base=timedelta(seconds=30))
+
+    def app(store: Store) -> Any:
+        built = create_app(daemon.settings, daemon.clock, store)
+        built.state.web.throttle = policy
+        return built
+
+    proxy = "203.0.113.5"  # behind a trusted proxy, the address is the forwarded one
+    with (
+        serving(app(stores[0])) as first_base,
+        serving(app(stores[1])) as second_base,
+        httpx.Client(base_url=first_base, headers={"X-Forwarded-For": proxy}) as first,
+        httpx.Client(base_url=second_base, headers={"X-Forwarded-For": proxy}) as second,
+    ):
+        # Wrong passwords for max, spread over both processes and two addresses.
+        assert login(first, "wrong").status_code == 401
+        assert login(second, "wrong").status_code == 401
+        second.headers["X-Forwarded-For"] = "198.51.100.9"
+        assert login(second, "wrong").status_code == 401
+        assert login(first, "wrong").status_code == 401  # the fourth, for the user: blocked now
+        # The user is blocked in the other process too, from any address, with the right password.
+        refused = login(second, "correct horse battery")
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 1
+        second.headers["X-Forwarded-For"] = "192.0.2.44"
+        assert login(second, "correct horse battery").status_code == 429
+        # The address that made three of the failures guesses another user: blocked too.
+        assert login(first, "wrong", user="ann").status_code == 401  # the address's fourth: blocked now
+        assert login(first, "ann's own passphrase", user="ann").status_code == 429
+        assert login(second, "ann's own passphrase", user="ann").status_code == 303  # ann, elsewhere
+        second.cookies.clear()
+        second.headers["X-Forwarded-For"] = proxy
+        assert login(second, "ann's own passphrase", user="ann").status_code == 429
+
+    # A restarted process sees the same counts.
+    with serving(app(stores[2])) as third_base, httpx.Client(base_url=third_base) as third:
+        third.headers["X-Forwarded-For"] = "192.0.2.45"
+        assert login(third, "correct horse battery").status_code == 429
+        third.headers["X-Forwarded-For"] = proxy
+        assert login(third, "ann's own passphrase", user="ann").status_code == 429
+    for store in stores:
+        store.engine.dispose()
 
 
 def test_logout_ends_the_session_also_for_a_copied_cookie(daemon: Daemon, site: httpx.Client) -> None:  # noqa: F811

@@ -1,51 +1,46 @@
-"""Login throttling per user and per address, on a timer the test moves."""
+"""The login throttle's policy, on times the test chooses (the counts live in the database:
+tests/integration/test_web_guards.py)."""
 
 from __future__ import annotations
 
-from nurture.throttle import LoginThrottle
+from datetime import UTC, datetime, timedelta
 
+from nurture.throttle import ThrottlePolicy, throttle_keys
 
-class Timer:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
 
 
 def test_after_the_free_attempts_each_failure_blocks_longer_and_waiting_it_out_allows_one_more() -> None:
-    timer = Timer()
-    throttle = LoginThrottle(free_allowed=3, base=2, ceiling=60, timer=timer)
+    policy = ThrottlePolicy(free_allowed=3, base=2 * S, ceiling=60 * S)
+    record = None
     for _ in range(3):
-        assert throttle.wait_for("max", "10.0.0.1") == 0
-        throttle.failed("max", "10.0.0.1")
-    assert throttle.wait_for("max", "10.0.0.1") == 0
-    throttle.failed("max", "10.0.0.1")
-    assert throttle.wait_for("max", "10.0.0.1") == 2
-    timer.now += 2
-    throttle.failed("max", "10.0.0.1")
-    assert throttle.wait_for("max", "10.0.0.1") == 4
+        record = policy.after_failure(record, T0)
+        assert policy.wait([record], T0) == 0
+    record = policy.after_failure(record, T0)
+    assert policy.wait([record], T0) == 2
+    record = policy.after_failure(record, T0 + 2 * S)
+    assert policy.wait([record], T0 + 2 * S) == 4
+    for _ in range(10):
+        record = policy.after_failure(record, T0 + 2 * S)
+    assert policy.wait([record], T0 + 2 * S) == 60  # the ceiling
 
 
-def test_the_user_is_throttled_from_any_address_and_the_address_for_any_user() -> None:
-    timer = Timer()
-    throttle = LoginThrottle(free_allowed=1, base=10, timer=timer)
-    throttle.failed("max", "10.0.0.1")
-    throttle.failed("max", "10.0.0.2")
-    assert throttle.wait_for("max", "10.0.0.9") > 0  # the user, from a new address
-    throttle.failed("eve", "10.0.0.3")
-    throttle.failed("bob", "10.0.0.3")
-    assert throttle.wait_for("zoe", "10.0.0.3") > 0  # the address, guessing another user
+def test_the_longest_block_of_the_user_and_the_address_counts() -> None:
+    policy = ThrottlePolicy(free_allowed=1, base=10 * S)
+    user = policy.after_failure(policy.after_failure(None, T0), T0)
+    address = policy.after_failure(None, T0)
+    assert policy.wait([address], T0) == 0 and policy.wait([user, address], T0) == 10
 
 
-def test_a_success_clears_the_user_but_not_a_guessing_address() -> None:
-    timer = Timer()
-    throttle = LoginThrottle(free_allowed=1, base=10, timer=timer)
-    throttle.failed("max", "10.0.0.1")
-    throttle.failed("max", "10.0.0.1")
-    timer.now += 10
-    throttle.succeeded("max", "10.0.0.2")
-    assert throttle.wait_for("max", "10.0.0.2") == 0
-    assert throttle.wait_for("max", "10.0.0.1") == 0  # the block ran out; the record remains
-    throttle.failed("ann", "10.0.0.1")
-    assert throttle.wait_for("ann", "10.0.0.1") > 0
+def test_failures_idle_past_forget_after_start_again_from_zero() -> None:
+    policy = ThrottlePolicy(free_allowed=1, base=10 * S, forget_after=timedelta(hours=1))
+    record = policy.after_failure(policy.after_failure(None, T0), T0)
+    assert record.count == 2
+    later = T0 + timedelta(hours=2)
+    again = policy.after_failure(record, later)
+    assert again.count == 1 and policy.wait([again], later) == 0
+
+
+def test_user_names_count_whatever_their_case_and_spacing() -> None:
+    assert throttle_keys(" Max ", "10.0.0.1") == ("user:max", "addr:10.0.0.1")

@@ -199,6 +199,12 @@ PLAN: tuple[TablePlan, ...] = (
         None,
         id=K, username=S, password_hash=S, display_name=S, email=S, created_at=K, disabled=K,
     ),
+    _plan(
+        "login_failure",
+        None,
+        "wrong dashboard passwords by user name or client address (the throttle); forgotten an hour after the last",
+        key=S, failures=K, blocked_until=K, last_failed_at=K,
+    ),
     _plan("alembic_version", None, version_num=K),
 )  # fmt: skip
 

@@ -11,15 +11,19 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from nurture.errors import NurtureError
-from nurture.store.base import Connection, Part
-from nurture.store.tables import API_KEYS, DASHBOARD_USERS
+from nurture.store.base import Connection, Part, insert_ignore
+from nurture.store.queue import database_now
+from nurture.store.tables import API_KEYS, DASHBOARD_USERS, LOGIN_FAILURES
+from nurture.throttle import Failures, ThrottlePolicy
 
 KEY_PREFIX = "nk_"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -185,3 +189,46 @@ class Access(Part):
         with self.store.reading() as conn:
             rows = conn.execute(select(API_KEYS).order_by(API_KEYS.c.name)).all()
         return [KeyInfo(r.name, r.prefix, r.created_at, r.revoked_at, r.last_used_at) for r in rows]
+
+    # -- the login throttle: counts shared by every process on the database ---------------------
+
+    def login_wait(self, keys: Sequence[str], policy: ThrottlePolicy) -> float:
+        """Seconds until a login counted against `keys` may be tried (0: now)."""
+        with self.store.reading() as conn:
+            now = self._database_now(conn)
+            rows = conn.execute(select(LOGIN_FAILURES).where(LOGIN_FAILURES.c.key.in_(keys))).all()
+        return policy.wait([_failures(row) for row in rows], now)
+
+    def login_failed(self, keys: Sequence[str], policy: ThrottlePolicy) -> None:
+        """Count a wrong password against each of `keys` (a user name, a client address), in
+        one transaction; each key's row is locked while it is counted, so failures made at
+        once in several processes all count. Records idle past any block are dropped."""
+        with self.store.transaction() as conn:
+            now = self._database_now(conn)
+            idle = now - max(policy.forget_after, policy.ceiling)
+            conn.execute(delete(LOGIN_FAILURES).where(LOGIN_FAILURES.c.last_failed_at < idle))
+            for key in sorted(keys):  # one order everywhere: no deadlock between two logins
+                conn.execute(
+                    insert_ignore(self.postgres, LOGIN_FAILURES).values(key=key, failures=0, last_failed_at=now)
+                )
+                row = conn.execute(select(LOGIN_FAILURES).where(LOGIN_FAILURES.c.key == key).with_for_update()).one()
+                after = policy.after_failure(_failures(row) if row.failures else None, now)
+                conn.execute(
+                    update(LOGIN_FAILURES)
+                    .where(LOGIN_FAILURES.c.key == key)
+                    .values(failures=after.count, blocked_until=after.blocked_until, last_failed_at=after.last)
+                )
+
+    def login_succeeded(self, key: str) -> None:
+        """Clear the count of `key` (the user's, after a right password)."""
+        with self.store.transaction() as conn:
+            conn.execute(delete(LOGIN_FAILURES).where(LOGIN_FAILURES.c.key == key))
+
+    def _database_now(self, conn: Connection) -> datetime:
+        value: datetime | str = conn.execute(select(database_now(self.postgres))).scalar_one()
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value  # SQLite: the text form
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _failures(row: Any) -> Failures:
+    return Failures(int(row.failures), row.blocked_until, row.last_failed_at)

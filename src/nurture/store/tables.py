@@ -385,6 +385,18 @@ class DashboardUser(SQLModel, table=True):
     disabled: bool = False
 
 
+class LoginFailure(SQLModel, table=True):
+    """Wrong dashboard passwords per user name and per client address (the login throttle),
+    in the database so that every `serve` and `run` process, and a restarted one, counts
+    them together. Times are the database's clock."""
+
+    __tablename__ = "login_failure"
+    key: str = Field(primary_key=True, max_length=300)
+    failures: int = 0
+    blocked_until: datetime | None = _ts(default=None, nullable=True)
+    last_failed_at: datetime = _ts(index=True)
+
+
 class ConsentRecordRow(SQLModel, table=True):
     """Every consent statement of a lead, per topic; only ever added (the latest is in force)."""
 
@@ -471,6 +483,7 @@ EXPERIMENTS: Table = Experiment.__table__  # type: ignore[attr-defined]
 EXPERIMENT_ASSIGNMENTS: Table = ExperimentAssignment.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 LIFECYCLE_CHANGES: Table = LifecycleChange.__table__  # type: ignore[attr-defined]
+LOGIN_FAILURES: Table = LoginFailure.__table__  # type: ignore[attr-defined]
 LIST_MEMBERS: Table = ListMember.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS: Table = Notification.__table__  # type: ignore[attr-defined]
 PROMOTIONS: Table = Promotion.__table__  # type: ignore[attr-defined]
@@ -502,6 +515,7 @@ __all__ = [
     "LEADS",
     "LIFECYCLE_CHANGES",
     "LIST_MEMBERS",
+    "LOGIN_FAILURES",
     "NOTIFICATIONS",
     "PROMOTIONS",
     "SCENARIO_PAUSES",
@@ -526,6 +540,7 @@ __all__ = [
     "Feedback",
     "Lead",
     "LifecycleChange",
+    "LoginFailure",
     "Notification",
     "Promotion",
     "ScenarioPause",

@@ -18,7 +18,7 @@ from nurture.scenario.compiler import CompiledScenario, compile_scenario
 from nurture.scenario.loader import LoadedScenario, scenario_files
 from nurture.scoring.engine import CompiledScoring
 from nurture.store import Store
-from nurture.throttle import LoginThrottle
+from nurture.throttle import ThrottlePolicy
 
 PAGES = Path(__file__).resolve().parent / "templates"
 
@@ -31,7 +31,7 @@ class Web:
     templates: Jinja2Templates = field(init=False)
     _project: tuple[dict[str, CompiledScenario], CompiledScoring | None] | None = field(default=None, init=False)
     _seen: tuple[tuple[str, int, int], ...] = field(default=(), init=False)
-    throttle: LoginThrottle = field(default_factory=LoginThrottle, init=False)
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy, init=False)  # counts: store.access
 
     def __post_init__(self) -> None:
         self.templates = Jinja2Templates(directory=str(PAGES))

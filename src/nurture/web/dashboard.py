@@ -35,6 +35,7 @@ from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.graph import edges, to_mermaid, to_svg
 from nurture.store.leads import SORTS, LeadPage, LeadQuery
 from nurture.store.reports import SALES_STAGES
+from nurture.throttle import throttle_keys
 from nurture.vocabulary import Stage
 from nurture.web.authoring import compose_step, email_steps, findings
 from nurture.web.context import Web, csrf_token, web
@@ -95,8 +96,8 @@ def login(
     next: Annotated[str, Form()] = "/inbox",
 ) -> Response:
     w = web(request)
-    address = client_address(request)
-    wait = w.throttle.wait_for(username, address)
+    keys = throttle_keys(username, client_address(request))
+    wait = w.store.access.login_wait(keys, w.throttle)
     if wait > 0:
         page = w.page(
             request,
@@ -109,9 +110,9 @@ def login(
         return page
     display = w.store.access.authenticate(username, password)
     if display is None:
-        w.throttle.failed(username, address)
+        w.store.access.login_failed(keys, w.throttle)
         return w.page(request, "login.html", status_code=401, next=_safe_next(next), error="Wrong name or password.")
-    w.throttle.succeeded(username, address)
+    w.store.access.login_succeeded(keys[0])
     request.session.clear()  # a fresh session (and CSRF token) on login: no session fixation
     request.session["user"] = username.strip()
     request.session["display"] = display
