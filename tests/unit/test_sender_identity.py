@@ -36,7 +36,9 @@ def test_a_template_with_the_configured_footer_in_both_parts_passes(tmp_path: Pa
             "_layout.html": LAYOUT,
             "welcome.html": '{% extends "_layout.html" %}{% block body %}<p>Hi {{ lead.first_name }}</p>'
             "{% if lead.company_size >= 100 %}<p>Big!</p>{% endif %}"
-            "<p>{{ lead.webinar_title or 'our webinar' }}</p>{% endblock %}",
+            "<p>{{ lead.webinar_title or 'our webinar' }}</p>"
+            "{% for seat in 'x' * lead.seats|int %}<p>Seat {{ loop.index }} of {{ lead.seats|float }}</p>{% endfor %}"
+            "{% endblock %}",
             "welcome.txt": "Hi {{ lead.first_name }}" + TEXT_FOOTER,
             "plain.html": "<p>Hi</p><p>Acme Analytics GmbH<br>Friedrichstraße 12,\n 10117 Berlin, Germany</p>"
             "<a href='{{ unsubscribe_url }}'>Abmelden</a>",

@@ -57,6 +57,12 @@ class _Blank(ChainableUndefined):
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _same  # type: ignore[assignment]
     __truediv__ = __rtruediv__ = __floordiv__ = __mod__ = _same  # type: ignore[assignment]
 
+    def __int__(self) -> int:  # type: ignore[override]  # `lead.seats|int`: blank reads as 0, like `""|int`
+        return 0
+
+    def __float__(self) -> float:  # type: ignore[override]
+        return 0.0
+
 
 class _BlankRecord:
     """Stands in for `lead` and `score`: every field is blank."""
