@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import math
 import re
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
@@ -183,7 +184,7 @@ def _as_time(value: Any) -> datetime | None:
 def seconds_after_delivery(event: EventRecord) -> float | None:
     given = event.props.get("seconds_after_delivery")
     if isinstance(given, int | float) and not isinstance(given, bool):
-        return float(given)
+        return float(given) if math.isfinite(given) else None  # JSON from a client may say -Infinity
     delivered = _as_time(event.props.get("sent_at"))
     if delivered is None:
         return None
