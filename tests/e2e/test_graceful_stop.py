@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, write_scenario
+from tests.integration.conftest import ROOT, wait_for, write_scenario
 from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.slow
@@ -78,14 +77,6 @@ def daemon(db: str, workspace: Path, smtp: SmtpServer, worker: str, log: Path) -
     return subprocess.Popen([sys.executable, "-m", "nurture", "run"], env=env, stdout=handle, stderr=handle)
 
 
-def wait_for(what: str, condition: Any, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout}s for {what}:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_while_the_smtp_server_stalls_completes_the_batch_and_a_restart_sends_nothing_twice(
     stop: signal.Signals, workspace: Path, smtp: SmtpServer, tmp_path: Path
@@ -112,7 +103,7 @@ def test_a_stop_signal_while_the_smtp_server_stalls_completes_the_batch_and_a_re
     log = tmp_path / "daemon.log"
     first = daemon(db, workspace, smtp, "first", log)
     try:
-        wait_for("the first message's DATA to reach the server", stalled.is_set, log)
+        wait_for("the first message's DATA to reach the server", stalled.is_set, log=log)
         first.send_signal(stop)  # delivered before the daemon can read the server's reply
         release.set()
         assert first.wait(timeout=120) == 0, log.read_text(errors="replace")[-3000:]
@@ -129,8 +120,10 @@ def test_a_stop_signal_while_the_smtp_server_stalls_completes_the_batch_and_a_re
 
     second = daemon(db, workspace, smtp, "second", log)
     try:
-        wait_for("the second daemon to run", lambda: "daemon second running" in log.read_text(errors="replace"), log)
-        wait_for(f"all {LEADS} emails to arrive", lambda: len(smtp.messages) >= LEADS, log)
+        wait_for(
+            "the second daemon to run", lambda: "daemon second running" in log.read_text(errors="replace"), log=log
+        )
+        wait_for(f"all {LEADS} emails to arrive", lambda: len(smtp.messages) >= LEADS, log=log)
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=120) == 0, log.read_text(errors="replace")[-3000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -17,7 +16,7 @@ from nurture.daemon import Daemon
 from nurture.web.app import create_app
 from tests.e2e.test_dashboard_browser import CHROMIUM, FLAGS
 from tests.http_server import serving
-from tests.integration.conftest import ROOT, write_scenario
+from tests.integration.conftest import ROOT, tick, write_scenario
 from tests.integration.test_daemon import import_csv
 from tests.smtp_server import SmtpServer
 
@@ -50,15 +49,6 @@ def site(
     with serving(create_app(daemon.settings, clock, daemon.store)) as base:
         daemon.settings.base_url = base
         yield base, daemon
-
-
-def tick(daemon: Daemon) -> None:
-    async def once() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(once())
 
 
 def link_in(smtp: SmtpServer, to: str, pattern: str) -> str:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,6 +118,29 @@ async def ticks(daemon: Daemon, clock: FakeClock, *advances: timedelta) -> None:
         await daemon.tick()
     assert daemon.pool is not None
     await daemon.pool.close()
+
+
+def tick(daemon: Daemon) -> None:
+    """One tick of the daemon in its own event loop, then its SMTP connections closed, so
+    every email the tick sent has arrived at the test server."""
+
+    async def once() -> None:
+        await daemon.tick()
+        assert daemon.pool is not None
+        await daemon.pool.close()
+
+    asyncio.run(once())
+
+
+def wait_for(what: str, condition: Callable[[], object], timeout: float = 120, log: Path | None = None) -> None:
+    """Poll `condition()` until it holds; fail after `timeout` seconds naming `what` (and the
+    end of `log`, a daemon's output, when given)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            tail = f":\n{log.read_text(errors='replace')[-3000:]}" if log is not None else ""
+            raise AssertionError(f"waited {timeout}s for {what}{tail}")
+        time.sleep(0.1)
 
 
 @pytest.fixture

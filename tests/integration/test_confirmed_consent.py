@@ -16,8 +16,7 @@ from nurture.consent.model import ConsentSource, ConsentStatus
 from nurture.daemon import Daemon
 from nurture.web.app import create_app
 from tests.http_server import serving
-from tests.integration.conftest import write_scenario
-from tests.integration.test_data_rights import tick
+from tests.integration.conftest import tick, write_scenario
 from tests.smtp_server import SmtpServer
 
 NEWS = """

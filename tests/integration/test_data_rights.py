@@ -4,7 +4,6 @@ Real daemon, real SMTP, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from nurture.daemon import Daemon
 from nurture.leads import erase_person, export_person, import_leads
 from nurture.lifecycle import change_stage, log_activity
 from nurture.vocabulary import NotificationStatus, SendStatus
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, tick
 from tests.smtp_server import SmtpServer
 
 HEAD = (
@@ -48,15 +47,6 @@ def daemon(db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, tmp
     report = import_leads(built.store, path)
     assert report.problems == [] and report.created == 4
     return built
-
-
-def tick(daemon: Daemon) -> None:
-    async def once() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(once())
 
 
 def sends_of(daemon: Daemon, email: str) -> list[object]:

@@ -19,8 +19,8 @@ from nurture.lifecycle import log_activity
 from nurture.vocabulary import SendStatus
 from nurture.web.app import create_app
 from tests.http_server import serving
-from tests.integration.conftest import ROOT
-from tests.integration.test_data_rights import LEADS, PERSON, sends_of, text_columns_holding, tick
+from tests.integration.conftest import ROOT, tick
+from tests.integration.test_data_rights import LEADS, PERSON, sends_of, text_columns_holding
 from tests.smtp_server import SmtpServer
 
 JANE = "jane.roe@quillfeather.example"

@@ -18,7 +18,7 @@ from nurture.daemon import Daemon
 from nurture.leads import import_leads
 from nurture.mail.dkim import DkimKey, write_key
 from nurture.mail.verp import ReturnPath
-from tests.integration.conftest import write_scenario
+from tests.integration.conftest import tick, write_scenario
 from tests.smtp_server import SmtpServer
 
 SCENARIO = """
@@ -150,12 +150,7 @@ def test_a_scenario_can_turn_open_tracking_off(
     leads.write_text("email,first_name,source\nann@alpha.example,Ann,web\n", encoding="utf-8")
     import_leads(daemon.store, leads)
 
-    async def once() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(once())
+    tick(daemon)
     pixels = {
         str(m["List-Id"]).split("<")[1].split(".")[0]: "/o/" in m.get_body(("html",)).get_content()  # type: ignore[union-attr]
         for m in smtp.messages

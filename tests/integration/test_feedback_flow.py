@@ -5,7 +5,6 @@ and the scenario's reputation follow."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import smtplib
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from nurture.mail.verp import ReturnPath
 from nurture.store.tables import ACTIVITIES, ENROLMENTS, FEEDBACK, LEADS, NOTIFICATIONS, SENDS, SUPPRESSIONS
 from nurture.web.app import create_app
 from tests.http_server import serving
-from tests.integration.conftest import write_scenario
+from tests.integration.conftest import tick, write_scenario
 from tests.smtp_server import SmtpServer, free_port
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feedback"
@@ -66,15 +65,6 @@ def import_many(daemon: Daemon, tmp_path: Path, count: int) -> None:
     rows = "".join(f"lead{i}@x{i % 7}.example,Lead{i},web\n" for i in range(count))
     path.write_text("email,first_name,source\n" + rows, encoding="utf-8")
     assert import_leads(daemon.store, path).problems == []
-
-
-def tick(daemon: Daemon) -> None:
-    async def once() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(once())
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ bounce and a few events, and the ingest API's batch limit."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from nurture.daemon import Daemon
 from nurture.store.tables import EVENTS as EV
 from nurture.web.app import create_app
 from tests.http_server import serving
+from tests.integration.conftest import tick
 from tests.integration.test_web import api, count, daemon, site  # noqa: F401 (fixtures)
 from tests.smtp_server import SmtpServer
 
@@ -70,12 +70,7 @@ def test_metrics_show_failures_by_reason_leads_by_stage_and_events_by_type(
     }
     assert api.post("/api/v1/events/batch", json=batch).json() == {"stored": 3, "duplicates": 0}
 
-    async def tick() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(tick())
+    tick(daemon)
     text = api.get("/metrics", headers={"Authorization": "Bearer metrics-secret"}).text
     # Kim's welcome bounced; Ada's arrived.
     assert metric(text, 'nurture_email_failures_total{reason="bounced"}') == 1

@@ -3,7 +3,6 @@ exclusive priorities; and hand-offs that go to the project's default owner."""
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,7 +13,7 @@ from sqlalchemy import select
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.store.tables import AUDIT_LOG, ENROLMENTS, LEADS
-from tests.integration.conftest import write_scenario
+from tests.integration.conftest import tick, write_scenario
 from tests.integration.test_daemon import import_csv
 from tests.smtp_server import SmtpServer
 
@@ -62,15 +61,6 @@ def enrolments(daemon: Daemon) -> dict[tuple[str, str], tuple[str, str | None]]:
             )
         ).all()
     return {(r.email, r.scenario_id): (r.status, r.exit_reason) for r in rows}
-
-
-def tick(daemon: Daemon) -> None:
-    async def run() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(run())
 
 
 def test_lists_suppression_and_priorities_decide_who_is_in_which_program(

@@ -18,7 +18,7 @@ from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.jobs.notify import verify_signature
 from nurture.store.tables import ENROLMENTS as E
-from tests.integration.conftest import ROOT, write_scenario
+from tests.integration.conftest import ROOT, tick, write_scenario
 from tests.integration.test_daemon import import_csv
 from tests.integration.test_qualification import Hooks, lead_id, record, webhook  # noqa: F401 (fixture)
 from tests.smtp_server import SmtpServer
@@ -112,12 +112,7 @@ def test_notify_sales_sends_one_signed_webhook_per_step_visit_and_a_replayed_bat
 
 
 def rescore(daemon: Daemon) -> None:
-    async def tick() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(tick())
+    tick(daemon)
 
 
 def owner_of(daemon: Daemon, email: str) -> str | None:

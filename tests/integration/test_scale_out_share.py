@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from sqlalchemy import func, select
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
 from nurture.store.tables import SENDS as S
-from tests.integration.conftest import ROOT, write_scenario
+from tests.integration.conftest import ROOT, wait_for, write_scenario
 from tests.smtp_server import SmtpServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -64,14 +63,6 @@ def daemon(url: str, workspace: Path, smtp: SmtpServer, worker: str, log: Path) 
     return subprocess.Popen([sys.executable, "-m", "nurture", "run"], env=env, stdout=handle, stderr=handle)
 
 
-def wait_for(what: str, condition: Any, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout}s for {what}:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
-
-
 def test_three_daemons_on_one_postgres_each_send_a_share_and_nothing_twice(
     pg_url: str, workspace: Path, smtp: SmtpServer, tmp_path: Path
 ) -> None:
@@ -91,7 +82,7 @@ def test_three_daemons_on_one_postgres_each_send_a_share_and_nothing_twice(
     processes = [daemon(pg_url, workspace, smtp, worker, log) for worker in WORKERS]
     try:
         for worker in WORKERS:
-            wait_for(f"daemon {worker} to run", lambda w=worker: f"daemon {w} running" in log.read_text(), log)
+            wait_for(f"daemon {worker} to run", lambda w=worker: f"daemon {w} running" in log.read_text(), 180, log=log)
         # The work arrives once all three are running.
         csv = tmp_path / "leads.csv"
         csv.write_text(
@@ -105,7 +96,7 @@ def test_three_daemons_on_one_postgres_each_send_a_share_and_nothing_twice(
             cwd=ROOT,
         )
         assert imported.returncode == 0, imported.stderr
-        wait_for(f"all {LEADS} emails to arrive", lambda: len(smtp.messages) >= LEADS, log)
+        wait_for(f"all {LEADS} emails to arrive", lambda: len(smtp.messages) >= LEADS, 180, log=log)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)

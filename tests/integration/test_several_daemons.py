@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from nurture.clock import SystemClock
 from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.tables import NOTIFICATIONS as N
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, wait_for
 from tests.integration.test_qualification import Hooks, webhook  # noqa: F401  (the fixture)
 from tests.smtp_server import SmtpServer, free_port
 
@@ -37,14 +36,6 @@ def nurture(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [sys.executable, "-m", "nurture", *args], env=env, capture_output=True, text=True, timeout=120
     )
-
-
-def wait_for(condition: object, what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout}s for {what}")
-        time.sleep(0.2)
 
 
 def test_three_daemons_promote_each_lead_once_while_events_arrive_through_the_api(
@@ -105,8 +96,8 @@ def test_three_daemons_promote_each_lead_once_while_events_arrive_through_the_ap
             except httpx.TransportError:
                 return False
 
-        wait_for(serving, "the API to answer")
-        wait_for(lambda: all(f"daemon node-{n} running" in log.read_text() for n in range(3)), "three daemons")
+        wait_for("the API to answer", serving, 240)
+        wait_for("three daemons", lambda: all(f"daemon node-{n} running" in log.read_text() for n in range(3)), 240)
 
         def post(i: int) -> int:
             now = datetime.now(UTC)
@@ -139,7 +130,7 @@ def test_three_daemons_promote_each_lead_once_while_events_arrive_through_the_ap
                 rows = conn.execute(select(N.c.status, func.count()).group_by(N.c.status)).all()
             return dict(rows).get("sent", 0) == 2 * LEADS and len(Hooks.received) >= LEADS  # type: ignore[arg-type]
 
-        wait_for(all_notified, f"{LEADS} promotions to be notified by email and webhook")
+        wait_for(f"{LEADS} promotions to be notified by email and webhook", all_notified, 240)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)

@@ -3,7 +3,6 @@ ends a `wait_for: click` in the daemon."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,7 +16,7 @@ from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.store.tables import ENROLMENTS
 from tests.http_server import serving
-from tests.integration.conftest import write_scenario
+from tests.integration.conftest import tick, write_scenario
 from tests.integration.test_daemon import import_csv
 from tests.smtp_server import SmtpServer
 
@@ -59,12 +58,7 @@ def test_a_click_on_a_plain_link_ends_a_wait_for_click(
     daemon = make_daemon(db_url, base_url="http://nurture.test")
     import_csv(daemon, tmp_path, "email,first_name,timezone,source\nann@example.com,Ann,UTC,web\n")
 
-    async def tick() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(tick())
+    tick(daemon)
     [message] = smtp.messages
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -81,7 +75,7 @@ def test_a_click_on_a_plain_link_ends_a_wait_for_click(
     assert (target.netloc, target.path) == ("acme.example", "/pricing")
 
     clock.advance(timedelta(minutes=5))
-    asyncio.run(tick())
+    tick(daemon)
     with daemon.store.reading() as conn:
         enrolment = conn.execute(select(ENROLMENTS.c.status, ENROLMENTS.c.state)).one()
     assert enrolment.status == "completed" and enrolment.state == "__end__"

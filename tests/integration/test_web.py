@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from nurture.store.tables import EVENTS, LEADS, SUPPRESSIONS, ApiKey
 from nurture.store.tables import LIFECYCLE_CHANGES as LC
 from nurture.web.app import create_app
 from tests.http_server import serving
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, tick
 from tests.integration.test_daemon import import_csv
 from tests.smtp_server import SmtpServer
 
@@ -64,12 +63,7 @@ def count(daemon: Daemon, table: Any, *where: Any) -> int:
 
 
 def send_welcome(daemon: Daemon, smtp: SmtpServer) -> EmailMessage:
-    async def tick() -> None:
-        await daemon.tick()
-        assert daemon.pool is not None
-        await daemon.pool.close()
-
-    asyncio.run(tick())
+    tick(daemon)
     [message] = [m for m in smtp.messages if m["To"].addresses[0].addr_spec == "ada@nordwerk.example"]
     return message
 

@@ -3,7 +3,6 @@ the Message-ID nurture gave it); forged, replayed and unconfigured ones are refu
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -26,7 +25,7 @@ from nurture.feedback.webhooks import SnsVerifier
 from nurture.store.tables import ACTIVITIES, LEADS
 from nurture.web.app import create_app
 from tests.http_server import serving
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, tick
 from tests.integration.test_daemon import import_csv
 from tests.smtp_server import SmtpServer
 from tests.unit.test_webhooks import CERT_URL, TOPIC, fixture, sns_key, sns_message  # noqa: F401
@@ -61,12 +60,7 @@ def daemon(
     )
     import_csv(built, tmp_path, LEADS_CSV)
 
-    async def tick() -> None:
-        await built.tick()
-        assert built.pool is not None
-        await built.pool.close()
-
-    asyncio.run(tick())
+    tick(built)
     assert len(smtp.messages) == 4
     return built
 
