@@ -332,7 +332,7 @@ def print_next_steps(console: Console, root: Path, database: Path, workdir: Path
     for command in (
         f"nurture report {db} {where}",
         f"nurture score backtest --from {START:%Y-%m-%d} --to {end:%Y-%m-%dT%H:%M:%SZ} {db} {where}",
-        f"nurture score near-miss --at {end:%Y-%m-%dT%H:%M:%SZ} {db} {where}",
+        f"nurture score near-miss --at {end:%Y-%m-%dT%H:%M:%SZ} --engagement-gap 15 {db} {where}",
         f"nurture score drift {db} {where}",
         f"nurture score learn --outcomes {workdir / 'outcomes.csv'} --out {workdir / 'scoring.proposed.yaml'} "
         f"{db} {where}",

@@ -82,7 +82,7 @@ PREFERRED_HOURS = (14, 14, 14, 14, 11, 11, 16, 16, 9, 9)
 
 HARD_BOUNCE_SHARE = 0.04  # addresses that no longer exist
 SOFT_BOUNCE_SHARE = 0.04  # mailboxes that are full on some days
-COMPLAINER_SHARE = 0.02  # people who mark a marketing email as spam
+COMPLAINER_SHARE = 0.04  # people who mark a marketing email as spam
 LEAVER_SHARE = 0.10  # people who unsubscribe once they have read enough
 
 ACCEPT_REASONS = ("demo booked", "budget and timeline confirmed", "evaluating this quarter")
@@ -332,7 +332,7 @@ class Readers:
                       key=f"demo-form-{row.id}")  # fmt: skip
         elif follow_up:
             later(clicked + timedelta(minutes=5), kind=follow_up, props={"send": row.id}, key=f"demo-follow-{row.id}")
-            if follow_up == "webinar_registered" and people.roll("attends", row.lead_id) < 0.6:
+            if follow_up == "webinar_registered" and people.roll("attends", row.lead_id) < 0.5:
                 later(clicked + timedelta(days=2), kind="webinar_attended", props={"webinar": "shop-floor-analytics"},
                       key=f"demo-attended-{row.lead_id}")  # fmt: skip
         if people.roll("pricing", row.lead_id) < 0.3:

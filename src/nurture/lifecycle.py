@@ -133,7 +133,7 @@ def hand_over(
 
     Without a scoring file (a project's `default_owner` receives hand-offs) there is no
     webhook, and the link points at the default dashboard address."""
-    dashboard = scoring.model.routing.dashboard_url if scoring is not None else "http://localhost:8000"
+    dashboard = scoring.model.routing.dashboard_url if scoring is not None else "http://localhost:8025"
     webhook = scoring.model.routing.webhook_url if scoring is not None else None
     payload = {
         "event": event,

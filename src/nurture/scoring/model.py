@@ -136,7 +136,7 @@ class Owner(_Strict):
 class Routing(_Strict):
     owners: list[Owner] = Field(min_length=1)
     webhook_url: str | None = None
-    dashboard_url: str = "http://localhost:8000"
+    dashboard_url: str = "http://localhost:8025"  # `nurture serve`'s default port
 
 
 class Scoring(_Strict):
