@@ -266,8 +266,10 @@ class Enrolments(Part):
     def enrol(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         if not rows:
             return 0
-        result = conn.execute(insert_ignore(self.postgres, ENROLMENTS), rows)
-        return max(result.rowcount, 0)
+        # RETURNING counts what was inserted on both databases (psycopg reports no rowcount
+        # for a multi-row INSERT ... ON CONFLICT DO NOTHING).
+        result = conn.execute(insert_ignore(self.postgres, ENROLMENTS).returning(ENROLMENTS.c.id), rows)
+        return len(result.all())
 
     # -- advancing -------------------------------------------------------------------------
 
