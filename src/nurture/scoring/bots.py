@@ -293,7 +293,7 @@ class Classifier:
             after = seconds_after_delivery(event)
             if after is not None and after < self.guards.min_seconds_after_delivery:
                 verb = "opened" if event.type == "open" else "clicked"
-                strong.append(f"{verb} {max(int(after), 0)}s after delivery")
+                strong.append(f"{verb} {int(max(after, 0))}s after delivery")
 
     def _honeypots(self, events: Sequence[EventRecord], order: list[int], strong: dict[int, list[str]]) -> None:
         traps: dict[Any, list[datetime]] = defaultdict(list)
