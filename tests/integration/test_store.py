@@ -322,3 +322,44 @@ def test_daemons_registering_the_same_new_version_at_once_record_it_once(store: 
         moved = list(pool.map(lambda _: other.versions.register("welcome", "v2", "w.yaml", "v2", {}), range(4)))
     assert moved == [0, 0, 0, 0]
     assert store.versions.source("welcome", "v2") == ("w.yaml", "v2")
+
+
+def test_a_batch_of_events_stores_each_once_wakes_enrolments_at_the_earliest_and_flags_unsubscribes(
+    store: Store,
+) -> None:
+    ada, bob = add_lead(store, "ada@example.com"), add_lead(store, "bob@example.com")
+    later = START + timedelta(days=3)
+    with store.transaction() as conn:
+        store.enrolments.enrol(
+            conn,
+            [
+                {
+                    "lead_id": lead_id,
+                    "scenario_id": "welcome",
+                    "scenario_version": "v1",
+                    "state": "wait",
+                    "status": EnrolmentStatus.ACTIVE,
+                    "seq": 0,
+                    "entered_at": START,
+                    "due_at": later,
+                    "enrolled_at": START,
+                }
+                for lead_id in (ada, bob)
+            ],
+        )
+        stored = store.events.record_many(
+            conn,
+            [
+                (ada, "click", START + timedelta(hours=2), {"url": "https://a.example"}, "e-1"),
+                (ada, "open", START + timedelta(hours=1), {}, "e-2"),
+                (ada, "open", START + timedelta(hours=1), {}, "e-2"),  # the same event again
+                (bob, "unsubscribe", START + timedelta(days=4), {}, None),  # after bob's due time
+            ],
+        )
+    assert sorted(stored) == [(ada, "click"), (ada, "open"), (bob, "unsubscribe")]
+    with store.transaction() as conn:
+        assert store.events.record_many(conn, [(ada, "click", START, {}, "e-1")]) == []
+    due = {e.lead_id: e.due_at for lead_id in (ada, bob) for e in store.enrolments.of_lead(lead_id)}
+    assert due == {ada: START + timedelta(hours=1), bob: later}
+    assert store.leads.by_id(bob).unsubscribed is True  # type: ignore[union-attr]
+    assert store.leads.by_id(ada).unsubscribed is False  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import network_part
@@ -20,6 +20,14 @@ from nurture.store.base import Connection, Part, insert_ignore
 from nurture.store.queue import database_now
 from nurture.store.tables import ENROLMENTS, EVENTS, LEADS
 from nurture.vocabulary import EnrolmentStatus, EventType
+
+# Wake the active enrolments of many leads, each due no later than its lead's earliest new
+# event: one statement with two array parameters, whatever the batch's size.
+_WAKE_PG = text(
+    "UPDATE enrollment AS e SET due_at = w.at"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS timestamptz[])) AS w(lead_id, at)"
+    " WHERE e.lead_id = w.lead_id AND e.status = 'active' AND e.due_at > w.at"
+)
 
 # Events that flag their lead as unreachable.
 _FLAGS = {EventType.UNSUBSCRIBE.value: {"unsubscribed": True}, EventType.BOUNCE.value: {"bounced": True}}
@@ -91,7 +99,10 @@ class Events(Part):
         now = self.clock.now()
         for flag, lead_ids in sorted(flags.items()):
             conn.execute(update(LEADS).where(LEADS.c.id.in_(sorted(lead_ids))).values(updated_at=now, **{flag: True}))
-        if earliest:
+        if earliest and self.postgres:
+            woken = sorted(earliest.items())
+            conn.execute(_WAKE_PG, {"ids": [i for i, _ in woken], "ats": [at for _, at in woken]})
+        elif earliest:
             conn.execute(
                 update(ENROLMENTS)
                 .where(
