@@ -170,6 +170,7 @@ class Qualifier:
             stats.accounts += len(aggregates)
             self._accounts(scoring, conn, aggregates, rows, now, wanted)
             member_of = {i: key for key, members in batch.accounts.items() for i in members}
+            scores: list[tuple[LeadRow, int, int, str]] = []
             for lead_id in ids:
                 row = rows.get(lead_id)
                 if row is None:
@@ -177,7 +178,7 @@ class Qualifier:
                 aggregate = aggregates.get(member_of.get(lead_id, ""))
                 result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate)
                 stats.scored += 1
-                self.store.leads.record_score(conn, row, result.fit, result.engagement, result.grade, now)
+                scores.append((row, result.fit, result.engagement, result.grade))
                 stage = row.lifecycle_stage
                 moved = scored_stage(stage, result)
                 if moved == Stage.HOT:
@@ -194,6 +195,7 @@ class Qualifier:
                         now,
                     )
                     stats.warmed += 1
+            self.store.leads.record_scores(conn, sorted(scores, key=lambda s: s[0].id), now)
 
     @staticmethod
     def evaluate(

@@ -55,6 +55,14 @@ SEARCH_INDEXES = frozenset(
 TRIGRAM_MIN = 3
 SORTS = ("updated", "engagement", "email", "promoted")
 
+# New scores of many leads in one statement (PostgreSQL): arrays, so the statement is the
+# same whatever the batch's size and is prepared once.
+_SCORES_PG = text(
+    "UPDATE lead AS l SET score_fit = s.fit, score_engagement = s.engagement, grade = s.grade, scored_at = :now"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:fits AS integer[]), CAST(:engagements AS integer[]),"
+    " CAST(:grades AS varchar[])) AS s(id, fit, engagement, grade) WHERE l.id = s.id"
+)
+
 
 @dataclass(frozen=True)
 class LeadQuery:
@@ -432,6 +440,45 @@ class Leads(Part):
             conn.execute(
                 insert(SCORE_HISTORY).values(lead_id=row.id, at=now, fit=fit, engagement=engagement, grade=grade)
             )
+
+    def record_scores(self, conn: Connection, scores: Sequence[tuple[LeadRow, int, int, str]], now: datetime) -> None:
+        """`record_score` for many leads at once (lead row, fit, engagement, grade): one UPDATE
+        (over arrays on PostgreSQL) and one INSERT of the changed scores into the history."""
+        if not scores:
+            return
+        if self.postgres:
+            conn.execute(
+                _SCORES_PG,
+                {
+                    "ids": [row.id for row, *_ in scores],
+                    "fits": [fit for _, fit, _, _ in scores],
+                    "engagements": [engagement for _, _, engagement, _ in scores],
+                    "grades": [grade for *_, grade in scores],
+                    "now": now,
+                },
+            )
+        else:
+            conn.execute(
+                update(LEADS)
+                .where(LEADS.c.id == bindparam("score_lead"))
+                .values(
+                    score_fit=bindparam("score_fit"),
+                    score_engagement=bindparam("score_engagement"),
+                    grade=bindparam("score_grade"),
+                    scored_at=now,
+                ),
+                [
+                    {"score_lead": row.id, "score_fit": fit, "score_engagement": engagement, "score_grade": grade}
+                    for row, fit, engagement, grade in scores
+                ],
+            )
+        changed = [
+            {"lead_id": row.id, "at": now, "fit": fit, "engagement": engagement, "grade": grade}
+            for row, fit, engagement, grade in scores
+            if (row.score_fit, row.score_engagement, row.grade) != (fit, engagement, grade)
+        ]
+        if changed:
+            conn.execute(insert(SCORE_HISTORY), changed)
 
     def accounts(self, conn: Connection, by_company: bool, wanted: set[str]) -> list[LeadRow]:
         """The leads of some accounts (by lower-cased company name, or by email domain): id, company, email."""
