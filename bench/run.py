@@ -35,6 +35,7 @@ from sqlalchemy import bindparam, insert, update
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import pgdata  # noqa: E402
 from common import (  # noqa: E402
     BRANCH_AND_WAIT,
     Database,
@@ -623,9 +624,11 @@ def main() -> None:
             new = bench_account(folder, 2000 if args.quick else 10_000)
         elif section in ("latency", "scaleout", "import"):
             new = _scale_section(section, folder, args.quick)
+        elif section in pgdata.SECTIONS:
+            new = pgdata.section(section, folder, args.quick)
         else:
             raise SystemExit(f"unknown section {section!r}")
-        if Database.pg_url and section != "pages":  # pages names its database in each row
+        if Database.pg_url and section not in ("pages", *pgdata.SECTIONS):  # these name their database
             new = [dataclasses.replace(r, name=f"PostgreSQL: {r.name}") for r in new]
         print("\n".join(result.line for result in new), flush=True)
         results += new
