@@ -200,8 +200,7 @@ def fill(engine: Engine, count: int, chunk: int = 20_000) -> float:
             for i, stage, at in decided
             if stage != "hot"
         ]
-        for offset in range(0, len(changes), chunk):
-            conn.execute(insert(LIFECYCLE_CHANGES), changes[offset : offset + chunk])
+        _write(conn, postgres, LIFECYCLE_CHANGES, changes, chunk)
         enrolments = [
             {
                 "lead_id": i,
@@ -216,9 +215,23 @@ def fill(engine: Engine, count: int, chunk: int = 20_000) -> float:
             }
             for i in range(1, count + 1, 3)
         ]
-        for offset in range(0, len(enrolments), chunk):
-            conn.execute(insert(ENROLMENTS), enrolments[offset : offset + chunk])
+        _write(conn, postgres, ENROLMENTS, enrolments, chunk)
     return time.perf_counter() - start
+
+
+def _write(conn: Any, postgres: bool, table: Any, rows: list[dict[str, Any]], chunk: int) -> None:
+    """Rows into `table`: COPY on PostgreSQL, executemany in chunks on SQLite."""
+    if not rows:
+        return
+    if postgres:
+        columns = list(rows[0])
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor().copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+        return
+    for offset in range(0, len(rows), chunk):
+        conn.execute(insert(table), rows[offset : offset + chunk])
 
 
 def _filled(engine: Engine) -> int:
@@ -279,7 +292,7 @@ PAGES: list[tuple[str, list[str]]] = [
 ]
 
 
-def bench_pages(folder: Path, count: int, pg_url: str | None, requests: int = 40) -> list[Result]:
+def bench_pages(folder: Path, count: int, pg_url: str | None, requests: int = 30) -> list[Result]:
     results: list[Result] = []
     targets: list[tuple[str, str]] = []
     sqlite_path = folder / "pages.db"
@@ -330,7 +343,7 @@ def bench_pages(folder: Path, count: int, pg_url: str | None, requests: int = 40
             [floor] = time_pages(client, [("/login", ["/login"])], requests)
             for timing in time_pages(client, PAGES, requests):
                 results.append(
-                    Result(
+                    result := Result(
                         f"{timing.page} ({label}, {count:,} leads)",
                         f"p50 {timing.p50:.0f} ms · p95 {timing.p95:.0f} ms",
                         f"/login p50 {floor.p50:.1f} ms",
@@ -338,5 +351,6 @@ def bench_pages(folder: Path, count: int, pg_url: str | None, requests: int = 40
                         at_most(200),
                     )
                 )
+                print(result.line, flush=True)
         engine.dispose()
     return results
