@@ -186,7 +186,9 @@ def _csv_rows(text: str | io.TextIOBase, name: str) -> Iterator[Record]:
         except csv.Error as exc:
             where = f"{name}:{start}"
             yield where, RowProblem(where, f"unreadable CSV: {exc}")
-            return
+            if reader.line_num < start:  # nothing more was read: the file ends here
+                return
+            continue  # the reader goes on at the next line: one bad row does not stop the import
         if not values:  # a blank line: the next record starts after it
             continue
         where = f"{name}:{start}"
@@ -210,6 +212,12 @@ def _json_lines(text: str | io.TextIOBase, name: str) -> Iterator[Record]:
 
 
 def _json_array(text: str, name: str) -> Iterator[Record]:
+    """The array's records, once the whole array was read (a syntax error anywhere in it,
+    or an array that never closes, is refused before any record is handed out)."""
+    return iter(list(_json_array_items(text, name)))
+
+
+def _json_array_items(text: str, name: str) -> Iterator[Record]:
     decoder = json.JSONDecoder()
     index = len(text) - len(text.lstrip())
     if text[index : index + 1] != "[":
@@ -218,7 +226,11 @@ def _json_array(text: str, name: str) -> Iterator[Record]:
     while True:
         while index < len(text) and text[index] in " \t\r\n,":
             index += 1
-        if index >= len(text) or text[index] == "]":
+        if index >= len(text):
+            raise NurtureError(f"{name}:{text.count(chr(10)) + 1}: bad JSON: the array is not closed with ']'")
+        if text[index] == "]":
+            if text[index + 1 :].strip():
+                raise NurtureError(f"{name}:{text.count(chr(10), 0, index) + 1}: bad JSON: text after the array's ']'")
             return
         where = f"{name}:{text.count(chr(10), 0, index) + 1}"
         try:

@@ -7,6 +7,7 @@ whole, so no lead is ever half-imported; the good rows around it are imported.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -75,6 +76,22 @@ class LeadIn(BaseModel):
             raise ValueError("must be one line of text (no control characters)")
         return value or None
 
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if _CONTROL.search(tag):
+                raise ValueError(f"tag {tag[:40]!r} must be one line of text (no control characters)")
+        return value
+
+    @field_validator("custom")
+    @classmethod
+    def _custom(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = storable_json(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("country")
     @classmethod
     def _country(cls, value: str | None) -> str | None:
@@ -111,6 +128,28 @@ class LeadIn(BaseModel):
                 record = replace(record, source=default_source)
             found.append(record)
         return found
+
+
+def storable_json(value: Any, where: str = "") -> str | None:
+    """Why `value` cannot be stored as JSON in every database (NaN or Infinity, which JSON
+    has no word for; a NUL character, which PostgreSQL text cannot hold), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'value'}: {value} is not a number JSON can store"
+    if isinstance(value, str) and "\x00" in value:
+        return f"{where or 'value'}: contains a NUL character"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                return f"{where + '.' if where else ''}{str(key)!r}: a name with a NUL character"
+            found = storable_json(item, f"{where + '.' if where else ''}{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = storable_json(item, f"{where}[{index}]")
+            if found:
+                return found
+    return None
 
 
 @dataclass
