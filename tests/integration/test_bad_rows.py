@@ -12,13 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import select, update
 
 from nurture.daemon import Daemon
 from nurture.store.tables import AUDIT_LOG, ENROLMENTS, LEADS
+from nurture.web.app import create_app
+from tests.http_server import serving
 from tests.integration.conftest import ROOT, write_scenario
+from tests.integration.test_authoring_aids import csrf
 from tests.integration.test_daemon import TWO_STEP, import_csv, import_web_leads, sends_by_status
 from tests.integration.test_smtp_faults import send_row
+from tests.integration.test_web import log_in
 from tests.smtp_server import SmtpServer
 
 SIZED = """
@@ -195,3 +200,47 @@ def enrolments_of(daemon: Daemon, email: str) -> list[Any]:
                 select(ENROLMENTS).join(LEADS, LEADS.c.id == ENROLMENTS.c.lead_id).where(LEADS.c.email == email)
             ).all()
         )
+
+
+def test_parked_leads_are_counted_in_metrics_listed_on_the_scenario_page_and_resumed_from_there(
+    db_url: str, make_daemon: Callable[..., Daemon], workspace: Path, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    write_scenario(workspace, TWO_STEP)
+    daemon = make_daemon(db_url, base_url="http://nurture.test", metrics_token="metrics-secret")
+    import_web_leads(daemon, tmp_path, LEADS_)
+
+    async def run(*jobs: str) -> None:
+        for job in jobs:
+            await getattr(daemon, job)()
+        if daemon.pool is not None:
+            await daemon.pool.close()
+
+    asyncio.run(run("enrol"))
+    corrupt(daemon, "cho@gamma.example")
+    asyncio.run(run("advance", "send"))
+    with serving(create_app(daemon.settings, daemon.clock, daemon.store)) as base, httpx.Client(base_url=base) as site:
+        metrics = site.get("/metrics", headers={"Authorization": "Bearer metrics-secret"}).text
+        assert re.search(r"^nurture_enrolments_parked 1\.0$", metrics, re.M), metrics
+        log_in(daemon, site)
+        page = site.get("/scenarios/two_step").text
+        row = re.search(r'<table id="parked-leads">.*?</table>', page, re.S)
+        assert row is not None, page
+        assert "cho@gamma.example" in row.group(0) and "step failed at &#39;hello&#39;: TypeError" in row.group(0)
+        [action] = re.findall(r'action="(/scenarios/two_step/parked/\d+/resume)"', row.group(0))
+        assert site.post(action, data={}).status_code == 403, "no CSRF token, nothing resumed"
+        assert enrolments_of(daemon, "cho@gamma.example")[0].status == "parked"
+
+        with daemon.store.transaction() as conn:  # the operator fixes the data
+            conn.execute(update(LEADS).where(LEADS.c.email == "cho@gamma.example").values(custom={}))
+        done = site.post(action, data={"csrf": csrf(page)}, follow_redirects=True)
+        assert done.status_code == 200 and "resumed at &#39;hello&#39;" in done.text, done.text
+        assert 'id="parked-leads"' not in done.text
+        metrics = site.get("/metrics", headers={"Authorization": "Bearer metrics-secret"}).text
+        assert re.search(r"^nurture_enrolments_parked 0\.0$", metrics, re.M), metrics
+        again = site.post(action, data={"csrf": csrf(page)}, follow_redirects=True)
+        assert "no parked enrolment" in again.text
+    asyncio.run(run("advance", "send"))
+    assert len(smtp.recorder.by_recipient()["cho@gamma.example"]) == 1
+    with daemon.store.reading() as conn:
+        [resume] = conn.execute(select(AUDIT_LOG.c.detail).where(AUDIT_LOG.c.kind == "step_resumed")).all()
+    assert resume.detail["by"] == "max" and resume.detail["at_step"] == "hello"

@@ -547,16 +547,20 @@ class Enrolments(Part):
                 )
         return parked
 
-    def parked(self, limit: int = 10) -> tuple[int, list[Row[Any]]]:
-        """How many enrolments are parked, and the latest `limit` of them with their lead's address."""
+    def parked(self, limit: int = 10, scenario_id: str | None = None) -> tuple[int, list[Row[Any]]]:
+        """How many enrolments are parked (in one scenario, or all), and the latest `limit`
+        of them with their lead's id and address."""
+        where = [ENROLMENTS.c.status == EnrolmentStatus.PARKED]
+        if scenario_id is not None:
+            where.append(ENROLMENTS.c.scenario_id == scenario_id)
         with self.store.reading() as conn:
-            total = conn.execute(
-                select(func.count()).select_from(ENROLMENTS).where(ENROLMENTS.c.status == EnrolmentStatus.PARKED)
-            ).scalar_one()
+            total = conn.execute(select(func.count()).select_from(ENROLMENTS).where(*where)).scalar_one()
             rows = conn.execute(
-                select(ENROLMENTS.c.scenario_id, ENROLMENTS.c.state, ENROLMENTS.c.exit_reason, LEADS.c.email)
+                select(
+                    ENROLMENTS.c.scenario_id, ENROLMENTS.c.state, ENROLMENTS.c.exit_reason, LEADS.c.id, LEADS.c.email
+                )
                 .join(LEADS, LEADS.c.id == ENROLMENTS.c.lead_id)
-                .where(ENROLMENTS.c.status == EnrolmentStatus.PARKED)
+                .where(*where)
                 .order_by(ENROLMENTS.c.id.desc())
                 .limit(limit)
             ).all()

@@ -382,6 +382,8 @@ def scenario_page(request: Request, scenario_id: str, _: User) -> Response:
         findings=findings(w.settings, compiled, list(found.values())),
         test_address=w.store.access.email_of(request.session.get("user", "")),
         send_times=send_time_lifts(w.store, compiled, scoring),
+        parked=w.store.enrolments.parked(limit=50, scenario_id=scenario_id),
+        flash=request.session.pop("flash", None),
         Markup=Markup,
     )
 
@@ -475,6 +477,20 @@ def resume_scenario(request: Request, scenario_id: str, who: User) -> Response:
     w = web(request)
     w.store.feedback.resume(scenario_id, who, w.clock.now())
     return RedirectResponse(f"/scenarios/{scenario_id}", status_code=303)
+
+
+@router.post("/scenarios/{scenario_id}/parked/{lead_id}/resume", dependencies=[Csrf])
+def resume_parked(request: Request, scenario_id: str, lead_id: int, who: User) -> Response:
+    """Step a lead's parked enrolment in this scenario again (after the cause was fixed),
+    as `nurture leads resume` does."""
+    w = web(request)
+    resumed = w.store.enrolments.resume(lead_id, scenario_id, who, w.clock.now())
+    request.session["flash"] = (
+        {"ok": True, "text": f"resumed at '{resumed[0].state}' (parked by: {resumed[0].exit_reason})"}
+        if resumed
+        else {"ok": False, "text": "that lead has no parked enrolment here (already resumed?)"}
+    )
+    return RedirectResponse(f"/scenarios/{scenario_id}#parked", status_code=303)
 
 
 # Up to this many leads the scoring page replays the backtest by itself; above, on request.

@@ -66,6 +66,11 @@ class StoreCollector(Collector):
         enrol.add_metric(["now"], due or 0)
         enrol.add_metric(["all"], active or 0)
         yield enrol
+        parked = GaugeMetricFamily(
+            "nurture_enrolments_parked", "Enrolments parked because their step raised (nurture leads resume)"
+        )
+        parked.add_metric([], self.w.store.enrolments.parked(limit=0)[0])
+        yield parked
         leads = GaugeMetricFamily("nurture_leads", "Leads by lifecycle stage", labels=["stage"])
         for stage, n in sorted(stages.items()):
             leads.add_metric([stage], n)
