@@ -3,6 +3,7 @@
     python bench/run.py                 # everything (builds a 1M-lead SQLite database; a few minutes)
     python bench/run.py send advance    # only some sections
     python bench/run.py dkim            # the cost of DKIM signing (RSA-2048, Ed25519, both) on the send
+    python bench/run.py dkim-relay      # the same for RSA-2048 where a relay 50 ms away sets the pace
     python bench/run.py pages           # the dashboard's list pages at 1M leads (SQLite; with --pg also PostgreSQL)
     python bench/run.py --quick         # smaller sizes, for a smoke run
     python bench/run.py --pg URL send   # on PostgreSQL (also NURTURE_BENCH_PG_URL); `make bench` runs both
@@ -561,6 +562,11 @@ def _scale_section(section: str, folder: Path, quick: bool) -> list[Result]:
 
     if section == "latency":
         return scale.bench_latency(folder, (4, 8) if quick else (4, 8, 16, 32), 50 if quick else 100)
+    if section == "dkim-relay":
+        key_file = folder / "dkim-relay-rsa.pem"
+        if not key_file.exists():
+            write_key(key_file, "rsa")
+        return scale.bench_latency_dkim(folder, key_file, 16, 50 if quick else 100)
     if section == "scaleout":
         return scale.bench_scaleout(folder, 1000 if quick else 4000, pool=8)
     return scale.bench_import(folder, 20_000 if quick else 100_000, 100_000 if quick else 1_000_000)
@@ -622,7 +628,7 @@ def main() -> None:
             new = bench_pages(folder, large, args.pg)
         elif section == "account":
             new = bench_account(folder, 2000 if args.quick else 10_000)
-        elif section in ("latency", "scaleout", "import"):
+        elif section in ("latency", "dkim-relay", "scaleout", "import"):
             new = _scale_section(section, folder, args.quick)
         elif section in pgdata.SECTIONS:
             new = pgdata.section(section, folder, args.quick)

@@ -51,7 +51,7 @@ def db(tmp_path: Path) -> str:
 def test_dkim_keygen_writes_a_key_and_prints_the_records_to_publish(tmp_path: Path) -> None:
     key_file = tmp_path / "dkim" / "s2026.pem"
     args = ("dkim", "keygen", "--domain", "acme.example", "--selector", "s2026", "--key-file", str(key_file))
-    result = nurture(*args, "--bounce-domain", "bounce.acme.example")
+    result = nurture(*args, "--bounce-domain", "bounce.acme.example", "--algorithm", "ed25519")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert (
@@ -66,8 +66,19 @@ def test_dkim_keygen_writes_a_key_and_prints_the_records_to_publish(tmp_path: Pa
     assert any(line.startswith('bounce.acme.example. IN TXT "v=spf1') for line in lines)
     assert any(line.startswith("_dmarc.acme.example. IN TXT") for line in lines)
     assert key_file.stat().st_mode & 0o777 == 0o600
-    again = nurture(*args, "--algorithm", "rsa")
+    again = nurture(*args)
     assert again.returncode == 0 and published in again.stdout.replace('" "', "")  # the existing key is kept
+
+
+def test_dkim_keygen_makes_an_rsa_key_by_default_which_every_receiver_verifies(tmp_path: Path) -> None:
+    key_file = tmp_path / "s2026r.pem"
+    result = nurture("dkim", "keygen", "--domain", "acme.example", "--selector", "s2026r", "--key-file", str(key_file))
+    assert result.returncode == 0, result.stderr
+    assert DkimKey.load(key_file).algorithm == "rsa-sha256"
+    record = next(line for line in result.stdout.splitlines() if line.startswith("s2026r._domainkey.acme.example."))
+    published = "".join(part for i, part in enumerate(record.split('"')) if i % 2)
+    assert dkim.parse_tag_value(published.encode())[b"k"] == b"rsa"
+    assert "not every receiver verifies Ed25519" not in result.stdout
 
 
 def test_suppressions_import_and_export(tmp_path: Path, db: str) -> None:
