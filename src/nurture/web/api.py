@@ -20,7 +20,7 @@ from nurture.consent.model import ConsentSource
 from nurture.errors import NurtureError
 from nurture.feedback.suppressions import REASONS as SUPPRESSION_REASONS
 from nurture.feedback.suppressions import Suppression
-from nurture.leads import LeadIn, erase_person, export_person, save_lead
+from nurture.leads import LeadIn, erase_person, export_person, save_lead, storable_json
 from nurture.mail.message import PLAIN_ADDRESS
 from nurture.vocabulary import EventType
 from nurture.web.context import Web, web
@@ -66,6 +66,8 @@ class EventIn(BaseModel):
     @field_validator("email")
     @classmethod
     def _lower(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("contains a NUL character")
         return value.lower()
 
     @field_validator("props")
@@ -76,6 +78,16 @@ class EventIn(BaseModel):
         for key, item in value.items():
             if len(key) > 100 or (isinstance(item, str) and len(item) > 2000):
                 raise ValueError(f"property {key[:100]!r} is too long (keys ≤ 100, values ≤ 2000 characters)")
+        problem = storable_json(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL character")
         return value
 
 
