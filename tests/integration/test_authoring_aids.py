@@ -86,3 +86,20 @@ def test_the_scenario_page_lists_validate_findings(daemon: Daemon, site: httpx.C
         "link text shows &#39;https://acme.example/report&#39; but the link goes to &#39;nurture.test&#39;"
         in findings.group(1)
     )
+
+
+def test_hostile_lead_names_and_search_text_are_answered_not_a_server_error(
+    daemon: Daemon,  # noqa: F811
+    site: httpx.Client,  # noqa: F811
+) -> None:
+    log_in(daemon, site)
+    for lead in ("²", "9" * 40, "ada\x00@nordwerk.example", "' OR 1=1 --", "%_\\"):
+        shown = site.get("/scenarios/whitepaper_nurture/preview", params={"step": "welcome", "lead": lead})
+        assert shown.status_code == 404 and "No lead" in shown.text, (lead, shown.status_code)
+    for q in ("ada\x00", "%", "_", "\\", "' OR 1=1 --", "Ä" * 5000, "🙂"):
+        for path in ("/leads", "/inbox"):
+            listed = site.get(path, params={"q": q, "page": "999999", "sort": "nonsense", "stage": "x\x00"})
+            assert listed.status_code == 200, (path, q, listed.status_code)
+            assert "ada@nordwerk.example" not in listed.text
+    found = site.get("/leads", params={"q": "ada"})
+    assert found.status_code == 200 and "ada@nordwerk.example" in found.text

@@ -139,12 +139,15 @@ def home(_: User) -> Response:
 
 
 def _lead_query(q: str, stage: str, grade: str, owner: str, scenario: str, sort: str, page: int) -> LeadQuery:
+    def clean(value: str, most: int) -> str:  # a NUL is no PostgreSQL text; no lead has one
+        return value.replace("\x00", "")[:most]
+
     return LeadQuery(
-        text=q[:200],
-        stage=stage,
-        grade=grade,
-        owner=owner[:200],
-        scenario=scenario[:100],
+        text=clean(q, 200),
+        stage=clean(stage, 100),
+        grade=clean(grade, 100),
+        owner=clean(owner, 200),
+        scenario=clean(scenario, 100),
         sort=sort if sort in SORTS else "updated",
         page=max(1, min(page, 100_000)),
     )
@@ -395,6 +398,18 @@ def _scenario(w: Web, scenario_id: str) -> CompiledScenario:
     return compiled
 
 
+def _lead_named(w: Web, lead: str) -> Any:
+    """The lead a form names by email or id, or None (also for text no lead could have: a NUL
+    character, digits that are no database id)."""
+    key = lead.strip()
+    if not key or "\x00" in key:
+        return None
+    row = w.store.leads.by_email(key)
+    if row is None and key.isascii() and key.isdigit() and len(key) <= 18:
+        row = w.store.leads.by_id(int(key))
+    return row
+
+
 @router.get("/scenarios/{scenario_id}/preview")
 def preview_email(request: Request, scenario_id: str, who: User, step: str = "", lead: str = "") -> Response:
     """An email step rendered for a chosen lead as the sender would build it, shown in a
@@ -403,9 +418,7 @@ def preview_email(request: Request, scenario_id: str, who: User, step: str = "",
     compiled = _scenario(w, scenario_id)
     steps = [s.id for s in email_steps(compiled)]
     step = step or (steps[0] if steps else "")
-    row = w.store.leads.by_email(lead) if lead.strip() else None
-    if row is None and lead.strip().isdigit():
-        row = w.store.leads.by_id(int(lead))
+    row = _lead_named(w, lead)
     preview = error = None
     if not lead.strip():
         error = "Choose a lead (their email) to render the email for."
@@ -442,7 +455,7 @@ def send_test_email(
     compiled = _scenario(w, scenario_id)
     back = f"/scenarios/{scenario_id}/preview?{urlencode({'step': step, 'lead': lead})}"
     to = w.store.access.email_of(who)
-    row = w.store.leads.by_email(lead)
+    row = _lead_named(w, lead)
     if to is None:
         request.session["flash"] = {
             "ok": False,
