@@ -233,7 +233,15 @@ def test_lists_import_checks_the_name_and_every_row(tmp_path: Path) -> None:
 def test_demo_runs_ones_own_project_and_says_where_it_reads_from(tmp_path: Path) -> None:
     project = own_project(tmp_path)
     result = nurture(
-        "demo", "--project", str(project), "--days", "2", "--seconds-per-day", "0", "--workdir", str(tmp_path / "d"),
+        "demo",
+        "--project",
+        str(project),
+        "--days",
+        "2",
+        "--seconds-per-day",
+        "0",
+        "--workdir",
+        str(tmp_path / "d"),
         "--no-serve",
     )
     assert result.returncode == 0, result.stderr[-2000:]
