@@ -4,8 +4,7 @@ replies, login throttling, sessions that end, protected metrics. Over real HTTP.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from nurture.store.tables import EVENTS
 from nurture.throttle import ThrottlePolicy
 from nurture.web.app import create_app
 from tests.http_server import serving
+from tests.integration.conftest import wait_for
 from tests.integration.test_web import count, daemon  # noqa: F401  (the fixture)
 
 
@@ -79,14 +79,6 @@ def csrf(site: httpx.Client) -> str:
 
 def login(site: httpx.Client, password: str, user: str = "max") -> httpx.Response:
     return site.post("/login", data={"username": user, "password": password, "csrf": csrf(site)})
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout}s for {what}")
-        time.sleep(0.1)
 
 
 def test_wrong_passwords_are_throttled_per_user_and_the_right_one_waits_too(
