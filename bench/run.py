@@ -575,7 +575,9 @@ def _scale_section(section: str, folder: Path, quick: bool) -> list[Result]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "sections", nargs="*", default=["send", "advance", "tick", "memory", "account", "latency", "import"]
+        "sections",
+        nargs="*",
+        default=["send", "advance", "tick", "memory", "account", "dkim", "latency", "dkim-relay", "import"],
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="folder for the databases (default: a temporary one)")
