@@ -120,7 +120,7 @@ def test_a_hostile_template_that_passes_validate_fails_alone_and_sigterm_stops_t
             row = hostile_send(db)
             return row is not None and row["status"] == "sending"
 
-        wait_for("the hostile send's batch to be claimed", being_tried, log)
+        wait_for("the hostile send's batch to be claimed", being_tried, log=log)
         first.send_signal(signal.SIGTERM)
         stopping = time.monotonic()
         try:
@@ -147,7 +147,7 @@ def test_a_hostile_template_that_passes_validate_fails_alone_and_sigterm_stops_t
     # A restart sends the rest; the hostile send is not tried again.
     second = daemon(db, workspace, smtp, "second", log, renders)
     try:
-        wait_for(f"all {GOOD} good emails to arrive", lambda: len(smtp.messages) >= GOOD, log)
+        wait_for(f"all {GOOD} good emails to arrive", lambda: len(smtp.messages) >= GOOD, log=log)
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=GRACE_SECONDS) == 0, log.read_text(errors="replace")[-3000:]

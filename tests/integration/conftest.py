@@ -132,7 +132,7 @@ def tick(daemon: Daemon) -> None:
     asyncio.run(once())
 
 
-def wait_for(what: str, condition: Callable[[], object], timeout: float = 120, log: Path | None = None) -> None:
+def wait_for(what: str, condition: Callable[[], object], *, timeout: float = 120, log: Path | None = None) -> None:
     """Poll `condition()` until it holds; fail after `timeout` seconds naming `what` (and the
     end of `log`, a daemon's output, when given)."""
     deadline = time.monotonic() + timeout

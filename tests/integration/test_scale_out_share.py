@@ -82,7 +82,12 @@ def test_three_daemons_on_one_postgres_each_send_a_share_and_nothing_twice(
     processes = [daemon(pg_url, workspace, smtp, worker, log) for worker in WORKERS]
     try:
         for worker in WORKERS:
-            wait_for(f"daemon {worker} to run", lambda w=worker: f"daemon {w} running" in log.read_text(), 180, log=log)
+            wait_for(
+                f"daemon {worker} to run",
+                lambda w=worker: f"daemon {w} running" in log.read_text(),
+                timeout=180,
+                log=log,
+            )
         # The work arrives once all three are running.
         csv = tmp_path / "leads.csv"
         csv.write_text(
@@ -96,7 +101,7 @@ def test_three_daemons_on_one_postgres_each_send_a_share_and_nothing_twice(
             cwd=ROOT,
         )
         assert imported.returncode == 0, imported.stderr
-        wait_for(f"all {LEADS} emails to arrive", lambda: len(smtp.messages) >= LEADS, 180, log=log)
+        wait_for(f"all {LEADS} emails to arrive", lambda: len(smtp.messages) >= LEADS, timeout=180, log=log)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)

@@ -96,8 +96,10 @@ def test_three_daemons_promote_each_lead_once_while_events_arrive_through_the_ap
             except httpx.TransportError:
                 return False
 
-        wait_for("the API to answer", serving, 240)
-        wait_for("three daemons", lambda: all(f"daemon node-{n} running" in log.read_text() for n in range(3)), 240)
+        wait_for("the API to answer", serving, timeout=240)
+        wait_for(
+            "three daemons", lambda: all(f"daemon node-{n} running" in log.read_text() for n in range(3)), timeout=240
+        )
 
         def post(i: int) -> int:
             now = datetime.now(UTC)
@@ -130,7 +132,7 @@ def test_three_daemons_promote_each_lead_once_while_events_arrive_through_the_ap
                 rows = conn.execute(select(N.c.status, func.count()).group_by(N.c.status)).all()
             return dict(rows).get("sent", 0) == 2 * LEADS and len(Hooks.received) >= LEADS  # type: ignore[arg-type]
 
-        wait_for(f"{LEADS} promotions to be notified by email and webhook", all_notified, 240)
+        wait_for(f"{LEADS} promotions to be notified by email and webhook", all_notified, timeout=240)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
