@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import aiosmtplib
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -240,3 +242,22 @@ def missed(results: Sequence[Result]) -> list[str]:
 
 
 Row = dict[str, Any]
+
+
+async def raw_send(port: int, payload: bytes, count: int, connections: int) -> float:
+    """The send baseline: aiosmtplib's `sendmail` of pre-built bytes over `connections`
+    connections at once; seconds for `count` messages."""
+    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) for _ in range(connections)]
+    await asyncio.gather(*(client.connect() for client in clients))
+    per = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
+
+    async def pump(client: aiosmtplib.SMTP, n: int) -> None:
+        for i in range(n):
+            await client.sendmail("hello@acme.example", [f"lead{i}@bench.example"], payload)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(pump(c, n) for c, n in zip(clients, per, strict=True)))
+    elapsed = time.perf_counter() - start
+    for client in clients:
+        await client.quit()
+    return elapsed

@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
 from sqlalchemy import bindparam, insert, update
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +47,7 @@ from common import (  # noqa: E402
     fresh_db,
     missed,
     ratio_result,
+    raw_send,
     timed,
     url_of,
     use_postgres,
@@ -120,24 +120,6 @@ def project(folder: Path, scenario: str | None) -> tuple[Path, Path]:
 
 
 # -- send -------------------------------------------------------------------------------------------
-
-
-async def raw_send(port: int, payload: bytes, count: int, connections: int) -> float:
-    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) for _ in range(connections)]
-    for client in clients:
-        await client.connect()
-    per = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
-
-    async def pump(client: aiosmtplib.SMTP, n: int) -> None:
-        for i in range(n):
-            await client.sendmail("hello@acme.example", [f"lead{i}@bench.example"], payload)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(pump(c, n) for c, n in zip(clients, per, strict=True)))
-    elapsed = time.perf_counter() - start
-    for client in clients:
-        await client.quit()
-    return elapsed
 
 
 def _outbox(folder: Path, name: str, count: int) -> Any:

@@ -22,8 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
-from common import Database, Result, at_least, at_most, bulk_leads, fresh_db, ratio_result, url_of
+from common import Database, Result, at_least, at_most, bulk_leads, fresh_db, ratio_result, raw_send, url_of
 from sqlalchemy import func, insert, select, update
 
 from nurture.clock import FakeClock
@@ -84,23 +83,6 @@ class SlowSink:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
-
-
-async def _raw_send(port: int, payload: bytes, count: int, connections: int) -> float:
-    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) for _ in range(connections)]
-    await asyncio.gather(*(client.connect() for client in clients))
-    per = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
-
-    async def pump(client: aiosmtplib.SMTP, n: int) -> None:
-        for i in range(n):
-            await client.sendmail("hello@acme.example", [f"lead{i}@bench.example"], payload)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(pump(c, n) for c, n in zip(clients, per, strict=True)))
-    elapsed = time.perf_counter() - start
-    for client in clients:
-        await client.quit()
-    return elapsed
 
 
 def outbox_db(folder: Path, name: str, count: int) -> Any:
@@ -199,7 +181,7 @@ def bench_latency(folder: Path, pools: tuple[int, ...], per_connection: int, rou
                 settings = _settings(url_of(engine), folder, sink.port, connections, 1000)
                 elapsed, payload = asyncio.run(_nurture_send(engine, settings, count))
                 nurture_best = min(nurture_best, elapsed)
-                raw_best = min(raw_best, asyncio.run(_raw_send(sink.port, payload, count, connections)))
+                raw_best = min(raw_best, asyncio.run(raw_send(sink.port, payload, count, connections)))
             results.append(
                 ratio_result(
                     f"send to a relay answering DATA after {DELAY * 1000:.0f} ms: {count:,} emails, "
