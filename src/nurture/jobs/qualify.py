@@ -30,7 +30,7 @@ from nurture.clock import Clock
 from nurture.jobs.catalog import Catalog
 from nurture.lifecycle import SCORED, account_hand_over, change_stage, hand_over, needed_for, route_owner, scored_stage
 from nurture.scenario.expr import EventRecord
-from nurture.scoring.engine import AccountAggregate, CompiledScoring, ScoreResult, account_handoff
+from nurture.scoring.engine import AccountAggregate, CompiledScoring, Engagement, ScoreResult, account_handoff
 from nurture.scoring.explain import reasons as explain
 from nurture.scoring.limits import Candidate, ration
 from nurture.scoring.model import Owner
@@ -159,12 +159,9 @@ class Qualifier:
             for chunk in _chunks(ids):
                 rows.update({r.id: r for r in self.store.leads.in_(conn, chunk)})
                 events.update(self.store.events.for_leads(conn, chunk, since))
+            own = {i: scoring.own(events.get(i, []), now, row.engagement_since) for i, row in rows.items()}
             aggregates = {
-                key: scoring.account_aggregate(
-                    key,
-                    [(i, rows[i].email, events.get(i, []), rows[i].engagement_since) for i in members if i in rows],
-                    now,
-                )
+                key: scoring.aggregate_of(key, [(i, rows[i].email, own[i].points) for i in members if i in rows])
                 for key, members in batch.accounts.items()
             }
             stats.accounts += len(aggregates)
@@ -176,7 +173,7 @@ class Qualifier:
                 if row is None:
                     continue
                 aggregate = aggregates.get(member_of.get(lead_id, ""))
-                result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate)
+                result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate, own[lead_id])
                 stats.scored += 1
                 scores.append((row, result.fit, result.engagement, result.grade))
                 stage = row.lifecycle_stage
@@ -204,7 +201,9 @@ class Qualifier:
         events: Sequence[EventRecord],
         now: datetime,
         aggregate: AccountAggregate | None,
+        own: Engagement | None = None,
     ) -> ScoreResult:
+        """The lead's score; `own` is its `scoring.own(events, now, row.engagement_since)` if known."""
         return scoring.evaluate(
             lead_view(row._mapping).fields,
             events,
@@ -213,6 +212,7 @@ class Qualifier:
             adjustment=row.score_adjustment or 0,
             account=aggregate,
             member=row.id,
+            own=own,
         )
 
     def score_lead(self, scoring: CompiledScoring, conn: Connection, row: LeadRow, now: datetime) -> ScoreResult:

@@ -233,18 +233,22 @@ class Classifier:
 
     def classify(self, events: Sequence[EventRecord]) -> list[Verdict]:
         """One verdict per event, in the order given."""
-        strong: dict[int, list[str]] = defaultdict(list)
-        weak: dict[int, list[str]] = defaultdict(list)
+        count = len(events)
+        strong: list[list[str]] = [[] for _ in range(count)]
+        weak: list[list[str]] = [[] for _ in range(count)]
+        honeypot = [False] * count
         for index, event in enumerate(events):
-            self._signals(event, strong[index], weak[index])
-        order = sorted(range(len(events)), key=lambda i: events[i].at)
-        self._honeypots(events, order, strong)
+            honeypot[index] = self._signals(event, strong[index], weak[index])
+        times = [event.at for event in events]
+        order = sorted(range(count), key=times.__getitem__)
+        if any(honeypot):
+            self._honeypots(events, order, honeypot, strong)
         self._bursts(events, order, strong)
         repeats = self._repeats(events, order, strong)
         verdicts: list[Verdict] = []
-        for index in range(len(events)):
-            reasons = strong.get(index, [])
-            soft = weak.get(index, [])
+        for index in range(count):
+            reasons = strong[index]
+            soft = weak[index]
             if reasons:
                 verdicts.append(Verdict("machine", tuple(reasons + soft), index in repeats))
             elif len(soft) >= 2:
@@ -257,10 +261,13 @@ class Classifier:
                 verdicts.append(HUMAN)
         return verdicts
 
-    def _signals(self, event: EventRecord, strong: list[str], weak: list[str]) -> None:
+    def _signals(self, event: EventRecord, strong: list[str], weak: list[str]) -> bool:
+        """Adds the event's own signals; returns whether it is a request for the hidden link."""
         props = event.props
-        tracked = event.type in TRACKED
-        if is_honeypot(event):
+        type_ = event.type
+        tracked = type_ in TRACKED
+        honeypot = type_ == "honeypot" or _truthy(props.get("honeypot"))
+        if honeypot:
             strong.append("requested the hidden link no person sees")
         ip = props.get("ip")
         if isinstance(ip, str) and ip:
@@ -270,9 +277,9 @@ class Classifier:
                 where = f"from {network.name} ({ip} in {block})"
                 if network.kind == "scanner":
                     strong.append(where)
-                elif event.type == "open" and self.guards.discount_proxy_opens:
+                elif type_ == "open" and self.guards.discount_proxy_opens:
                     strong.append(f"opened by a privacy proxy: {where}")
-                elif event.type == "click":
+                elif type_ == "click":
                     weak.append(f"clicked through a privacy proxy: {where}")
         agent = props.get("user_agent")
         if isinstance(agent, str):
@@ -280,48 +287,57 @@ class Classifier:
             rule = self._agent(agent) if agent else None
             if rule is not None and rule.kind == "scanner":
                 strong.append(f"known scanner user agent: {rule.name} ({agent[:60]})")
-            elif rule is not None and event.type == "open" and self.guards.discount_proxy_opens:
+            elif rule is not None and type_ == "open" and self.guards.discount_proxy_opens:
                 strong.append(f"opened by a privacy proxy: {rule.name} user agent")
-            elif rule is not None and event.type == "click":
+            elif rule is not None and type_ == "click":
                 weak.append(f"{rule.name} user agent on a click")
             elif not agent and tracked:
                 weak.append("no user agent")
-        flagged_proxy = _truthy(props.get("proxy")) and self.guards.discount_proxy_opens
-        if event.type == "open" and flagged_proxy and not any(r.startswith("opened by a privacy") for r in strong):
+        proxied = type_ == "open" and self.guards.discount_proxy_opens and _truthy(props.get("proxy"))
+        if proxied and not any(r.startswith("opened by a privacy") for r in strong):
             strong.append("opened by a privacy proxy")
         if tracked:
             after = seconds_after_delivery(event)
             if after is not None and after < self.guards.min_seconds_after_delivery:
-                verb = "opened" if event.type == "open" else "clicked"
+                verb = "opened" if type_ == "open" else "clicked"
                 strong.append(f"{verb} {int(max(after, 0))}s after delivery")
+        return honeypot
 
-    def _honeypots(self, events: Sequence[EventRecord], order: list[int], strong: dict[int, list[str]]) -> None:
+    def _honeypots(
+        self, events: Sequence[EventRecord], order: list[int], honeypot: list[bool], strong: list[list[str]]
+    ) -> None:
         traps: dict[Any, list[datetime]] = defaultdict(list)
         for index in order:
-            event = events[index]
-            if is_honeypot(event) and event.props.get("send") is not None:
-                traps[_ref(event.props["send"])].append(event.at)
+            if honeypot[index]:
+                send = events[index].props.get("send")
+                if send is not None:
+                    traps[_ref(send)].append(events[index].at)
         if not traps:
             return
         window = timedelta(seconds=self.guards.honeypot_seconds)
         for index in order:
             event = events[index]
             times = traps.get(_ref(event.props.get("send")))
-            if not times or event.type not in TRACKED or is_honeypot(event):
+            if not times or event.type not in TRACKED or honeypot[index]:
                 continue
             nearest = min(times, key=lambda t: abs(event.at - t))
             if abs(event.at - nearest) <= window:
                 gap = int(abs((event.at - nearest).total_seconds()))
                 strong[index].append(f"{gap}s from a request for this email's hidden link")
 
-    def _bursts(self, events: Sequence[EventRecord], order: list[int], strong: dict[int, list[str]]) -> None:
+    def _bursts(self, events: Sequence[EventRecord], order: list[int], strong: list[list[str]]) -> None:
         by_send: dict[Any, list[int]] = defaultdict(list)
         for index in order:
             event = events[index]
-            if event.type == "click" and event.props.get("send") is not None:
-                by_send[_ref(event.props["send"])].append(index)
+            if event.type == "click":
+                send = event.props.get("send")
+                if send is not None:
+                    by_send[_ref(send)].append(index)
         window = timedelta(seconds=self.guards.burst_seconds)
+        wanted = self.guards.burst_clicks
         for indexes in by_send.values():
+            if len(indexes) < wanted:  # fewer clicks than a burst has links
+                continue
             end = 0
             for start, first in enumerate(indexes):
                 end = max(end, start)
@@ -329,13 +345,13 @@ class Classifier:
                     end += 1
                 burst = indexes[start : end + 1]
                 links = {_ref(events[i].props.get("link")) for i in burst}
-                if len(links) >= self.guards.burst_clicks:
+                if len(links) >= wanted:
                     for i in burst:
                         note = f"{len(links)} links clicked within {self.guards.burst_seconds}s"
                         if not any("links clicked within" in r for r in strong[i]):
                             strong[i].append(note)
 
-    def _repeats(self, events: Sequence[EventRecord], order: list[int], strong: dict[int, list[str]]) -> dict[int, str]:
+    def _repeats(self, events: Sequence[EventRecord], order: list[int], strong: list[list[str]]) -> dict[int, str]:
         """index → why it is a repeat; many repeats within the window make every one a machine."""
         window = timedelta(seconds=self.guards.repeat_seconds)
         repeats: dict[int, str] = {}
@@ -344,9 +360,13 @@ class Classifier:
         groups: dict[tuple[Any, str, Any], list[int]] = defaultdict(list)
         for index in order:
             event = events[index]
-            if event.type in TRACKED and event.props.get("send") is not None:
-                groups[(_ref(event.props["send"]), event.type, _ref(event.props.get("link")))].append(index)
+            if event.type in TRACKED:
+                send = event.props.get("send")
+                if send is not None:
+                    groups[(_ref(send), event.type, _ref(event.props.get("link")))].append(index)
         for indexes in groups.values():
+            if len(indexes) < 2:  # neither a repeat nor a run
+                continue
             run: list[int] = []
             for index in indexes:
                 if run and events[index].at - events[run[0]].at <= window:
@@ -359,7 +379,7 @@ class Classifier:
             self._flag_run(events, run, strong)
         return repeats
 
-    def _flag_run(self, events: Sequence[EventRecord], run: list[int], strong: dict[int, list[str]]) -> None:
+    def _flag_run(self, events: Sequence[EventRecord], run: list[int], strong: list[list[str]]) -> None:
         if len(run) < self.guards.repeat_machine:
             return
         seconds = round((events[run[-1]].at - events[run[0]].at).total_seconds())

@@ -14,8 +14,9 @@ run over a 10,000-lead account scores each member's events once, not once per co
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from nurture.errors import ExpressionError
 from nurture.scenario.expr import EventRecord, Expression, Record, event_is
 from nurture.scoring.bots import Classifier, MachineData, Verdict, with_extra_agents
-from nurture.scoring.model import Scoring
+from nurture.scoring.model import EngagementRule, Scoring
 from nurture.timeutil import parse_duration
 
 ACCOUNT_CONTRIBUTORS_SHOWN = 5
@@ -60,6 +61,10 @@ FREE_MAIL_DOMAINS = frozenset(
         "naver.com",
     ]
 )
+
+
+def _at(event: EventRecord) -> datetime:
+    return event.at
 
 
 def _number(value: float) -> float:
@@ -155,6 +160,22 @@ class AccountPart:
         return self.points < self.uncapped
 
 
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """A person's own engagement from their events (`CompiledScoring.own`): the points, the
+    rules that gave them, what was discounted and the classified activity. Computed once per
+    lead and run, it serves both the account's aggregate and the lead's own score."""
+
+    points: float
+    contributions: list[Contribution]
+    discounted: list[Discounted]
+    activity: list[Classified]
+
+
+# An engagement rule with its property patterns compiled: (property, match function).
+_Patterns = tuple[tuple[str, Callable[[str], re.Match[str] | None]], ...]
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     fit: int
@@ -186,6 +207,12 @@ class CompiledScoring:
     def __init__(self, model: Scoring, machines: MachineData | None = None) -> None:
         self.model = model
         self.fit_rules = [(rule, Expression(rule.when)) for rule in model.fit]
+        # Engagement rules by the event type they score, in file order, patterns compiled
+        # once (`fnmatch.fnmatchcase` semantics); custom events are matched by `_matches`.
+        self._rules_by_type: dict[str, list[tuple[EngagementRule, _Patterns]]] = defaultdict(list)
+        for rule in model.engagement:
+            patterns = tuple((key, re.compile(fnmatch.translate(p)).match) for key, p in rule.match.items())
+            self._rules_by_type[rule.event].append((rule, patterns))
         self.half_life = parse_duration(model.half_life)
         self.lookback = parse_duration(model.lookback)
         self.machines = with_extra_agents(machines or MachineData(), model.bots.user_agents)
@@ -234,9 +261,13 @@ class CompiledScoring:
     def _engagement(
         self, events: Sequence[EventRecord], now: datetime, *, kind: str = "engagement", weight: float = 1.0
     ) -> tuple[float, list[Contribution], list[Discounted], list[Classified]]:
-        recent = sorted((e for e in events if now - self.lookback <= e.at <= now), key=lambda e: e.at)
+        start = now - self.lookback
+        recent = sorted((e for e in events if start <= e.at <= now), key=_at)
+        if not recent:
+            return 0, [], [], []
         verdicts = self.classify(recent)
         suspect_weight = self.model.bots.suspect_weight
+        half_life = self.half_life
         discounted: list[Discounted] = []
         activity: list[Classified] = []
         per_day: dict[tuple[str, Any], float] = defaultdict(float)
@@ -245,33 +276,36 @@ class CompiledScoring:
         per_rule_events: dict[str, int] = defaultdict(int)
         capped: dict[str, float] = defaultdict(float)
         for event, verdict in zip(recent, verdicts, strict=True):
-            if event.type in ("open", "click") or verdict.kind != "human" or verdict.repeat:
+            human = verdict.kind == "human"
+            if not human or verdict.repeat or event.type in ("open", "click"):
                 activity.append(Classified(event.type, event.at, verdict, event.props))
-            if not verdict.counts:
-                label = "repeat" if verdict.kind == "human" else verdict.kind
+            if verdict.kind == "machine" or verdict.repeat:
+                label = "repeat" if human else verdict.kind
                 discounted.append(Discounted(event.type, event.at, verdict.reason, label))
                 continue
-            rule = next((r for r in self.model.engagement if self._matches(r, event)), None)
+            rule = self._rule_for(event)
             if rule is None:
                 continue
-            base = rule.points * (suspect_weight if verdict.kind == "suspect" else 1.0)
-            if verdict.kind == "suspect":
+            base = rule.points * (1.0 if human else suspect_weight)
+            if not human:
                 discounted.append(
                     Discounted(event.type, event.at, f"{verdict.reason} (counts {suspect_weight:g})", "suspect")
                 )
             allowed = base
+            name = rule.name
             if rule.cap_per_day is not None:
-                allowed = min(allowed, rule.cap_per_day - per_day[(rule.name, event.at.date())])
+                allowed = min(allowed, rule.cap_per_day - per_day[(name, event.at.date())])
             if rule.cap_total is not None:
-                allowed = min(allowed, rule.cap_total - per_rule_raw[rule.name])
+                allowed = min(allowed, rule.cap_total - per_rule_raw[name])
             allowed = max(allowed, 0)
             if allowed < base:
-                capped[rule.name] += base - allowed
-            per_day[(rule.name, event.at.date())] += allowed
-            per_rule_raw[rule.name] += allowed
-            per_rule_events[rule.name] += 1
-            age = (now - event.at) / self.half_life
-            per_rule_points[rule.name] += allowed * 0.5**age * weight
+                capped[name] += base - allowed
+            if rule.cap_per_day is not None:
+                per_day[(name, event.at.date())] += allowed
+            per_rule_raw[name] += allowed
+            per_rule_events[name] += 1
+            age = (now - event.at) / half_life
+            per_rule_points[name] += allowed * 0.5**age * weight
         contributions = [
             Contribution(
                 name,
@@ -284,6 +318,20 @@ class CompiledScoring:
             for name in per_rule_events
         ]
         return sum(per_rule_points.values()), contributions, discounted, activity
+
+    def _rule_for(self, event: EventRecord) -> EngagementRule | None:
+        """The first engagement rule (in file order) that scores `event`."""
+        if event.type == "custom":
+            return next((r for r in self.model.engagement if self._matches(r, event)), None)
+        props = event.props
+        for rule, patterns in self._rules_by_type.get(event.type, ()):
+            for key, match in patterns:
+                value = props.get(key)
+                if value is None or match(str(value)) is None:
+                    break
+            else:
+                return rule
+        return None
 
     @staticmethod
     def _matches(rule: Any, event: EventRecord) -> bool:
@@ -314,9 +362,14 @@ class CompiledScoring:
         self, events: Sequence[EventRecord], now: datetime, engagement_since: datetime | None = None
     ) -> float:
         """A person's own engagement, as their account counts it (no scenario adjustments)."""
+        return self.own(events, now, engagement_since).points
+
+    def own(self, events: Sequence[EventRecord], now: datetime, engagement_since: datetime | None = None) -> Engagement:
+        """A person's own engagement with its explanation: what `evaluate` scores as the lead's
+        own part and `aggregate_of` counts for its account, computed once for both."""
         if engagement_since is not None:
             events = [e for e in events if e.at >= engagement_since]
-        return self.engagement(events, now)[0]
+        return Engagement(*self._engagement(events, now))
 
     def account_aggregate(
         self,
@@ -380,17 +433,19 @@ class CompiledScoring:
         *,
         account: AccountAggregate | None = None,
         member: Hashable = None,
+        own: Engagement | None = None,
     ) -> ScoreResult:
         """The whole verdict; `adjustment` is what scenarios added with `adjust_score`.
 
         Pass the account's precomputed `account` aggregate and the lead's key in it as
         `member`; `colleague_events` (colleagues' events as one stream) is the simpler form
-        for a single lead and is aggregated here as one colleague.
+        for a single lead and is aggregated here as one colleague. `own` is the lead's
+        `self.own(events, now, engagement_since)` when the caller has it already.
         """
         fit_points, grade, fit_parts = self.fit(fields)
-        if engagement_since is not None:
-            events = [e for e in events if e.at >= engagement_since]
-        own, own_parts, discounted, activity = self._engagement(events, now)
+        if own is None:
+            own = self.own(events, now, engagement_since)
+        own_points, own_parts, discounted, activity = own.points, own.contributions, own.discounted, own.activity
         if account is None and colleague_events:
             if engagement_since is not None:
                 colleague_events = [e for e in colleague_events if e.at >= engagement_since]
@@ -411,8 +466,8 @@ class CompiledScoring:
                     note,
                 )
             )
-        own_total = round(own) + adjustment
-        engagement = round(own + account_points) + adjustment
+        own_total = round(own_points) + adjustment
+        engagement = round(own_points + account_points) + adjustment
         if adjustment:
             own_parts = [*own_parts, Contribution("scenario_adjustments", "engagement", adjustment, adjustment)]
         hot_rule = self.model.hot

@@ -341,8 +341,8 @@ class Leads(Part):
 
     def in_(self, conn: Connection, lead_ids: Sequence[int]) -> list[LeadRow]:
         """The leads with these ids, in id order, read in the caller's transaction."""
-        rows = conn.execute(select(LEADS).where(LEADS.c.id.in_(lead_ids)).order_by(LEADS.c.id))
-        return cast(list[LeadRow], list(rows))
+        rows = conn.execute(select(LEADS).where(LEADS.c.id.in_(lead_ids)).order_by(LEADS.c.id)).all()
+        return cast(list[LeadRow], rows)
 
     def by_ids(self, lead_ids: Sequence[int]) -> dict[int, LeadRow]:
         with self.store.reading() as conn:
