@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     send_seconds: float = 2.0
     enrol_seconds: float = 60.0
     events_lookback_days: int = 120
+    event_retention_days: int = Field(
+        default=0,
+        ge=0,
+        description="Days of raw events kept; older whole months are rolled into daily per-lead counts and "
+        "dropped by the daemon once a day (`nurture events prune`); at least the scoring lookback and "
+        "events_lookback_days; 0: keep every event",
+    )
 
     worker_id: str | None = None
 

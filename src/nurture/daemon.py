@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from nurture.clock import Clock
 from nurture.config import Settings
 from nurture.consent.model import DEFAULT_TOPIC
+from nurture.errors import NurtureError
 from nurture.jobs.advance import Advancer, AdvanceStats
 from nurture.jobs.catalog import Catalog
 from nurture.jobs.enrol import Enroller
@@ -36,6 +37,7 @@ from nurture.jobs.notify import Notifier, NotifyStats, queue_digests
 from nurture.jobs.qualify import Qualifier, QualifyStats
 from nurture.jobs.send import DrainStats, Outbox
 from nurture.mail.sender import SmtpPool
+from nurture.retention import prune_events
 from nurture.runtime.engine import FrequencyCap
 from nurture.store import Store
 from nurture.store.db import make_engine
@@ -150,7 +152,8 @@ class Daemon:
 
     def _daily(self) -> None:
         """Once a day, by one daemon of the cluster: rescore everyone (engagement decays),
-        queue owners' digests, and keep only the network part of old client addresses."""
+        queue owners' digests, keep only the network part of old client addresses, make the
+        coming months' event partitions (PostgreSQL) and prune events past their retention."""
         now = self.clock.now()
         with self.store.cluster_lock("daily") as mine:
             if not mine:
@@ -166,6 +169,16 @@ class Daemon:
             if self.settings.tracking_address_days > 0:
                 kept = timedelta(days=self.settings.tracking_address_days)
                 self.store.events.forget_addresses(now - kept)
+            self.store.retention.ensure_partitions()
+            if self.settings.event_retention_days:
+                try:
+                    pruned = prune_events(
+                        self.store, self.settings, self.catalog.scoring, overlap=self.qualifier.overlap
+                    )
+                except NurtureError as exc:
+                    log.warning("events not pruned: %s", exc)
+                else:
+                    log.info("pruned %d events before %s", pruned.events, f"{pruned.cutoff:%Y-%m-%d}")
             with self.store.transaction() as conn:
                 self.store.settings.put(conn, "daily:last", now.isoformat())
 

@@ -43,7 +43,7 @@ def drift(scoring: CompiledScoring, history: History) -> DriftReport:
     for lead in history.leads.values():
         colleagues = None
         for index, change in enumerate(lead.changes):
-            if change.to_stage != Stage.HOT:
+            if change.to_stage != Stage.HOT or not history.replayable(change.at):
                 continue
             promotions += 1
             if colleagues is None:

@@ -2,6 +2,12 @@
 
 Analyses replay the scoring model over this history. Lead fields are today's (the store
 keeps no history of fields), events and lifecycle changes are as they happened.
+
+Once old events are pruned (`nurture events prune`) only their daily counts remain, which
+cannot say when within a day each event happened, so cannot replay its decay: a score is
+replayed exactly only at moments whose whole lookback is still raw (`complete_from` on).
+A window before that is refused; the analyses over all history (drift, learn) leave out
+the moments before it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from nurture.scenario.expr import EventRecord
 from nurture.scoring.engine import CompiledScoring, ScoreResult
 from nurture.store import Store
 from nurture.store.leads import lead_view
+from nurture.store.retention import RetentionError
 from nurture.vocabulary import Stage
 
 GOOD = (Stage.ACCEPTED, Stage.CUSTOMER)  # what sales accepting or a deal closing means for a lead
@@ -61,6 +68,10 @@ class LeadHistory:
 class History:
     leads: dict[int, LeadHistory]
     by_account: dict[str, list[int]]
+    complete_from: datetime | None = None  # scores replay exactly from here on (None: always)
+
+    def replayable(self, at: datetime) -> bool:
+        return self.complete_from is None or at >= self.complete_from
 
     def colleague_events(self, lead: LeadHistory) -> list[EventRecord]:
         if lead.account is None:
@@ -82,10 +93,20 @@ def account_of(scoring: CompiledScoring, company: str | None, email: str) -> str
 def load_history(
     store: Store, scoring: CompiledScoring, since: datetime | None = None, until: datetime | None = None
 ) -> History:
-    """Every lead, with events in [since - lookback, until] and all lifecycle changes."""
+    """Every lead, with events in [since - lookback, until] and all lifecycle changes.
+
+    Raises `RetentionError` when events that window needs were pruned."""
     start = since - scoring.lookback if since is not None else None
     leads: dict[int, LeadHistory] = {}
     with store.reading() as conn:
+        pruned = store.retention.pruned_before(conn)
+        complete_from = pruned + scoring.lookback if pruned is not None else None
+        if complete_from is not None and since is not None and since < complete_from:
+            raise RetentionError(
+                f"events before {pruned:%Y-%m-%d} were pruned (only daily counts remain), and replaying scores "
+                f"from {since:%Y-%m-%d} needs the {scoring.lookback.days} days before it: "
+                f"start the window on {complete_from:%Y-%m-%d} or later"
+            )
         for row in store.reports.every_lead(conn):
             leads[row.id] = LeadHistory(
                 row.id,
@@ -107,7 +128,7 @@ def load_history(
     for lead in leads.values():
         if lead.account:
             by_account[lead.account].append(lead.id)
-    return History(leads, dict(by_account))
+    return History(leads, dict(by_account), complete_from)
 
 
 def score_at(

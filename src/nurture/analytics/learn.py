@@ -135,7 +135,8 @@ def learn(
 
     by_email = {lead.email: lead for lead in history.leads.values()}
     unknown = [o.email for o in outcomes if o.email not in by_email]
-    examples = [(by_email[o.email], o) for o in outcomes if o.email in by_email]
+    # An outcome dated before the events its score needs were pruned cannot be replayed.
+    examples = [(by_email[o.email], o) for o in outcomes if o.email in by_email and history.replayable(o.at or now)]
     labels = np.array([o.converted for _, o in examples], dtype=int)
     if len(set(labels.tolist())) < 2:
         raise NurtureError("the outcomes need both converted and not converted leads to learn from")

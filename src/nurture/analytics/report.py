@@ -162,30 +162,38 @@ def _add_chunk(
     clicked: dict[str, set[int]] = defaultdict(set)
     machine_opened: dict[str, set[int]] = defaultdict(set)
     machine_clicked: dict[str, set[int]] = defaultdict(set)
+    # (type, send referred to, whether a machine, how many, UTC day): raw events one by one,
+    # pruned events as their daily rollups.
+    seen: list[tuple[str, object, bool, int, str]] = []
     for _lead_id, evs in events.items():
         machine = scoring.machine_activity(evs) if scoring else {}
-        for index, event in enumerate(evs):
-            ref = event.props.get("send")
-            send = by_send.get(ref) if isinstance(ref, int) else None
-            if send is None or send.step not in rows:
-                continue
-            row = rows[send.step]
-            if index in machine and event.type in ("open", "click", EventType.HONEYPOT):
-                row.bot_events += 1
-                (machine_opened if event.type == "open" else machine_clicked)[send.step].add(send.id)
-                continue
-            if event.type == "click":
-                clicked[send.step].add(send.id)
-                opened[send.step].add(send.id)
-            elif event.type == "open":
-                opened[send.step].add(send.id)
-            elif event.type == "unsubscribe":
-                row.unsubscribed += 1
-                day = event.at.date().isoformat()
-                report.unsubscribes_by_day[day] = report.unsubscribes_by_day.get(day, 0) + 1
-            elif event.type == EventType.BOUNCE and send.status == SendStatus.SENT:
-                row.bounced += 1
-                row.delivered -= 1
+        seen.extend(
+            (e.type, e.props.get("send"), index in machine, 1, e.at.date().isoformat()) for index, e in enumerate(evs)
+        )
+    for _lead_id, rolled in found.rolled.items():
+        seen.extend(
+            (r.type, r.send_id, scoring is not None and r.verdict == "machine", r.n, r.day.isoformat()) for r in rolled
+        )
+    for type_, ref, is_machine, n, day in seen:
+        send = by_send.get(ref) if isinstance(ref, int) else None
+        if send is None or send.step not in rows:
+            continue
+        row = rows[send.step]
+        if is_machine and type_ in ("open", "click", EventType.HONEYPOT):
+            row.bot_events += n
+            (machine_opened if type_ == "open" else machine_clicked)[send.step].add(send.id)
+            continue
+        if type_ == "click":
+            clicked[send.step].add(send.id)
+            opened[send.step].add(send.id)
+        elif type_ == "open":
+            opened[send.step].add(send.id)
+        elif type_ == "unsubscribe":
+            row.unsubscribed += n
+            report.unsubscribes_by_day[day] = report.unsubscribes_by_day.get(day, 0) + n
+        elif type_ == EventType.BOUNCE and send.status == SendStatus.SENT:
+            row.bounced += n
+            row.delivered -= n
     for step, row in rows.items():
         row.opened += len(opened[step])
         row.clicked += len(clicked[step])

@@ -151,7 +151,7 @@ def leads_resume(
 sales_app = typer.Typer(help="Sales feedback on leads.", no_args_is_help=True)
 
 
-events_app = typer.Typer(help="Record behaviour by hand.", no_args_is_help=True)
+events_app = typer.Typer(help="Record behaviour by hand; prune old events.", no_args_is_help=True)
 app.add_typer(sales_app, name="sales")
 
 
@@ -397,3 +397,33 @@ def leads_erasures(db: DatabaseOption = None) -> None:
     """The erasure log: when, on whose request, how many rows; nothing about the people erased."""
     for row in _store(_settings(db)).consents.erasures():
         typer.echo(f"{row['id']:>5}  {row['at']:%Y-%m-%d %H:%M:%S} UTC  by {row['actor']}  {row['rows']}")
+
+
+@events_app.command("prune")
+def events_prune(
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before", help="Prune the whole months before this date (default: NURTURE_EVENT_RETENTION_DAYS ago)"
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be pruned; change nothing")] = False,
+    db: DatabaseOption = None,
+) -> None:
+    """Roll old raw events into per-lead daily counts and drop them (whole months; on
+    PostgreSQL by dropping their partitions). Scores, hand-offs and reports stay the same."""
+    from nurture.jobs.catalog import find_scoring
+    from nurture.retention import prune_events
+    from nurture.simulate import parse_when
+
+    settings = _settings(db)
+    store = _store(settings)
+    scoring = find_scoring(settings.scenarios_dir, settings.templates_dir)
+    when = parse_when(before, SystemClock().now(), "--before") if before else None
+    result = prune_events(store, settings, scoring, when, dry_run=dry_run)
+    verb = "would prune" if result.dry_run else "pruned"
+    typer.echo(f"{verb} {result.events} events before {result.cutoff:%Y-%m-%d}")
+    if result.partitions:
+        typer.echo(f"partitions {'to drop' if result.dry_run else 'dropped'}: {', '.join(result.partitions)}")
+    if not result.dry_run:
+        typer.echo(f"{result.rollups} daily rollup rows written")

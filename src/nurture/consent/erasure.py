@@ -84,6 +84,12 @@ PLAN: tuple[TablePlan, ...] = (
         id=K, lead_id=K, type=K, at=K, props=M, external_id=M, received_at=K,
     ),
     _plan(
+        "event_daily",
+        "lead_id",
+        "daily counts of the person's pruned events: deleted with the person",
+        lead_id=K, day=K, type=K, send_id=K, verdict=K, n=K,
+    ),
+    _plan(
         "send",
         "lead_id",
         id=K, idempotency_key=K, kind=K, lead_id=K, enrollment_id=K, scenario_id=K, scenario_version=K, step=K,

@@ -5,6 +5,7 @@
     store.leads          leads, suppressions, stage changes        (store/leads.py)
     store.lists          static and suppression lists               (store/lists.py)
     store.events         behaviour events                           (store/events.py)
+    store.retention      event partitions, pruning, daily rollups   (store/retention.py)
     store.enrolments     enrolments; the advance job's claim/apply  (store/enrolments.py)
     store.sends          the email outbox                           (store/sends.py)
     store.notifications  the notification outbox                   (store/notifications.py)
@@ -51,6 +52,7 @@ class Store:
         from nurture.store.lists import Lists
         from nurture.store.notifications import Notifications
         from nurture.store.reports import Reports
+        from nurture.store.retention import Retention
         from nurture.store.sends import Sends
         from nurture.store.settings import Settings
         from nurture.store.tallies import Tallies
@@ -70,6 +72,7 @@ class Store:
         self.settings = Settings(self)
         self.tallies = Tallies(self)
         self.reports = Reports(self)
+        self.retention = Retention(self)
         self.access = Access(self)
         self.consents = Consents(self)
         self.accounts = Accounts(self)

@@ -3,6 +3,13 @@
 `received_at` is the database's clock (not the recording process's): the qualify job's
 watermark is read from the same clock, so processes whose clocks drift cannot hide an event
 from it.
+
+On PostgreSQL the event table is partitioned by month (see `store/retention.py`), and a
+partitioned table cannot hold a unique index without its partition key: external ids are
+claimed in `event_key` first, in the same transaction, and only events whose id was new
+are inserted. A concurrent delivery of the same id waits on the key's index entry until
+the first commits, then finds it taken: exactly one is stored, as with the unique column
+SQLite keeps.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import network_part
@@ -27,6 +34,12 @@ _WAKE_PG = text(
     "UPDATE enrollment AS e SET due_at = w.at"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS timestamptz[])) AS w(lead_id, at)"
     " WHERE e.lead_id = w.lead_id AND e.status = 'active' AND e.due_at > w.at"
+)
+
+# Claim external ids; returns those that were new.
+_CLAIM_PG = text(
+    "INSERT INTO event_key (external_id) SELECT unnest(CAST(:ids AS varchar[]))"
+    " ON CONFLICT DO NOTHING RETURNING external_id"
 )
 
 # Events that flag their lead as unreachable.
@@ -52,9 +65,12 @@ class Events(Part):
             "external_id": external_id,
             "received_at": database_now(self.postgres),
         }
-        # RETURNING tells a conflict apart on both databases (psycopg reports no rowcount here).
-        inserted = conn.execute(insert_ignore(self.postgres, EVENTS).values(**values).returning(EVENTS.c.id)).first()
-        if inserted is None:
+        if self.postgres:
+            if external_id is not None and not self._claim(conn, [external_id]):
+                return False
+            conn.execute(insert(EVENTS).values(**values))
+        # RETURNING tells a conflict apart on SQLite (psycopg reports no rowcount here).
+        elif conn.execute(insert_ignore(False, EVENTS).values(**values).returning(EVENTS.c.id)).first() is None:
             return False
         flags = _FLAGS.get(str(type_))
         if flags:
@@ -77,10 +93,12 @@ class Events(Part):
         whose external id was seen, and wake their leads' enrolments; returns (lead id, type)
         of each event stored. What `record` does per event, for a batch: a few statements
         whatever its size, instead of two or three per event."""
+        if self.postgres:
+            rows = self._first_of_new_ids(conn, rows)
         if not rows:
             return []
         statement = (
-            insert_ignore(self.postgres, EVENTS)
+            (insert(EVENTS) if self.postgres else insert_ignore(False, EVENTS))
             .values(received_at=database_now(self.postgres))
             .returning(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at)
         )
@@ -114,6 +132,25 @@ class Events(Part):
                 [{"wake_lead": lead_id, "wake_at": at} for lead_id, at in sorted(earliest.items())],
             )
         return [(lead_id, type_) for lead_id, type_, _at in stored]
+
+    def _claim(self, conn: Connection, external_ids: Sequence[str]) -> set[str]:
+        """PostgreSQL: take these external ids in `event_key`; returns those nobody had."""
+        return set(conn.execute(_CLAIM_PG, {"ids": list(external_ids)}).scalars())
+
+    def _first_of_new_ids(
+        self, conn: Connection, rows: Sequence[tuple[int, str, datetime, Mapping[str, Any], str | None]]
+    ) -> list[tuple[int, str, datetime, Mapping[str, Any], str | None]]:
+        """The rows to store: those without an external id, and the first row of each new id."""
+        wanted = sorted({row[4] for row in rows if row[4] is not None})
+        new = self._claim(conn, wanted) if wanted else set()
+        kept = []
+        for row in rows:
+            if row[4] is None:
+                kept.append(row)
+            elif row[4] in new:
+                new.discard(row[4])
+                kept.append(row)
+        return kept
 
     def for_leads(self, conn: Connection, lead_ids: Sequence[int], since: datetime) -> dict[int, list[EventRecord]]:
         """Each lead's events at or after `since`, oldest first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -17,6 +17,7 @@ from nurture.scenario.expr import EventRecord
 from nurture.store.base import Connection, Part, Row, counts
 from nurture.store.leads import LeadRow
 from nurture.store.queue import database_now
+from nurture.store.retention import Rolled
 from nurture.store.tables import (
     ACTIVITIES,
     ENROLMENTS,
@@ -80,6 +81,7 @@ class ScenarioActivity:
     sends: list[ActivitySend]
     events: dict[int, list[EventRecord]]  # by lead: opens, clicks, hidden-link requests, unsubscribes, bounces
     changes: dict[int, list[tuple[datetime, str]]]  # by lead: (when, new stage)
+    rolled: dict[int, list[Rolled]] = field(default_factory=dict)  # by lead: the same, of pruned events
 
 
 class StoreUnavailable(NurtureError):
@@ -403,6 +405,8 @@ class Reports(Part):
             EventType.BOUNCE,
         )
         after = 0
+        with self.store.reading() as conn:
+            pruned = self.store.retention.pruned_before(conn) is not None
         while True:
             with self.store.reading() as conn:
                 lead_ids = list(
@@ -455,10 +459,12 @@ class Reports(Part):
                     .order_by(changes_t.c.at)
                 ):
                     changes[ch.lead_id].append((ch.at, ch.to_stage))
+                rolled = self.store.retention.rolled_of(conn, lead_ids, email_events) if pruned else {}
             yield ScenarioActivity(
                 [ActivityEnrolment(*r) for r in enrolments],
                 [],
                 [ActivitySend(*r) for r in sends],
                 events,
                 changes,
+                rolled,
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, Table, UniqueConstraint, func, text
@@ -111,6 +111,21 @@ class Event(SQLModel, table=True):
     props: dict[str, Any] = Field(default_factory=dict, sa_column=Column(json_type(), nullable=False))
     external_id: str | None = Field(default=None, max_length=200, unique=True)
     received_at: datetime = _ts()
+
+
+class EventDaily(SQLModel, table=True):
+    """Pruned events, rolled up: how many events of a type a lead had on a UTC day, per
+    email they refer to (`send_id`, 0 for none) and per verdict of the machine filter as
+    the scenario report judges it (human, suspect, machine). What reports keep counting
+    after `nurture events prune` dropped the raw events (see `store/retention.py`)."""
+
+    __tablename__ = "event_daily"
+    lead_id: int = Field(primary_key=True, foreign_key="lead.id")
+    day: date = Field(primary_key=True)
+    type: str = Field(primary_key=True, max_length=40)
+    send_id: int = Field(default=0, primary_key=True)
+    verdict: str = Field(default="human", primary_key=True, max_length=10)
+    n: int = 0
 
 
 class Send(SQLModel, table=True):
@@ -479,6 +494,7 @@ DASHBOARD_USERS: Table = DashboardUser.__table__  # type: ignore[attr-defined]
 ENROLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 FEEDBACK: Table = Feedback.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
+EVENT_DAILY: Table = EventDaily.__table__  # type: ignore[attr-defined]
 EXPERIMENTS: Table = Experiment.__table__  # type: ignore[attr-defined]
 EXPERIMENT_ASSIGNMENTS: Table = ExperimentAssignment.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
@@ -509,6 +525,7 @@ __all__ = [
     "ENROLMENTS",
     "ERASURE_LOG",
     "EVENTS",
+    "EVENT_DAILY",
     "EXPERIMENTS",
     "EXPERIMENT_ASSIGNMENTS",
     "FEEDBACK",
@@ -535,6 +552,7 @@ __all__ = [
     "Enrollment",
     "ErasureLog",
     "Event",
+    "EventDaily",
     "Experiment",
     "ExperimentAssignment",
     "Feedback",

@@ -1,0 +1,299 @@
+"""Event retention: monthly partitions on PostgreSQL, and pruning old events into daily rollups.
+
+On PostgreSQL `event` is partitioned by RANGE(at), one partition per UTC month
+(`event_YYYY_MM`, made by migration 0014 and then ahead of time by `ensure_partitions`)
+and a default partition that takes any moment without a month of its own, so no event is
+ever refused. Pruning works in whole months: every month before the cutoff is first rolled
+into `event_daily` (per lead, UTC day, type, email referred to and machine verdict), then
+its partition is dropped, which is cheap and leaves no dead rows. SQLite keeps one table and
+deletes the rows.
+
+Tallies count events ever recorded and must not change on a prune: dropping a partition
+fires no trigger, rows leave PostgreSQL's default partition by a statement on the partition
+itself (the tally triggers are the parent's, statement-level), and on SQLite the delete
+runs with the tally trigger lifted inside the same transaction.
+
+A prune only takes events the qualify job has seen (received before its watermark), so
+whatever the job derives from events (scores, hand-offs) has been derived first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from nurture.errors import NurtureError
+from nurture.scenario.expr import EventRecord
+from nurture.store.base import Connection, Part
+from nurture.store.tables import EVENT_DAILY, EVENTS
+from nurture.vocabulary import EventType
+
+PRUNED_KEY = "events:pruned_before"
+MONTHS_AHEAD = 3
+ROLL_LEADS = 2000  # leads rolled up per write of rollups
+# What the scenario report reads of a lead's events, and so what the machine filter judges.
+EMAIL_EVENTS = (EventType.OPEN, EventType.CLICK, EventType.HONEYPOT, EventType.UNSUBSCRIBE, EventType.BOUNCE)
+_MONTH_TABLE = re.compile(r"^event_(\d{4})_(\d{2})$")
+
+Classify = Callable[[Sequence[EventRecord]], list[str]]
+
+
+def partitioning_only(name: str | None, kind: str, table: str | None) -> bool:
+    """Whether a schema object is one the PostgreSQL partitioning of events adds to the
+    models' schema, or one it replaces: the month and default partitions (and their
+    indexes), `event_key`, and the unique external id that `event_key` stands for."""
+    if kind == "table":
+        return name in ("event_key", "event_default") or bool(_MONTH_TABLE.match(name or ""))
+    if kind == "index":
+        return table == "event_default" or bool(_MONTH_TABLE.match(table or ""))
+    return kind == "unique_constraint" and table == "event"
+
+
+class RetentionError(NurtureError):
+    """A prune that would change what scores, hand-offs or reports see."""
+
+
+@dataclass(frozen=True)
+class Rolled:
+    """Events of one type a lead had on one day, about one email, with one verdict."""
+
+    lead_id: int
+    day: date
+    type: str
+    send_id: int
+    verdict: str
+    n: int
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    cutoff: datetime  # events before this moment are gone (or would be, in a dry run)
+    events: int
+    rollups: int
+    partitions: list[str]
+    dry_run: bool = False
+
+
+def month_start(at: datetime) -> datetime:
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def _next_month(start: datetime) -> datetime:
+    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+
+
+class Retention(Part):
+    # -- partitions (PostgreSQL) -----------------------------------------------------------
+
+    def partitions(self, conn: Connection) -> dict[str, datetime]:
+        """The month partitions of `event`: name → first moment of its month."""
+        if not self.postgres:
+            return {}
+        names = conn.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'event'::regclass"
+            )
+        ).scalars()
+        found = {}
+        for name in names:
+            match = _MONTH_TABLE.match(name)
+            if match:
+                found[name] = datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC)
+        return found
+
+    def ensure_partitions(self, through: datetime | None = None) -> list[str]:
+        """Make the month partitions from this month through `through` (default: three
+        months ahead) that are missing, moving any events of those months out of the
+        default partition. Returns the partitions made."""
+        if not self.postgres:
+            return []
+        now = self.clock.now()
+        last = month_start(through or now + timedelta(days=31 * MONTHS_AHEAD))
+        made = []
+        with self.store.transaction() as conn:
+            have = set(self.partitions(conn).values())
+            start = month_start(now)
+            while start <= last:
+                if start not in have:
+                    made.append(self._add_partition(conn, start))
+                start = _next_month(start)
+        return made
+
+    def _add_partition(self, conn: Connection, start: datetime) -> str:
+        name = f"event_{start:%Y_%m}"
+        bounds = {"lo": start, "hi": _next_month(start)}
+        conn.execute(text(f"CREATE TABLE {name} (LIKE event INCLUDING DEFAULTS)"))
+        moved = "FROM event_default WHERE at >= :lo AND at < :hi"
+        conn.execute(text(f"INSERT INTO {name} SELECT * {moved}"), bounds)
+        conn.execute(text(f"DELETE {moved}"), bounds)
+        lo, hi = (bounds[k].isoformat() for k in ("lo", "hi"))
+        conn.execute(text(f"ALTER TABLE event ATTACH PARTITION {name} FOR VALUES FROM ('{lo}') TO ('{hi}')"))
+        return name
+
+    # -- pruning ---------------------------------------------------------------------------
+
+    def pruned_before(self, conn: Connection) -> datetime | None:
+        """Events before this moment were pruned (only their rollups remain); None: none were."""
+        mark = self.store.settings.get(conn, PRUNED_KEY)
+        return datetime.fromisoformat(mark) if mark else None
+
+    def prune(
+        self,
+        before: datetime,
+        *,
+        keep: timedelta,
+        processed_before: datetime | None,
+        classify: Classify | None = None,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        """Roll up and drop the events of the whole months before `before`.
+
+        `keep` is the least history anything still replays (the scoring lookback, the
+        scenarios' event lookback): a cutoff later than now − keep is refused, so no score
+        can change. `processed_before` is the qualify job's watermark (database clock): an
+        event before the cutoff that arrived later is refused too, until the job has seen it.
+        `classify` gives the machine filter's verdict (human, suspect, machine) for a lead's
+        email events, as the scenario report judges them; without it every event is human.
+        """
+        now = self.clock.now()
+        if before > now - keep:
+            raise RetentionError(
+                f"events before {before:%Y-%m-%d} cannot be pruned: scores and scenarios still read "
+                f"{keep.days} days of events (prune before {now - keep:%Y-%m-%d} at the latest); "
+                "keep NURTURE_EVENT_RETENTION_DAYS at least the scoring lookback"
+            )
+        cutoff = month_start(before)
+        with self.store.transaction() as conn:
+            done = self.pruned_before(conn)
+            if done is not None and cutoff <= done:
+                return PruneResult(cutoff, 0, 0, [], dry_run)
+            old = EVENTS.c.at < cutoff
+            unseen = old if processed_before is None else and_(old, EVENTS.c.received_at >= processed_before)
+            late = int(conn.execute(select(func.count()).where(unseen)).scalar_one())
+            if late:
+                raise RetentionError(
+                    f"{late} events before {cutoff:%Y-%m-%d} arrived after the qualify job's last run (or it never "
+                    "ran): nothing pruned; let the daemon qualify them first"
+                )
+            dropped = sorted(name for name, start in self.partitions(conn).items() if _next_month(start) <= cutoff)
+            if dry_run:
+                count = int(conn.execute(select(func.count()).where(old)).scalar_one())
+                return PruneResult(cutoff, count, 0, dropped, True)
+            events, rollups = self._roll_up(conn, cutoff, classify)
+            if self.postgres:
+                for name in dropped:
+                    conn.execute(text(f"DROP TABLE {name}"))
+                conn.execute(text("DELETE FROM event_default WHERE at < :cutoff"), {"cutoff": cutoff})
+            else:
+                self._delete_untallied(conn, cutoff)
+            self.store.settings.put(conn, PRUNED_KEY, cutoff.isoformat())
+        return PruneResult(cutoff, events, rollups, dropped)
+
+    def _roll_up(self, conn: Connection, cutoff: datetime, classify: Classify | None) -> tuple[int, int]:
+        """Add the events before `cutoff` to `event_daily`, a few thousand leads at a time;
+        returns (events read, rollup rows written)."""
+        rows = conn.execute(
+            select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
+            .where(EVENTS.c.at < cutoff)
+            .order_by(EVENTS.c.lead_id, EVENTS.c.at, EVENTS.c.id)
+            .execution_options(stream_results=True, yield_per=10_000)
+        )
+        counts: dict[tuple[int, date, str, int, str], int] = defaultdict(int)
+        events = written = 0
+        lead: int | None = None
+        mine: list[EventRecord] = []
+        leads = 0
+
+        def add(lead_id: int, evs: list[EventRecord]) -> None:
+            email = [e for e in evs if e.type in EMAIL_EVENTS]
+            verdicts = dict(zip(map(id, email), classify(email), strict=True)) if classify and email else {}
+            for e in evs:
+                ref = e.props.get("send")
+                send = ref if isinstance(ref, int) and not isinstance(ref, bool) else 0
+                counts[(lead_id, e.at.astimezone(UTC).date(), e.type, send, verdicts.get(id(e), "human"))] += 1
+
+        for row in rows:
+            events += 1
+            if row.lead_id != lead:
+                if lead is not None:
+                    add(lead, mine)
+                    leads += 1
+                    if leads % ROLL_LEADS == 0:
+                        written += self._write_rollups(conn, counts)
+                        counts.clear()
+                lead, mine = row.lead_id, []
+            mine.append(EventRecord(row.type, row.at, row.props or {}, str(row.id)))
+        if lead is not None:
+            add(lead, mine)
+        written += self._write_rollups(conn, counts)
+        return events, written
+
+    def _write_rollups(self, conn: Connection, counts: dict[tuple[int, date, str, int, str], int]) -> int:
+        if not counts:
+            return 0
+        dialect: Any = postgresql if self.postgres else sqlite
+        statement = dialect.insert(EVENT_DAILY)
+        statement = statement.on_conflict_do_update(
+            index_elements=[EVENT_DAILY.c[c] for c in ("lead_id", "day", "type", "send_id", "verdict")],
+            set_={"n": EVENT_DAILY.c.n + statement.excluded.n},
+        )
+        params = [
+            {"lead_id": k[0], "day": k[1], "type": k[2], "send_id": k[3], "verdict": k[4], "n": n}
+            for k, n in counts.items()
+        ]
+        conn.execute(statement, params)
+        return len(params)
+
+    def _delete_untallied(self, conn: Connection, cutoff: datetime) -> None:
+        """SQLite: delete the events before `cutoff` without taking them off the tallies
+        (the trigger is lifted and put back inside this transaction; no other writer sees it)."""
+        trigger = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'tally_event_delete'")
+        ).scalar_one_or_none()
+        if trigger:
+            conn.execute(text("DROP TRIGGER tally_event_delete"))
+        conn.execute(EVENTS.delete().where(EVENTS.c.at < cutoff))
+        if trigger:
+            conn.execute(text(trigger))
+
+    # -- reading rollups -------------------------------------------------------------------
+
+    def rolled_of(self, conn: Connection, lead_ids: Sequence[int], types: Sequence[str]) -> dict[int, list[Rolled]]:
+        """The rollups of these leads' pruned events of these types, by lead, oldest day first."""
+        found: dict[int, list[Rolled]] = defaultdict(list)
+        if not lead_ids:
+            return found
+        t = EVENT_DAILY
+        for r in conn.execute(
+            select(t.c.lead_id, t.c.day, t.c.type, t.c.send_id, t.c.verdict, t.c.n)
+            .where(t.c.lead_id.in_(lead_ids), t.c.type.in_([str(x) for x in types]))
+            .order_by(t.c.lead_id, t.c.day)
+        ):
+            found[r.lead_id].append(Rolled(r.lead_id, r.day, r.type, r.send_id, r.verdict, r.n))
+        return found
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def storage(self) -> dict[str, int]:
+        """PostgreSQL: bytes (tables, indexes, TOAST) of the events, their keys and rollups."""
+        if not self.postgres:
+            return {}
+        with self.store.reading() as conn:
+            events = conn.execute(
+                text(
+                    "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+                    "WHERE inhparent = 'event'::regclass"
+                )
+            ).scalar_one()
+            keys = conn.execute(text("SELECT pg_total_relation_size('event_key')")).scalar_one()
+            daily = conn.execute(text("SELECT pg_total_relation_size('event_daily')")).scalar_one()
+        return {"event": int(events), "event_key": int(keys), "event_daily": int(daily)}

@@ -1,0 +1,229 @@
+"""Event retention: old raw events are rolled into daily counts and dropped, and what users
+read from events (scores, a backtest, near misses, the scenario report, the tallies) is the
+same before and after; on PostgreSQL the event table is partitioned by month."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import select
+
+from nurture.analytics.backtest import backtest, parse_cuts, parse_thresholds
+from nurture.analytics.history import load_history
+from nurture.analytics.nearmiss import near_misses
+from nurture.analytics.report import scenario_report
+from nurture.clock import FakeClock
+from nurture.config import Settings
+from nurture.daemon import Daemon
+from nurture.retention import prune_events
+from nurture.store import Store
+from nurture.store.db import make_engine
+from nurture.store.migrate import upgrade
+from nurture.store.retention import RetentionError
+from nurture.store.tables import EVENT_DAILY, EVENTS, LEADS, SENDS
+from tests.integration.conftest import ROOT, ticks, write_scenario
+from tests.integration.test_analytics import REPORTED
+from tests.integration.test_daemon import import_csv, run
+from tests.smtp_server import SmtpServer
+
+LEADS_CSV = "email,first_name,company,company_size,job_title,source\n" + "".join(
+    f"{name}@r.example,{name.title()},{company},{size},{title},web\n"
+    for name, company, size, title in (
+        ("ann", "Ann Ltd", 2000, "Head of Ops"),
+        ("bob", "Bob Ltd", 300, "Engineer"),
+        ("cho", "Cho Ltd", 50, "Manager"),
+        ("dee", "Shared Inc", 1500, "Director"),
+        ("eve", "Shared Inc", 1500, "CTO"),
+    )
+)
+
+
+def _scores(store: Store) -> dict[str, tuple[Any, ...]]:
+    with store.reading() as conn:
+        rows = conn.execute(
+            select(LEADS.c.email, LEADS.c.score_fit, LEADS.c.score_engagement, LEADS.c.grade, LEADS.c.lifecycle_stage)
+        ).all()
+    return {r.email: tuple(r[1:]) for r in rows}
+
+
+def _event_tallies(store: Store) -> dict[Any, int]:
+    store.tallies.fold()
+    with store.reading() as conn:
+        return store.tallies.count(conn, "event", ("a", "day"))
+
+
+def _raw_events(store: Store) -> int:
+    with store.reading() as conn:
+        return int(conn.execute(select(sa.func.count()).select_from(EVENTS)).scalar_one())
+
+
+def test_pruning_old_events_keeps_scores_backtest_near_misses_report_and_tallies(
+    db_url: str, make_daemon: Any, workspace: Path, smtp: SmtpServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Emails go out in March and are opened, clicked (once by a scanner, two seconds after
+    delivery), unsubscribed from; page views and a webinar follow over eight months. Pruning
+    March and April changes none of the figures a user reads."""
+    write_scenario(workspace, REPORTED)
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon: Daemon = make_daemon(db_url)
+    daemon.qualifier.overlap = timedelta(0)  # one writer, never recording during a run
+    store = daemon.store
+    start = clock.now()
+    store.retention.ensure_partitions(through=start + timedelta(days=300))
+    import_csv(daemon, tmp_path, LEADS_CSV)
+    run(ticks(daemon, clock))
+
+    def record(email: str, type_: str, at: datetime, **props: Any) -> None:
+        with store.transaction() as conn:
+            lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == email)).scalar_one()
+            store.events.record(conn, lead, type_, at, props, external_id=f"{email}:{type_}:{at.isoformat()}")
+
+    def engage(email: str, type_: str, after: timedelta, **props: Any) -> None:
+        with store.reading() as conn:
+            send = conn.execute(
+                select(SENDS.c.id, SENDS.c.sent_at)
+                .join(LEADS, LEADS.c.id == SENDS.c.lead_id)
+                .where(LEADS.c.email == email, SENDS.c.step == "hello")
+            ).one()
+        record(email, type_, send.sent_at + after, send=send.id, sent_at=send.sent_at.isoformat(), **props)
+
+    engage("ann@r.example", "open", timedelta(hours=1))
+    engage("ann@r.example", "click", timedelta(hours=1, minutes=1), link="whitepaper")
+    engage("bob@r.example", "open", timedelta(hours=2))
+    engage("bob@r.example", "open", timedelta(hours=3))
+    engage("cho@r.example", "click", timedelta(seconds=2), link="whitepaper")
+    engage("dee@r.example", "unsubscribe", timedelta(hours=1), via="link")
+    for day in range(0, 240, 9):
+        for email in ("ann@r.example", "bob@r.example", "eve@r.example"):
+            record(email, "page_view", start + timedelta(days=day, hours=3), url=f"https://acme.example/p{day}")
+    record("ann@r.example", "page_view", start + timedelta(days=231), url="https://acme.example/pricing")
+    record("eve@r.example", "webinar_attended", start + timedelta(days=235))
+    clock.set(start + timedelta(days=240))
+    daemon.qualifier.run_once(everyone=True)
+
+    scoring = daemon.catalog.scoring
+    assert scoring is not None
+    compiled = daemon.catalog.current["reported"]
+    now = clock.now()
+    since, until = now - timedelta(days=20), now
+    thresholds, cuts = parse_thresholds("20:60:10"), parse_cuts(None, scoring)
+
+    def figures() -> tuple[Any, ...]:
+        return (
+            _scores(store),
+            backtest(scoring, load_history(store, scoring, since, until), since, until, thresholds, cuts),
+            near_misses(scoring, load_history(store, scoring, now, now), now, 30, 30),
+            scenario_report(store, compiled, scoring),
+            _event_tallies(store),
+        )
+
+    before = figures()
+    assert any(points for _fit, points, *_ in before[0].values()), "the leads have engagement to keep"
+    assert before[3].steps[0].opened == 2 and before[3].steps[0].bot_events == 1
+    events_before = _raw_events(store)
+
+    settings = Settings(database_url=db_url, scenarios_dir=workspace / "scenarios")
+    pruned = prune_events(store, settings, scoring, start + timedelta(days=50), overlap=timedelta(0))
+
+    assert pruned.cutoff == datetime(2026, 4, 1, tzinfo=UTC)
+    assert pruned.events > 0
+    assert _raw_events(store) == events_before - pruned.events
+    if store.postgres:
+        assert pruned.partitions == ["event_2026_03"]
+    with store.reading() as conn:
+        rolled = conn.execute(select(sa.func.sum(EVENT_DAILY.c.n))).scalar_one()
+        assert rolled == pruned.events
+        assert conn.execute(select(sa.func.min(EVENTS.c.at))).scalar_one() >= pruned.cutoff
+    daemon.qualifier.run_once(everyone=True)
+    assert figures() == before
+
+
+def test_a_prune_that_could_change_scores_or_skip_unqualified_events_is_refused(
+    db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon: Daemon = make_daemon(db_url)
+    daemon.qualifier.overlap = timedelta(0)
+    store, scoring = daemon.store, daemon.catalog.scoring
+    import_csv(daemon, tmp_path, LEADS_CSV)
+    start = clock.now()
+    with store.transaction() as conn:
+        lead = conn.execute(select(LEADS.c.id)).scalars().first()
+        assert lead is not None
+        store.events.record(conn, lead, "page_view", start, {"url": "/"})
+    clock.set(start + timedelta(days=230))
+    settings = Settings(database_url=db_url, scenarios_dir=workspace / "scenarios")
+
+    with pytest.raises(RetentionError, match="shorter than the 180 days"):
+        prune_events(store, settings.model_copy(update={"event_retention_days": 30}), scoring)
+    with pytest.raises(RetentionError, match="scores and scenarios still read 180 days"):
+        prune_events(store, settings, scoring, clock.now() - timedelta(days=10))
+    with pytest.raises(RetentionError, match="after the qualify job's last run"):
+        prune_events(store, settings, scoring, start + timedelta(days=45), overlap=timedelta(0))
+    assert _raw_events(store) == 1
+
+    daemon.qualifier.run_once()
+    dry = prune_events(store, settings, scoring, start + timedelta(days=45), dry_run=True, overlap=timedelta(0))
+    assert (dry.events, dry.dry_run, _raw_events(store)) == (1, True, 1)
+    pruned = prune_events(
+        store, settings.model_copy(update={"event_retention_days": 185}), scoring, overlap=timedelta(0)
+    )
+    assert (pruned.events, _raw_events(store)) == (1, 0)
+    with pytest.raises(RetentionError, match="start the window on"):
+        load_history(store, scoring, start + timedelta(days=100), clock.now())  # type: ignore[arg-type]
+
+
+def test_an_event_redelivered_with_its_external_id_is_stored_once(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    store = Store(engine, FakeClock(datetime(2026, 3, 2, tzinfo=UTC)))
+    with store.transaction() as conn:
+        lead, _ = store.leads.upsert(conn, {"email": "ann@r.example"})
+        at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+        assert store.events.record(conn, lead, "click", at, {}, external_id="esp:1")
+        assert not store.events.record(conn, lead, "click", at + timedelta(minutes=5), {}, external_id="esp:1")
+        stored = store.events.record_many(
+            conn,
+            [
+                (lead, "open", at, {}, "esp:2"),
+                (lead, "open", at, {}, "esp:2"),
+                (lead, "open", at, {}, "esp:1"),
+                (lead, "open", at, {}, None),
+            ],
+        )
+    assert stored == [(lead, "open"), (lead, "open")]
+    assert _raw_events(store) == 3
+    assert _event_tallies(store) == {("click", "2026-03-02"): 1, ("open", "2026-03-02"): 2}
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_events_of_any_moment_land_in_a_partition_and_months_are_made_ahead(pg_url: str) -> None:
+    """An event decades away lands in the default partition; making its month's partition
+    moves it there. The tallies count every event once whatever partition holds it."""
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    clock = FakeClock(datetime(2031, 5, 20, tzinfo=UTC))
+    store = Store(engine, clock)
+    with store.transaction() as conn:
+        lead, _ = store.leads.upsert(conn, {"email": "ann@r.example"})
+        for at in (datetime(1999, 1, 1, tzinfo=UTC), datetime(2031, 6, 3, tzinfo=UTC)):
+            store.events.record(conn, lead, "page_view", at, {})
+
+    def where() -> dict[str, int]:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT tableoid::regclass::text, count(*) FROM event GROUP BY 1")).all()
+        return {name: n for name, n in rows}
+
+    assert where() == {"event_default": 2}
+    made = store.retention.ensure_partitions()
+    assert made == ["event_2031_05", "event_2031_06", "event_2031_07", "event_2031_08"]
+    assert where() == {"event_default": 1, "event_2031_06": 1}
+    assert store.retention.ensure_partitions() == []
+    assert _event_tallies(store) == {("page_view", "1999-01-01"): 1, ("page_view", "2031-06-03"): 1}
+    engine.dispose()
