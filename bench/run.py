@@ -8,6 +8,7 @@
     python bench/run.py --quick         # smaller sizes, for a smoke run
     python bench/run.py --pg URL send   # on PostgreSQL (also NURTURE_BENCH_PG_URL); `make bench` runs both
     python bench/run.py latency scaleout import   # a 50 ms relay, two sending processes, big imports
+    python bench/run.py --pg URL retention         # event partitions, prune, storage per million events
 
 Absolute numbers on a shared machine are noise; the ratios are the result.
 """
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import pgdata  # noqa: E402
+import retention  # noqa: E402
 from common import (  # noqa: E402
     BRANCH_AND_WAIT,
     Database,
@@ -616,9 +618,11 @@ def main() -> None:
             new = _scale_section(section, folder, args.quick)
         elif section in pgdata.SECTIONS:
             new = pgdata.section(section, folder, args.quick)
+        elif section == "retention":
+            new = retention.bench_retention(folder, args.quick)
         else:
             raise SystemExit(f"unknown section {section!r}")
-        if Database.pg_url and section not in ("pages", *pgdata.SECTIONS):  # these name their database
+        if Database.pg_url and section not in ("pages", "retention", *pgdata.SECTIONS):  # these name their database
             new = [dataclasses.replace(r, name=f"PostgreSQL: {r.name}") for r in new]
         print("\n".join(result.line for result in new), flush=True)
         results += new

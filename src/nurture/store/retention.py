@@ -24,10 +24,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from nurture.errors import NurtureError
 from nurture.scenario.expr import EventRecord
@@ -41,6 +40,22 @@ ROLL_LEADS = 2000  # leads rolled up per write of rollups
 # What the scenario report reads of a lead's events, and so what the machine filter judges.
 EMAIL_EVENTS = (EventType.OPEN, EventType.CLICK, EventType.HONEYPOT, EventType.UNSUBSCRIBE, EventType.BOUNCE)
 _MONTH_TABLE = re.compile(r"^event_(\d{4})_(\d{2})$")
+# Events other than email events, counted per lead, UTC day and type by the database.
+_EMAIL_LIST = ", ".join(f"'{t}'" for t in EMAIL_EVENTS)
+_ROLL_OTHERS = (
+    "INSERT INTO event_daily (lead_id, day, type, send_id, verdict, n)"
+    " SELECT lead_id, {day}, type, 0, 'human', count(*) FROM event"
+    f" WHERE at < :cutoff AND type NOT IN ({_EMAIL_LIST}) GROUP BY 1, 2, 3"
+    " ON CONFLICT (lead_id, day, type, send_id, verdict) DO UPDATE SET n = event_daily.n + excluded.n"
+)
+_ROLL_OTHERS_PG = text(_ROLL_OTHERS.format(day="CAST(timezone('UTC', at) AS date)"))
+_ROLL_OTHERS_SQLITE = text(_ROLL_OTHERS.format(day="substr(at, 1, 10)"))
+_ROLL_PG = text(
+    "INSERT INTO event_daily (lead_id, day, type, send_id, verdict, n)"
+    " SELECT * FROM unnest(CAST(:lead AS integer[]), CAST(:day AS date[]), CAST(:type AS varchar[]),"
+    " CAST(:send AS integer[]), CAST(:verdict AS varchar[]), CAST(:n AS integer[]))"
+    " ON CONFLICT (lead_id, day, type, send_id, verdict) DO UPDATE SET n = event_daily.n + excluded.n"
+)
 
 Classify = Callable[[Sequence[EventRecord]], list[str]]
 
@@ -199,27 +214,33 @@ class Retention(Part):
         return PruneResult(cutoff, events, rollups, dropped)
 
     def _roll_up(self, conn: Connection, cutoff: datetime, classify: Classify | None) -> tuple[int, int]:
-        """Add the events before `cutoff` to `event_daily`, a few thousand leads at a time;
-        returns (events read, rollup rows written)."""
+        """Add the events before `cutoff` to `event_daily`; returns (events rolled up, rollup
+        rows written). Email events are judged by `classify` a lead at a time (the verdict is
+        Python's), a few thousand leads per write; the others are counted by the database."""
+        others = conn.execute(_ROLL_OTHERS_PG if self.postgres else _ROLL_OTHERS_SQLITE, {"cutoff": cutoff})
+        written = int(others.rowcount or 0)
+        events = int(
+            conn.execute(
+                select(func.count()).where(EVENTS.c.at < cutoff, EVENTS.c.type.not_in(EMAIL_EVENTS))
+            ).scalar_one()
+        )
         rows = conn.execute(
             select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
-            .where(EVENTS.c.at < cutoff)
+            .where(EVENTS.c.at < cutoff, EVENTS.c.type.in_(EMAIL_EVENTS))
             .order_by(EVENTS.c.lead_id, EVENTS.c.at, EVENTS.c.id)
             .execution_options(stream_results=True, yield_per=10_000)
         )
         counts: dict[tuple[int, date, str, int, str], int] = defaultdict(int)
-        events = written = 0
         lead: int | None = None
         mine: list[EventRecord] = []
         leads = 0
 
         def add(lead_id: int, evs: list[EventRecord]) -> None:
-            email = [e for e in evs if e.type in EMAIL_EVENTS]
-            verdicts = dict(zip(map(id, email), classify(email), strict=True)) if classify and email else {}
-            for e in evs:
+            verdicts = classify(evs) if classify else ["human"] * len(evs)
+            for e, verdict in zip(evs, verdicts, strict=True):
                 ref = e.props.get("send")
                 send = ref if isinstance(ref, int) and not isinstance(ref, bool) else 0
-                counts[(lead_id, e.at.astimezone(UTC).date(), e.type, send, verdicts.get(id(e), "human"))] += 1
+                counts[(lead_id, e.at.astimezone(UTC).date(), e.type, send, verdict)] += 1
 
         for row in rows:
             events += 1
@@ -240,8 +261,21 @@ class Retention(Part):
     def _write_rollups(self, conn: Connection, counts: dict[tuple[int, date, str, int, str], int]) -> int:
         if not counts:
             return 0
-        dialect: Any = postgresql if self.postgres else sqlite
-        statement = dialect.insert(EVENT_DAILY)
+        if self.postgres:  # one statement with an array per column, whatever the number of rows
+            columns = list(zip(*counts, strict=True))
+            conn.execute(
+                _ROLL_PG,
+                {
+                    "lead": list(columns[0]),
+                    "day": list(columns[1]),
+                    "type": list(columns[2]),
+                    "send": list(columns[3]),
+                    "verdict": list(columns[4]),
+                    "n": list(counts.values()),
+                },
+            )
+            return len(counts)
+        statement = sqlite.insert(EVENT_DAILY)
         statement = statement.on_conflict_do_update(
             index_elements=[EVENT_DAILY.c[c] for c in ("lead_id", "day", "type", "send_id", "verdict")],
             set_={"n": EVENT_DAILY.c.n + statement.excluded.n},

@@ -132,7 +132,6 @@ def upgrade() -> None:
         sa.Column("send_id", sa.Integer(), nullable=False),
         sa.Column("verdict", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
         sa.Column("n", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["lead_id"], ["lead.id"]),
         sa.PrimaryKeyConstraint("lead_id", "day", "type", "send_id", "verdict"),
     )
     if op.get_bind().dialect.name == "postgresql":
