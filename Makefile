@@ -31,9 +31,13 @@ lint: $(BIN)/nurture
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
 
-# The benchmarks on SQLite, then on the local PostgreSQL server (its database
-# $(BENCH_PG) is created if missing; its schema is dropped and rebuilt).
+# Every benchmark in one run (bench/suite.py): the sections on SQLite, the same and the relay,
+# scale-out and import ones on the local PostgreSQL server ($(BENCH_PG), its schema dropped and
+# rebuilt), then the data-side ones on a database of 1M leads, 10M events and 5M sends built
+# in $(BENCH_PG_BIG) (set NURTURE_BENCH_PG_BIG_URL to reuse one already built). Ends with one
+# table of every row and each section's time; under an hour on a quiet 2-core machine.
+# BENCH_ARGS=--quick for a smoke run, --plan for the plan and estimate only.
 BENCH_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/nurture_bench
+BENCH_PG_BIG ?= postgresql+psycopg://postgres@127.0.0.1:5432/nurture_bench_big
 bench: $(BIN)/nurture
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/run.py --pg $(BENCH_PG) send advance tick memory latency scaleout import
+	$(BIN)/python bench/suite.py --pg $(BENCH_PG) --pg-big $(or $(NURTURE_BENCH_PG_BIG_URL),$(BENCH_PG_BIG)) $(BENCH_ARGS)

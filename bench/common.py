@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -234,6 +235,68 @@ class Result:
 
 def ratio_result(name: str, nurture: float, baseline: float, unit: str, goal: Goal) -> Result:
     return Result(name, f"{nurture:,.0f} {unit}", f"{baseline:,.0f} {unit}", nurture / baseline, goal)
+
+
+@dataclass(frozen=True)
+class SectionRun:
+    """One section of a run: its rows, how long it took and the load average around it, or
+    why it failed. A suite of runs collects these, one JSON line each, into one table."""
+
+    database: str
+    section: str
+    seconds: float
+    load_start: float
+    load_end: float
+    results: list[Result]
+    error: str | None = None
+
+    @property
+    def timing(self) -> str:
+        load = f"load average {self.load_start:.1f} → {self.load_end:.1f}"
+        return f"{self.section} on {self.database}: {self.seconds:,.0f} s, {load}"
+
+    def append_to(self, path: Path) -> None:
+        record = {
+            "database": self.database,
+            "section": self.section,
+            "seconds": round(self.seconds, 1),
+            "load": [self.load_start, self.load_end],
+            "error": self.error,
+            "results": [
+                {
+                    "name": r.name,
+                    "nurture": r.nurture,
+                    "baseline": r.baseline,
+                    "ratio": r.ratio,
+                    "at_least": r.goal.at_least,
+                    "bound": r.goal.bound,
+                }
+                for r in self.results
+            ],
+        }
+        with path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    @staticmethod
+    def read(path: Path) -> list[SectionRun]:
+        runs = []
+        if not path.exists():
+            return runs
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            results = [
+                Result(r["name"], r["nurture"], r["baseline"], r["ratio"], Goal(r["at_least"], r["bound"]))
+                for r in record["results"]
+            ]
+            start, end = record["load"]
+            runs.append(
+                SectionRun(
+                    record["database"], record["section"], record["seconds"], start, end, results, record["error"]
+                )
+            )
+        return runs
 
 
 def missed(results: Sequence[Result]) -> list[str]:

@@ -3,7 +3,8 @@ ingest through the batch API, rescoring. Each section prints ratios against a ra
 measured in the same run (see bench/run.py: `python bench/run.py pgreports pgingest pgqualify`).
 
 The database is NURTURE_BENCH_PG_URL (default: the local server's `nurture_bench6`); its
-`public` schema is dropped and rebuilt.
+`public` schema is dropped and rebuilt. With NURTURE_BENCH_PG_BIG_URL instead, that database
+is taken as already built (by an earlier run) and only migrated to head.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from sqlalchemy.engine import Engine
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
 
-PG_URL = os.environ.get("NURTURE_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/nurture_bench6")
+# A database an earlier run (or `build`) already filled is reused as it is: no rebuild.
+BUILT_URL = os.environ.get("NURTURE_BENCH_PG_BIG_URL")
+PG_URL = BUILT_URL or os.environ.get(
+    "NURTURE_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/nurture_bench6"
+)
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 STEPS = ("welcome", "guide", "case_study", "webinar", "offer")
 
@@ -516,7 +521,7 @@ def section(name: str, folder: Path, quick: bool) -> list[Result]:
     """One of SECTIONS; `pgreports` (re)builds the data the other two use."""
     scale = Scale(100_000, 1_000_000, 500_000) if quick else Scale(1_000_000, 10_000_000, 5_000_000)
     if name == "pgreports":
-        return bench_reports(folder, scale, rounds=20 if quick else 40)
+        return bench_reports(folder, scale, rounds=20 if quick else 40, rebuild=not BUILT_URL)
     if name == "pgingest":
         return bench_ingest(folder, scale.leads, batches=10 if quick else 30)
     if name == "pgqualify":
