@@ -48,7 +48,7 @@ ESTIMATE: dict[tuple[str, str], float] = {
     ("sqlite", "send"): 90,
     ("sqlite", "advance"): 30,
     ("sqlite", "tick"): 180,
-    ("sqlite", "memory"): 280,
+    ("sqlite", "memory"): 70,
     ("sqlite", "account"): 170,
     ("sqlite", "dkim"): 150,
     ("sqlite", "latency"): 110,
@@ -62,12 +62,12 @@ ESTIMATE: dict[tuple[str, str], float] = {
     ("pg", "scaleout"): 150,
     ("pg", "import"): 420,
     ("pg", "retention"): 240,
-    ("pgbig", "pgreports"): 720,
+    ("pgbig", "pgreports"): 660,
     ("pgbig", "pgingest"): 60,
     ("pgbig", "pgqualify"): 150,
 }
 UNKNOWN = 300.0
-REUSED_BUILD = 560.0  # what `pgreports` saves when the big database is reused
+REUSED_BUILD = 320.0  # what `pgreports` saves when the big database is reused
 
 
 @dataclass(frozen=True)
