@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from nurture.analytics.history import History, engagement_series, first_at_or_above
+from nurture.analytics.history import History, chunks, engagement_series, first_at_or_above
 from nurture.errors import NurtureError
 from nurture.scoring.engine import CompiledScoring
+from nurture.store.reports import HistoryScope
 
 CURRENT = "current"
 
@@ -86,52 +88,62 @@ def parse_cuts(text: str | None, scoring: CompiledScoring) -> list[Cut]:
     return cuts
 
 
+def scope(since: datetime, until: datetime) -> HistoryScope:
+    """The leads `backtest` looks at (with an event in the window), for reading only those."""
+    return HistoryScope(events_from=since, events_until=until)
+
+
 def backtest(
     scoring: CompiledScoring,
-    history: History,
+    history: History | Iterable[History],
     since: datetime,
     until: datetime,
     thresholds: Sequence[int],
     cuts: Sequence[Cut],
 ) -> list[BacktestRow]:
+    """The table, folded over the history a chunk at a time: per row, counts and the waits
+    (days) of its promotions; per lead, nothing kept."""
     if until <= since:
         raise NurtureError("--to must be after --from")
-    population = []
-    for lead in history.leads.values():
-        if any(since <= e.at <= until for e in lead.events):
-            grade = scoring.fit(lead.fields)[1]
-            series = engagement_series(scoring, history, lead, since, until)
-            # Time to promotion counts from the first engagement in the window, the lead's own
-            # or (with account roll-up) a colleague's.
-            population.append((lead, grade, series[0][0], series))
-    converting = sum(1 for lead, *_ in population if lead.converted)
     needed = {str(g): n for g, n in scoring.model.hot.engagement.items()}
-
-    def row(cut: str, threshold: int | None, rule: dict[str, int]) -> BacktestRow:
-        promoted = good = 0
-        waits: list[timedelta] = []
-        for lead, grade, first, series in population:
-            if grade not in rule:
-                continue
-            crossed = first_at_or_above(series, rule[grade])
-            if crossed is None:
-                continue
-            promoted += 1
-            good += lead.converted
-            waits.append(crossed - first)
-        return BacktestRow(cut, threshold, promoted, good, converting, _median_days(waits))
-
-    rows = [row(CURRENT, None, needed)]
+    rules: list[tuple[str, int | None, dict[str, int]]] = [(CURRENT, None, needed)]
     for cut in cuts:
         for threshold in thresholds:
-            rows.append(row(cut.label, threshold, dict.fromkeys(cut.grades, threshold)))
-    return rows
+            rules.append((cut.label, threshold, dict.fromkeys(cut.grades, threshold)))
+    promoted = [0] * len(rules)
+    good = [0] * len(rules)
+    waits = [array("d") for _ in rules]
+    converting = 0
+    for chunk in chunks(history):
+        for lead in chunk.leads.values():
+            if not any(since <= e.at <= until for e in lead.events):
+                continue  # not in the population
+            grade = scoring.fit(lead.fields)[1]
+            series = engagement_series(scoring, chunk, lead, since, until)
+            # Time to promotion counts from the first engagement in the window, the lead's own
+            # or (with account roll-up) a colleague's.
+            first = series[0][0]
+            converted = lead.converted
+            converting += converted
+            for index, (_cut, _threshold, rule) in enumerate(rules):
+                if grade not in rule:
+                    continue
+                crossed = first_at_or_above(series, rule[grade])
+                if crossed is None:
+                    continue
+                promoted[index] += 1
+                good[index] += converted
+                waits[index].append((crossed - first).total_seconds() / 86400)
+    return [
+        BacktestRow(cut, threshold, promoted[i], good[i], converting, _median_days(waits[i]))
+        for i, (cut, threshold, _rule) in enumerate(rules)
+    ]
 
 
-def _median_days(waits: list[timedelta]) -> float | None:
+def _median_days(waits: Sequence[float]) -> float | None:
     if not waits:
         return None
-    ordered = sorted(w.total_seconds() / 86400 for w in waits)
+    ordered = sorted(waits)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 

@@ -1,7 +1,13 @@
-"""The stored past, loaded once for analysis: leads, their events, lifecycle changes, outcomes.
+"""The stored past, for analysis: leads, their events, lifecycle changes, outcomes.
 
 Analyses replay the scoring model over this history. Lead fields are today's (the store
 keeps no history of fields), events and lifecycle changes are as they happened.
+
+An analysis folds the history a chunk at a time (`StoredHistory`): a chunk holds a thousand
+or so leads with their events and changes, and every member of each account it touches, so
+a colleague's events are always at hand and memory does not grow with the store. Only the
+leads an analysis can use are read (`HistoryScope`, decided by the database), with their
+accounts. `load_history` reads everything at once, as one chunk.
 
 Once old events are pruned (`nurture events prune`) only their daily counts remain, which
 cannot say when within a day each event happened, so cannot replay its decay: a score is
@@ -13,20 +19,24 @@ the moments before it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
 from typing import Any, NamedTuple
 
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.engine import CompiledScoring, ScoreResult
 from nurture.store import Store
-from nurture.store.leads import lead_view
+from nurture.store.base import Connection
+from nurture.store.leads import LeadRow, lead_view
+from nurture.store.reports import HistoryScope
 from nurture.store.retention import RetentionError
 from nurture.vocabulary import Stage
 
 GOOD = (Stage.ACCEPTED, Stage.CUSTOMER)  # what sales accepting or a deal closing means for a lead
-CHUNK = 500
+CHUNK = 500  # leads per query for their events and changes
+LEADS_PER_CHUNK = 1000  # leads per chunk of a streamed history (a bigger account is a chunk of its own)
 
 
 class Change(NamedTuple):
@@ -90,45 +100,159 @@ def account_of(scoring: CompiledScoring, company: str | None, email: str) -> str
     return email.rpartition("@")[2]
 
 
-def load_history(
-    store: Store, scoring: CompiledScoring, since: datetime | None = None, until: datetime | None = None
-) -> History:
-    """Every lead, with events in [since - lookback, until] and all lifecycle changes.
+def grouped_by(scoring: CompiledScoring) -> str | None:
+    """How leads group into accounts for the analyses: "company", "email", or not at all."""
+    if scoring.model.account.weight <= 0:
+        return None
+    return "company" if scoring.model.account.by == "company" else "email"
 
-    Raises `RetentionError` when events that window needs were pruned."""
-    start = since - scoring.lookback if since is not None else None
+
+def chunks(history: History | Iterable[History]) -> Iterable[History]:
+    """The chunks of a history: a `History` is one chunk."""
+    return [history] if isinstance(history, History) else history
+
+
+def _history_of(
+    store: Store,
+    conn: Connection,
+    scoring: CompiledScoring,
+    rows: Iterable[LeadRow],
+    start: datetime | None,
+    until: datetime | None,
+    complete_from: datetime | None,
+) -> History:
     leads: dict[int, LeadHistory] = {}
-    with store.reading() as conn:
-        pruned = store.retention.pruned_before(conn)
-        complete_from = pruned + scoring.lookback if pruned is not None else None
-        if complete_from is not None and since is not None and since < complete_from:
-            raise RetentionError(
-                f"events before {pruned:%Y-%m-%d} were pruned (only daily counts remain), and replaying scores "
-                f"from {since:%Y-%m-%d} needs the {scoring.lookback.days} days before it: "
-                f"start the window on {complete_from:%Y-%m-%d} or later"
-            )
-        for row in store.reports.every_lead(conn):
-            leads[row.id] = LeadHistory(
-                row.id,
-                row.email,
-                dict(lead_view(row._mapping).fields),
-                account_of(scoring, row.company, row.email),
-                row.created_at,
-                row.lifecycle_stage,
-                not (row.unsubscribed or row.bounced),
-            )
-        ids = list(leads)
-        for offset in range(0, len(ids), CHUNK):
-            chunk = ids[offset : offset + CHUNK]
-            for lead_id, event in store.reports.events_of(conn, chunk, start, until):
-                leads[lead_id].events.append(event)
-            for ch in store.reports.stage_changes_of(conn, chunk):
-                leads[ch.lead_id].changes.append(Change(ch.at, ch.from_stage, ch.to_stage, ch.reason, ch.actor))
+    for row in sorted(rows, key=lambda r: r.id):
+        leads[row.id] = LeadHistory(
+            row.id,
+            row.email,
+            dict(lead_view(row._mapping).fields),
+            account_of(scoring, row.company, row.email),
+            row.created_at,
+            row.lifecycle_stage,
+            not (row.unsubscribed or row.bounced),
+        )
+    ids = list(leads)
+    for offset in range(0, len(ids), CHUNK):
+        chunk = ids[offset : offset + CHUNK]
+        for lead_id, event in store.reports.events_of(conn, chunk, start, until):
+            leads[lead_id].events.append(event)
+        for ch in store.reports.stage_changes_of(conn, chunk):
+            leads[ch.lead_id].changes.append(Change(ch.at, ch.from_stage, ch.to_stage, ch.reason, ch.actor))
     by_account: dict[str, list[int]] = defaultdict(list)
     for lead in leads.values():
         if lead.account:
             by_account[lead.account].append(lead.id)
     return History(leads, dict(by_account), complete_from)
+
+
+def load_history(
+    store: Store, scoring: CompiledScoring, since: datetime | None = None, until: datetime | None = None
+) -> History:
+    """Every lead, with events in [since - lookback, until] and all lifecycle changes, in memory.
+
+    Raises `RetentionError` when events that window needs were pruned."""
+    start = since - scoring.lookback if since is not None else None
+    with store.reading() as conn:
+        complete_from = _complete_from(store, conn, scoring, since)
+        return _history_of(store, conn, scoring, list(store.reports.every_lead(conn)), start, until, complete_from)
+
+
+def _complete_from(store: Store, conn: Connection, scoring: CompiledScoring, since: datetime | None) -> datetime | None:
+    """From when scores replay exactly (None: always); raises `RetentionError` when a window
+    from `since` needs events that were pruned."""
+    pruned = store.retention.pruned_before(conn)
+    complete_from = pruned + scoring.lookback if pruned is not None else None
+    if complete_from is not None and since is not None and since < complete_from:
+        raise RetentionError(
+            f"events before {pruned:%Y-%m-%d} were pruned (only daily counts remain), and replaying scores "
+            f"from {since:%Y-%m-%d} needs the {scoring.lookback.days} days before it: "
+            f"start the window on {complete_from:%Y-%m-%d} or later"
+        )
+    return complete_from
+
+
+class StoredHistory:
+    """The history an analysis needs, read a chunk at a time each time it is iterated.
+
+    The leads `scope` names, with every member of their accounts; events in
+    [since - lookback, until] (all when not given) and all lifecycle changes. Each chunk
+    holds whole accounts, so replaying a lead inside its chunk sees what `load_history`
+    would show it.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        scoring: CompiledScoring,
+        scope: HistoryScope,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        leads_per_chunk: int = LEADS_PER_CHUNK,
+    ) -> None:
+        self.store, self.scoring, self.scope, self.since = store, scoring, scope, since
+        self.start = since - scoring.lookback if since is not None else None
+        self.until = until
+        self.leads_per_chunk = leads_per_chunk
+
+    def __iter__(self) -> Iterator[History]:
+        store, scoring = self.store, self.scoring
+        by = grouped_by(scoring)
+        with store.reports.history_reading() as conn:
+            complete_from = _complete_from(store, conn, scoring, self.since)
+
+            def history(rows: list[LeadRow]) -> History:
+                return _history_of(store, conn, scoring, rows, self.start, self.until, complete_from)
+
+            if by is None:
+                batch: list[LeadRow] = []
+                for row in store.reports.history_leads(conn, self.scope, None):
+                    batch.append(row)
+                    if len(batch) >= self.leads_per_chunk:
+                        yield history(batch)
+                        batch = []
+                if batch:
+                    yield history(batch)
+                return
+            # The database groups accounts by a key that agrees with `account_of` for nearly
+            # every lead; the few it does not (strays: "  Acme", two '@') are found first and
+            # read with their account, so each account stays whole.
+            strays: dict[str, list[int]] = defaultdict(list)
+            stray_ids: set[int] = set()
+            for lead_id, company, email, stored in store.reports.account_keys(conn, by):
+                key = account_of(scoring, company, email)
+                if key and key != stored:
+                    strays[key].append(lead_id)
+                    stray_ids.add(lead_id)
+            done: set[str] = set()
+            batch = []
+            for stored, rows in groupby(
+                store.reports.history_leads(conn, self.scope, by), key=lambda r: str(r._mapping["account_key"])
+            ):
+                members = []
+                for row in rows:
+                    if row.id in stray_ids:
+                        continue  # read with its own account
+                    if account_of(scoring, row.company, row.email):
+                        members.append(row)
+                    else:  # in no account: may go in any chunk
+                        batch.append(row)
+                        if len(batch) >= self.leads_per_chunk:
+                            yield history(batch)
+                            batch = []
+                if stored in strays:
+                    members += store.reports.leads_by_id(conn, strays[stored])
+                    done.add(stored)
+                if batch and len(batch) + len(members) > self.leads_per_chunk:
+                    yield history(batch)
+                    batch = []
+                batch += members
+            if batch:
+                yield history(batch)
+            for key in sorted(set(strays) - done):
+                regular = [r for r in store.reports.account_members(conn, by, key) if r.id not in stray_ids]
+                yield history(regular + store.reports.leads_by_id(conn, strays[key]))
 
 
 def score_at(

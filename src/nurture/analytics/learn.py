@@ -20,16 +20,18 @@ from __future__ import annotations
 import csv
 import difflib
 import re
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from nurture.analytics.history import History, LeadHistory, score_at
+from nurture.analytics.history import History, LeadHistory, chunks, score_at
 from nurture.errors import Diagnostic, NurtureError, ValidationFailed
 from nurture.scenario.yamlsource import LineDict, LineList, parse_yaml
-from nurture.scoring.engine import CompiledScoring
+from nurture.scoring.engine import CompiledScoring, ScoreResult
 from nurture.scoring.loader import check_scoring_data
+from nurture.store.reports import HistoryScope
 
 TRUE = {"1", "true", "yes", "y", "converted", "won"}
 FALSE = {"0", "false", "no", "n", "lost", ""}
@@ -108,7 +110,10 @@ def read_outcomes(path: Path) -> list[Outcome]:
 
 def features(scoring: CompiledScoring, history: History, lead: LeadHistory, at: datetime) -> dict[str, float]:
     """Fit rules as 0/1; engagement rules as decayed, capped event counts (points ÷ rule points)."""
-    result = score_at(scoring, lead, at, history.colleague_events(lead))
+    return _features(scoring, score_at(scoring, lead, at, history.colleague_events(lead)))
+
+
+def _features(scoring: CompiledScoring, result: ScoreResult) -> dict[str, float]:
     found: dict[str, float] = {rule.name: 0.0 for rule in scoring.model.fit}
     found.update({rule.name: 0.0 for rule in scoring.model.engagement})
     per_rule = {rule.name: rule.points for rule in scoring.model.engagement}
@@ -120,29 +125,70 @@ def features(scoring: CompiledScoring, history: History, lead: LeadHistory, at: 
     return found
 
 
+def scope(outcomes: Sequence[Outcome]) -> HistoryScope:
+    """The leads `learn` looks at (those in the outcomes), for reading only those."""
+    return HistoryScope(emails=frozenset(o.email for o in outcomes))
+
+
+def _replay(
+    scoring: CompiledScoring,
+    history: History | Iterable[History],
+    outcomes: Sequence[Outcome],
+    wanted: Container[int],
+    now: datetime,
+) -> Iterator[tuple[int, ScoreResult | None]]:
+    """(index in `outcomes`, the lead's score when its outcome was known) for each wanted
+    outcome whose lead is in the history; None for the score when an outcome is dated before
+    the events its score needs were pruned (it cannot be replayed)."""
+    indexes: dict[str, list[int]] = defaultdict(list)
+    for index, outcome in enumerate(outcomes):
+        if index in wanted:
+            indexes[outcome.email].append(index)
+    for chunk in chunks(history):
+        for lead in chunk.leads.values():
+            colleagues = None
+            for index in indexes.get(lead.email, ()):
+                at = outcomes[index].at or now
+                if not chunk.replayable(at):
+                    yield index, None
+                    continue
+                if colleagues is None:
+                    colleagues = chunk.colleague_events(lead)
+                yield index, score_at(scoring, lead, at, colleagues)
+
+
 def learn(
     scoring: CompiledScoring,
     scoring_text: str,
     scoring_path: str,
-    history: History,
+    history: History | Iterable[History],
     outcomes: Sequence[Outcome],
     now: datetime,
 ) -> Proposal:
+    """Reads the history twice (a `StoredHistory` streams it again): once for every
+    example's features and score, once more for the held-out examples' score under the
+    proposal."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    by_email = {lead.email: lead for lead in history.leads.values()}
-    unknown = [o.email for o in outcomes if o.email not in by_email]
-    # An outcome dated before the events its score needs were pruned cannot be replayed.
-    examples = [(by_email[o.email], o) for o in outcomes if o.email in by_email and history.replayable(o.at or now)]
-    labels = np.array([o.converted for _, o in examples], dtype=int)
+    known: set[int] = set()
+    found: dict[int, dict[str, float]] = {}
+    hot_before: dict[int, bool] = {}
+    for n, result in _replay(scoring, history, outcomes, range(len(outcomes)), now):
+        known.add(n)
+        if result is not None:
+            found[n] = _features(scoring, result)
+            hot_before[n] = result.hot
+    unknown = [o.email for n, o in enumerate(outcomes) if n not in known]
+    examples = [n for n in range(len(outcomes)) if n in found]
+    labels = np.array([outcomes[i].converted for i in examples], dtype=int)
     if len(set(labels.tolist())) < 2:
         raise NurtureError("the outcomes need both converted and not converted leads to learn from")
     names = [r.name for r in scoring.model.fit] + [r.name for r in scoring.model.engagement]
-    rows = [features(scoring, history, lead, o.at or now) for lead, o in examples]
-    x = np.array([[row[n] for n in names] for row in rows], dtype=float)
+    x = np.array([[found[i][n] for n in names] for i in examples], dtype=float)
+    del found
 
     positives = int(labels.sum())
     held_out = positives >= MIN_HOLDOUT_POSITIVES and len(labels) - positives >= MIN_HOLDOUT_POSITIVES
@@ -166,14 +212,15 @@ def learn(
             tofile=f"{scoring_path} (proposed)",
         )
     )
-    test_examples = [examples[i] for i in test]
+    tested = [examples[i] for i in test]
+    hot_after = {n: result.hot for n, result in _replay(revised, history, outcomes, set(tested), now) if result}
     return Proposal(
         weights=weights,
         points=proposed,
         text=text,
         diff=diff,
-        before=_quality(scoring, history, test_examples, now),
-        after=_quality(revised, history, test_examples, now),
+        before=_quality([(hot_before[i], outcomes[i].converted) for i in tested]),
+        after=_quality([(hot_after[i], outcomes[i].converted) for i in tested]),
         examples=len(examples),
         positives=positives,
         held_out=held_out,
@@ -240,13 +287,11 @@ def _compile(text: str, path: str) -> CompiledScoring:
     return compiled
 
 
-def _quality(
-    scoring: CompiledScoring, history: History, examples: Sequence[tuple[LeadHistory, Outcome]], now: datetime
-) -> Quality:
+def _quality(examples: Sequence[tuple[bool, bool]]) -> Quality:
+    """Precision and recall of the hot rule over (hot, converted) examples."""
     hot = good = converting = 0
-    for lead, outcome in examples:
-        result = score_at(scoring, lead, outcome.at or now, history.colleague_events(lead))
-        hot += result.hot
-        good += result.hot and outcome.converted
-        converting += outcome.converted
+    for is_hot, converted in examples:
+        hot += is_hot
+        good += is_hot and converted
+        converting += converted
     return Quality(hot, good / hot if hot else None, good / converting if converting else None)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from nurture.analytics.history import History, score_at
+from nurture.analytics.history import History, LeadHistory, chunks, score_at
 from nurture.lifecycle import SCORED
 from nurture.scoring.engine import CompiledScoring
+from nurture.store.reports import HistoryScope
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,17 @@ class NearMiss:
 
 
 def near_misses(
-    scoring: CompiledScoring, history: History, now: datetime, engagement_gap: int = 10, fit_gap: int = 10
+    scoring: CompiledScoring,
+    history: History | Iterable[History],
+    now: datetime,
+    engagement_gap: int = 10,
+    fit_gap: int = 10,
 ) -> list[NearMiss]:
     hot = {str(g): n for g, n in scoring.model.hot.engagement.items()}
     grade_floor = {str(g): points for g, points in scoring.model.grades.items()}
     found = []
-    for lead in history.leads.values():
-        if lead.stage not in SCORED or not lead.reachable:
-            continue
-        result = score_at(scoring, lead, now, history.colleague_events(lead))
+    for chunk, lead in _candidates(history):
+        result = score_at(scoring, lead, now, chunk.colleague_events(lead))
         if result.hot:
             continue
         needed = hot.get(result.grade)
@@ -72,6 +75,19 @@ def near_misses(
             NearMiss(lead.email, lead.stage, result.grade, result.fit, result.engagement, None, 0, short, lacks)
         )
     return sorted(found, key=lambda m: (m.engagement_gap + m.fit_gap, m.email))
+
+
+def _candidates(history: History | Iterable[History]) -> Iterator[tuple[History, LeadHistory]]:
+    """The leads the score still moves (not hot, not with sales) and mail still reaches."""
+    for chunk in chunks(history):
+        for lead in chunk.leads.values():
+            if lead.stage in SCORED and lead.reachable:
+                yield chunk, lead
+
+
+def scope() -> HistoryScope:
+    """The leads `near_misses` looks at, for reading only those."""
+    return HistoryScope(stages=tuple(str(s) for s in SCORED), reachable=True)
 
 
 def slices(misses: Sequence[NearMiss], steps: Sequence[int] = (5, 10)) -> list[tuple[str, int, int]]:

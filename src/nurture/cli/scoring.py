@@ -124,14 +124,15 @@ def score_backtest(
     """Replay stored events with the scoring model: promotions, precision, recall, time to promotion."""
     from rich.table import Table
 
-    from nurture.analytics.backtest import CURRENT, backtest, parse_cuts, parse_thresholds, to_csv
+    from nurture.analytics.backtest import CURRENT, backtest, parse_cuts, parse_thresholds, scope, to_csv
     from nurture.analytics.chart import PALETTE, Series, line_chart
-    from nurture.analytics.history import load_history
+    from nurture.analytics.history import StoredHistory
 
     store, _, scoring = _analysis(db, scenarios)
     start, end = _day(since, "--from"), _day(until, "--to")
     thresholds, cuts = parse_thresholds(threshold), parse_cuts(grades, scoring)
-    rows = backtest(scoring, load_history(store, scoring, start, end), start, end, thresholds, cuts)
+    history = StoredHistory(store, scoring, scope(start, end), start, end)
+    rows = backtest(scoring, history, start, end, thresholds, cuts)
     table = Table(title=f"Backtest {start:%Y-%m-%d} – {end:%Y-%m-%d}: {rows[0].converting} converting lead(s)")
     for column in ("grades", "hot from", "promoted", "good", "missed", "precision", "recall", "days to hot"):
         table.add_column(column, justify="left" if column == "grades" else "right", no_wrap=True)
@@ -181,12 +182,12 @@ def score_near_miss(
     """Leads just below the hot line, with what each lacks, and what a lower line would add."""
     from rich.table import Table
 
-    from nurture.analytics.history import load_history
-    from nurture.analytics.nearmiss import near_misses, slices, to_csv
+    from nurture.analytics.history import StoredHistory
+    from nurture.analytics.nearmiss import near_misses, scope, slices, to_csv
 
     store, _, scoring = _analysis(db, scenarios)
     now = _day(at, "--at") if at else SystemClock().now()
-    misses = near_misses(scoring, load_history(store, scoring, now, now), now, engagement_gap, fit_gap)
+    misses = near_misses(scoring, StoredHistory(store, scoring, scope(), now, now), now, engagement_gap, fit_gap)
     table = Table(title=f"{len(misses)} near miss(es)")
     for column in ("lead", "stage", "grade", "fit", "engagement", "lacks"):
         table.add_column(column, justify="right" if column in ("fit", "engagement") else "left")
@@ -209,8 +210,8 @@ def score_learn(
     scenarios: ScenariosOption = Path("scenarios"),
 ) -> None:
     """Fit rule weights to past conversions and propose a revised scoring file (never applied)."""
-    from nurture.analytics.history import load_history
-    from nurture.analytics.learn import learn, read_outcomes
+    from nurture.analytics.history import StoredHistory
+    from nurture.analytics.learn import learn, read_outcomes, scope
 
     store, path, scoring = _analysis(db, scenarios)
     try:
@@ -218,7 +219,8 @@ def score_learn(
     except ValidationFailed as exc:
         fail(f"{exc}\nnothing learned")
     now = SystemClock().now()
-    proposal = learn(scoring, path.read_text(encoding="utf-8"), str(path), load_history(store, scoring), rows, now)
+    history = StoredHistory(store, scoring, scope(rows))
+    proposal = learn(scoring, path.read_text(encoding="utf-8"), str(path), history, rows, now)
     for email in proposal.unknown:
         typer.echo(f"warning: {outcomes}: no lead with email {email}; left out", err=True)
     typer.echo(f"{proposal.examples} example(s), {proposal.positives} converted")
@@ -245,11 +247,11 @@ def score_drift(
     """Promoted leads sales rejected, grouped by the rules that made them hot."""
     from rich.table import Table
 
-    from nurture.analytics.drift import drift
-    from nurture.analytics.history import load_history
+    from nurture.analytics.drift import drift, scope
+    from nurture.analytics.history import StoredHistory
 
     store, _, scoring = _analysis(db, scenarios)
-    report = drift(scoring, load_history(store, scoring))
+    report = drift(scoring, StoredHistory(store, scoring, scope()))
     table = Table(title=f"{report.promotions} promotion(s), {report.rejected} rejected by sales")
     for column in ("rule", "kind", "promoted", "rejected", "accepted", "rejection rate", "top reasons"):
         table.add_column(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import String, and_, any_, bindparam, case, exists, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 
 from nurture.errors import NurtureError
@@ -33,6 +35,7 @@ from nurture.store.tables import (
 )
 from nurture.vocabulary import QUEUED, EnrolmentStatus, EventType, SendStatus, Stage
 
+SQLITE_LIST = 30_000  # values in one IN list, under SQLite's limit on a statement's parameters
 # The stages sales moves leads to.
 SALES_STAGES = (Stage.ACCEPTED, Stage.REJECTED, Stage.RECYCLED, Stage.CUSTOMER)
 
@@ -82,6 +85,19 @@ class ScenarioActivity:
     events: dict[int, list[EventRecord]]  # by lead: opens, clicks, hidden-link requests, unsubscribes, bounces
     changes: dict[int, list[tuple[datetime, str]]]  # by lead: (when, new stage)
     rolled: dict[int, list[Rolled]] = field(default_factory=dict)  # by lead: the same, of pruned events
+
+
+@dataclass(frozen=True)
+class HistoryScope:
+    """Which leads an analysis needs (their accounts come with them): those meeting every
+    condition given. Nothing given: every lead."""
+
+    events_from: datetime | None = None  # with an event in [events_from, events_until]
+    events_until: datetime | None = None
+    stages: tuple[str, ...] | None = None  # in one of these lifecycle stages
+    reachable: bool = False  # neither unsubscribed nor bounced
+    moved_to: str | None = None  # ever moved to this stage
+    emails: frozenset[str] | None = None  # with one of these addresses
 
 
 class StoreUnavailable(NurtureError):
@@ -352,6 +368,91 @@ class Reports(Part):
         """Every lead, in id order."""
         for row in conn.execute(select(LEADS).order_by(LEADS.c.id)):
             yield cast(LeadRow, row)
+
+    @contextmanager
+    def history_reading(self) -> Iterator[Connection]:
+        """A connection for an analysis that reads the history in several queries: on
+        PostgreSQL one repeatable-read snapshot, so a lead written meanwhile cannot appear in
+        one query and be missing from the next."""
+        with self.store.reading() as conn:
+            if self.postgres:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
+
+    def account_key(self, by: str | None, lead: Any = LEADS) -> Any:
+        """The database's grouping of leads into accounts, `by` company or email domain:
+        lower(company), or what follows the email's '@' ('' for none). It agrees with the
+        analyses' own account key except for company names with surrounding white space or
+        letters the database lower-cases differently, and addresses with two '@'."""
+        if by is None:
+            return literal("")
+        if by == "company":
+            return func.coalesce(func.lower(lead.c.company), "")
+        if self.postgres:
+            return func.split_part(lead.c.email, "@", -1)
+        return func.substr(lead.c.email, func.instr(lead.c.email, "@") + 1)
+
+    def account_keys(self, conn: Connection, by: str, chunk: int = 5000) -> Iterator[tuple[int, str | None, str, str]]:
+        """(id, company, email, account key) of every lead, streamed."""
+        query = select(LEADS.c.id, LEADS.c.company, LEADS.c.email, self.account_key(by).label("account_key"))
+        for row in conn.execution_options(yield_per=chunk).execute(query):
+            yield row.id, row.company, row.email, row.account_key
+
+    def history_leads(
+        self, conn: Connection, scope: HistoryScope, by: str | None, chunk: int = 1000
+    ) -> Iterator[LeadRow]:
+        """The leads an analysis reads, streamed: those `scope` names and, when leads group
+        into accounts `by` company or email domain, every member of their accounts, in
+        account order (`account_key` on each row), then id."""
+        if by is None:
+            query = select(LEADS, literal("").label("account_key")).where(*self._scope(scope, LEADS))
+            query = query.order_by(LEADS.c.id)
+        else:
+            key = self.account_key(by)
+            member = LEADS.alias("member")
+            member_key = self.account_key(by, member)
+            scoped = select(member_key).where(*self._scope(scope, member), member_key != "")
+            query = (
+                select(LEADS, key.label("account_key"))
+                .where(or_(key.in_(scoped), and_(key == "", *self._scope(scope, LEADS))))
+                .order_by(key, LEADS.c.id)
+            )
+        for row in conn.execution_options(yield_per=chunk).execute(query):
+            yield cast(LeadRow, row)
+
+    def account_members(self, conn: Connection, by: str, key: str) -> list[LeadRow]:
+        """The leads whose account key (as `account_key` groups them) is `key`."""
+        found = self.account_key(by)
+        return cast(list[LeadRow], conn.execute(select(LEADS, found.label("account_key")).where(found == key)).all())
+
+    def leads_by_id(self, conn: Connection, lead_ids: Sequence[int]) -> list[LeadRow]:
+        query = select(LEADS, literal("").label("account_key")).where(LEADS.c.id.in_(lead_ids))
+        return cast(list[LeadRow], conn.execute(query).all())
+
+    def _scope(self, scope: HistoryScope, lead: Any) -> list[Any]:
+        conditions: list[Any] = []
+        if scope.events_from is not None or scope.events_until is not None:
+            window = [EVENTS.c.lead_id == lead.c.id]
+            if scope.events_from is not None:
+                window.append(EVENTS.c.at >= scope.events_from)
+            if scope.events_until is not None:
+                window.append(EVENTS.c.at <= scope.events_until)
+            conditions.append(exists().where(*window))
+        if scope.stages is not None:
+            conditions.append(lead.c.lifecycle_stage.in_(scope.stages))
+        if scope.reachable:
+            conditions += [lead.c.unsubscribed.is_(False), lead.c.bounced.is_(False)]
+        if scope.moved_to is not None:
+            changes = LIFECYCLE_CHANGES
+            conditions.append(exists().where(changes.c.lead_id == lead.c.id, changes.c.to_stage == scope.moved_to))
+        if scope.emails is not None:
+            emails = sorted(scope.emails)
+            if self.postgres:
+                conditions.append(lead.c.email == any_(bindparam("scope_emails", emails, type_=ARRAY(String))))
+            elif len(emails) <= SQLITE_LIST:
+                conditions.append(lead.c.email.in_(emails))
+            # A longer list than SQLite binds in one statement: every lead is read, the analysis picks.
+        return conditions
 
     def events_of(
         self, conn: Connection, lead_ids: Sequence[int], start: datetime | None, until: datetime | None

@@ -20,8 +20,9 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
 from nurture.analytics.backtest import BacktestRow, backtest, parse_cuts, parse_thresholds
+from nurture.analytics.backtest import scope as backtest_scope
 from nurture.analytics.experiments import experiment_reports, send_time_lifts
-from nurture.analytics.history import load_history
+from nurture.analytics.history import StoredHistory
 from nurture.analytics.report import scenario_report
 from nurture.config import Settings
 from nurture.errors import NurtureError
@@ -543,7 +544,7 @@ def scoring_page(
         since = until - timedelta(days=max(1, min(days, 3650)))
         try:
             thresholds = parse_thresholds(threshold)
-            replayed = load_history(w.store, scoring, since, until)
+            replayed = StoredHistory(w.store, scoring, backtest_scope(since, until), since, until)
             backtest_rows = backtest(scoring, replayed, since, until, thresholds, parse_cuts(None, scoring))
         except NurtureError as exc:
             backtest_error = str(exc)
