@@ -13,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from nurture.analytics.backtest import backtest, parse_cuts, parse_thresholds
-from nurture.analytics.history import load_history
+from nurture.analytics.backtest import backtest, parse_cuts, parse_thresholds, scope
+from nurture.analytics.history import StoredHistory, load_history
 from nurture.analytics.nearmiss import near_misses
+from nurture.analytics.nearmiss import scope as nearmiss_scope
 from nurture.analytics.report import scenario_report
 from nurture.clock import FakeClock
 from nurture.config import Settings
@@ -118,13 +119,24 @@ def test_pruning_old_events_keeps_scores_backtest_near_misses_report_and_tallies
             _scores(store),
             backtest(scoring, load_history(store, scoring, since, until), since, until, thresholds, cuts),
             near_misses(scoring, load_history(store, scoring, now, now), now, 30, 30),
+            # As the commands read them: a chunk at a time, only the leads each can use.
+            backtest(
+                scoring,
+                StoredHistory(store, scoring, scope(since, until), since, until),
+                since,
+                until,
+                thresholds,
+                cuts,
+            ),
+            near_misses(scoring, StoredHistory(store, scoring, nearmiss_scope(), now, now), now, 30, 30),
             scenario_report(store, compiled, scoring),
             _event_tallies(store),
         )
 
     before = figures()
     assert any(points for _fit, points, *_ in before[0].values()), "the leads have engagement to keep"
-    assert before[3].steps[0].opened == 2 and before[3].steps[0].bot_events == 1
+    assert before[5].steps[0].opened == 2 and before[5].steps[0].bot_events == 1
+    assert (before[3], before[4]) == (before[1], before[2])
     events_before = _raw_events(store)
 
     settings = Settings(database_url=db_url, scenarios_dir=workspace / "scenarios")
@@ -176,6 +188,9 @@ def test_a_prune_that_could_change_scores_or_skip_unqualified_events_is_refused(
     assert (pruned.events, _raw_events(store)) == (1, 0)
     with pytest.raises(RetentionError, match="start the window on"):
         load_history(store, scoring, start + timedelta(days=100), clock.now())  # type: ignore[arg-type]
+    with pytest.raises(RetentionError, match="start the window on"):
+        window = (start + timedelta(days=100), clock.now())
+        list(StoredHistory(store, scoring, scope(*window), *window))  # type: ignore[arg-type]
 
 
 def test_an_event_redelivered_with_its_external_id_is_stored_once(db_url: str) -> None:
