@@ -21,7 +21,9 @@ began is picked up by the next one. Rescoring a lead again changes nothing.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,6 +76,31 @@ class _Batch:
     def size(self) -> int:
         return len(self.loners) + sum(len(m) for m in self.accounts.values())
 
+    @property
+    def ids(self) -> list[int]:
+        """Every lead of the batch: those without an account, then each account's members."""
+        return self.loners + [i for members in self.accounts.values() for i in members]
+
+
+@dataclass
+class _Loaded:
+    """What scoring a batch reads: its leads, their recent events, its accounts' stages."""
+
+    batch: _Batch
+    rows: dict[int, LeadRow] = field(default_factory=dict)
+    events: dict[int, list[EventRecord]] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Writes:
+    """What scoring a batch changes: accounts that cooled, leads that warmed (id, old stage,
+    reason), and every lead's new score (row, fit, engagement, grade), in id order."""
+
+    cooled: list[tuple[str, AccountAggregate]] = field(default_factory=list)
+    warmed: list[tuple[int, str, str]] = field(default_factory=list)
+    scores: list[tuple[LeadRow, int, int, str]] = field(default_factory=list)
+
 
 def _chunks(ids: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(ids), size):
@@ -102,13 +129,9 @@ class Qualifier:
             with self.store.reading() as conn:
                 mark = self.store.settings.get(conn, "qualify:watermark")
                 since = datetime.fromisoformat(mark) - self.overlap if mark and not everyone else None
-                lead_ids = self.store.events.leads_since(conn, since)
-                if everyone:
-                    lead_ids = sorted(set(lead_ids) | set(self.store.leads.ids(conn)))
-                batches = self._batches(scoring, conn, lead_ids)
+                keys, loners = self._changed(scoring, conn, since, everyone)
             wanted: list[_Wanted] = []
-            for batch in batches:
-                self._batch(scoring, batch, now, stats, wanted)
+            self._rescore(scoring, self._batches(scoring, keys, loners), now, stats, wanted)
             self._decide(scoring, wanted, now, stats)
             with self.store.transaction() as conn:
                 self.store.settings.put(conn, "qualify:watermark", started.isoformat())
@@ -116,83 +139,142 @@ class Qualifier:
 
     # -- which leads, grouped by account ---------------------------------------------------
 
-    def _batches(self, scoring: CompiledScoring, conn: Connection, lead_ids: Sequence[int]) -> list[_Batch]:
-        """The leads to rescore in batches of whole accounts: the changed leads, and every
-        colleague of theirs (an account bigger than a batch is a batch of its own)."""
-        accounts: dict[str, set[int]] = {}
-        loners: list[int] = []
-        for chunk in _chunks(lead_ids):
-            for row in self.store.leads.in_(conn, chunk):
-                key = scoring.account_of(row.company, row.email)
-                if key is None:
-                    loners.append(row.id)
-                else:
-                    accounts.setdefault(key, set())
-        keys = sorted(accounts)
+    def _changed(
+        self, scoring: CompiledScoring, conn: Connection, since: datetime | None, everyone: bool
+    ) -> tuple[list[str], array[int]]:
+        """The accounts (sorted keys) and the leads without one (ids, in order) whose leads had
+        events received since `since`: a key or a machine integer per changed lead at most,
+        never its colleagues' ids."""
+        keys: set[str] = set()
+        loners = array("q")
+        for row in self.store.leads.walk_active(conn, since, everyone=everyone):
+            key = scoring.account_of(row.company, row.email)
+            if key is None:
+                loners.append(row.id)
+            else:
+                keys.add(key)
+        return sorted(keys), loners
+
+    def _batches(self, scoring: CompiledScoring, keys: list[str], loners: array[int]) -> Iterator[_Batch]:
+        """The leads to rescore in batches of whole accounts: every member of the changed
+        accounts (an account bigger than a batch is a batch of its own), then the changed
+        leads without one. Made one at a time: the run holds one batch's ids, not all."""
         by_company = scoring.model.account.by == "company"
+        batch = _Batch()
         for chunk in _chunks(keys):
-            for peer in self.store.leads.accounts(conn, by_company, set(chunk)):
+            with self.store.reading() as conn:
+                peers = self.store.leads.accounts(conn, by_company, set(chunk))
+            accounts: dict[str, set[int]] = {key: set() for key in chunk}
+            for peer in peers:
                 key = scoring.account_of(peer.company, peer.email)
                 if key in accounts:
                     accounts[key].add(peer.id)
-        batches = [_Batch()]
-        for key in keys:
-            if batches[-1].size and batches[-1].size + len(accounts[key]) > CHUNK:
-                batches.append(_Batch())
-            batches[-1].accounts[key] = sorted(accounts[key])
+            del peers
+            for key in chunk:
+                if batch.size and batch.size + len(accounts[key]) > CHUNK:
+                    yield batch
+                    batch = _Batch()
+                batch.accounts[key] = sorted(accounts.pop(key))
         for chunk in _chunks(loners):
-            if batches[-1].size + len(chunk) > CHUNK:
-                batches.append(_Batch())
-            batches[-1].loners.extend(chunk)
-        return [b for b in batches if b.size]
+            if batch.size + len(chunk) > CHUNK:
+                if batch.size:
+                    yield batch
+                batch = _Batch()
+            batch.loners.extend(chunk)
+        if batch.size:
+            yield batch
 
     # -- one batch: aggregates once per account, then every member ------------------------
 
-    def _batch(
-        self, scoring: CompiledScoring, batch: _Batch, now: datetime, stats: QualifyStats, wanted: list[_Wanted]
+    def _rescore(
+        self,
+        scoring: CompiledScoring,
+        batches: Iterator[_Batch],
+        now: datetime,
+        stats: QualifyStats,
+        wanted: list[_Wanted],
     ) -> None:
-        ids = batch.loners + [i for members in batch.accounts.values() for i in members]
+        """Read, score and write each batch. On PostgreSQL the next batch is read and the last
+        one written by two threads while this one scores, so the server's work (the reads, the
+        score UPDATE and its index upkeep) runs beside the scoring instead of after it; each
+        batch still commits in one transaction of its own, and at most three are in memory."""
         since = now - scoring.lookback
+
+        def load_next() -> _Loaded | None:
+            batch = next(batches, None)
+            return None if batch is None else self._load(scoring, batch, since)
+
+        if not self.store.postgres:  # one writer at a time anyway, and in-memory databases are per connection
+            while (loaded := load_next()) is not None:
+                self._write(scoring, self._score(scoring, loaded, now, stats, wanted), now)
+            return
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="qualify") as pool:
+            loading = pool.submit(load_next)
+            writing: Future[None] | None = None
+            try:
+                while (loaded := loading.result()) is not None:
+                    loading = pool.submit(load_next)
+                    writes = self._score(scoring, loaded, now, stats, wanted)
+                    if writing is not None:
+                        writing.result()
+                    writing = pool.submit(self._write, scoring, writes, now)
+                if writing is not None:
+                    writing.result()
+            finally:
+                loading.cancel()
+
+    def _load(self, scoring: CompiledScoring, batch: _Batch, since: datetime) -> _Loaded:
+        """A batch's leads, their events since `since`, and its accounts' stages."""
+        loaded = _Loaded(batch)
+        with self.store.reading() as conn:
+            for chunk in _chunks(batch.ids):
+                loaded.rows.update({r.id: r for r in self.store.leads.in_(conn, chunk)})
+                loaded.events.update(self.store.events.for_leads(conn, chunk, since))
+            if scoring.model.account.hot is not None and batch.accounts:
+                loaded.stages = self.store.accounts.stages(conn, sorted(batch.accounts))
+        return loaded
+
+    def _score(
+        self, scoring: CompiledScoring, loaded: _Loaded, now: datetime, stats: QualifyStats, wanted: list[_Wanted]
+    ) -> _Writes:
+        """A batch's scores (each person's own engagement once, each account's aggregate
+        once), the promotions they ask for, and what to write; no I/O."""
+        batch, rows, events = loaded.batch, loaded.rows, loaded.events
+        own = {i: scoring.own(events.get(i, []), now, row.engagement_since) for i, row in rows.items()}
+        aggregates = {
+            key: scoring.aggregate_of(key, [(i, rows[i].email, own[i].points) for i in members if i in rows])
+            for key, members in batch.accounts.items()
+        }
+        stats.accounts += len(aggregates)
+        writes = _Writes()
+        self._accounts(scoring, aggregates, loaded, writes, wanted)
+        member_of = {i: key for key, members in batch.accounts.items() for i in members}
+        for lead_id in batch.ids:
+            row = rows.get(lead_id)
+            if row is None:
+                continue
+            aggregate = aggregates.get(member_of.get(lead_id, ""))
+            result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate, own[lead_id])
+            stats.scored += 1
+            writes.scores.append((row, result.fit, result.engagement, result.grade))
+            moved = scored_stage(row.lifecycle_stage, result)
+            if moved == Stage.HOT:
+                wanted.append(self._lead_wanted(scoring, row, result, events.get(lead_id, []), now))
+            elif moved == Stage.WARM:
+                reason = f"engagement {result.engagement} ≥ {scoring.model.hot.warm_engagement}"
+                writes.warmed.append((row.id, row.lifecycle_stage, reason))
+                stats.warmed += 1
+        writes.scores.sort(key=lambda s: s[0].id)
+        return writes
+
+    def _write(self, scoring: CompiledScoring, writes: _Writes, now: datetime) -> None:
+        """One batch's results in one transaction: accounts that cooled, leads that warmed, scores."""
         with self.store.transaction() as conn:
-            rows: dict[int, LeadRow] = {}
-            events: dict[int, list[EventRecord]] = {}
-            for chunk in _chunks(ids):
-                rows.update({r.id: r for r in self.store.leads.in_(conn, chunk)})
-                events.update(self.store.events.for_leads(conn, chunk, since))
-            own = {i: scoring.own(events.get(i, []), now, row.engagement_since) for i, row in rows.items()}
-            aggregates = {
-                key: scoring.aggregate_of(key, [(i, rows[i].email, own[i].points) for i in members if i in rows])
-                for key, members in batch.accounts.items()
-            }
-            stats.accounts += len(aggregates)
-            self._accounts(scoring, conn, aggregates, rows, now, wanted)
-            member_of = {i: key for key, members in batch.accounts.items() for i in members}
-            scores: list[tuple[LeadRow, int, int, str]] = []
-            for lead_id in ids:
-                row = rows.get(lead_id)
-                if row is None:
-                    continue
-                aggregate = aggregates.get(member_of.get(lead_id, ""))
-                result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate, own[lead_id])
-                stats.scored += 1
-                scores.append((row, result.fit, result.engagement, result.grade))
-                stage = row.lifecycle_stage
-                moved = scored_stage(stage, result)
-                if moved == Stage.HOT:
-                    wanted.append(self._lead_wanted(scoring, row, result, events.get(lead_id, []), now))
-                elif moved == Stage.WARM:
-                    change_stage(
-                        self.store,
-                        conn,
-                        row.id,
-                        stage,
-                        Stage.WARM,
-                        f"engagement {result.engagement} ≥ {scoring.model.hot.warm_engagement}",
-                        "scoring",
-                        now,
-                    )
-                    stats.warmed += 1
-            self.store.leads.record_scores(conn, sorted(scores, key=lambda s: s[0].id), now)
+            for key, aggregate in writes.cooled:
+                self.store.accounts.set_stage(conn, key, Stage.COLD, aggregate.total, _people(aggregate), None, now)
+            for lead_id, stage, reason in writes.warmed:
+                change_stage(self.store, conn, lead_id, stage, Stage.WARM, reason, "scoring", now)
+            self.store.leads.record_scores(conn, writes.scores, now)
 
     @staticmethod
     def evaluate(
@@ -238,25 +320,23 @@ class Qualifier:
     def _accounts(
         self,
         scoring: CompiledScoring,
-        conn: Connection,
         aggregates: dict[str, AccountAggregate],
-        rows: dict[int, LeadRow],
-        now: datetime,
+        loaded: _Loaded,
+        writes: _Writes,
         wanted: list[_Wanted],
     ) -> None:
         """Hot accounts ask for one hand-off each; accounts that fell below their line cool."""
         if scoring.model.account.hot is None or not aggregates:
             return
-        stages = self.store.accounts.stages(conn, sorted(aggregates))
         for key, aggregate in aggregates.items():
-            was_hot = stages.get(key) == Stage.HOT
+            was_hot = loaded.stages.get(key) == Stage.HOT
             if was_hot and not aggregate.hot:
-                self.store.accounts.set_stage(conn, key, Stage.COLD, aggregate.total, _people(aggregate), None, now)
+                writes.cooled.append((key, aggregate))
                 continue
             handoff = account_handoff(aggregate, was_hot)
             if handoff is None:
                 continue
-            lead = rows[int(str(handoff.people[0].key))]
+            lead = loaded.rows[int(str(handoff.people[0].key))]
             wanted.append(
                 _Wanted(
                     Candidate(f"account:{key}", "", handoff.engagement),

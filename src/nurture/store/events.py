@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import network_part
@@ -165,14 +165,6 @@ class Events(Part):
         for lead_id, type_, at, props, event_id in rows:
             found[lead_id].append(EventRecord(type_, at, props or {}, str(event_id)))
         return found
-
-    def leads_since(self, conn: Connection, since: datetime | None) -> list[int]:
-        """Ids of the leads with events received (database clock) since `since` (all that have
-        any, for None)."""
-        query = select(func.distinct(EVENTS.c.lead_id))
-        if since is not None:
-            query = query.where(EVENTS.c.received_at >= since)
-        return sorted(conn.execute(query).scalars())
 
     def forget_addresses(self, before: datetime, batch: int = 1000) -> int:
         """Keep only the network part (/24, /48) of the client addresses of tracking events

@@ -33,7 +33,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from nurture.runtime.engine import LeadView
 from nurture.store.base import Connection, Part, insert_ignore, unnest
-from nurture.store.tables import ACTIVITIES, ENROLMENTS, LEADS, LIFECYCLE_CHANGES, SCORE_HISTORY, SUPPRESSIONS
+from nurture.store.tables import ACTIVITIES, ENROLMENTS, EVENTS, LEADS, LIFECYCLE_CHANGES, SCORE_HISTORY, SUPPRESSIONS
 from nurture.vocabulary import STANDARD_FIELDS, Stage
 
 LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in LEADS.c]
@@ -393,6 +393,23 @@ class Leads(Part):
 
     def ids(self, conn: Connection) -> list[int]:
         return list(conn.execute(select(LEADS.c.id)).scalars())
+
+    def walk_active(
+        self, conn: Connection, received_since: datetime | None, *, everyone: bool = False, chunk: int = 2000
+    ) -> Iterator[LeadRow]:
+        """id, company and email of the leads with events received (database clock) since
+        `received_since` (with any event, for None; every lead, for `everyone`), in id order.
+
+        The rows stream from one query (a server-side cursor on PostgreSQL), `chunk` at a time,
+        so the caller's memory does not grow with their number."""
+        query = select(LEADS.c.id, LEADS.c.company, LEADS.c.email).order_by(LEADS.c.id)
+        if not everyone:
+            active = select(EVENTS.c.lead_id)
+            if received_since is not None:
+                active = active.where(EVENTS.c.received_at >= received_since)
+            query = query.where(LEADS.c.id.in_(active))
+        result = conn.execute(query, execution_options={"stream_results": True, "yield_per": chunk})
+        yield from cast(Iterator[LeadRow], result)
 
     def set_stage(
         self, conn: Connection, lead_id: int, old: str, new: str, reason: str, actor: str, now: datetime

@@ -103,7 +103,10 @@ class Enrollment(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
-    __table_args__ = (Index("ix_event_lead_at", "lead_id", "at"),)
+    __table_args__ = (
+        Index("ix_event_lead_at", "lead_id", "at"),
+        Index("ix_event_received_lead", "received_at", "lead_id"),  # the qualify job's changed leads
+    )
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id")
     type: str = Field(max_length=40)
