@@ -1,5 +1,5 @@
 """The counts reports, /metrics and the dashboard read (the tallies) equal a full recount of
-the rows, on SQLite and on PostgreSQL, after a daemon's run, an erasure, a migration over
+the rows (the scenario report's outcome counts: of the sends and the outcome rows), on SQLite and on PostgreSQL, after a daemon's run, an erasure, a migration over
 existing rows, and two daemons on one PostgreSQL while events arrive from several threads."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from nurture.leads import import_leads
 from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
-from nurture.store.tables import ENROLMENTS, EVENTS, LEADS, SENDS, TALLIES
+from nurture.store.tables import ENROLMENTS, EVENTS, LEADS, OUTCOMES, SENDS, TALLIES
 from tests.integration.conftest import START, copy_samples, ticks
 from tests.integration.test_crash_and_scale_out import (
     environment,
@@ -58,6 +58,18 @@ def recount(store: Store) -> Counter[tuple[str, ...]]:
         ):
             reach = "unreachable" if r.unsubscribed or r.bounced else "reachable"
             found[("lead", r.lifecycle_stage, r.grade, str(r.score_engagement), reach, "")] += 1
+        for r in conn.execute(
+            select(SENDS.c.scenario_id, SENDS.c.step, SENDS.c.status, ENROLMENTS.c.enrolled_at)
+            .join(
+                ENROLMENTS,
+                (ENROLMENTS.c.id == SENDS.c.enrollment_id) & (ENROLMENTS.c.scenario_id == SENDS.c.scenario_id),
+            )
+            .where(SENDS.c.kind == "email", SENDS.c.status.in_(("sent", "bounced")))
+        ):
+            metric = "sent" if r.status == "sent" else "refused"
+            found[("outcome", r.scenario_id, r.step, metric, "", _day(r.enrolled_at))] += 1
+        for r in conn.execute(select(OUTCOMES)):
+            found[("outcome", r.scenario_id, r.step, r.metric, r.detail, r.day)] += r.n
     return found
 
 

@@ -10,6 +10,14 @@ Definitions (kept in one place so the dashboard and `nurture report` agree):
 - converted: leads who were sent one of the step's emails and reached hot, accepted or
   customer after it.
 - time to hot: from enrolment to the lead's first promotion to hot after it.
+
+The report reads counters: the enrolment tallies, and the outcome tallies (sent and refused
+by step, kept by a trigger; the rest from the outcome rows `nurture.analytics.outcomes`
+computes when a lead's activity changes), by the day of the enrolment, so its cost does not
+grow with the scenario. A report first counts the leads named since the last catch-up (the
+daemon's qualify job keeps that short). `scenario_report_scan` computes the same figures from
+the sends and events themselves: for windows that do not start and end at midnight UTC, and
+as the recount the counters are checked against.
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ import io
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
+from nurture.analytics.outcomes import catch_up
 from nurture.lifecycle import CONVERTED
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scenario.model import Step
@@ -68,6 +77,7 @@ class ScenarioReport:
     time_to_hot: list[timedelta] = field(default_factory=list)
     converted_total: int = 0  # leads converted after one of the scenario's emails
     unsubscribes_by_day: dict[str, int] = field(default_factory=dict)  # UTC day (ISO) → unsubscribes
+    uncounted: int = 0  # leads whose latest activity waits for the daemon to be counted
 
     @property
     def median_time_to_hot(self) -> timedelta | None:
@@ -97,6 +107,11 @@ class ScenarioReport:
         return total
 
 
+# Names of leads a report counts itself before it reads; beyond that (after an upgrade, or
+# with no daemon running) it reads the counters as they are and says how many wait.
+CATCH_UP_LIMIT = 20_000
+
+
 def scenario_report(
     store: Store,
     compiled: CompiledScenario,
@@ -104,7 +119,95 @@ def scenario_report(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> ScenarioReport:
-    """The report of one scenario (all its versions), for enrolments in [since, until).
+    """The report of one scenario (all its versions), for enrolments in [since, until), from
+    the counters (see the module's docstring)."""
+    if not _by_day(since) or not _by_day(until):
+        return scenario_report_scan(store, compiled, scoring, since, until)
+    days = None if since is None and until is None else (_day(since, ""), _day(until, "9999-12-31"))
+    sid = compiled.id
+    catch_up(store, scoring, limit=CATCH_UP_LIMIT)
+    store.tallies.fold()
+    with store.reading() as conn:
+        uncounted = store.outcomes.pending(conn)
+        outcomes = store.outcomes.counts(conn, sid, days)
+        enrolments = store.tallies.count(conn, "enrolment", ("b", "c", "day"), a=sid)
+    rows = {s.id: StepRow(s.id, _kind(s)) for s in compiled.scenario.steps}
+    if not (since or until):
+        for step, entered in store.reports.step_visits(sid):
+            if step in rows:
+                rows[step].entered += entered
+    report = ScenarioReport(
+        scenario_id=sid,
+        name=compiled.scenario.name,
+        enrolled=0,
+        active=0,
+        finished={},
+        steps=list(rows.values()),
+        hot=0,
+        uncounted=uncounted,
+    )
+    finished: dict[str, int] = defaultdict(int)
+    for (status, reason, day), n in sorted(enrolments.items()):
+        if days and not days[0] <= day < days[1]:
+            continue
+        report.enrolled += n
+        if status not in (EnrolmentStatus.ACTIVE, EnrolmentStatus.PARKED):
+            finished[reason or status] += n
+        elif status == EnrolmentStatus.ACTIVE:
+            report.active += n
+    waits: list[tuple[int, int]] = []
+    for (step, metric, detail), n in sorted(outcomes.items()):
+        if metric == "converted_lead":
+            report.converted_total += n
+            continue
+        if metric == "hot":
+            report.hot += n
+            waits.append((int(detail), n))
+            continue
+        row = rows.get(step)
+        if row is None:
+            continue
+        if metric == "refused":
+            row.bounced += n
+        elif metric == "bounced":
+            row.bounced += n
+            row.delivered -= n
+        elif metric == "unsubscribed":
+            row.unsubscribed += n
+            report.unsubscribes_by_day[detail] = report.unsubscribes_by_day.get(detail, 0) + n
+        elif metric in _COUNTED:
+            setattr(row, metric, getattr(row, metric) + n)
+    report.time_to_hot = [timedelta(microseconds=waited) for waited, n in sorted(waits) for _ in range(n)]
+    report.unsubscribes_by_day = dict(sorted(report.unsubscribes_by_day.items()))
+    if compiled.scenario.steps:
+        rows[compiled.scenario.steps[0].id].entered += report.enrolled
+    for row in rows.values():
+        row.delivered += row.sent
+    report.finished = dict(finished)
+    return report
+
+
+_COUNTED = ("sent", "opened", "clicked", "machine_opened", "machine_clicked", "bot_events", "converted")
+
+
+def _by_day(moment: datetime | None) -> bool:
+    """Whether a window's bound falls on a day of the counters (midnight UTC), or is open."""
+    return moment is None or moment.astimezone(UTC).time() == time(0)
+
+
+def _day(moment: datetime | None, open_end: str) -> str:
+    return open_end if moment is None else moment.astimezone(UTC).date().isoformat()
+
+
+def scenario_report_scan(
+    store: Store,
+    compiled: CompiledScenario,
+    scoring: CompiledScoring | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> ScenarioReport:
+    """The report of one scenario (all its versions), for enrolments in [since, until), from
+    the sends, events and stage changes themselves.
 
     Read a few thousand leads at a time: what is kept between chunks is the counts (and the
     times to hot), so memory does not grow with the number of enrolments."""

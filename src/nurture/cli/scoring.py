@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -265,16 +266,51 @@ def score_drift(
     _console().print(table)
 
 
+def _count_outcomes(store: Store, scoring: CompiledScoring | None, everyone: bool) -> None:
+    """Count the leads named for the report's counters (every lead with `everyone`), with a
+    progress bar on a terminal."""
+    import time
+
+    from nurture.analytics.outcomes import catch_up
+
+    if everyone:
+        store.outcomes.name_everyone()
+    with store.reading() as conn:
+        waiting = store.outcomes.pending(conn)
+    if not waiting:
+        return
+    started = time.monotonic()
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("counting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=True,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("count", total=waiting)
+            done = catch_up(store, scoring, progress=lambda n: bar.update(task, completed=n))
+    else:
+        done = catch_up(store, scoring)
+    typer.echo(f"counted {done:,} change(s) of lead activity in {time.monotonic() - started:,.0f} s", err=True)
+
+
 @app.command()
 def report(
     scenario: Annotated[str | None, typer.Argument(help="Scenario id (default: every scenario)")] = None,
     since: Annotated[str | None, typer.Option("--from", help="Only enrolments from this date")] = None,
     until: Annotated[str | None, typer.Option("--to", help="Only enrolments before this date")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the step rows as CSV here")] = None,
+    recount: Annotated[
+        bool, typer.Option("--recount", help="Count every lead's emails again first (after the bot rules changed)")
+    ] = False,
     db: DatabaseOption = None,
     scenarios: ScenariosOption = Path("scenarios"),
 ) -> None:
-    """Per scenario: funnel by step, email metrics (bots excluded), time to hot."""
+    """Per scenario: funnel by step, email metrics (bots excluded), time to hot.
+
+    The figures come from counters the daemon keeps; what it has not counted yet (after an
+    upgrade, or with no daemon running) is counted first."""
     from rich.table import Table
 
     from nurture.analytics.experiments import experiment_reports, send_time_lifts
@@ -298,6 +334,7 @@ def report(
         fail(f"no scenario {scenario!r} in {scenarios}/; there are: {', '.join(sorted(found)) or 'none'}")
     start = _day(since, "--from") if since else None
     end = _day(until, "--to") if until else None
+    _count_outcomes(store, scoring, recount)
     console = _console()
     now = SystemClock().now()
     reports = []

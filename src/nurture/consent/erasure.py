@@ -161,6 +161,13 @@ PLAN: tuple[TablePlan, ...] = (
         next_attempt_at=K, lease_owner=K, lease_until=K, sent_at=K, last_error=M,
     ),
     _plan(
+        "outcome",
+        "lead_id",
+        "what became of the person's emails and enrolments (the report's counters subtract them)",
+        id=K, lead_id=K, send_id=K, enrollment_id=K, scenario_id=K, step=K, metric=K, detail=K, day=K, n=K,
+    ),
+    _plan("outcome_pending", "lead_id", "the person named for a recount of outcomes", id=K, lead_id=K),
+    _plan(
         "promotion",
         "lead_id",
         "a hand-off the scores asked for (released or held for review): deleted with the person",

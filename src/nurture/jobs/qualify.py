@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from nurture.analytics.outcomes import catch_up
 from nurture.clock import Clock
 from nurture.jobs.catalog import Catalog
 from nurture.lifecycle import SCORED, account_hand_over, change_stage, hand_over, needed_for, route_owner, scored_stage
@@ -42,6 +43,7 @@ from nurture.timeutil import parse_duration
 from nurture.vocabulary import PromotionStatus, Stage
 
 CHUNK = 500
+OUTCOMES_PER_RUN = 50_000  # leads named for the scenario report's counters, counted per run
 OVERLAP = timedelta(minutes=5)  # longer than any transaction that records events
 
 
@@ -115,10 +117,13 @@ class Qualifier:
         self.overlap = OVERLAP  # a single writer that never records during a run may use 0
 
     def run_once(self, *, everyone: bool = False) -> QualifyStats:
-        """Rescore leads with events received since the last run (or `everyone`), with their colleagues."""
+        """Rescore leads with events received since the last run (or `everyone`), with their
+        colleagues; then count what became of the emails and enrolments of leads whose
+        activity changed, for the scenario report (see `nurture.analytics.outcomes`)."""
         scoring = self.catalog.scoring
         stats = QualifyStats()
         if scoring is None:
+            catch_up(self.store, None, limit=OUTCOMES_PER_RUN)
             return stats
         with self.store.cluster_lock("qualify") as mine:
             if not mine:  # another daemon is qualifying: it takes these events too
@@ -135,6 +140,7 @@ class Qualifier:
             self._decide(scoring, wanted, now, stats)
             with self.store.transaction() as conn:
                 self.store.settings.put(conn, "qualify:watermark", started.isoformat())
+            catch_up(self.store, scoring, limit=OUTCOMES_PER_RUN)
         return stats
 
     # -- which leads, grouped by account ---------------------------------------------------

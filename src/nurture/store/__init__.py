@@ -14,6 +14,8 @@
     store.settings       small named values                         (store/settings.py)
     store.reports        read-only summaries                        (store/reports.py)
     store.tallies        counts kept by triggers, for the summaries (store/tallies.py)
+    store.outcomes       what became of each email and enrolment, for the scenario
+                         report's counters                          (store/outcomes.py)
     store.access         API keys and dashboard users               (store/access.py)
     store.consents       consent records, person exports, erasures  (store/consents.py)
     store.accounts       accounts as accounts; promotions, released or held (store/accounts.py)
@@ -51,6 +53,7 @@ class Store:
         from nurture.store.leads import Leads
         from nurture.store.lists import Lists
         from nurture.store.notifications import Notifications
+        from nurture.store.outcomes import Outcomes
         from nurture.store.reports import Reports
         from nurture.store.retention import Retention
         from nurture.store.sends import Sends
@@ -71,6 +74,7 @@ class Store:
         self.experiments = Experiments(self)
         self.settings = Settings(self)
         self.tallies = Tallies(self)
+        self.outcomes = Outcomes(self)
         self.reports = Reports(self)
         self.retention = Retention(self)
         self.access = Access(self)

@@ -379,6 +379,38 @@ class Tally(SQLModel, table=True):
     n: int = Field(default=0, sa_type=BigInteger)
 
 
+class Outcome(SQLModel, table=True):
+    """What became of an email or an enrolment, for the scenario report: one row per fact
+    (`metric`: opened, clicked, machine_opened, machine_clicked, bot_events, unsubscribed,
+    bounced, converted; converted_lead per lead and scenario; hot per enrolment), with
+    `day` the UTC day of its enrolment and `detail` the day of an unsubscribe or the
+    microseconds from enrolment to hot. Written by `Outcomes.catch_up` for the leads that
+    `outcome_pending` names; triggers add each row's `n` to the tallies (kind 'outcome').
+    """
+
+    __table_args__ = (Index("ix_outcome_lead", "lead_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int
+    send_id: int | None = None
+    enrollment_id: int | None = None
+    scenario_id: str = Field(max_length=100)
+    step: str = Field(default="", max_length=100)
+    metric: str = Field(max_length=20)
+    detail: str = Field(default="", max_length=20)
+    day: str = Field(max_length=10)
+    n: int = 1
+
+
+class OutcomePending(SQLModel, table=True):
+    """Leads whose outcomes may have changed, put here by triggers in the transaction that
+    changed them (an email event, a send marked sent after a conversion, a stage change, an
+    enrolment, a deletion); `Outcomes.catch_up` recounts them and removes the rows it read."""
+
+    __tablename__ = "outcome_pending"
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int
+
+
 class ApiKey(SQLModel, table=True):
     """A key other systems use on the ingest API. Only its SHA-256 is kept: keys are long
     random strings, so a fast hash is enough and a stolen database reveals none."""
@@ -508,6 +540,8 @@ LIFECYCLE_CHANGES: Table = LifecycleChange.__table__  # type: ignore[attr-define
 LOGIN_FAILURES: Table = LoginFailure.__table__  # type: ignore[attr-defined]
 LIST_MEMBERS: Table = ListMember.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS: Table = Notification.__table__  # type: ignore[attr-defined]
+OUTCOMES: Table = Outcome.__table__  # type: ignore[attr-defined]
+OUTCOME_PENDING: Table = OutcomePending.__table__  # type: ignore[attr-defined]
 PROMOTIONS: Table = Promotion.__table__  # type: ignore[attr-defined]
 SCENARIO_PAUSES: Table = ScenarioPause.__table__  # type: ignore[attr-defined]
 SCENARIO_VERSIONS: Table = ScenarioVersion.__table__  # type: ignore[attr-defined]
@@ -540,6 +574,8 @@ __all__ = [
     "LIST_MEMBERS",
     "LOGIN_FAILURES",
     "NOTIFICATIONS",
+    "OUTCOMES",
+    "OUTCOME_PENDING",
     "PROMOTIONS",
     "SCENARIO_PAUSES",
     "SCENARIO_VERSIONS",
@@ -566,6 +602,8 @@ __all__ = [
     "LifecycleChange",
     "LoginFailure",
     "Notification",
+    "Outcome",
+    "OutcomePending",
     "Promotion",
     "ScenarioPause",
     "ScenarioVersion",
