@@ -1,7 +1,7 @@
 """report outcomes: what became of each email and enrolment, counted by step and enrolment day
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-26 06:00:00
 
 The scenario report reads tallies of kind 'outcome' instead of scanning sends and events:
@@ -27,8 +27,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
