@@ -153,6 +153,10 @@ def test_pruning_old_events_keeps_scores_backtest_near_misses_report_and_tallies
         assert conn.execute(select(sa.func.min(EVENTS.c.at))).scalar_one() >= pruned.cutoff
     daemon.qualifier.run_once(everyone=True)
     assert figures() == before
+    # Counting every lead's emails again (as a late event on a pruned email does) reads the
+    # pruned months from their rollups: the report stays the same.
+    store.outcomes.name_everyone()
+    assert scenario_report(store, compiled, scoring) == before[3]
 
 
 def test_a_prune_that_could_change_scores_or_skip_unqualified_events_is_refused(

@@ -33,8 +33,16 @@ def outcomes_of(activity: LeadActivity, scoring: CompiledScoring | None) -> dict
     by_send = {s.id: s for s in activity.sends}
     events = activity.events
     machine = scoring.machine_activity(events) if scoring and events else {}
-    for index, event in enumerate(events):
-        ref = event.props.get("send")
+    # (type, send referred to, whether a machine, how many, UTC day): raw events one by one,
+    # pruned events as their daily rollups (with the verdicts given when they were rolled up).
+    seen = [
+        (e.type, e.props.get("send"), index in machine, 1, e.at.date().isoformat()) for index, e in enumerate(events)
+    ]
+    seen.extend(
+        (r.type, r.send_id, scoring is not None and r.verdict == "machine", r.n, r.day.isoformat())
+        for r in activity.rolled
+    )
+    for type_, ref, is_machine, n, day in seen:
         send = by_send.get(ref) if isinstance(ref, int) else None
         if send is None:
             continue
@@ -42,18 +50,18 @@ def outcomes_of(activity: LeadActivity, scoring: CompiledScoring | None) -> dict
         def key(metric: str, detail: str = "", send: OutcomeSend = send) -> OutcomeKey:
             return (send.id, None, send.scenario_id, send.step, metric, detail, send.day)
 
-        if index in machine and event.type in MACHINE_TYPES:
-            found[key("bot_events")] += 1
-            found[key("machine_opened" if event.type == EventType.OPEN else "machine_clicked")] = 1
-        elif event.type == EventType.CLICK:
+        if is_machine and type_ in MACHINE_TYPES:
+            found[key("bot_events")] += n
+            found[key("machine_opened" if type_ == EventType.OPEN else "machine_clicked")] = 1
+        elif type_ == EventType.CLICK:
             found[key("clicked")] = 1
             found[key("opened")] = 1
-        elif event.type == EventType.OPEN:
+        elif type_ == EventType.OPEN:
             found[key("opened")] = 1
-        elif event.type == EventType.UNSUBSCRIBE:
-            found[key("unsubscribed", event.at.date().isoformat())] += 1
-        elif event.type == EventType.BOUNCE and send.status == SendStatus.SENT:
-            found[key("bounced")] += 1
+        elif type_ == EventType.UNSUBSCRIBE:
+            found[key("unsubscribed", day)] += n
+        elif type_ == EventType.BOUNCE and send.status == SendStatus.SENT:
+            found[key("bounced")] += n
     last = max((at for at, stage in activity.changes if stage in CONVERTED), default=None)
     first_day: dict[str, str] = {}
     if last is not None:

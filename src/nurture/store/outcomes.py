@@ -27,6 +27,7 @@ from sqlalchemy import delete, func, insert, select, union
 
 from nurture.scenario.expr import EventRecord
 from nurture.store.base import Connection, Part
+from nurture.store.retention import Rolled
 from nurture.store.tables import ENROLMENTS, EVENTS, LIFECYCLE_CHANGES, OUTCOME_PENDING, OUTCOMES, SENDS, TALLIES
 from nurture.vocabulary import EventType, SendKind, Stage
 
@@ -59,13 +60,14 @@ class OutcomeEnrolment:
 @dataclass
 class LeadActivity:
     """One lead's emails (of enrolments), email events (oldest first), stage changes to
-    hot or beyond (oldest first) and enrolments."""
+    hot or beyond (oldest first), enrolments, and the rollups of its pruned email events."""
 
     lead_id: int
     sends: list[OutcomeSend] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
     changes: list[tuple[datetime, str]] = field(default_factory=list)
     enrolments: list[OutcomeEnrolment] = field(default_factory=list)
+    rolled: list[Rolled] = field(default_factory=list)  # email events pruned, as their daily rollups
 
 
 Compute = Callable[[LeadActivity], dict[OutcomeKey, int]]
@@ -147,6 +149,9 @@ class Outcomes(Part):
             .order_by(EVENTS.c.lead_id, EVENTS.c.at, EVENTS.c.id)
         ):
             found[ev.lead_id].events.append(EventRecord(ev.type, ev.at, ev.props or {}, str(ev.id)))
+        if self.store.retention.pruned_before(conn) is not None:
+            for lead, rolled in self.store.retention.rolled_of(conn, lead_ids, EMAIL_EVENTS).items():
+                found[lead].rolled.extend(rolled)
         hot = [lead for lead, activity in found.items() if any(stage == Stage.HOT for _, stage in activity.changes)]
         if hot:
             for enrolment in conn.execute(
