@@ -134,7 +134,7 @@ def test_an_upgrade_counts_the_sends_and_names_the_leads_that_were_there_before_
     engage(store, "bob@r.example", "follow_up", "unsubscribe", timedelta(hours=1))
     compiled = daemon.catalog.current["reported"]
     expected = by_scan(store, compiled, None)
-    upgrade(store.engine, "0014")
+    upgrade(store.engine, "0015")
     upgrade(store.engine)
     with store.reading() as conn:
         assert store.outcomes.pending(conn) == 2

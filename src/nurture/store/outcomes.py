@@ -1,7 +1,7 @@
 """What became of each email and enrolment, kept as rows and counted by the tallies, so the
 scenario report reads counters instead of scanning sends and events.
 
-Triggers (migration 0015) name in `outcome_pending`, in the same transaction, every lead
+Triggers (migration 0016) name in `outcome_pending`, in the same transaction, every lead
 whose outcomes may have changed: an email event recorded, an email marked sent after a
 conversion already recorded, a stage change to hot or beyond, an enrolment after a
 promotion already recorded, a deletion. `catch_up` reads a batch of those names, reads the
@@ -33,7 +33,7 @@ from nurture.vocabulary import EventType, SendKind, Stage
 
 EMAIL_EVENTS = (EventType.OPEN, EventType.CLICK, EventType.HONEYPOT, EventType.UNSUBSCRIBE, EventType.BOUNCE)
 CONVERTING = (Stage.HOT, Stage.ACCEPTED, Stage.CUSTOMER)
-_LOCK = 0x6E75_7274_0015  # pg_advisory_xact_lock key: one catch-up at a time
+_LOCK = 0x6E75_7274_0016  # pg_advisory_xact_lock key: one catch-up at a time
 
 # (send id, enrolment id, scenario, step, metric, detail, enrolment day) → n
 OutcomeKey = tuple[int | None, int | None, str, str, str, str, str]

@@ -1,7 +1,7 @@
 """report outcomes: what became of each email and enrolment, counted by step and enrolment day
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-11-26 06:00:00
 
 The scenario report reads tallies of kind 'outcome' instead of scanning sends and events:
@@ -27,8 +27,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
