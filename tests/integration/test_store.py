@@ -289,9 +289,12 @@ def test_a_sent_mark_records_the_message_id_and_the_worker_that_sent_it(store: S
     lead_id = add_lead(store, "ada@example.com")
     [send_id] = queue_sends(store, lead_id, 1)
     claim_sends(store, "w1")
-    with store.sends.marks("w1") as marks:
-        if not marks.now([(send_id, "<m1@example.com>")], START):
-            marks.wait([(send_id, "<m1@example.com>")], START)
+
+    async def mark() -> None:
+        async with store.sends.marks("w1") as marks:
+            await marks.commit([(send_id, "<m1@example.com>")], START)
+
+    asyncio.run(mark())
     [row] = store.sends.of_lead(lead_id)
     assert (row.status, row.message_id, row.lease_owner, row.lease_until) == (
         SendStatus.SENT,

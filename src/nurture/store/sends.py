@@ -5,10 +5,11 @@ marks each `sent` right after the server accepts it (`SendMarks`)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -38,7 +39,8 @@ _MARK_SENT = (
     )
 )
 # PostgreSQL: the marks of a commit as one statement with array parameters, on a held
-# connection in autocommit mode (one statement is atomic): one round trip per commit.
+# asynchronous driver connection in autocommit mode (one statement is atomic): one round
+# trip per commit, awaited on the event loop.
 _PG_MARKS = (
     func.unnest(
         bindparam("ids", type_=postgresql.ARRAY(Integer)),
@@ -66,6 +68,8 @@ _MARK_SENT_SQLITE = (
 
 
 if TYPE_CHECKING:
+    import psycopg
+
     from nurture.store import Store
 
 
@@ -122,30 +126,48 @@ class SentEmail:
 
 
 class SendMarks:
-    """Marks delivered sends `sent` (with their Message-ID), each call one short transaction.
+    """Marks delivered sends `sent` (with their Message-ID), each `commit` one short transaction.
 
-    On SQLite a commit takes less time than handing the call to a thread, so the sender
-    first tries `now` in its own thread, on a held driver connection that never waits for
-    the write lock: when another writer holds it, `now` says so at once and the sender
-    calls `wait` from a thread instead. `now` speaks to the driver directly, because at a
-    few rows per commit SQLAlchemy's own work per statement costs more than SQLite's.
-    On PostgreSQL `wait` only, on a connection held for the batch: a commit's marks are one
-    statement in autocommit mode, one round trip whatever their number.
+    On SQLite a commit takes less time than handing the call to a thread, so `commit`
+    first tries `now` on the event loop, on a held driver connection that never waits for
+    the write lock: when another writer holds it, `now` says so at once and `commit` calls
+    `wait` from a thread instead. `now` speaks to the driver directly, because at a few rows
+    per commit SQLAlchemy's own work per statement costs more than SQLite's.
+    On PostgreSQL a commit's marks are one statement on a held asynchronous driver
+    connection in autocommit mode: one round trip whatever their number, awaited on the
+    event loop, so no thread takes the interpreter lock from the loop while it renders.
     """
 
     def __init__(
-        self, engine: Engine, worker: str, driver: sqlite3.Connection | None, held: Connection | None = None
+        self,
+        engine: Engine,
+        worker: str,
+        driver: sqlite3.Connection | None,
+        pg: psycopg.AsyncConnection[Any] | None = None,
     ) -> None:
         self.engine = engine
         self.worker = worker
         self.driver = driver
-        self.held = held
+        self.pg = pg
+        self.remote = pg is not None  # a commit is a round trip the event loop can overlap
+        self._pg_sql = ""
+        self._pg_params: dict[str, Any] = {}
+        if pg is not None:
+            compiled = _MARK_SENT_PG.compile(dialect=engine.dialect)
+            self._pg_sql = str(compiled)
+            self._pg_params = {**compiled.params, "worker": worker}
 
-    def _params(self, items: Sequence[tuple[int, str]], at: datetime) -> list[dict[str, Any]]:
-        return [{"s_id": i, "mid": m, "worker": self.worker, "at": at} for i, m in items]
+    async def commit(self, items: Sequence[tuple[int, str]], at: datetime) -> None:
+        """Commit the marks; the event loop goes on with other work while the database answers."""
+        if self.pg is not None:
+            ids, mids = [i for i, _ in items], [m for _, m in items]
+            await self.pg.execute(self._pg_sql, {**self._pg_params, "ids": ids, "mids": mids, "at": at})
+            return
+        if not self.now(items, at):  # the database is busy: wait off the loop
+            await asyncio.to_thread(self.wait, items, at)
 
     def now(self, items: Sequence[tuple[int, str]], at: datetime) -> bool:
-        """Commit without waiting; False (nothing written) if the database is busy."""
+        """SQLite: commit without waiting; False (nothing written) if the database is busy."""
         if self.driver is None:
             return False
         sent_at = sqlite_text(at)
@@ -165,13 +187,8 @@ class SendMarks:
 
     def wait(self, items: Sequence[tuple[int, str]], at: datetime) -> None:
         """Commit, waiting for the write lock like any writer (call it from a thread)."""
-        if self.held is not None:
-            ids, mids = [i for i, _ in items], [m for _, m in items]
-            self.held.execute(_MARK_SENT_PG, {"ids": ids, "mids": mids, "worker": self.worker, "at": at})
-            self.held.commit()  # nothing to commit in autocommit mode; ends SQLAlchemy's own transaction
-            return
         with self.engine.begin() as conn:
-            conn.execute(_MARK_SENT, self._params(items, at))
+            conn.execute(_MARK_SENT, [{"s_id": i, "mid": m, "worker": self.worker, "at": at} for i, m in items])
 
 
 class Sends(Part):
@@ -228,21 +245,22 @@ class Sends(Part):
         with self.engine.begin() as conn:
             self.queue.release(conn, worker, send_ids)
 
-    @contextmanager
-    def marks(self, worker: str) -> Iterator[SendMarks]:
+    @asynccontextmanager
+    async def marks(self, worker: str) -> AsyncIterator[SendMarks]:
         """For the sender while it drains a batch: see `SendMarks`."""
         if self.postgres:
-            with self.engine.connect() as conn:
-                held = conn.execution_options(isolation_level="AUTOCOMMIT")
-                # A mark's commit does not wait for the WAL flush (this connection only, for
-                # the batch): SQLite's synchronous=NORMAL. A daemon that crashes loses no mark
-                # (the server has it); only a crash of the database server itself may lose the
-                # marks of its last moments, and those emails go again with the same Message-ID.
-                held.exec_driver_sql("SET synchronous_commit = off")
-                try:
-                    yield SendMarks(self.engine, worker, None, held)
-                finally:
-                    held.exec_driver_sql("RESET synchronous_commit")
+            # The engine's own connection arguments, for a connection of the driver's
+            # asynchronous kind, held for the batch.
+            import psycopg  # only PostgreSQL deployments load the driver
+
+            args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+            async with await psycopg.AsyncConnection.connect(*args, **kwargs, autocommit=True) as pg:
+                # A mark's commit does not wait for the WAL flush (this connection only): SQLite's
+                # synchronous=NORMAL. A daemon that crashes loses no mark (the server has it);
+                # only a crash of the database server itself may lose the marks of its last
+                # moments, and those emails go again with the same Message-ID.
+                await pg.execute("SET synchronous_commit = off")
+                yield SendMarks(self.engine, worker, None, pg)
             return
         with self.engine.connect() as conn:
             # The pooled connection is held for the batch and used through its driver only:
