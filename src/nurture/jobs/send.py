@@ -273,6 +273,7 @@ class Outbox:
         the row's scenario under the lead's regime. Confirmation emails ask for consent and
         need none."""
         key = self.settings.suppression_hash_key
+        setting, countries = self.settings.consent_regime, self.settings.opt_in_countries  # parsed once a batch
         entries = {row.id: keyed_hash(key, row.lead_email) for row in rows}
         with self.store.reading() as conn:
             records = self.store.consents.for_leads(conn, sorted({row.lead_id for row in rows}))
@@ -283,7 +284,7 @@ class Outbox:
             if entries[row.id] in erased:
                 withheld[row.id] = (SendStatus.SUPPRESSED, "the address was erased on request")
             elif lead is not None and row.kind != SendKind.CONFIRMATION:
-                regime = regime_for(lead.country, self.settings.consent_regime, self.settings.opt_in_countries)
+                regime = regime_for(lead.country, setting, countries)
                 decision = decide_send(records.get(row.lead_id, []), self.topic_of(row.scenario_id), regime)
                 if not decision.send:
                     withheld[row.id] = (SendStatus.SKIPPED, decision.reason)

@@ -44,7 +44,9 @@ def visible_text(markup: str) -> str:
 
 def can_carry_pixel(markup: str) -> bool:
     """Whether an open pixel leaves this HTML with enough text not to read as image-only."""
-    return len(visible_text(markup)) > OPEN_PIXEL_MIN_TEXT
+    # The visible text is never longer than the markup (tags go, entities shrink), so short
+    # HTML, most campaign emails, needs no scan.
+    return len(markup) > OPEN_PIXEL_MIN_TEXT and len(visible_text(markup)) > OPEN_PIXEL_MIN_TEXT
 
 
 def add_open_pixel(markup: str, pixel_url: str) -> str:
