@@ -82,8 +82,11 @@ def bench_retention(folder: Path, quick: bool, log: Callable[[str], None] = prin
     plain = _plain_bytes(engine)
 
     start = time.perf_counter()
-    with engine.begin() as conn:  # the raw baseline: copying the rows once, nothing else
+    with engine.begin() as conn:  # the raw baseline: one copy of the rows with the same keys and index
         conn.execute(text("CREATE TABLE event_copy AS SELECT * FROM event"))
+        conn.execute(text("ALTER TABLE event_copy ADD PRIMARY KEY (id, at)"))
+        conn.execute(text("ALTER TABLE event_copy ADD FOREIGN KEY (lead_id) REFERENCES lead (id)"))
+        conn.execute(text("CREATE INDEX ON event_copy (lead_id, at)"))
         conn.execute(text("DROP TABLE event_copy"))
     raw_copy = time.perf_counter() - start
     start = time.perf_counter()
@@ -144,7 +147,8 @@ def bench_retention(folder: Path, quick: bool, log: Callable[[str], None] = prin
             at_most(1.1),
         ),
         Result(
-            f"PG retention: migration 0014 moving {events:,} events into monthly partitions vs a raw copy of them",
+            f"PG retention: migration 0014 moving {events:,} events into monthly partitions vs a raw copy of them "
+            "with the same key, foreign key and index",
             f"{migration:,.0f} s",
             f"{raw_copy:,.0f} s",
             raw_copy / migration,

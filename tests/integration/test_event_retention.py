@@ -247,3 +247,28 @@ def test_events_of_any_moment_land_in_a_partition_and_months_are_made_ahead(pg_u
     assert store.retention.ensure_partitions() == []
     assert _event_tallies(store) == {("page_view", "1999-01-01"): 1, ("page_view", "2031-06-03"): 1}
     engine.dispose()
+
+
+def test_the_daemon_prunes_events_past_the_retention_once_a_day(
+    db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon: Daemon = make_daemon(db_url, event_retention_days=180)
+    daemon.qualifier.overlap = timedelta(0)
+    store = daemon.store
+    import_csv(daemon, tmp_path, LEADS_CSV)
+    start = clock.now()
+    with store.transaction() as conn:
+        lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "ann@r.example")).scalar_one()
+        store.events.record(conn, lead, "page_view", start, {"url": "/"})
+        store.events.record(conn, lead, "page_view", start + timedelta(days=200), {"url": "/pricing"})
+    clock.set(start + timedelta(days=240))
+
+    run(daemon.housekeeping())
+
+    with store.reading() as conn:
+        assert store.retention.pruned_before(conn) == datetime(2026, 5, 1, tzinfo=UTC)
+        assert conn.execute(select(EVENTS.c.at)).scalars().all() == [start + timedelta(days=200)]
+        assert conn.execute(select(EVENT_DAILY.c.day, EVENT_DAILY.c.type, EVENT_DAILY.c.n)).all() == [
+            (start.date(), "page_view", 1)
+        ]
