@@ -44,6 +44,7 @@ from nurture.vocabulary import PromotionStatus, Stage
 
 CHUNK = 500
 OUTCOMES_PER_RUN = 50_000  # leads named for the scenario report's counters, counted per run
+ACCOUNTS_READ = 100  # accounts whose members are read at once while batches are made
 OVERLAP = timedelta(minutes=5)  # longer than any transaction that records events
 
 
@@ -73,6 +74,7 @@ class _Wanted:
 class _Batch:
     accounts: dict[str, list[int]] = field(default_factory=dict)
     loners: list[int] = field(default_factory=list)
+    rows: dict[int, LeadRow] = field(default_factory=dict)  # the accounts' members, read by account
 
     @property
     def size(self) -> int:
@@ -164,23 +166,26 @@ class Qualifier:
     def _batches(self, scoring: CompiledScoring, keys: list[str], loners: array[int]) -> Iterator[_Batch]:
         """The leads to rescore in batches of whole accounts: every member of the changed
         accounts (an account bigger than a batch is a batch of its own), then the changed
-        leads without one. Made one at a time: the run holds one batch's ids, not all."""
+        leads without one. Made one at a time: the run holds a few batches' leads, not all.
+        The members' rows are read here, once, by account; the batch keeps them."""
         by_company = scoring.model.account.by == "company"
         batch = _Batch()
-        for chunk in _chunks(keys):
+        for chunk in _chunks(keys, ACCOUNTS_READ):
             with self.store.reading() as conn:
-                peers = self.store.leads.accounts(conn, by_company, set(chunk))
-            accounts: dict[str, set[int]] = {key: set() for key in chunk}
+                peers = self.store.leads.accounts(conn, by_company, set(chunk), whole=True)
+            accounts: dict[str, dict[int, LeadRow]] = {key: {} for key in chunk}
             for peer in peers:
                 key = scoring.account_of(peer.company, peer.email)
                 if key in accounts:
-                    accounts[key].add(peer.id)
+                    accounts[key][peer.id] = peer
             del peers
             for key in chunk:
-                if batch.size and batch.size + len(accounts[key]) > CHUNK:
+                members = accounts.pop(key)
+                if batch.size and batch.size + len(members) > CHUNK:
                     yield batch
                     batch = _Batch()
-                batch.accounts[key] = sorted(accounts.pop(key))
+                batch.accounts[key] = sorted(members)
+                batch.rows.update(members)
         for chunk in _chunks(loners):
             if batch.size + len(chunk) > CHUNK:
                 if batch.size:
@@ -233,8 +238,10 @@ class Qualifier:
         """A batch's leads, their events since `since`, and its accounts' stages."""
         loaded = _Loaded(batch)
         with self.store.reading() as conn:
-            for chunk in _chunks(batch.ids):
+            loaded.rows.update(batch.rows)
+            for chunk in _chunks(batch.loners):
                 loaded.rows.update({r.id: r for r in self.store.leads.in_(conn, chunk)})
+            for chunk in _chunks(batch.ids):
                 loaded.events.update(self.store.events.for_leads(conn, chunk, since))
             if scoring.model.account.hot is not None and batch.accounts:
                 loaded.stages = self.store.accounts.stages(conn, sorted(batch.accounts))

@@ -497,14 +497,16 @@ class Leads(Part):
         if changed:
             conn.execute(insert(SCORE_HISTORY), changed)
 
-    def accounts(self, conn: Connection, by_company: bool, wanted: set[str]) -> list[LeadRow]:
-        """The leads of some accounts (by lower-cased company name, or by email domain): id, company, email."""
+    def accounts(self, conn: Connection, by_company: bool, wanted: set[str], *, whole: bool = False) -> list[LeadRow]:
+        """The leads of some accounts (by lower-cased company name, or by email domain): id,
+        company and email, or every column (`whole`)."""
         condition = (
             func.lower(LEADS.c.company).in_(wanted)
             if by_company
             else or_(*[LEADS.c.email.like(f"%@{domain}") for domain in wanted])
         )
-        rows = conn.execute(select(LEADS.c.id, LEADS.c.company, LEADS.c.email).where(condition)).all()
+        columns = [LEADS] if whole else [LEADS.c.id, LEADS.c.company, LEADS.c.email]
+        rows = conn.execute(select(*columns).where(condition)).all()
         return cast(list[LeadRow], rows)
 
     def stage_changes(self, conn: Connection, stage: str, since: datetime) -> list[StageChange]:
