@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Integer, any_, bindparam, insert, select, text, update
+from sqlalchemy.dialects import postgresql
 
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import network_part
@@ -41,6 +42,8 @@ _CLAIM_PG = text(
     "INSERT INTO event_key (external_id) SELECT unnest(CAST(:ids AS varchar[]))"
     " ON CONFLICT DO NOTHING RETURNING external_id"
 )
+
+_LEAD_IDS = bindparam("lead_ids", type_=postgresql.ARRAY(Integer()))
 
 # Events that flag their lead as unreachable.
 _FLAGS = {EventType.UNSUBSCRIBE.value: {"unsubscribed": True}, EventType.BOUNCE.value: {"bounced": True}}
@@ -157,11 +160,14 @@ class Events(Part):
         found: dict[int, list[EventRecord]] = defaultdict(list)
         if not lead_ids:
             return found
-        rows = conn.execute(
-            select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
-            .where(EVENTS.c.lead_id.in_(lead_ids), EVENTS.c.at >= since)
-            .order_by(EVENTS.c.at)
-        ).all()  # one fetch of the whole result: the driver's row-by-row fetch costs more than the rows
+        query = select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
+        if self.postgres:  # one array parameter: the same statement text whatever the number of leads
+            query = query.where(EVENTS.c.lead_id == any_(_LEAD_IDS), EVENTS.c.at >= since)
+            params: dict[str, Any] = {"lead_ids": list(lead_ids)}
+        else:
+            query, params = query.where(EVENTS.c.lead_id.in_(lead_ids), EVENTS.c.at >= since), {}
+        # One fetch of the whole result: the driver's row-by-row fetch costs more than the rows.
+        rows = conn.execute(query.order_by(EVENTS.c.at), params).all()
         for lead_id, type_, at, props, event_id in rows:
             found[lead_id].append(EventRecord(type_, at, props or {}, str(event_id)))
         return found
