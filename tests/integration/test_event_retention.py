@@ -5,7 +5,8 @@ same before and after; on PostgreSQL the event table is partitioned by month."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime, timedelta
+import threading
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
 from nurture.store.retention import RetentionError
 from nurture.store.tables import EVENT_DAILY, EVENTS, LEADS, SENDS
-from tests.integration.conftest import ROOT, ticks, write_scenario
+from tests.integration.conftest import ROOT, ticks, wait_for, write_scenario
 from tests.integration.test_analytics import REPORTED
 from tests.integration.test_daemon import import_csv, run
 from tests.smtp_server import SmtpServer
@@ -272,3 +273,103 @@ def test_the_daemon_prunes_events_past_the_retention_once_a_day(
         assert conn.execute(select(EVENT_DAILY.c.day, EVENT_DAILY.c.type, EVENT_DAILY.c.n)).all() == [
             (start.date(), "page_view", 1)
         ]
+
+
+def _waiting_on_a_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+
+
+def _insert_uncommitted(engine: sa.Engine, lead: int, at: datetime) -> sa.Connection:
+    """A writer that has inserted an event and not committed yet (the caller commits)."""
+    conn = engine.connect()
+    conn.execute(
+        sa.text(
+            "INSERT INTO event (lead_id, type, at, props, received_at) VALUES (:lead, 'page_view', :at, '{}', now())"
+        ),
+        {"lead": lead, "at": at},
+    )
+    return conn
+
+
+@pytest.mark.postgres
+def test_a_month_is_partitioned_while_an_event_of_it_is_being_written_to_the_default(pg_url: str) -> None:
+    """A writer puts an event of a month without partition into the default partition and
+    commits while the daemon makes that month's partition: the event ends up in it."""
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    store = Store(engine, FakeClock(datetime(2031, 6, 2, tzinfo=UTC)))
+    with store.transaction() as conn:
+        lead, _ = store.leads.upsert(conn, {"email": "ann@r.example"})
+    writer = _insert_uncommitted(engine, lead, datetime(2031, 6, 3, tzinfo=UTC))
+    made: list[list[str]] = []
+    worker = threading.Thread(target=lambda: made.append(store.retention.ensure_partitions()))
+    worker.start()
+    wait_for("the partitioning to wait for the writer", lambda: _waiting_on_a_lock(engine), timeout=30)
+    writer.commit()
+    writer.close()
+    worker.join(timeout=60)
+    assert made and "event_2031_06" in made[0]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT tableoid::regclass::text, count(*) FROM event GROUP BY 1")).all()
+    assert dict(rows) == {"event_2031_06": 1}
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_old_event_written_during_a_prune_is_not_dropped_unrolled(pg_url: str) -> None:
+    """An event of a month being pruned, committed while the prune rolls up, is either rolled
+    up or kept: here the prune is refused, nothing is dropped, and a later prune takes it."""
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    clock = FakeClock(datetime(2026, 3, 2, tzinfo=UTC))
+    store = Store(engine, clock)
+    store.retention.ensure_partitions()
+    with store.transaction() as conn:
+        lead, _ = store.leads.upsert(conn, {"email": "ann@r.example"})
+        store.events.record(conn, lead, "page_view", datetime(2026, 3, 5, tzinfo=UTC), {})
+    clock.set(datetime(2026, 9, 1, tzinfo=UTC))
+    writer = _insert_uncommitted(engine, lead, datetime(2026, 3, 6, tzinfo=UTC))
+    outcome: list[object] = []
+
+    def prune() -> None:
+        try:
+            outcome.append(
+                store.retention.prune(
+                    datetime(2026, 4, 1, tzinfo=UTC),
+                    keep=timedelta(days=30),
+                    processed_before=datetime(2027, 1, 1, tzinfo=UTC),
+                )
+            )
+        except RetentionError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=prune)
+    worker.start()
+    wait_for("the prune to wait for the writer", lambda: _waiting_on_a_lock(engine), timeout=30)
+    writer.commit()
+    writer.close()
+    worker.join(timeout=60)
+    assert len(outcome) == 1 and isinstance(outcome[0], RetentionError), outcome
+    assert "arrived during the prune" in str(outcome[0])
+    assert _raw_events(store) == 2
+    with store.reading() as conn:
+        assert conn.execute(select(sa.func.count()).select_from(EVENT_DAILY)).scalar_one() == 0
+        assert store.retention.pruned_before(conn) is None
+    again = store.retention.prune(
+        datetime(2026, 4, 1, tzinfo=UTC), keep=timedelta(days=30), processed_before=datetime(2027, 1, 1, tzinfo=UTC)
+    )
+    assert again.events == 2 and _raw_events(store) == 0
+    with store.reading() as conn:
+        assert conn.execute(select(EVENT_DAILY.c.day, EVENT_DAILY.c.n).order_by(EVENT_DAILY.c.day)).all() == [
+            (date(2026, 3, 5), 1),
+            (date(2026, 3, 6), 1),
+        ]
+    engine.dispose()

@@ -42,14 +42,23 @@ EMAIL_EVENTS = (EventType.OPEN, EventType.CLICK, EventType.HONEYPOT, EventType.U
 _MONTH_TABLE = re.compile(r"^event_(\d{4})_(\d{2})$")
 # Events other than email events, counted per lead, UTC day and type by the database.
 _EMAIL_LIST = ", ".join(f"'{t}'" for t in EMAIL_EVENTS)
-_ROLL_OTHERS = (
+_ROLL_OTHERS_SQLITE = text(
     "INSERT INTO event_daily (lead_id, day, type, send_id, verdict, n)"
-    " SELECT lead_id, {day}, type, 0, 'human', count(*) FROM event"
+    " SELECT lead_id, substr(at, 1, 10), type, 0, 'human', count(*) FROM event"
     f" WHERE at < :cutoff AND type NOT IN ({_EMAIL_LIST}) GROUP BY 1, 2, 3"
     " ON CONFLICT (lead_id, day, type, send_id, verdict) DO UPDATE SET n = event_daily.n + excluded.n"
 )
-_ROLL_OTHERS_PG = text(_ROLL_OTHERS.format(day="CAST(timezone('UTC', at) AS date)"))
-_ROLL_OTHERS_SQLITE = text(_ROLL_OTHERS.format(day="substr(at, 1, 10)"))
+# PostgreSQL: one statement (one snapshot) counts them, writes them and says how many rows
+# and events, so the events rolled up are exactly the events counted.
+_ROLL_OTHERS_PG = text(
+    "WITH counted AS (SELECT lead_id, CAST(timezone('UTC', at) AS date) AS day, type, count(*) AS n FROM event"
+    f" WHERE at < :cutoff AND type NOT IN ({_EMAIL_LIST}) GROUP BY 1, 2, 3),"
+    " written AS (INSERT INTO event_daily (lead_id, day, type, send_id, verdict, n)"
+    " SELECT lead_id, day, type, 0, 'human', n FROM counted"
+    " ON CONFLICT (lead_id, day, type, send_id, verdict) DO UPDATE SET n = event_daily.n + excluded.n"
+    " RETURNING 1)"
+    " SELECT (SELECT count(*) FROM written), (SELECT sum(n) FROM counted)"
+)
 _ROLL_PG = text(
     "INSERT INTO event_daily (lead_id, day, type, send_id, verdict, n)"
     " SELECT * FROM unnest(CAST(:lead AS integer[]), CAST(:day AS date[]), CAST(:type AS varchar[]),"
@@ -146,6 +155,9 @@ class Retention(Part):
     def _add_partition(self, conn: Connection, start: datetime) -> str:
         name = f"event_{start:%Y_%m}"
         bounds = {"lo": start, "hi": _next_month(start)}
+        # Writers wait until the partition is attached: an event of this month committed into
+        # the default partition after the move would make the attach fail.
+        conn.execute(text("LOCK TABLE event_default IN SHARE ROW EXCLUSIVE MODE"))
         conn.execute(text(f"CREATE TABLE {name} (LIKE event INCLUDING DEFAULTS)"))
         moved = "FROM event_default WHERE at >= :lo AND at < :hi"
         conn.execute(text(f"INSERT INTO {name} SELECT * {moved}"), bounds)
@@ -205,6 +217,16 @@ class Retention(Part):
                 return PruneResult(cutoff, count, 0, dropped, True)
             events, rollups = self._roll_up(conn, cutoff, classify)
             if self.postgres:
+                # No event may be dropped unrolled: one committed for these months since the
+                # roll-up read them (an old moment arriving late) is in the partitions now.
+                # Writers wait from here to the commit; the count reads the months to drop.
+                conn.execute(text("LOCK TABLE event IN ACCESS EXCLUSIVE MODE"))
+                now_old = int(conn.execute(select(func.count()).where(old)).scalar_one())
+                if now_old != events:
+                    raise RetentionError(
+                        f"{now_old - events} events before {cutoff:%Y-%m-%d} arrived during the prune: nothing "
+                        "pruned; let the daemon qualify them, then prune again"
+                    )
                 for name in dropped:
                     conn.execute(text(f"DROP TABLE {name}"))
                 conn.execute(text("DELETE FROM event_default WHERE at < :cutoff"), {"cutoff": cutoff})
@@ -217,13 +239,16 @@ class Retention(Part):
         """Add the events before `cutoff` to `event_daily`; returns (events rolled up, rollup
         rows written). Email events are judged by `classify` a lead at a time (the verdict is
         Python's), a few thousand leads per write; the others are counted by the database."""
-        others = conn.execute(_ROLL_OTHERS_PG if self.postgres else _ROLL_OTHERS_SQLITE, {"cutoff": cutoff})
-        written = int(others.rowcount or 0)
-        events = int(
-            conn.execute(
-                select(func.count()).where(EVENTS.c.at < cutoff, EVENTS.c.type.not_in(EMAIL_EVENTS))
-            ).scalar_one()
-        )
+        if self.postgres:
+            written, events = conn.execute(_ROLL_OTHERS_PG, {"cutoff": cutoff}).one()
+            written, events = int(written), int(events or 0)
+        else:  # the only writer: the transaction holds the database's write lock
+            written = int(conn.execute(_ROLL_OTHERS_SQLITE, {"cutoff": cutoff}).rowcount or 0)
+            events = int(
+                conn.execute(
+                    select(func.count()).where(EVENTS.c.at < cutoff, EVENTS.c.type.not_in(EMAIL_EVENTS))
+                ).scalar_one()
+            )
         rows = conn.execute(
             select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
             .where(EVENTS.c.at < cutoff, EVENTS.c.type.in_(EMAIL_EVENTS))
