@@ -4,7 +4,10 @@ same before and after; on PostgreSQL the event table is partitioned by month."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -373,3 +376,26 @@ def test_an_old_event_written_during_a_prune_is_not_dropped_unrolled(pg_url: str
             (date(2026, 3, 6), 1),
         ]
     engine.dispose()
+
+
+def test_events_prune_from_the_command_line_refuses_a_short_retention_and_dry_runs(tmp_path: Path) -> None:
+    (tmp_path / "scenarios").mkdir()
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", tmp_path / "scenarios")
+    env = {**os.environ, "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}"}
+
+    def nurture(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nurture", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**env, **extra},
+        )
+
+    assert nurture("db", "upgrade").returncode == 0
+    short = nurture("events", "prune", NURTURE_EVENT_RETENTION_DAYS="30")
+    assert short.returncode == 1
+    assert "NURTURE_EVENT_RETENTION_DAYS=30 is shorter than the 180 days" in short.stderr
+    dry = nurture("events", "prune", "--before", "2026-01-15", "--dry-run")
+    assert (dry.returncode, dry.stdout.strip()) == (0, "would prune 0 events before 2026-01-01")
