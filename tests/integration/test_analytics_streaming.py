@@ -16,7 +16,7 @@ from nurture.analytics import learn as learn_module
 from nurture.analytics import nearmiss as nearmiss_module
 from nurture.analytics.backtest import backtest, parse_cuts, parse_thresholds
 from nurture.analytics.drift import drift
-from nurture.analytics.history import StoredHistory, load_history
+from nurture.analytics.history import Ceilings, StoredHistory, load_history, score_at
 from nurture.analytics.learn import Outcome, learn
 from nurture.analytics.nearmiss import near_misses
 from nurture.clock import FakeClock
@@ -172,6 +172,21 @@ def test_streamed_analytics_give_the_figures_of_the_whole_history(db_url: str, s
     whole_proposal = learn(scoring, text, "scoring.yaml", load_history(store, scoring), outcomes, NOW)
     assert learn(scoring, text, "scoring.yaml", stored(learn_module.scope(outcomes)), outcomes, NOW) == whole_proposal
     assert whole_proposal.held_out and whole_proposal.unknown == ["nobody@x.example"]
+
+
+def test_no_replayed_engagement_is_above_the_ceiling_that_lets_analyses_skip_a_lead(
+    db_url: str, scoring: CompiledScoring
+) -> None:
+    store = Store(make_engine(db_url), FakeClock(NOW))
+    upgrade(store.engine)
+    plant(store, seed=13)
+    history = load_history(store, scoring)
+    ceilings = Ceilings(scoring, history)
+    for lead in history.leads.values():
+        colleagues = history.colleague_events(lead)
+        for at in {e.at for e in lead.events} | {e.at for e in colleagues}:
+            engagement = score_at(scoring, lead, at, colleagues).engagement
+            assert engagement <= ceilings.of(lead)
 
 
 def test_an_analysis_reads_only_the_leads_it_can_use_with_their_accounts(db_url: str, scoring: CompiledScoring) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture.analytics.history import History, chunks, engagement_series, first_at_or_above
+from nurture.analytics.history import Ceilings, History, chunks, engagement_series, first_at_or_above
 from nurture.errors import NurtureError
 from nurture.scoring.engine import CompiledScoring
 from nurture.store.reports import HistoryScope
@@ -115,16 +115,20 @@ def backtest(
     waits = [array("d") for _ in rules]
     converting = 0
     for chunk in chunks(history):
+        ceilings = Ceilings(scoring, chunk)
         for lead in chunk.leads.values():
             if not any(since <= e.at <= until for e in lead.events):
                 continue  # not in the population
+            converted = lead.converted
+            converting += converted
             grade = scoring.fit(lead.fields)[1]
+            lines = [rule[grade] for _cut, _threshold, rule in rules if grade in rule]
+            if not lines or ceilings.of(lead) < min(lines):
+                continue  # never promoted, whatever the replay
             series = engagement_series(scoring, chunk, lead, since, until)
             # Time to promotion counts from the first engagement in the window, the lead's own
             # or (with account roll-up) a colleague's.
             first = series[0][0]
-            converted = lead.converted
-            converting += converted
             for index, (_cut, _threshold, rule) in enumerate(rules):
                 if grade not in rule:
                     continue

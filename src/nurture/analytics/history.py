@@ -18,6 +18,7 @@ the moments before it.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -267,6 +268,13 @@ def score_at(
     return scoring.evaluate(lead.fields, own, at, before, lead.engagement_since(at))
 
 
+def series_times(history: History, lead: LeadHistory, since: datetime, until: datetime) -> list[datetime]:
+    """The instants in [since, until] where the lead's engagement can reach a new high: its
+    events' and (with account roll-up) its colleagues', in order."""
+    times = {e.at for e in lead.events} | {e.at for e in history.colleague_events(lead)}
+    return [t for t in sorted(times) if since <= t <= until]
+
+
 def engagement_series(
     scoring: CompiledScoring, history: History, lead: LeadHistory, since: datetime, until: datetime
 ) -> list[tuple[datetime, int]]:
@@ -278,6 +286,34 @@ def engagement_series(
     colleagues = history.colleague_events(lead)
     times = {e.at for e in lead.events} | {e.at for e in colleagues}
     return [(t, score_at(scoring, lead, t, colleagues).engagement) for t in sorted(times) if since <= t <= until]
+
+
+class Ceilings:
+    """The most engagement each lead of a chunk can have at any moment of its loaded events,
+    its own and its colleagues' (`CompiledScoring.engagement_ceiling`, then the account
+    part's weight and caps): a lead whose ceiling is below a line never crosses it, and
+    need not be replayed."""
+
+    def __init__(self, scoring: CompiledScoring, history: History) -> None:
+        self.scoring = scoring
+        self.own = {lead.id: scoring.engagement_ceiling(lead.events) for lead in history.leads.values()}
+        self.accounts = {
+            account: sum(self.own[member] for member in members) for account, members in history.by_account.items()
+        }
+
+    def of(self, lead: LeadHistory) -> int:
+        account = self.scoring.model.account
+        own = self.own[lead.id]
+        given = 0.0
+        if account.weight > 0 and lead.account:
+            colleagues = max(self.accounts.get(lead.account, 0.0) - own, 0.0)
+            if account.person_cap is not None:
+                colleagues = min(colleagues, account.person_cap)
+            given = colleagues * account.weight
+            if account.cap is not None:
+                given = min(given, account.cap)
+        # Engagement is round(own + given); one point more covers rounding and float sums.
+        return math.floor(own + given + 0.5) + 1
 
 
 def first_at_or_above(series: Sequence[tuple[datetime, int]], threshold: int) -> datetime | None:

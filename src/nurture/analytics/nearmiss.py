@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from nurture.analytics.history import History, LeadHistory, chunks, score_at
+from nurture.analytics.history import Ceilings, History, LeadHistory, chunks, score_at
 from nurture.lifecycle import SCORED
 from nurture.scoring.engine import CompiledScoring
 from nurture.store.reports import HistoryScope
@@ -42,7 +42,19 @@ def near_misses(
     hot = {str(g): n for g, n in scoring.model.hot.engagement.items()}
     grade_floor = {str(g): points for g, points in scoring.model.grades.items()}
     found = []
-    for chunk, lead in _candidates(history):
+    for chunk, ceilings, lead in _candidates(history, scoring):
+        # The least engagement that makes the lead a near miss, from its fit alone: replay
+        # only leads whose engagement can reach it.
+        fit, grade = scoring.fit(lead.fields)[:2]
+        if grade in hot:
+            least = hot[grade] - engagement_gap
+        else:
+            reachable = sorted((grade_floor[g] - fit, g) for g in hot if g in grade_floor and grade_floor[g] > fit)
+            if not reachable or reachable[0][0] > fit_gap:
+                continue
+            least = hot[reachable[0][1]]
+        if ceilings.of(lead) < least:
+            continue
         result = score_at(scoring, lead, now, chunk.colleague_events(lead))
         if result.hot:
             continue
@@ -77,12 +89,15 @@ def near_misses(
     return sorted(found, key=lambda m: (m.engagement_gap + m.fit_gap, m.email))
 
 
-def _candidates(history: History | Iterable[History]) -> Iterator[tuple[History, LeadHistory]]:
+def _candidates(
+    history: History | Iterable[History], scoring: CompiledScoring
+) -> Iterator[tuple[History, Ceilings, LeadHistory]]:
     """The leads the score still moves (not hot, not with sales) and mail still reaches."""
     for chunk in chunks(history):
+        ceilings = Ceilings(scoring, chunk)
         for lead in chunk.leads.values():
             if lead.stage in SCORED and lead.reachable:
-                yield chunk, lead
+                yield chunk, ceilings, lead
 
 
 def scope() -> HistoryScope:

@@ -258,6 +258,18 @@ class CompiledScoring:
         points, parts, discounted, _ = self._engagement(events, now, kind=kind, weight=weight)
         return points, parts, discounted
 
+    def engagement_ceiling(self, events: Iterable[EventRecord]) -> float:
+        """The most `engagement` can make of these events at any moment: each scoring its
+        rule's full points (a suspect's at least in full), nothing decayed, capped or left
+        out as a machine's. Analyses skip replaying a lead whose ceiling is below the line."""
+        factor = max(1.0, self.model.bots.suspect_weight)
+        total = 0.0
+        for event in events:
+            rule = self._rule_for(event)
+            if rule is not None and rule.points > 0:
+                total += rule.points * factor
+        return total
+
     def _engagement(
         self, events: Sequence[EventRecord], now: datetime, *, kind: str = "engagement", weight: float = 1.0
     ) -> tuple[float, list[Contribution], list[Discounted], list[Classified]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, and_, any_, bindparam, case, exists, func, literal, or_, select, text
+from sqlalchemy import String, any_, bindparam, case, exists, func, literal, select, text, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -408,15 +408,20 @@ class Reports(Part):
             query = select(LEADS, literal("").label("account_key")).where(*self._scope(scope, LEADS))
             query = query.order_by(LEADS.c.id)
         else:
+            # A join on the accounts' keys and a union with the leads in none, rather than
+            # `key IN (...) OR ...`: PostgreSQL hashes a join, but rescans an IN list too
+            # long to hash for every lead.
             key = self.account_key(by)
             member = LEADS.alias("member")
             member_key = self.account_key(by, member)
-            scoped = select(member_key).where(*self._scope(scope, member), member_key != "")
-            query = (
-                select(LEADS, key.label("account_key"))
-                .where(or_(key.in_(scoped), and_(key == "", *self._scope(scope, LEADS))))
-                .order_by(key, LEADS.c.id)
-            )
+            accounts = (
+                select(member_key.label("key")).where(*self._scope(scope, member), member_key != "").distinct()
+            ).subquery("accounts")
+            both = union_all(
+                select(LEADS, key.label("account_key")).join(accounts, key == accounts.c.key),
+                select(LEADS, literal("").label("account_key")).where(key == "", *self._scope(scope, LEADS)),
+            ).subquery("scoped")
+            query = select(both).order_by(both.c.account_key, both.c.id)
         for row in conn.execution_options(yield_per=chunk).execute(query):
             yield cast(LeadRow, row)
 
