@@ -127,9 +127,21 @@ def test_an_erasure_leaves_no_trace_in_any_table_and_the_address_is_never_mailed
     max_ = store.leads.by_email("max@nordwerk.example")
     assert jane is not None and max_ is not None
     with store.transaction() as conn:
-        store.events.record(conn, jane.id, "page_view", now, {"url": "https://acme.example/pricing", "who": "Jane Roe"})
         store.events.record(
-            conn, max_.id, "form_fill", now, {"referred_by": "Jane Roe <jane.roe@quillfeather.example>"}
+            conn,
+            jane.id,
+            "page_view",
+            now,
+            {"url": "https://acme.example/pricing", "who": "Jane Roe"},
+            external_id="crm:jane.roe@quillfeather.example:1",
+        )
+        store.events.record(
+            conn,
+            max_.id,
+            "form_fill",
+            now,
+            {"referred_by": "Jane Roe <jane.roe@quillfeather.example>"},
+            external_id="crm:referral:Jane Roe",
         )
         store.leads.record_score(conn, jane, 30, 55, "A", now)
         change_stage(store, conn, jane.id, "cold", "hot", "score 85 (Quillfeather Analytics, COO)", "qualify", now)

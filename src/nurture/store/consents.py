@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, Text, cast, delete, func, insert, or_, select, update
+from sqlalchemy import Table, Text, cast, delete, func, insert, or_, select, text, update
+from sqlalchemy import column as column_clause
+from sqlalchemy import table as table_clause
 
 from nurture.consent.erasure import PLAN_BY_TABLE, Column, Identity, redact, unclassified
 from nurture.consent.model import ConsentRecord, ConsentSource, ConsentStatus, current
@@ -35,6 +37,9 @@ from nurture.store.tables import (
     SUPPRESSIONS,
 )
 from nurture.vocabulary import SendKind, SendStatus
+
+# PostgreSQL only (migration 0014): the external ids of events, claimed before an event is stored.
+_EVENT_KEY = table_clause("event_key", column_clause("external_id"))
 
 
 class ErasureRefused(NurtureError):
@@ -151,6 +156,8 @@ class Consents(Part):
                 select(LEADS.c.id, LEADS.c.first_name, LEADS.c.last_name).where(LEADS.c.email == address)
             ).first()
             identity = Identity(address, lead.first_name if lead else None, lead.last_name if lead else None)
+            if self.postgres:
+                self._erase_event_keys(conn, lead.id if lead else None, identity)
             for table in reversed(tables):  # rows that refer to others first
                 plan = PLAN_BY_TABLE[table.name]
                 if plan.belongs_by is None:
@@ -179,6 +186,30 @@ class Consents(Part):
                 .returning(ERASURE_LOG.c.id)
             ).scalar_one()
         return Erasure(int(log_id), lead is not None, deleted, redacted)
+
+    def _erase_event_keys(self, conn: Connection, lead_id: int | None, identity: Identity) -> None:
+        """PostgreSQL: the external ids of the person's events, which `event_key` holds beside
+        the events (see `store/events.py`), go with them; an id that mentions the person (of
+        an event pruned, or of someone else's event) is redacted as the event's own copy is.
+        Ids of the person's pruned events that do not mention them stay: nothing ties them
+        to the person any more, and they keep late deliveries of those events out."""
+        if lead_id is not None:
+            conn.execute(
+                text(
+                    "DELETE FROM event_key WHERE external_id IN"
+                    " (SELECT external_id FROM event WHERE lead_id = :lead AND external_id IS NOT NULL)"
+                ),
+                {"lead": lead_id},
+            )
+        key_of = func.lower(_EVENT_KEY.c.external_id)
+        found = or_(*(key_of.contains(needle.lower(), autoescape=True) for needle in identity.needles()))
+        keys = conn.execute(select(_EVENT_KEY.c.external_id).where(found)).scalars().all()
+        for key in keys:
+            conn.execute(text("DELETE FROM event_key WHERE external_id = :key"), {"key": key})
+            conn.execute(
+                text("INSERT INTO event_key (external_id) VALUES (:key) ON CONFLICT DO NOTHING"),
+                {"key": redact(key, identity)},
+            )
 
     def _redact(self, conn: Connection, table: Table, identity: Identity) -> int:
         plan = PLAN_BY_TABLE[table.name]

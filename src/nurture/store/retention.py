@@ -13,6 +13,12 @@ fires no trigger, rows leave PostgreSQL's default partition by a statement on th
 itself (the tally triggers are the parent's, statement-level), and on SQLite the delete
 runs with the tally trigger lifted inside the same transaction.
 
+External ids outlive their events on PostgreSQL: a prune leaves `event_key` as it is, so a
+late redelivery of a pruned event is still recognised and ignored (the keys grow by one row
+per event with an external id, a row and an index entry, and are never pruned). SQLite keeps the id
+on the event row, and it goes with it: a redelivery after a prune is stored again, and
+counted again by the next prune's rollups. An erasure takes the person's keys on both.
+
 A prune only takes events the qualify job has seen (received before its watermark), so
 whatever the job derives from events (scores, hand-offs) has been derived first.
 """
