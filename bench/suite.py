@@ -53,13 +53,13 @@ ESTIMATE: dict[tuple[str, str], float] = {
     ("sqlite", "dkim"): 150,
     ("sqlite", "latency"): 110,
     ("sqlite", "dkim-relay"): 30,
-    ("sqlite", "import"): 420,
+    ("sqlite", "import"): 480,
     ("pg", "send"): 90,
     ("pg", "advance"): 40,
     ("pg", "tick"): 120,
     ("pg", "memory"): 200,
     ("pg", "latency"): 110,
-    ("pg", "scaleout"): 150,
+    ("pg", "scaleout"): 180,
     ("pg", "import"): 420,
     ("pg", "retention"): 240,
     ("pgbig", "pgreports"): 660,
@@ -67,6 +67,7 @@ ESTIMATE: dict[tuple[str, str], float] = {
     ("pgbig", "pgqualify"): 150,
 }
 UNKNOWN = 300.0
+HOUR = 3600.0
 REUSED_BUILD = 320.0  # what `pgreports` saves when the big database is reused
 
 
@@ -176,6 +177,8 @@ def main(argv: Sequence[str] | None = None, runner: Callable[[Phase, bool, Path]
         reused = " (big database reused)" if phase.name == "pgbig" and args.reuse_big else ""
         took = minutes(phase.estimate(args.quick, args.reuse_big))
         print(f"  {phase.label}: {' '.join(phase.sections)}{reused}: ~{took}")
+    if estimate > HOUR and not args.quick:
+        print("  (over the hour make bench should fit in: cut the slowest sections' sizes)")
     if args.plan:
         return 0
     json_path = args.json or Path(tempfile.mkstemp(prefix="nurture-bench-", suffix=".jsonl")[1])
