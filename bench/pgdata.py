@@ -1,6 +1,7 @@
 """PostgreSQL at scale, for the data side: reports and dashboard read from tallies, event
-ingest through the batch API, rescoring. Each section prints ratios against a raw baseline
-measured in the same run (see bench/run.py: `python bench/run.py pgreports pgingest pgqualify`).
+ingest through the batch API, rescoring, the analytics commands. Each section prints ratios
+against a raw baseline measured in the same run (see bench/run.py:
+`python bench/run.py pgreports pgingest pgqualify pganalytics`).
 
 The database is NURTURE_BENCH_PG_URL (default: the local server's `nurture_bench6`); its
 `public` schema is dropped and rebuilt. With NURTURE_BENCH_PG_BIG_URL instead, that database
@@ -16,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -542,7 +544,177 @@ def bench_qualify(folder: Path, sizes: tuple[int, int] = (500, 2500)) -> list[Re
     ]
 
 
-SECTIONS = ("pgreports", "pgingest", "pgqualify")
+def _command(args: list[str], env: dict[str, str], timeout: float) -> tuple[float, float, str]:
+    """Run `nurture ARGS` as a process of its own: (seconds, peak RSS in MiB, its output).
+    A command past `timeout` is stopped, and its seconds are reported as the timeout."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nurture", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    timer = threading.Timer(timeout, process.terminate)
+    timer.start()
+    try:
+        output = process.stdout.read().decode() if process.stdout else ""
+        _pid, status, usage = os.wait4(process.pid, 0)
+    finally:
+        timer.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    if process.returncode != 0 and seconds < timeout:
+        raise RuntimeError(f"nurture {' '.join(args)} failed:\n{output[-2000:]}")
+    return min(seconds, timeout), usage.ru_maxrss / 1024, output
+
+
+def _raw_events(engine: Engine, where: str, params: dict[str, object]) -> tuple[int, float]:
+    """(events, seconds): a raw server-side cursor streaming the events `where` names (joins
+    and conditions over `event e JOIN lead l`), every row converted to Python values, none kept."""
+    raw = engine.raw_connection()
+    try:
+        start = time.perf_counter()
+        with raw.cursor(name="raw_events") as cursor:  # type: ignore[call-arg]
+            cursor.itersize = 5000
+            cursor.execute(
+                f"SELECT e.lead_id, e.type, e.at, e.props, e.id FROM event e JOIN lead l ON l.id = e.lead_id {where}",
+                params,
+            )
+            events = sum(1 for _ in cursor)
+        seconds = time.perf_counter() - start
+        raw.rollback()
+    finally:
+        raw.close()
+    return events, seconds
+
+
+def bench_analytics(folder: Path, outcomes: int = 1000, timeout: float = 600) -> list[Result]:
+    """`nurture score backtest`, `near-miss`, `drift` and `learn` over the big database, each a
+    process of its own: wall time and peak memory, beside a raw SELECT streaming the events
+    it reads; the backtest also over a window four times as long (memory flat)."""
+    engine = make_engine(PG_URL)
+    upgrade(engine)
+    scenarios, templates = _project(folder)
+    env = {**os.environ, "NURTURE_TEMPLATES_DIR": str(templates)}
+    db = ["--db", PG_URL, "--scenarios", str(scenarios)]
+    lookback = timedelta(days=180)  # scenarios/scoring.yaml's
+    accounts = (
+        "JOIN (SELECT DISTINCT lower(m.company) AS k FROM lead m JOIN event x ON x.lead_id = m.id"
+        " WHERE x.at BETWEEN %(since)s AND %(until)s) a ON a.k = lower(l.company)"
+    )
+    with engine.connect() as conn:
+        size = conn.execute(text("SELECT (SELECT count(*) FROM lead), (SELECT count(*) FROM event)")).one()
+    scale = f"{size[0]:,} leads, {size[1]:,} events"
+    results: list[Result] = []
+    memory: dict[int, float] = {}
+    for days in (7, 28):
+        until = NOW - timedelta(days=3)
+        since = until - timedelta(days=days)
+        seconds, rss, output = _command(
+            ["score", "backtest", "--from", since.isoformat(), "--to", until.isoformat(), *db], env, timeout
+        )
+        memory[days] = rss
+        events, raw = _raw_events(
+            engine,
+            f"{accounts} WHERE e.at BETWEEN %(start)s AND %(until)s",
+            {"since": since, "until": until, "start": since - lookback},
+        )
+        print(
+            f"  backtest {days} days: {seconds:.0f} s, {rss:.0f} MiB; raw SELECT of {events:,} events {raw:.0f} s",
+            flush=True,
+        )
+        results.append(
+            Result(
+                f"PG analytics: score backtest, {days}-day window ({scale})",
+                f"{seconds:,.0f} s, peak {rss:,.0f} MiB",
+                f"raw SELECT of its {events:,} events: {raw:,.0f} s; goal 300 s",
+                seconds / 300,
+                at_most(1.0),
+            )
+        )
+    results.append(
+        Result(
+            "PG analytics: score backtest peak memory, 28-day vs 7-day window",
+            f"{memory[28]:,.0f} MiB",
+            f"{memory[7]:,.0f} MiB",
+            memory[28] / memory[7],
+            at_most(1.5),
+        )
+    )
+    seconds, rss, _ = _command(["score", "near-miss", "--at", NOW.isoformat(), *db], env, timeout)
+    events, raw = _raw_events(
+        engine,
+        "WHERE l.lifecycle_stage IN ('cold', 'warm', 'recycled') AND NOT l.unsubscribed AND NOT l.bounced"
+        " AND e.at BETWEEN %(start)s AND %(now)s",
+        {"start": NOW - lookback, "now": NOW},
+    )
+    print(f"  near-miss: {seconds:.0f} s, {rss:.0f} MiB; raw SELECT of {events:,} events {raw:.0f} s", flush=True)
+    results.append(
+        Result(
+            f"PG analytics: score near-miss (every scored lead of {scale})",
+            f"{seconds:,.0f} s, peak {rss:,.0f} MiB",
+            f"raw SELECT of its {events:,} events: {raw:,.0f} s; goal 300 s",
+            seconds / 300,
+            at_most(1.0),
+        )
+    )
+    with engine.begin() as conn:
+        # Promotions for drift to replay, if the database has none: every 200th lead made hot
+        # three days after its first event, then accepted or rejected by sales a day later.
+        if not conn.execute(text("SELECT 1 FROM lifecycle_change WHERE to_stage = 'hot' LIMIT 1")).first():
+            conn.execute(
+                text(
+                    "INSERT INTO lifecycle_change (lead_id, at, from_stage, to_stage, reason, actor)"
+                    " SELECT l.id, t.at, t.from_stage, t.to_stage, t.reason, t.actor FROM lead l,"
+                    " LATERAL (VALUES"
+                    "  (:now - (l.id % 300) * interval '1 day' + interval '3 days', 'warm', 'hot', 'score', 'qualify'),"
+                    "  (:now - (l.id % 300) * interval '1 day' + interval '4 days', 'hot',"
+                    "   CASE WHEN l.id % 300 < 100 THEN 'rejected' ELSE 'accepted' END,"
+                    "   CASE WHEN l.id % 3 = 0 THEN 'No budget' ELSE 'Student' END, 'sales')"
+                    " ) AS t(at, from_stage, to_stage, reason, actor) WHERE l.id % 200 = 0"
+                ),
+                {"now": NOW},
+            )
+    seconds, rss, output = _command(["score", "drift", *db], env, timeout)
+    promotions = re.search(r"(\d+) promotion", output)
+    print(
+        f"  drift: {seconds:.0f} s, {rss:.0f} MiB; {promotions.group(0) if promotions else output[-300:]}", flush=True
+    )
+    results.append(
+        Result(
+            f"PG analytics: score drift ({promotions.group(0) if promotions else '?'}s)",
+            f"{seconds:,.0f} s, peak {rss:,.0f} MiB",
+            "goal 300 s",
+            seconds / 300,
+            at_most(1.0),
+        )
+    )
+    outcomes_csv = folder / "pg-outcomes.csv"
+    with engine.connect() as conn:
+        leads = int(conn.execute(text("SELECT max(id) FROM lead")).scalar() or 0)
+    step = max(1, leads // outcomes)
+    outcomes_csv.write_text(
+        "email,converted,at\n"
+        + "".join(
+            f"lead{i}@bench.example,{'yes' if (i // step) % 5 == 0 else 'no'},{NOW.isoformat()}\n"
+            for i in range(1, leads + 1, step)
+        ),
+        encoding="utf-8",
+    )
+    seconds, rss, _ = _command(
+        ["score", "learn", "--outcomes", str(outcomes_csv), "--out", str(folder / "pg-proposed.txt"), *db], env, timeout
+    )
+    print(f"  learn ({outcomes:,} outcomes): {seconds:.0f} s, {rss:.0f} MiB", flush=True)
+    results.append(
+        Result(
+            f"PG analytics: score learn ({outcomes:,} outcomes, their accounts' events)",
+            f"{seconds:,.0f} s, peak {rss:,.0f} MiB",
+            "goal 300 s",
+            seconds / 300,
+            at_most(1.0),
+        )
+    )
+    return results
+
+
+SECTIONS = ("pgreports", "pgingest", "pgqualify", "pganalytics")
 
 
 def section(name: str, folder: Path, quick: bool) -> list[Result]:
@@ -554,4 +726,6 @@ def section(name: str, folder: Path, quick: bool) -> list[Result]:
         return bench_ingest(folder, scale.leads, batches=10 if quick else 30)
     if name == "pgqualify":
         return bench_qualify(folder)
+    if name == "pganalytics":
+        return bench_analytics(folder, outcomes=500 if quick else 1000)
     raise ValueError(name)

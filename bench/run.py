@@ -9,6 +9,7 @@
     python bench/run.py --pg URL send   # on PostgreSQL (also NURTURE_BENCH_PG_URL); `make bench` runs both
     python bench/run.py latency scaleout import   # a 50 ms relay, two sending processes, big imports
     python bench/run.py --pg URL retention         # event partitions, prune, storage per million events
+    python bench/run.py pganalytics     # backtest, near-miss, drift, learn over 1M leads (bench/pgdata.py)
 
 Absolute numbers on a shared machine are noise; the ratios are the result.
 """
