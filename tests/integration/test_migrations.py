@@ -3,11 +3,12 @@ schema is exactly the one the models define, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -16,8 +17,9 @@ from nurture.clock import FakeClock
 from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.leads import SEARCH_INDEXES
-from nurture.store.migrate import current_revision, upgrade
+from nurture.store.migrate import alembic_config, current_revision, upgrade
 from nurture.store.retention import partitioning_only
+from nurture.store.tables import EVENT_DAILY
 from nurture.store.types import sqlite_text
 
 THEN = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -173,4 +175,59 @@ def test_a_populated_event_table_becomes_monthly_partitions_keeping_rows_tallies
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM event")).scalar_one() == 101
         assert conn.execute(sa.text("SELECT max(id) FROM event")).scalar_one() == 101
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_populated_partitioned_event_table_downgrades_to_one_table_keeping_rows_and_dedup(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    store = Store(engine, FakeClock(THEN))
+    ats = [datetime(1999, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC)]
+    with store.transaction() as conn:
+        lead, _ = store.leads.upsert(conn, {"email": "jane@example.com"})
+        for i, at in enumerate(ats):
+            assert store.events.record(conn, lead, "open", at, {}, external_id=f"esp:{i}")
+
+    command.downgrade(alembic_config(pg_url), "0013")
+
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT at FROM event ORDER BY at")).scalars().all() == ats
+        kind = conn.execute(sa.text("SELECT relkind FROM pg_class WHERE relname = 'event'")).scalar_one()
+        assert kind == "r"  # one plain table again
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO event (lead_id, type, at, props, external_id, received_at)"
+                " VALUES (:lead, 'open', now(), '{}', 'esp:1', now())"
+            ),
+            {"lead": lead},
+        )
+    upgrade(engine)
+    with store.transaction() as conn:
+        assert not store.events.record(conn, lead, "open", ats[1], {}, external_id="esp:1")
+    engine.dispose()
+
+
+def test_a_downgrade_below_event_retention_is_refused_once_events_were_pruned(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    clock = FakeClock(datetime(2026, 3, 2, tzinfo=UTC))
+    store = Store(engine, clock)
+    store.retention.ensure_partitions()
+    with store.transaction() as conn:
+        lead, _ = store.leads.upsert(conn, {"email": "jane@example.com"})
+        store.events.record(conn, lead, "page_view", datetime(2026, 3, 5, tzinfo=UTC), {})
+    clock.set(datetime(2026, 9, 1, tzinfo=UTC))
+    store.retention.prune(
+        datetime(2026, 4, 1, tzinfo=UTC), keep=timedelta(days=30), processed_before=datetime(2100, 1, 1, tzinfo=UTC)
+    )
+
+    with pytest.raises(RuntimeError, match="pruned into 1 daily rollups"):
+        command.downgrade(alembic_config(db_url), "0013")
+
+    assert current_revision(engine) != "0013"
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(EVENT_DAILY.c.day, EVENT_DAILY.c.n)).all() == [(date(2026, 3, 5), 1)]
     engine.dispose()

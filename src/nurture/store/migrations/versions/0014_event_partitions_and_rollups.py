@@ -13,7 +13,8 @@ and the tally triggers are made again on the new table (statement-level triggers
 transition tables are allowed on a partitioned table; they fire for rows routed to any
 partition, and not when a partition is dropped). SQLite keeps one table.
 
-`event_daily` (both databases) holds the rollups of pruned events.
+`event_daily` (both databases) holds the rollups of pruned events. A downgrade is refused
+once it holds any (a prune happened): the release before it reads raw events only.
 """
 
 from __future__ import annotations
@@ -139,6 +140,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    rolled = op.get_bind().execute(sa.text("SELECT count(*) FROM event_daily")).scalar_one()
+    if rolled:
+        raise RuntimeError(
+            f"events were pruned into {rolled} daily rollups (event_daily): below 0014 nothing reads them and "
+            "every figure would lose the pruned events; nothing was downgraded past 0014. Restore a backup "
+            "taken before the first prune to go back further"
+        )
     if op.get_bind().dialect.name == "postgresql":
         _unpartition()
     op.drop_table("event_daily")
