@@ -1,18 +1,19 @@
 """What became of each email and enrolment, kept as rows and counted by the tallies, so the
 scenario report reads counters instead of scanning sends and events.
 
-Triggers (migration 0016) name in `outcome_pending`, in the same transaction, every lead
-whose outcomes may have changed: an email event recorded, an email marked sent after a
-conversion already recorded, a stage change to hot or beyond, an enrolment after a
-promotion already recorded, a deletion. `catch_up` reads a batch of those names, reads the
+Triggers (migrations 0016, 0017) name in `outcome_pending`, in the same transaction, every
+lead whose outcomes may have changed: an email event recorded, a stage change to hot or
+beyond, an enrolment after a promotion already recorded, a deletion. `catch_up` reads a batch of those names, reads the
 leads' emails, email events, conversions and enrolments, lets the caller compute the rows
 (the bot classifier is Python), writes the difference and removes the names it read (by
 id: a name added meanwhile stays for the next batch). One catch-up runs at a time
 (an advisory lock on PostgreSQL, the write lock on SQLite).
 
-A conversion and the sending of an earlier email can commit concurrently, each unseen by
-the other's trigger; so the catch-up reads a converted lead's emails `FOR SHARE`, which
-waits for a send being marked and then sees it.
+An email is marked sent with the moment the server took it, a little before the mark
+commits; a conversion recorded in between is after the email, yet the catch-up that counts
+it may not see the email sent. So the catch-up reads a converted lead's emails `FOR SHARE`
+(which waits for a mark in progress and then sees it), and names the lead again while one
+of its emails is still being sent.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from nurture.scenario.expr import EventRecord
 from nurture.store.base import Connection, Part
 from nurture.store.retention import Rolled
 from nurture.store.tables import ENROLMENTS, EVENTS, LIFECYCLE_CHANGES, OUTCOME_PENDING, OUTCOMES, SENDS, TALLIES
-from nurture.vocabulary import EventType, SendKind, Stage
+from nurture.vocabulary import EventType, SendKind, SendStatus, Stage
 
 EMAIL_EVENTS = (EventType.OPEN, EventType.CLICK, EventType.HONEYPOT, EventType.UNSUBSCRIBE, EventType.BOUNCE)
 CONVERTING = (Stage.HOT, Stage.ACCEPTED, Stage.CUSTOMER)
@@ -68,6 +69,7 @@ class LeadActivity:
     changes: list[tuple[datetime, str]] = field(default_factory=list)
     enrolments: list[OutcomeEnrolment] = field(default_factory=list)
     rolled: list[Rolled] = field(default_factory=list)  # email events pruned, as their daily rollups
+    sending: bool = False  # converted, with an email being sent now: to be counted again
 
 
 Compute = Callable[[LeadActivity], dict[OutcomeKey, int]]
@@ -114,6 +116,9 @@ class Outcomes(Part):
             ids = [i for i, _ in names]
             for start in range(0, len(ids), 5000):
                 conn.execute(delete(OUTCOME_PENDING).where(OUTCOME_PENDING.c.id.in_(ids[start : start + 5000])))
+            sending = [lead for lead in lead_ids if activities[lead].sending]
+            if sending:
+                conn.execute(insert(OUTCOME_PENDING), [{"lead_id": lead} for lead in sending])
             return len(names)
 
     def _activities(self, conn: Connection, lead_ids: Sequence[int]) -> dict[int, LeadActivity]:
@@ -140,6 +145,8 @@ class Outcomes(Part):
             parts.append(locked.with_for_update(read=True, of=SENDS) if self.postgres else locked)
         for part in parts:
             for send in conn.execute(part):
+                if send.status == SendStatus.SENDING and send.lead_id in converted:
+                    found[send.lead_id].sending = True
                 found[send.lead_id].sends.append(
                     OutcomeSend(send.id, send.scenario_id, send.step, send.status, send.sent_at, send[6])
                 )
