@@ -29,6 +29,9 @@ from common import Result, at_least, at_most, timed
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from nurture.scenario.compiler import CompiledScenario
+from nurture.scoring.engine import CompiledScoring
+from nurture.store import Store
 from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
 
@@ -187,11 +190,11 @@ def bench_reports(folder: Path, scale: Scale, rounds: int = 40, rebuild: bool = 
     report at `scale`, against the 300 ms p95 goal, each beside the scan it replaces."""
     from fastapi.testclient import TestClient
 
-    from nurture.analytics.report import scenario_report
+    from nurture.analytics.outcomes import catch_up
+    from nurture.analytics.report import scenario_report, scenario_report_scan
     from nurture.clock import FakeClock
     from nurture.config import Settings
     from nurture.jobs.catalog import Catalog
-    from nurture.store import Store
     from nurture.web.app import create_app
 
     engine = make_engine(PG_URL)
@@ -270,22 +273,47 @@ def bench_reports(folder: Path, scale: Scale, rounds: int = 40, rebuild: bool = 
     catalog = Catalog(store, scenarios, templates)
     catalog.reload()
     compiled, scoring = catalog.current["bench_mail"], catalog.scoring
+    counted, took = timed(lambda: catch_up(store, scoring))
+    if counted:  # a one-off after the upgrade (the daemon or `nurture report` does it)
+        print(f"  counted the outcomes of {counted:,} named leads in {took:,.0f} s", flush=True)
     day = NOW - timedelta(days=3)
-    _p50, high = latency(lambda: scenario_report(store, compiled, scoring, day, day + timedelta(days=1)), 5)
-    month, seconds = timed(lambda: scenario_report(store, compiled, scoring, NOW - timedelta(days=30), NOW))
-    rate = month.enrolled / seconds
-    whole = scale.leads / rate
-    results.append(
-        Result(
-            "PG reports: scenario report / page (chunked, memory flat)",
-            f"1 day ({scale.leads // 300:,} enrolments): p95 {high:,.0f} ms; whole scenario ≈ {whole:,.0f} s"
-            f" at {rate:,.0f} enrolments/s",
-            "goal 300 ms for the whole scenario",
-            whole * 1000 / 300,
-            at_most(1.0),
+    _p50, scan95 = latency(lambda: scenario_report_scan(store, compiled, scoring, day, day + timedelta(days=1)), 3)
+    month, seconds = timed(lambda: scenario_report_scan(store, compiled, scoring, NOW - timedelta(days=30), NOW))
+    whole = scale.leads / (month.enrolled / seconds)
+    replaced = f"the scan it replaces: 1 day p95 {scan95:,.0f} ms, whole scenario ≈ {whole:,.0f} s"
+    for name, fn in (
+        ("scenario report, whole scenario (1M enrolments)", lambda: scenario_report(store, compiled, scoring)),
+        (
+            "scenario report, one day of enrolments",
+            lambda: scenario_report(store, compiled, scoring, day, day + timedelta(days=1)),
+        ),
+        ("dashboard scenario page (whole scenario)", get("/scenarios/bench_mail")),
+        ("nurture report (report, experiments, send times)", lambda: _cli_report(store, compiled, scoring)),
+    ):
+        p50, high = latency(fn, rounds)
+        print(f"  {name}: p50 {p50:.0f} ms, p95 {high:.0f} ms", flush=True)
+        results.append(
+            Result(
+                f"PG reports: {name}",
+                f"p50 {p50:,.0f} ms, p95 {high:,.0f} ms",
+                f"goal 300 ms ({replaced})",
+                high / 300,
+                at_most(1.0),
+            )
         )
-    )
     return results
+
+
+def _cli_report(store: Store, compiled: CompiledScenario, scoring: CompiledScoring | None) -> object:
+    """What `nurture report <scenario>` computes (without starting a process)."""
+    from nurture.analytics.experiments import experiment_reports, send_time_lifts
+    from nurture.analytics.report import scenario_report
+
+    return (
+        scenario_report(store, compiled, scoring),
+        experiment_reports(store, compiled, NOW),
+        send_time_lifts(store, compiled, scoring),
+    )
 
 
 def _daemon(folder: Path, scenarios: Path, templates: Path) -> subprocess.Popen[bytes]:
