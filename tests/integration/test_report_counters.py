@@ -22,7 +22,9 @@ from nurture.analytics.outcomes import catch_up
 from nurture.analytics.report import ScenarioReport, scenario_report, scenario_report_scan
 from nurture.clock import FakeClock
 from nurture.jobs.catalog import Catalog
+from nurture.leads import erase_person
 from nurture.lifecycle import change_stage
+from nurture.retention import prune_events
 from nurture.scenario.compiler import CompiledScenario
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.loader import load_scoring
@@ -242,3 +244,52 @@ def test_two_postgres_daemons_sending_while_four_threads_record_events_and_conve
     assert 0 < rows["first"].opened <= leads and rows["first"].machine_clicked > 0 and report.converted_total > 0
     with store.reading() as conn:
         assert conn.execute(select(func.count()).select_from(ENROLMENTS)).scalar() == leads
+
+
+def test_the_counters_stay_exact_after_an_erasure_and_a_prune_and_a_recount_changes_nothing(
+    db_url: str, make_daemon: Any, workspace: Path, smtp: SmtpServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    write_scenario(workspace, REPORTED)
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon = make_daemon(db_url)
+    daemon.qualifier.overlap = timedelta(0)
+    import_csv(daemon, tmp_path, REPORT_LEADS)
+    store: Store = daemon.store
+    store.retention.ensure_partitions(through=clock.now() + timedelta(days=300))
+    run(ticks(daemon, clock, timedelta(days=2, hours=1), timedelta(hours=1)))
+    engage(store, "ann@r.example", "hello", "open", timedelta(hours=1))
+    engage(store, "ann@r.example", "hello", "click", timedelta(hours=1, minutes=1), link="whitepaper")
+    engage(store, "bob@r.example", "hello", "open", timedelta(hours=2))
+    engage(store, "bob@r.example", "follow_up", "click", timedelta(hours=2), link="whitepaper")
+    engage(store, "cho@r.example", "hello", "click", timedelta(seconds=2), link="whitepaper")
+    engage(store, "dee@r.example", "hello", "unsubscribe", timedelta(hours=1), via="link")
+    ann = store.leads.by_email("ann@r.example")
+    assert ann is not None
+    with store.transaction() as conn:
+        change_stage(store, conn, ann.id, "cold", "hot", "grade A", "qualify", clock.now())
+    compiled = daemon.catalog.current["reported"]
+    scoring = daemon.catalog.scoring
+    daemon.qualifier.run_once()
+    before = assert_counters_equal_the_scan(store, compiled, scoring)
+    assert (before.hot, before.enrolled) == (1, 5)
+
+    erase_person(store, daemon.settings, "ann@r.example", "privacy desk")
+    erased = assert_counters_equal_the_scan(store, compiled, scoring)
+    assert (erased.hot, erased.enrolled) == (0, 4)
+
+    clock.advance(timedelta(days=240))
+    daemon.qualifier.run_once()
+    pruned = prune_events(
+        store, daemon.settings.model_copy(update={"event_retention_days": 200}), scoring, overlap=timedelta(0)
+    )
+    assert pruned.events > 0 and _raw_events(store) == 0
+    after = scenario_report(store, compiled, scoring)
+    assert after == erased and after.uncounted == 0
+    store.outcomes.name_everyone()
+    assert catch_up(store, scoring) > 0
+    assert scenario_report(store, compiled, scoring) == erased
+
+
+def _raw_events(store: Store) -> int:
+    with store.reading() as conn:
+        return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar_one())
