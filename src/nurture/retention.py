@@ -51,7 +51,8 @@ def prune_events(
 ) -> PruneResult:
     """Roll up and drop the raw events of the whole months before `before` (default: the
     retention setting's cutoff), once the qualify job has seen them: received before its
-    watermark less the `overlap` it rereads."""
+    watermark less the `overlap` it rereads. Without a scoring file the job scores nothing
+    (and keeps no watermark), so any event may go."""
     check_retention(settings, scoring)
     if before is None:
         if not settings.event_retention_days:
@@ -59,7 +60,10 @@ def prune_events(
         before = store.clock.now() - timedelta(days=settings.event_retention_days)
     with store.reading() as conn:
         mark = store.settings.get(conn, "qualify:watermark")
-    processed = datetime.fromisoformat(mark) - overlap if mark else None
+    if scoring is None:  # no scoring file: the qualify job derives nothing from events, nothing waits for it
+        processed: datetime | None = store.reports.database_time()
+    else:
+        processed = datetime.fromisoformat(mark) - overlap if mark else None
 
     def verdicts(events: Sequence[EventRecord]) -> list[str]:
         assert scoring is not None

@@ -399,3 +399,24 @@ def test_events_prune_from_the_command_line_refuses_a_short_retention_and_dry_ru
     assert "NURTURE_EVENT_RETENTION_DAYS=30 is shorter than the 180 days" in short.stderr
     dry = nurture("events", "prune", "--before", "2026-01-15", "--dry-run")
     assert (dry.returncode, dry.stdout.strip()) == (0, "would prune 0 events before 2026-01-01")
+
+
+def test_events_are_pruned_without_a_scoring_file(
+    db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Without a scoring file the qualify job scores nothing and keeps no watermark: a prune
+    is not refused for events it 'has not seen'."""
+    daemon: Daemon = make_daemon(db_url, event_retention_days=180)
+    store = daemon.store
+    assert daemon.catalog.scoring is None
+    import_csv(daemon, tmp_path, LEADS_CSV)
+    start = clock.now()
+    with store.transaction() as conn:
+        lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "ann@r.example")).scalar_one()
+        store.events.record(conn, lead, "page_view", start, {"url": "/"})
+    clock.set(start + timedelta(days=240))
+    daemon.qualifier.run_once()
+
+    pruned = prune_events(store, daemon.settings, None)
+
+    assert (pruned.events, _raw_events(store)) == (1, 0)
