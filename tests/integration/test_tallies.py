@@ -1,6 +1,7 @@
 """The counts reports, /metrics and the dashboard read (the tallies) equal a full recount of
-the rows (the scenario report's outcome counts: of the sends and the outcome rows), on SQLite and on PostgreSQL, after a daemon's run, an erasure, a migration over
-existing rows, and two daemons on one PostgreSQL while events arrive from several threads."""
+the rows (the scenario report's outcome counts: of the sends and the outcome rows), on SQLite
+and on PostgreSQL, after a daemon's run, an erasure, a migration over existing rows, and two
+daemons on one PostgreSQL while events arrive from several threads."""
 
 from __future__ import annotations
 
