@@ -4,6 +4,7 @@ use, and give exactly the figures of the whole history read at once."""
 from __future__ import annotations
 
 import random
+import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,17 @@ from nurture.analytics import backtest as backtest_module
 from nurture.analytics import drift as drift_module
 from nurture.analytics import learn as learn_module
 from nurture.analytics import nearmiss as nearmiss_module
-from nurture.analytics.backtest import backtest, parse_cuts, parse_thresholds
+from nurture.analytics.backtest import Cut, backtest, parse_cuts, parse_thresholds
 from nurture.analytics.drift import drift
-from nurture.analytics.history import Ceilings, StoredHistory, load_history, score_at
+from nurture.analytics.history import (
+    Ceilings,
+    History,
+    StoredHistory,
+    engagement_series,
+    first_at_or_above,
+    load_history,
+    score_at,
+)
 from nurture.analytics.learn import Outcome, learn
 from nurture.analytics.nearmiss import near_misses
 from nurture.clock import FakeClock
@@ -172,6 +181,48 @@ def test_streamed_analytics_give_the_figures_of_the_whole_history(db_url: str, s
     whole_proposal = learn(scoring, text, "scoring.yaml", load_history(store, scoring), outcomes, NOW)
     assert learn(scoring, text, "scoring.yaml", stored(learn_module.scope(outcomes)), outcomes, NOW) == whole_proposal
     assert whole_proposal.held_out and whole_proposal.unknown == ["nobody@x.example"]
+
+
+def replayed_in_full(
+    scoring: CompiledScoring, history: History, thresholds: list[int], cuts: list[Cut]
+) -> list[tuple[str, int | None, int, int, int, float | None]]:
+    """The backtest as first written: every lead of the population replayed at every instant."""
+    population = []
+    for lead in history.leads.values():
+        if any(START <= e.at <= END for e in lead.events):
+            series = engagement_series(scoring, history, lead, START, END)
+            population.append((lead, scoring.fit(lead.fields)[1], series[0][0], series))
+    converting = sum(1 for lead, *_ in population if lead.converted)
+    rules: list[tuple[str, int | None, dict[str, int]]] = [
+        ("current", None, {str(g): n for g, n in scoring.model.hot.engagement.items()})
+    ]
+    rules += [(cut.label, t, dict.fromkeys(cut.grades, t)) for cut in cuts for t in thresholds]
+    rows = []
+    for label, threshold, rule in rules:
+        waits = []
+        good = 0
+        for lead, grade, first, series in population:
+            crossed = first_at_or_above(series, rule[grade]) if grade in rule else None
+            if crossed is not None:
+                waits.append((crossed - first).total_seconds() / 86400)
+                good += lead.converted
+        rows.append((label, threshold, len(waits), good, converting, statistics.median(waits) if waits else None))
+    return rows
+
+
+@pytest.mark.parametrize("thresholds", ["1:9:2", "5:60:5", "40:90:10"])
+def test_the_backtest_replaying_only_what_decides_gives_the_figures_of_a_full_replay(
+    db_url: str, scoring: CompiledScoring, thresholds: str
+) -> None:
+    store = Store(make_engine(db_url), FakeClock(NOW))
+    upgrade(store.engine)
+    plant(store, seed=21)
+    history = load_history(store, scoring, START, END)
+    lines, cuts = parse_thresholds(thresholds), parse_cuts("A,AB,ABC,ABCD", scoring)
+    rows = backtest(scoring, history, START, END, lines, cuts)
+    figures = [(r.cut, r.threshold, r.promoted, r.good, r.converting, r.median_days) for r in rows]
+    assert figures == replayed_in_full(scoring, history, lines, cuts)
+    assert any(r.promoted for r in rows)
 
 
 def test_no_replayed_engagement_is_above_the_ceiling_that_lets_analyses_skip_a_lead(

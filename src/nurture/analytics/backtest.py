@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture.analytics.history import Ceilings, History, chunks, engagement_series, first_at_or_above
+from nurture.analytics.history import Ceilings, History, chunks, deciding_series, first_at_or_above
 from nurture.errors import NurtureError
 from nurture.scoring.engine import CompiledScoring
 from nurture.store.reports import HistoryScope
@@ -125,10 +125,9 @@ def backtest(
             lines = [rule[grade] for _cut, _threshold, rule in rules if grade in rule]
             if not lines or ceilings.of(lead) < min(lines):
                 continue  # never promoted, whatever the replay
-            series = engagement_series(scoring, chunk, lead, since, until)
             # Time to promotion counts from the first engagement in the window, the lead's own
             # or (with account roll-up) a colleague's.
-            first = series[0][0]
+            first, series = deciding_series(scoring, chunk, lead, since, until, min(lines), max(lines))
             for index, (_cut, _threshold, rule) in enumerate(rules):
                 if grade not in rule:
                     continue

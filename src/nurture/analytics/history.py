@@ -302,18 +302,60 @@ class Ceilings:
         }
 
     def of(self, lead: LeadHistory) -> int:
-        account = self.scoring.model.account
         own = self.own[lead.id]
-        given = 0.0
-        if account.weight > 0 and lead.account:
-            colleagues = max(self.accounts.get(lead.account, 0.0) - own, 0.0)
-            if account.person_cap is not None:
-                colleagues = min(colleagues, account.person_cap)
-            given = colleagues * account.weight
-            if account.cap is not None:
-                given = min(given, account.cap)
-        # Engagement is round(own + given); one point more covers rounding and float sums.
-        return math.floor(own + given + 0.5) + 1
+        colleagues = max(self.accounts.get(lead.account, 0.0) - own, 0.0) if lead.account else 0.0
+        return _ceiling(self.scoring, own, colleagues)
+
+
+def _ceiling(scoring: CompiledScoring, own: float, colleagues: float) -> int:
+    """The most engagement from events worth at most `own` points of the lead's and
+    `colleagues` points of its colleagues'."""
+    account = scoring.model.account
+    given = 0.0
+    if account.weight > 0:
+        if account.person_cap is not None:
+            colleagues = min(colleagues, account.person_cap)
+        given = colleagues * account.weight
+        if account.cap is not None:
+            given = min(given, account.cap)
+    # Engagement is round(own + given); one point more covers rounding and float sums.
+    return math.floor(own + given + 0.5) + 1
+
+
+def deciding_series(
+    scoring: CompiledScoring,
+    history: History,
+    lead: LeadHistory,
+    since: datetime,
+    until: datetime,
+    lowest: int,
+    highest: int,
+) -> tuple[datetime, list[tuple[datetime, int]]]:
+    """The first instant of `engagement_series`, and the part of it that decides where the
+    lead first reaches each line from `lowest` to `highest`: instants where the engagement's
+    ceiling so far (the events up to then at full points) is below `lowest` are not replayed,
+    and the series stops at the first instant that reaches `highest`."""
+    colleagues = history.colleague_events(lead)
+    times = series_times(history, lead, since, until)
+    own = sorted((e.at, scoring.engagement_ceiling((e,))) for e in lead.events)
+    theirs = sorted((e.at, scoring.engagement_ceiling((e,))) for e in colleagues)
+    series: list[tuple[datetime, int]] = []
+    own_sum = their_sum = 0.0
+    i = j = 0
+    for t in times:
+        while i < len(own) and own[i][0] <= t:
+            own_sum += own[i][1]
+            i += 1
+        while j < len(theirs) and theirs[j][0] <= t:
+            their_sum += theirs[j][1]
+            j += 1
+        if _ceiling(scoring, own_sum, their_sum) < lowest:
+            continue
+        points = score_at(scoring, lead, t, colleagues).engagement
+        series.append((t, points))
+        if points >= highest:
+            break
+    return times[0], series
 
 
 def first_at_or_above(series: Sequence[tuple[datetime, int]], threshold: int) -> datetime | None:
