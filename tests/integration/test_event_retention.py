@@ -420,3 +420,49 @@ def test_events_are_pruned_without_a_scoring_file(
     pruned = prune_events(store, daemon.settings, None)
 
     assert (pruned.events, _raw_events(store)) == (1, 0)
+
+
+@pytest.mark.postgres
+def test_two_processes_making_the_same_partitions_at_once_make_them_once(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    stores = [Store(engine, FakeClock(datetime(2031, 6, 2, tzinfo=UTC))) for _ in range(2)]
+    with stores[0].transaction() as conn:
+        lead, _ = stores[0].leads.upsert(conn, {"email": "ann@r.example"})
+    writer = _insert_uncommitted(engine, lead, datetime(2031, 6, 3, tzinfo=UTC))  # holds both back
+    made: list[list[str]] = []
+    errors: list[Exception] = []
+
+    def make(store: Store) -> None:
+        try:
+            made.append(store.retention.ensure_partitions())
+        except Exception as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=make, args=(s,)) for s in stores]
+    for w in workers:
+        w.start()
+
+    def both_waiting() -> bool:
+        with engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
+                == 2
+            )
+
+    wait_for("both processes to wait", both_waiting, timeout=30)
+    writer.commit()
+    writer.close()
+    for w in workers:
+        w.join(timeout=60)
+    assert errors == []
+    assert sorted(made, key=len) == [[], ["event_2031_06", "event_2031_07", "event_2031_08", "event_2031_09"]]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT tableoid::regclass::text, count(*) FROM event GROUP BY 1")).all()
+    assert dict(rows) == {"event_2031_06": 1}
+    engine.dispose()

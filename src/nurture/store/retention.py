@@ -14,8 +14,8 @@ itself (the tally triggers are the parent's, statement-level), and on SQLite the
 runs with the tally trigger lifted inside the same transaction.
 
 External ids outlive their events on PostgreSQL: a prune leaves `event_key` as it is, so a
-late redelivery of a pruned event is still recognised and ignored (the keys grow by one row
-per event with an external id, a row and an index entry, and are never pruned). SQLite keeps the id
+late redelivery of a pruned event is still recognised and ignored (the keys grow by a row
+and an index entry per event with an external id, and are never pruned). SQLite keeps the id
 on the event row, and it goes with it: a redelivery after a prune is stored again, and
 counted again by the next prune's rollups. An erasure takes the person's keys on both.
 
@@ -120,6 +120,14 @@ def _next_month(start: datetime) -> datetime:
     return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
 
 
+def _months(first: datetime, last: datetime) -> list[datetime]:
+    found = []
+    while first <= last:
+        found.append(first)
+        first = _next_month(first)
+    return found
+
+
 class Retention(Part):
     # -- partitions (PostgreSQL) -----------------------------------------------------------
 
@@ -148,22 +156,21 @@ class Retention(Part):
             return []
         now = self.clock.now()
         last = month_start(through or now + timedelta(days=31 * MONTHS_AHEAD))
-        made = []
         with self.store.transaction() as conn:
             have = set(self.partitions(conn).values())
-            start = month_start(now)
-            while start <= last:
-                if start not in have:
-                    made.append(self._add_partition(conn, start))
-                start = _next_month(start)
+            if all(m in have for m in _months(month_start(now), last)):
+                return []
+            # Writers to the default partition wait until the partitions are attached (an event
+            # of a month committed there after its rows moved would make the attach fail), and
+            # so does another process making partitions, which then finds them made.
+            conn.execute(text("LOCK TABLE event_default IN SHARE ROW EXCLUSIVE MODE"))
+            have = set(self.partitions(conn).values())
+            made = [self._add_partition(conn, start) for start in _months(month_start(now), last) if start not in have]
         return made
 
     def _add_partition(self, conn: Connection, start: datetime) -> str:
         name = f"event_{start:%Y_%m}"
         bounds = {"lo": start, "hi": _next_month(start)}
-        # Writers wait until the partition is attached: an event of this month committed into
-        # the default partition after the move would make the attach fail.
-        conn.execute(text("LOCK TABLE event_default IN SHARE ROW EXCLUSIVE MODE"))
         conn.execute(text(f"CREATE TABLE {name} (LIKE event INCLUDING DEFAULTS)"))
         moved = "FROM event_default WHERE at >= :lo AND at < :hi"
         conn.execute(text(f"INSERT INTO {name} SELECT * {moved}"), bounds)
