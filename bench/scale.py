@@ -490,6 +490,8 @@ else:
 start = time.perf_counter()
 raw = engine.raw_connection()
 cursor = raw.cursor()
+if not pg:
+    cursor.execute("BEGIN")  # nurture's engine leaves transactions to the caller on SQLite
 with open(sys.argv[2], newline="") as f:
     reader = csv.reader(f)
     next(reader)
