@@ -169,7 +169,11 @@ class Daemon:
             if self.settings.tracking_address_days > 0:
                 kept = timedelta(days=self.settings.tracking_address_days)
                 self.store.events.forget_addresses(now - kept)
-            self.store.retention.ensure_partitions()
+            try:
+                self.store.retention.ensure_partitions()
+            except Exception:  # months are made three ahead, and the default partition takes any
+                # event meanwhile: tomorrow's run tries again, and today's rescore is not repeated
+                log.exception("event partitions not made")
             if self.settings.event_retention_days:
                 try:
                     pruned = prune_events(

@@ -278,6 +278,40 @@ def test_the_daemon_prunes_events_past_the_retention_once_a_day(
         ]
 
 
+@pytest.mark.postgres
+def test_a_month_that_cannot_be_partitioned_does_not_stop_the_daily_job(
+    pg_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A table in the way of a coming month's partition: the daily job logs it, still prunes,
+    and counts as done for the day, so the everyone-rescore is not run again at every tick."""
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon: Daemon = make_daemon(pg_url, event_retention_days=180)
+    daemon.qualifier.overlap = timedelta(0)
+    store = daemon.store
+    import_csv(daemon, tmp_path, LEADS_CSV)
+    start = clock.now()
+    with store.transaction() as conn:
+        lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "ann@r.example")).scalar_one()
+        store.events.record(conn, lead, "page_view", start, {"url": "/"})
+    clock.set(start + timedelta(days=400))  # months past those the migration made
+    in_the_way = f"event_{clock.now() + timedelta(days=62):%Y_%m}"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {in_the_way} (id integer)"))
+
+    run(daemon.housekeeping())
+
+    with store.reading() as conn:
+        assert store.retention.pruned_before(conn) == datetime(2026, 10, 1, tzinfo=UTC)
+        assert store.settings.get(conn, "daily:last") == clock.now().isoformat()
+        assert in_the_way not in store.retention.partitions(conn)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE {in_the_way}"))
+    clock.advance(timedelta(days=1))
+    run(daemon.housekeeping())
+    with store.reading() as conn:
+        assert in_the_way in store.retention.partitions(conn)
+
+
 def _waiting_on_a_lock(engine: sa.Engine) -> bool:
     with engine.connect() as conn:
         return bool(
