@@ -113,7 +113,8 @@ def build(engine: Engine, scale: Scale, log: Callable[[str], None] = print, to: 
               CASE WHEN (l + s) % 50 = 0 THEN NULL
                 ELSE '{NOW.isoformat()}'::timestamptz - ((l % 300) - s * 2) * interval '1 day' END,
               '<' || l || '.' || s || '@acme.example>', 'window'
-            FROM generate_series(1, {scale.leads}) l, generate_series(1, {per_lead_sends}) s""",
+            FROM generate_series(1, {scale.leads}) l, generate_series(1, {per_lead_sends}) s
+            ORDER BY l, s""",
         f"""INSERT INTO event (lead_id, type, at, props, received_at)
             SELECT l, (ARRAY['open','open','click','page_view','open','form_submit','page_view','open',
                               'click','page_view'])[1 + e % 10],
@@ -276,7 +277,7 @@ def bench_reports(folder: Path, scale: Scale, rounds: int = 40, rebuild: bool = 
     counted, took = timed(lambda: catch_up(store, scoring))
     if counted:  # a one-off after the upgrade (the daemon or `nurture report` does it)
         print(f"  counted the outcomes of {counted:,} named leads in {took:,.0f} s", flush=True)
-    day = NOW - timedelta(days=3)
+    day = (NOW - timedelta(days=3)).replace(hour=0)  # whole UTC days, as `nurture report --from` gives
     _p50, scan95 = latency(lambda: scenario_report_scan(store, compiled, scoring, day, day + timedelta(days=1)), 3)
     month, seconds = timed(lambda: scenario_report_scan(store, compiled, scoring, NOW - timedelta(days=30), NOW))
     whole = scale.leads / (month.enrolled / seconds)
