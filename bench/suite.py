@@ -87,7 +87,7 @@ class Phase:
             if section == "pgreports" and reuse:
                 seconds -= REUSED_BUILD
             total += seconds
-        return total / 8 if quick else total
+        return total / 5 if quick else total
 
 
 def phases(pg: str, pg_big: str, reuse: bool) -> list[Phase]:
@@ -144,7 +144,7 @@ def summary(runs: Sequence[tuple[Phase, SectionRun]], quick: bool, reuse: bool) 
         if run.section == "pgreports" and reuse:
             estimate -= REUSED_BUILD
         if quick:
-            estimate /= 8
+            estimate /= 5
         lines.append(
             f"| {phase.name} | {run.section} | {run.seconds:,.0f} | {estimate:,.0f} "
             f"| {run.load_start:.1f} → {run.load_end:.1f} |"
