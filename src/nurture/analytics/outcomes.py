@@ -25,6 +25,7 @@ from nurture.vocabulary import EventType, SendStatus, Stage
 CONVERTED = (Stage.HOT, Stage.ACCEPTED, Stage.CUSTOMER)
 MACHINE_TYPES = (EventType.OPEN, EventType.CLICK, EventType.HONEYPOT)
 _MICROSECOND = timedelta(microseconds=1)
+HOT_DIGITS = 18  # microseconds to hot: 31,000 years
 
 
 def outcomes_of(activity: LeadActivity, scoring: CompiledScoring | None) -> dict[OutcomeKey, int]:
@@ -76,7 +77,8 @@ def outcomes_of(activity: LeadActivity, scoring: CompiledScoring | None) -> dict
         first = next((at for at in hot if at >= enrolment.enrolled_at), None)
         if first is not None:
             waited = (first - enrolment.enrolled_at) // _MICROSECOND
-            found[(None, enrolment.id, enrolment.scenario_id, "", "hot", str(waited), enrolment.day)] = 1
+            detail = str(waited).zfill(HOT_DIGITS)  # text that sorts as the number does
+            found[(None, enrolment.id, enrolment.scenario_id, "", "hot", detail, enrolment.day)] = 1
     return dict(found)
 
 

@@ -78,9 +78,12 @@ class ScenarioReport:
     converted_total: int = 0  # leads converted after one of the scenario's emails
     unsubscribes_by_day: dict[str, int] = field(default_factory=dict)  # UTC day (ISO) → unsubscribes
     uncounted: int = 0  # leads whose latest activity waits for the daemon to be counted
+    hot_median: timedelta | None = None  # from the counters (which keep no list of times)
 
     @property
     def median_time_to_hot(self) -> timedelta | None:
+        if self.hot_median is not None:
+            return self.hot_median
         ordered = sorted(self.time_to_hot)
         if not ordered:
             return None
@@ -130,6 +133,7 @@ def scenario_report(
     with store.reading() as conn:
         uncounted = store.outcomes.pending(conn)
         outcomes = store.outcomes.counts(conn, sid, days)
+        hot, hot_median = store.outcomes.hot(conn, sid, days)
         enrolments = store.tallies.count(conn, "enrolment", ("b", "c", "day"), a=sid)
     rows = {s.id: StepRow(s.id, _kind(s)) for s in compiled.scenario.steps}
     if not (since or until):
@@ -143,8 +147,9 @@ def scenario_report(
         active=0,
         finished={},
         steps=list(rows.values()),
-        hot=0,
+        hot=hot,
         uncounted=uncounted,
+        hot_median=hot_median,
     )
     finished: dict[str, int] = defaultdict(int)
     for (status, reason, day), n in sorted(enrolments.items()):
@@ -155,14 +160,9 @@ def scenario_report(
             finished[reason or status] += n
         elif status == EnrolmentStatus.ACTIVE:
             report.active += n
-    waits: list[tuple[int, int]] = []
     for (step, metric, detail), n in sorted(outcomes.items()):
         if metric == "converted_lead":
             report.converted_total += n
-            continue
-        if metric == "hot":
-            report.hot += n
-            waits.append((int(detail), n))
             continue
         row = rows.get(step)
         if row is None:
@@ -177,7 +177,6 @@ def scenario_report(
             report.unsubscribes_by_day[detail] = report.unsubscribes_by_day.get(detail, 0) + n
         elif metric in _COUNTED:
             setattr(row, metric, getattr(row, metric) + n)
-    report.time_to_hot = [timedelta(microseconds=waited) for waited, n in sorted(waits) for _ in range(n)]
     report.unsubscribes_by_day = dict(sorted(report.unsubscribes_by_day.items()))
     if compiled.scenario.steps:
         rows[compiled.scenario.steps[0].id].entered += report.enrolled

@@ -377,7 +377,7 @@ def report(
         finished = ", ".join(f"{n} {reason}" for reason, n in sorted(r.finished.items())) or "none yet"
         console.print(
             f"time to hot: {'—' if median is None else f'median {median.total_seconds() / 86400:.1f} days'}"
-            f" ({len(r.time_to_hot)} lead(s)); finished: {finished}\n"
+            f" ({r.hot} lead(s)); finished: {finished}\n"
         )
         for experiment in experiment_reports(store, found[sid], now):
             for line in experiment.lines():

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, union
@@ -218,11 +218,39 @@ class Outcomes(Part):
         self, conn: Connection, scenario_id: str, days: tuple[str, str] | None
     ) -> dict[tuple[str, str, str], int]:
         """{(step, metric, detail): n} of a scenario's outcome tallies, for enrolments on
-        days in [first, last) when `days` is given."""
+        days in [first, last) when `days` is given; without the times to hot (see `hot`)."""
         t = TALLIES.c
-        query = (
-            select(t.b, t.c, t.d, func.sum(t.n)).where(t.kind == "outcome", t.a == scenario_id).group_by(t.b, t.c, t.d)
+        by_step = select(t.b, t.c, t.d, func.sum(t.n)).where(t.kind == "outcome", t.a == scenario_id, t.b > "")
+        per_lead = select(t.b, t.c, t.d, func.sum(t.n)).where(
+            t.kind == "outcome", t.a == scenario_id, t.b == "", t.c == "converted_lead"
         )
+        found: dict[tuple[str, str, str], int] = {}
+        for query in (by_step, per_lead):
+            if days is not None:
+                query = query.where(t.day >= days[0], t.day < days[1])
+            for row in conn.execute(query.group_by(t.b, t.c, t.d)):
+                if row[3]:
+                    found[(row[0], row[1], row[2])] = int(row[3])
+        return found
+
+    def hot(self, conn: Connection, scenario_id: str, days: tuple[str, str] | None) -> tuple[int, timedelta | None]:
+        """(enrolments that became hot, their median time to hot), the median found by the
+        database over the counted times (one row per distinct time, in order by its digits)."""
+        t = TALLIES.c
+        where = [t.kind == "outcome", t.a == scenario_id, t.b == "", t.c == "hot"]
         if days is not None:
-            query = query.where(t.day >= days[0], t.day < days[1])
-        return {(row[0], row[1], row[2]): int(row[3]) for row in conn.execute(query) if row[3]}
+            where += [t.day >= days[0], t.day < days[1]]
+        times = select(t.d, func.sum(t.n).label("n")).where(*where).group_by(t.d).subquery()
+        total = int(conn.execute(select(func.coalesce(func.sum(times.c.n), 0))).scalar() or 0)
+        if not total:
+            return 0, None
+        running = select(times.c.d, func.sum(times.c.n).over(order_by=times.c.d).label("upto")).subquery()
+        middle = total // 2 if total % 2 == 0 else total // 2 + 1
+        found = conn.execute(
+            select(running.c.d, running.c.upto).where(running.c.upto >= middle).order_by(running.c.d).limit(2)
+        ).all()
+        first = int(found[0].d)
+        if total % 2:
+            return total, timedelta(microseconds=first)
+        second = first if found[0].upto >= middle + 1 else int(found[1].d)
+        return total, (timedelta(microseconds=first) + timedelta(microseconds=second)) / 2
