@@ -391,9 +391,6 @@ class Leads(Part):
         if flag:
             conn.execute(update(LEADS).where(LEADS.c.email == email).values(updated_at=self.clock.now(), **flag))
 
-    def ids(self, conn: Connection) -> list[int]:
-        return list(conn.execute(select(LEADS.c.id)).scalars())
-
     def walk_active(
         self, conn: Connection, received_since: datetime | None, *, everyone: bool = False, chunk: int = 2000
     ) -> Iterator[LeadRow]:
