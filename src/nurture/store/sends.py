@@ -149,7 +149,6 @@ class SendMarks:
         self.worker = worker
         self.driver = driver
         self.pg = pg
-        self.remote = pg is not None  # a commit is a round trip the event loop can overlap
         self._pg_sql = ""
         self._pg_params: dict[str, Any] = {}
         if pg is not None:
