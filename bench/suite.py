@@ -64,7 +64,7 @@ ESTIMATE: dict[tuple[str, str], float] = {
     ("pgbig", "pgreports"): 660,
     ("pgbig", "pgingest"): 60,
     ("pgbig", "pgqualify"): 150,
-    ("pgbig", "pganalytics"): 600,
+    ("pgbig", "pganalytics"): 360,
 }
 UNKNOWN = 300.0
 HOUR = 3600.0
