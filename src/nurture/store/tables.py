@@ -106,6 +106,13 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         Index("ix_event_lead_at", "lead_id", "at"),
         Index("ix_event_received_lead", "received_at", "lead_id"),  # the qualify job's changed leads
+        Index(  # the reputation rates' unsubscribes after recent sends, without reading other events
+            "ix_event_unsubscribe",
+            "lead_id",
+            "at",
+            postgresql_where=text("type = 'unsubscribe'"),
+            sqlite_where=text("type = 'unsubscribe'"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id")
