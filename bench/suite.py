@@ -59,7 +59,7 @@ ESTIMATE: dict[tuple[str, str], float] = {
     ("pg", "memory"): 110,
     ("pg", "latency"): 110,
     ("pg", "scaleout"): 150,
-    ("pg", "import"): 420,
+    ("pg", "import"): 200,
     ("pg", "retention"): 240,
     ("pgbig", "pgreports"): 660,
     ("pgbig", "pgingest"): 60,
