@@ -253,19 +253,27 @@ def test_events_of_any_moment_land_in_a_partition_and_months_are_made_ahead(pg_u
     engine.dispose()
 
 
+def _daemon_keeping_180_days(
+    url: str, make_daemon: Any, workspace: Path, tmp_path: Path, *page_views: datetime
+) -> Daemon:
+    """A daemon with the sample scoring and a 180-day retention, and ann's page views."""
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon: Daemon = make_daemon(url, event_retention_days=180)
+    daemon.qualifier.overlap = timedelta(0)
+    import_csv(daemon, tmp_path, LEADS_CSV)
+    with daemon.store.transaction() as conn:
+        lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "ann@r.example")).scalar_one()
+        for n, at in enumerate(page_views):
+            daemon.store.events.record(conn, lead, "page_view", at, {"url": f"/{n}"})
+    return daemon
+
+
 def test_the_daemon_prunes_events_past_the_retention_once_a_day(
     db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
 ) -> None:
-    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
-    daemon: Daemon = make_daemon(db_url, event_retention_days=180)
-    daemon.qualifier.overlap = timedelta(0)
-    store = daemon.store
-    import_csv(daemon, tmp_path, LEADS_CSV)
     start = clock.now()
-    with store.transaction() as conn:
-        lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "ann@r.example")).scalar_one()
-        store.events.record(conn, lead, "page_view", start, {"url": "/"})
-        store.events.record(conn, lead, "page_view", start + timedelta(days=200), {"url": "/pricing"})
+    daemon = _daemon_keeping_180_days(db_url, make_daemon, workspace, tmp_path, start, start + timedelta(days=200))
+    store = daemon.store
     clock.set(start + timedelta(days=240))
 
     run(daemon.housekeeping())
@@ -284,15 +292,9 @@ def test_a_month_that_cannot_be_partitioned_does_not_stop_the_daily_job(
 ) -> None:
     """A table in the way of a coming month's partition: the daily job logs it, still prunes,
     and counts as done for the day, so the everyone-rescore is not run again at every tick."""
-    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
-    daemon: Daemon = make_daemon(pg_url, event_retention_days=180)
-    daemon.qualifier.overlap = timedelta(0)
-    store = daemon.store
-    import_csv(daemon, tmp_path, LEADS_CSV)
     start = clock.now()
-    with store.transaction() as conn:
-        lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "ann@r.example")).scalar_one()
-        store.events.record(conn, lead, "page_view", start, {"url": "/"})
+    daemon = _daemon_keeping_180_days(pg_url, make_daemon, workspace, tmp_path, start)
+    store = daemon.store
     clock.set(start + timedelta(days=400))  # months past those the migration made
     in_the_way = f"event_{clock.now() + timedelta(days=62):%Y_%m}"
     with store.engine.begin() as conn:
