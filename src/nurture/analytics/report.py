@@ -135,11 +135,7 @@ def scenario_report(
         outcomes = store.outcomes.counts(conn, sid, days)
         hot, hot_median = store.outcomes.hot(conn, sid, days)
         enrolments = store.tallies.count(conn, "enrolment", ("b", "c", "day"), a=sid)
-    rows = {s.id: StepRow(s.id, _kind(s)) for s in compiled.scenario.steps}
-    if not (since or until):
-        for step, entered in store.reports.step_visits(sid):
-            if step in rows:
-                rows[step].entered += entered
+    rows = _step_rows(store, compiled, since, until)
     report = ScenarioReport(
         scenario_id=sid,
         name=compiled.scenario.name,
@@ -186,6 +182,18 @@ def scenario_report(
     return report
 
 
+def _step_rows(
+    store: Store, compiled: CompiledScenario, since: datetime | None, until: datetime | None
+) -> dict[str, StepRow]:
+    """A row per step of the scenario; over its whole life, with the visits each step counted."""
+    rows = {s.id: StepRow(s.id, _kind(s)) for s in compiled.scenario.steps}
+    if not (since or until):
+        for step, entered in store.reports.step_visits(compiled.id):
+            if step in rows:
+                rows[step].entered += entered
+    return rows
+
+
 _COUNTED = ("sent", "opened", "clicked", "machine_opened", "machine_clicked", "bot_events", "converted")
 
 
@@ -211,11 +219,7 @@ def scenario_report_scan(
     Read a few thousand leads at a time: what is kept between chunks is the counts (and the
     times to hot), so memory does not grow with the number of enrolments."""
     sid = compiled.id
-    rows = {s.id: StepRow(s.id, _kind(s)) for s in compiled.scenario.steps}
-    if not (since or until):
-        for step, entered in store.reports.step_visits(sid):
-            if step in rows:
-                rows[step].entered += entered
+    rows = _step_rows(store, compiled, since, until)
     report = ScenarioReport(
         scenario_id=sid,
         name=compiled.scenario.name,
