@@ -11,6 +11,7 @@ is taken as already built (by an earlier run) and only migrated to head.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -123,6 +124,8 @@ def build(engine: Engine, scale: Scale, log: Callable[[str], None] = print, to: 
               '{NOW.isoformat()}'::timestamptz - (l % 300) * interval '1 day' + e * interval '7 hours'
             FROM generate_series(1, {scale.leads}) l, generate_series(1, {per_lead_events}) e""",
     ]
+    if to == "head":
+        statements.append(HOT_CHANGES)
     statements.append(
         "INSERT INTO scenario_version (scenario_id, version, path, source, loaded_at, is_current)"
         f" VALUES ('bench_mail', 'v1', 'bench_mail.yaml', :source, '{NOW.isoformat()}', false)"
@@ -138,7 +141,105 @@ def build(engine: Engine, scale: Scale, log: Callable[[str], None] = print, to: 
     upgrade(engine, to)
     took = time.perf_counter() - start
     log(f"  migration 0009 (tallies counted from the rows, lower(company) index) in {took:.0f} s")
+    if to == "head":
+        start = time.perf_counter()
+        written = count_outcomes(engine)
+        log(f"  {written:,} outcome rows written by SQL in {time.perf_counter() - start:.0f} s, none left pending")
     return took
+
+
+# Every 20th lead (5% of the enrolments) became hot after its enrolment: every 200th three
+# days after (then accepted or rejected by sales a day later, the promotions drift replays),
+# the others after a time of their own (minutes and seconds: about 40,000 distinct times).
+HOT_CHANGES = f"""INSERT INTO lifecycle_change (lead_id, at, from_stage, to_stage, reason, actor)
+    SELECT l.id, t.at, t.from_stage, t.to_stage, t.reason, t.actor FROM lead l,
+    LATERAL (VALUES
+      ('{NOW.isoformat()}'::timestamptz - (l.id % 300) * interval '1 day' + CASE WHEN l.id % 200 = 0
+         THEN interval '3 days' ELSE ((l.id * 7919) % 10080) * interval '1 minute' + (l.id % 60) * interval '1 second'
+         END, 'warm', 'hot', 'score', 'qualify'),
+      ('{NOW.isoformat()}'::timestamptz - (l.id % 300) * interval '1 day' + interval '4 days', 'hot',
+       CASE WHEN l.id % 300 < 100 THEN 'rejected' ELSE 'accepted' END,
+       CASE WHEN l.id % 3 = 0 THEN 'No budget' ELSE 'Student' END, 'sales')
+    ) AS t(at, from_stage, to_stage, reason, actor)
+    WHERE l.id % 20 = 0 AND (l.id % 200 = 0 OR t.to_stage = 'hot')"""
+
+# The outcome rows `catch_up` would write for the builder's data, by SQL (see
+# nurture.analytics.outcomes.outcomes_of): its email events are people's opens and clicks
+# (no delivery data for the bot rules to flag, hours apart), no unsubscribes or bounces; an
+# email converted when the lead's last promotion to hot or beyond is at or after its sending;
+# an enrolment's time to hot runs to the first promotion to hot at or after it.
+# `check_outcomes` recounts a sample with `catch_up` and fails on any difference.
+OUTCOME_ROWS = (
+    """INSERT INTO outcome (lead_id, send_id, enrollment_id, scenario_id, step, metric, detail, day, n)
+    SELECT s.lead_id, s.id, NULL, s.scenario_id, s.step, m.metric, '', to_char(timezone('UTC', e.enrolled_at),
+      'YYYY-MM-DD'), 1
+    FROM send s JOIN enrollment e ON e.id = s.enrollment_id AND e.scenario_id = s.scenario_id
+    JOIN (SELECT lead_id, (props->>'send')::bigint AS send_id, bool_or(type = 'click') AS clicked
+          FROM event WHERE type IN ('open', 'click') AND jsonb_typeof(props->'send') = 'number'
+          GROUP BY lead_id, (props->>'send')::bigint) v ON v.lead_id = s.lead_id AND v.send_id = s.id,
+    LATERAL (VALUES ('opened'), ('clicked')) m(metric)
+    WHERE s.kind = 'email' AND (m.metric = 'opened' OR v.clicked)""",
+    """INSERT INTO outcome (lead_id, send_id, enrollment_id, scenario_id, step, metric, detail, day, n)
+    SELECT s.lead_id, s.id, NULL, s.scenario_id, s.step, 'converted', '', to_char(timezone('UTC', e.enrolled_at),
+      'YYYY-MM-DD'), 1
+    FROM send s JOIN enrollment e ON e.id = s.enrollment_id AND e.scenario_id = s.scenario_id
+    JOIN (SELECT lead_id, max(at) AS at FROM lifecycle_change WHERE to_stage IN ('hot', 'accepted', 'customer')
+          GROUP BY lead_id) c ON c.lead_id = s.lead_id
+    WHERE s.kind = 'email' AND s.sent_at IS NOT NULL AND c.at >= s.sent_at""",
+    """INSERT INTO outcome (lead_id, send_id, enrollment_id, scenario_id, step, metric, detail, day, n)
+    SELECT lead_id, NULL, NULL, scenario_id, '', 'converted_lead', '', min(day), 1 FROM outcome
+    WHERE metric = 'converted' GROUP BY lead_id, scenario_id""",
+    """INSERT INTO outcome (lead_id, send_id, enrollment_id, scenario_id, step, metric, detail, day, n)
+    SELECT e.lead_id, NULL, e.id, e.scenario_id, '', 'hot',
+      lpad((extract(epoch FROM h.at - e.enrolled_at) * 1000000)::numeric(30, 0)::text, 18, '0'),
+      to_char(timezone('UTC', e.enrolled_at), 'YYYY-MM-DD'), 1
+    FROM enrollment e, LATERAL (SELECT min(c.at) AS at FROM lifecycle_change c
+      WHERE c.lead_id = e.lead_id AND c.to_stage = 'hot' AND c.at >= e.enrolled_at) h
+    WHERE h.at IS NOT NULL""",
+)
+
+
+def count_outcomes(engine: Engine) -> int:
+    """Write the builder's outcome rows by SQL (the tallies count them) and clear the names
+    the upgrade left for a catch-up; returns the rows written."""
+    written = 0
+    with engine.begin() as conn:
+        for statement in OUTCOME_ROWS:
+            written += conn.execute(text(statement)).rowcount or 0
+        conn.execute(text("DELETE FROM outcome_pending"))
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE outcome"))
+    return written
+
+
+def check_outcomes(store: Store, scoring: CompiledScoring | None, sample: int = 1000) -> int:
+    """Recount `sample` random leads with `catch_up` and compare the rows with those before
+    (the builder's); raises on any difference. Returns how many leads were compared."""
+    from nurture.analytics.outcomes import catch_up
+
+    query = (
+        "SELECT lead_id, send_id, enrollment_id, scenario_id, step, metric, detail, day, n FROM outcome"
+        " WHERE lead_id = ANY(:ids)"
+    )
+    with store.engine.begin() as conn:
+        if conn.execute(text("SELECT count(*) FROM outcome_pending")).scalar():
+            raise RuntimeError("leads are still named for a catch-up: the sample would count them too")
+        leads = int(conn.execute(text("SELECT max(id) FROM lead")).scalar() or 0)
+    ids = sorted(random.Random(17).sample(range(1, leads + 1), min(sample, leads)))
+    with store.engine.begin() as conn:
+        built = sorted(conn.execute(text(query), {"ids": ids}).all(), key=repr)
+        conn.execute(text("INSERT INTO outcome_pending (lead_id) SELECT unnest(CAST(:ids AS bigint[]))"), {"ids": ids})
+    catch_up(store, scoring)
+    with store.engine.connect() as conn:
+        counted = sorted(conn.execute(text(query), {"ids": ids}).all(), key=repr)
+    if built != counted:
+        extra, missing = set(built) - set(counted), set(counted) - set(built)
+        raise RuntimeError(
+            f"the builder's outcome rows differ from catch_up's for the sample: {len(extra)} rows only the builder"
+            f" wrote (e.g. {sorted(extra, key=repr)[:3]}), {len(missing)} only catch_up"
+            f" (e.g. {sorted(missing, key=repr)[:3]})"
+        )
+    return len(ids)
 
 
 def p95(samples: list[float]) -> float:
@@ -275,8 +376,10 @@ def bench_reports(folder: Path, scale: Scale, rounds: int = 40, rebuild: bool = 
     catalog.reload()
     compiled, scoring = catalog.current["bench_mail"], catalog.scoring
     counted, took = timed(lambda: catch_up(store, scoring))
-    if counted:  # a one-off after the upgrade (the daemon or `nurture report` does it)
+    if counted:  # a one-off after an upgrade (the daemon or `nurture report` does it); not after `build`
         print(f"  counted the outcomes of {counted:,} named leads in {took:,.0f} s", flush=True)
+    checked, took = timed(lambda: check_outcomes(store, scoring))
+    print(f"  {checked:,} random leads recounted by catch_up: the same outcome rows ({took:,.0f} s)", flush=True)
     day = (NOW - timedelta(days=3)).replace(hour=0)  # whole UTC days, as `nurture report --from` gives
     _p50, scan95 = latency(lambda: scenario_report_scan(store, compiled, scoring, day, day + timedelta(days=1)), 3)
     month, seconds = timed(lambda: scenario_report_scan(store, compiled, scoring, NOW - timedelta(days=30), NOW))
