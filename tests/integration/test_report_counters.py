@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from nurture.analytics.outcomes import catch_up
 from nurture.analytics.report import ScenarioReport, scenario_report, scenario_report_scan
@@ -30,7 +30,7 @@ from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.loader import load_scoring
 from nurture.store import Store
 from nurture.store.migrate import upgrade
-from nurture.store.tables import ENROLMENTS, EVENTS, LEADS, OUTCOME_PENDING, SENDS
+from nurture.store.tables import ENROLMENTS, EVENTS, LEADS, LIFECYCLE_CHANGES, OUTCOME_PENDING, SENDS
 from tests.integration.conftest import ROOT, START, ticks, write_scenario
 from tests.integration.test_analytics import REPORT_LEADS, REPORTED
 from tests.integration.test_crash_and_scale_out import (
@@ -293,3 +293,50 @@ def test_the_counters_stay_exact_after_an_erasure_and_a_prune_and_a_recount_chan
 def _raw_events(store: Store) -> int:
     with store.reading() as conn:
         return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar_one())
+
+
+def test_the_median_time_to_hot_over_many_hot_enrolments_equals_the_scan_odd_even_and_after_a_deletion(
+    db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock
+) -> None:
+    write_scenario(workspace, REPORTED)
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon = make_daemon(db_url)
+    store: Store = daemon.store
+    compiled = daemon.catalog.current["reported"]
+    scoring = daemon.catalog.scoring
+    now = clock.now()
+    # 301 enrolments over 13 days, each made hot after a wait of its own (some waits shared).
+    with store.transaction() as conn:
+        for i in range(301):
+            enrolled = now + timedelta(hours=i)
+            lead = conn.execute(
+                insert(LEADS).values(
+                    email=f"hot{i}@r.example", source="web", tags=[], custom={}, created_at=now, updated_at=now
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                insert(ENROLMENTS).values(
+                    lead_id=lead,
+                    scenario_id="reported",
+                    scenario_version="v1",
+                    state="hello",
+                    entered_at=enrolled,
+                    enrolled_at=enrolled,
+                )
+            )
+            wait = timedelta(hours=5) if i % 10 == 0 else timedelta(minutes=(i * 7919) % 10_000, microseconds=i)
+            change_stage(store, conn, lead, "cold", "hot", "grade A", "qualify", enrolled + wait)
+    catch_up(store, scoring)
+    odd = assert_counters_equal_the_scan(store, compiled, scoring)
+    assert odd.hot == 301
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for since, until in ((day, day + timedelta(days=1)), (day + timedelta(days=2), day + timedelta(days=9))):
+        assert assert_counters_equal_the_scan(store, compiled, scoring, since=since, until=until).hot > 0
+    # A promotion undone: its enrolment's counted time is taken back (on PostgreSQL a row of
+    # -1 beside the folded one until the next fold), and the median is over 300 again.
+    with store.transaction() as conn:
+        lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "hot150@r.example")).scalar_one()
+        conn.execute(delete(LIFECYCLE_CHANGES).where(LIFECYCLE_CHANGES.c.lead_id == lead))
+    catch_up(store, scoring)
+    even = assert_counters_equal_the_scan(store, compiled, scoring)
+    assert even.hot == 300 and even.median_time_to_hot != odd.median_time_to_hot
