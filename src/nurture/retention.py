@@ -10,7 +10,7 @@ the cutoff are refused (`analytics/history.py`) rather than answered from partia
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from nurture.config import Settings
@@ -48,10 +48,12 @@ def prune_events(
     *,
     dry_run: bool = False,
     overlap: timedelta = OVERLAP,
+    on_month: Callable[[PruneResult], None] | None = None,
 ) -> PruneResult:
     """Roll up and drop the raw events of the whole months before `before` (default: the
     retention setting's cutoff), once the qualify job has seen them: received before its
-    watermark less the `overlap` it rereads. Without a scoring file the job scores nothing
+    watermark less the `overlap` it rereads; a month at a time, each told to `on_month` once
+    committed. Without a scoring file the job scores nothing
     (and keeps no watermark), so any event may go."""
     check_retention(settings, scoring)
     if before is None:
@@ -78,4 +80,5 @@ def prune_events(
             processed_before=processed,
             classify=verdicts if scoring is not None else None,
             dry_run=dry_run,
+            on_month=on_month,
         )

@@ -4,6 +4,7 @@ same before and after; on PostgreSQL the event table is partitioned by month."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
@@ -31,6 +33,8 @@ from nurture.store.db import make_engine
 from nurture.store.migrate import upgrade
 from nurture.store.retention import RetentionError
 from nurture.store.tables import EVENT_DAILY, EVENTS, LEADS, SENDS
+from nurture.web.app import create_app
+from tests.http_server import serving
 from tests.integration.conftest import ROOT, ticks, wait_for, write_scenario
 from tests.integration.test_analytics import REPORTED
 from tests.integration.test_daemon import import_csv, run
@@ -502,3 +506,93 @@ def test_two_processes_making_the_same_partitions_at_once_make_them_once(pg_url:
         rows = conn.execute(sa.text("SELECT tableoid::regclass::text, count(*) FROM event GROUP BY 1")).all()
     assert dict(rows) == {"event_2031_06": 1}
     engine.dispose()
+
+
+def _serving_api(daemon: Daemon) -> Any:
+    """The daemon's web app served, and an httpx client holding an API key for it."""
+    stack = contextlib.ExitStack()
+    base = stack.enter_context(serving(create_app(daemon.settings, daemon.clock, daemon.store)))
+    key = daemon.store.access.create_key("esp")
+    client = stack.enter_context(httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60))
+    return stack, client
+
+
+def _rollups(store: Store) -> list[tuple[Any, ...]]:
+    with store.reading() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(EVENT_DAILY.c.day, EVENT_DAILY.c.type, EVENT_DAILY.c.n).order_by(EVENT_DAILY.c.day)
+            )
+        ]
+
+
+def test_a_prune_commits_month_by_month_and_ingest_is_not_held_between_months(
+    db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """March and April are pruned in a transaction each: when March is done (and committed,
+    the mark past it), an event posted to the ingest API is stored before April begins."""
+    start = clock.now()
+    march, april, may = start + timedelta(days=1), start + timedelta(days=35), start + timedelta(days=65)
+    daemon = _daemon_keeping_180_days(db_url, make_daemon, workspace, tmp_path, march, april, may)
+    store = daemon.store
+    clock.set(start + timedelta(days=240))
+    daemon.qualifier.run_once()
+    stack, api = _serving_api(daemon)
+    seen: list[tuple[datetime, int, datetime | None, int]] = []
+
+    def between_months(month: Any) -> None:
+        answers: list[httpx.Response] = []
+        event = {"email": "bob@r.example", "type": "page_view", "props": {"url": f"/during/{len(seen)}"}}
+        writer = threading.Thread(target=lambda: answers.append(api.post("/api/v1/events", json=event)))
+        writer.start()
+        # A prune still holding the database would keep the writer waiting (SQLite: up to its
+        # 30 s busy timeout); committed months let it through at once.
+        wait_for("the ingest API to store an event between two months", lambda: bool(answers), timeout=20)
+        assert answers[0].status_code == 200 and answers[0].json() == {"stored": 1, "duplicates": 0}
+        with store.reading() as conn:
+            seen.append((month.cutoff, month.events, store.retention.pruned_before(conn), _raw_events(store)))
+
+    with stack:
+        pruned = prune_events(
+            store, daemon.settings, daemon.catalog.scoring, overlap=timedelta(0), on_month=between_months
+        )
+
+    april_1, may_1 = datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
+    # After March: April and May raw, plus the event posted; after April: May and both posted.
+    assert seen == [(april_1, 1, april_1, 3), (may_1, 1, may_1, 3)]
+    assert (pruned.cutoff, pruned.events) == (may_1, 2)
+    assert _rollups(store) == [(march.date(), "page_view", 1), (april.date(), "page_view", 1)]
+
+
+def test_a_prune_stopped_between_months_leaves_them_consistent_and_a_rerun_finishes(
+    db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    start = clock.now()
+    march, april, may = start + timedelta(days=1), start + timedelta(days=35), start + timedelta(days=65)
+    daemon = _daemon_keeping_180_days(db_url, make_daemon, workspace, tmp_path, march, april, may)
+    store = daemon.store
+    clock.set(start + timedelta(days=240))
+    daemon.qualifier.run_once()
+    tallies = _event_tallies(store)
+
+    def crash(_month: Any) -> None:
+        raise KeyboardInterrupt  # the process stopped after March's transaction committed
+
+    with pytest.raises(KeyboardInterrupt):
+        prune_events(store, daemon.settings, daemon.catalog.scoring, overlap=timedelta(0), on_month=crash)
+
+    with store.reading() as conn:
+        assert store.retention.pruned_before(conn) == datetime(2026, 4, 1, tzinfo=UTC)
+        assert sorted(conn.execute(select(EVENTS.c.at)).scalars()) == [april, may]
+    assert _rollups(store) == [(march.date(), "page_view", 1)]
+    assert _event_tallies(store) == tallies
+
+    again = prune_events(store, daemon.settings, daemon.catalog.scoring, overlap=timedelta(0))
+
+    assert (again.cutoff, again.events) == (datetime(2026, 5, 1, tzinfo=UTC), 1)
+    with store.reading() as conn:
+        assert conn.execute(select(EVENTS.c.at)).scalars().all() == [may]
+    assert _rollups(store) == [(march.date(), "page_view", 1), (april.date(), "page_view", 1)]
+    assert _event_tallies(store) == tallies
+

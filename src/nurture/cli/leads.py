@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -410,17 +410,23 @@ def events_prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be pruned; change nothing")] = False,
     db: DatabaseOption = None,
 ) -> None:
-    """Roll old raw events into per-lead daily counts and drop them (whole months; on
-    PostgreSQL by dropping their partitions). Scores, hand-offs and reports stay the same."""
+    """Roll old raw events into per-lead daily counts and drop them (whole months, one
+    transaction each; on PostgreSQL by dropping their partitions). Scores, hand-offs and
+    reports stay the same; a prune stopped between months resumes where it stopped."""
     from nurture.jobs.catalog import find_scoring
     from nurture.retention import prune_events
     from nurture.simulate import parse_when
+    from nurture.store.retention import PruneResult
 
     settings = _settings(db)
     store = _store(settings)
     scoring = find_scoring(settings.scenarios_dir, settings.templates_dir)
     when = parse_when(before, SystemClock().now(), "--before") if before else None
-    result = prune_events(store, settings, scoring, when, dry_run=dry_run)
+
+    def month_done(month: PruneResult) -> None:
+        typer.echo(f"pruned {month.events} events of {month.cutoff - timedelta(days=1):%Y-%m}")
+
+    result = prune_events(store, settings, scoring, when, dry_run=dry_run, on_month=month_done)
     verb = "would prune" if result.dry_run else "pruned"
     typer.echo(f"{verb} {result.events} events before {result.cutoff:%Y-%m-%d}")
     if result.partitions:

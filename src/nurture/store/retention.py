@@ -3,21 +3,22 @@
 On PostgreSQL `event` is partitioned by RANGE(at), one partition per UTC month
 (`event_YYYY_MM`, made by migration 0014 and then ahead of time by `ensure_partitions`)
 and a default partition that takes any moment without a month of its own, so no event is
-ever refused. Pruning works in whole months: every month before the cutoff is first rolled
-into `event_daily` (per lead, UTC day, type, email referred to and machine verdict), then
-its partition is dropped, which is cheap and leaves no dead rows. SQLite keeps one table and
-deletes the rows.
+refused for want of a partition. Pruning works in whole months, one transaction each:
+every month before the cutoff is first rolled into `event_daily` (per lead, UTC day, type,
+email referred to and machine verdict), then its partition is dropped, which is cheap and
+leaves no dead rows. SQLite keeps one table and deletes the rows.
 
 Tallies count events ever recorded and must not change on a prune: dropping a partition
 fires no trigger, rows leave PostgreSQL's default partition by a statement on the partition
 itself (the tally triggers are the parent's, statement-level), and on SQLite the delete
 runs with the tally trigger lifted inside the same transaction.
 
-External ids outlive their events on PostgreSQL: a prune leaves `event_key` as it is, so a
-late redelivery of a pruned event is still recognised and ignored (the keys grow by a row
-and an index entry per event with an external id, and are never pruned). SQLite keeps the id
-on the event row, and it goes with it: a redelivery after a prune is stored again, and
-counted again by the next prune's rollups. An erasure takes the person's keys on both.
+External ids live as long as their events (the dedup window is the retention, in whole
+months): a prune forgets a month's ids from `event_key` on PostgreSQL in the transaction
+that drops the month, as SQLite's delete takes the id with its row. A redelivery cannot be
+stored twice for all that: an event dated before the prune's mark is refused at ingest on
+both databases (`Events.horizon`), its month's rollups being final. An erasure takes the
+person's keys on both.
 
 A prune only takes events the qualify job has seen (received before its watermark), so
 whatever the job derives from events (scores, hand-offs) has been derived first.
@@ -64,6 +65,11 @@ _ROLL_OTHERS_PG = text(
     " ON CONFLICT (lead_id, day, type, send_id, verdict) DO UPDATE SET n = event_daily.n + excluded.n"
     " RETURNING 1)"
     " SELECT (SELECT count(*) FROM written), (SELECT sum(n) FROM counted)"
+)
+# PostgreSQL: the external ids of the events about to be dropped leave `event_key` with them.
+_FORGET_KEYS_PG = text(
+    "DELETE FROM event_key WHERE external_id IN"
+    " (SELECT external_id FROM event WHERE at < :end AND external_id IS NOT NULL)"
 )
 _ROLL_PG = text(
     "INSERT INTO event_daily (lead_id, day, type, send_id, verdict, n)"
@@ -194,8 +200,10 @@ class Retention(Part):
         processed_before: datetime | None,
         classify: Classify | None = None,
         dry_run: bool = False,
+        on_month: Callable[[PruneResult], None] | None = None,
     ) -> PruneResult:
-        """Roll up and drop the events of the whole months before `before`.
+        """Roll up and drop the events of the whole months before `before`, a month per
+        transaction, oldest first.
 
         `keep` is the least history anything still replays (the scoring lookback, the
         scenarios' event lookback): a cutoff later than now − keep is refused, so no score
@@ -203,6 +211,12 @@ class Retention(Part):
         event before the cutoff that arrived later is refused too, until the job has seen it.
         `classify` gives the machine filter's verdict (human, suspect, machine) for a lead's
         email events, as the scenario report judges them; without it every event is human.
+
+        Each month is rolled up, deleted (or its partition dropped), its events' external ids
+        forgotten and the mark moved past it in one transaction; `on_month` hears of it once
+        committed. Writers wait for one month at most, never for the whole prune, and a prune
+        stopped between months (a crash, a refusal) leaves the months before it pruned and
+        the others whole: running it again finishes the job.
         """
         now = self.clock.now()
         if before > now - keep:
@@ -212,41 +226,100 @@ class Retention(Part):
                 "keep NURTURE_EVENT_RETENTION_DAYS at least the scoring lookback"
             )
         cutoff = month_start(before)
-        with self.store.transaction() as conn:
+        with self.store.reading() as conn:
             done = self.pruned_before(conn)
             if done is not None and cutoff <= done:
                 return PruneResult(cutoff, 0, 0, [], dry_run)
-            old = EVENTS.c.at < cutoff
-            unseen = old if processed_before is None else and_(old, EVENTS.c.received_at >= processed_before)
-            late = int(conn.execute(select(func.count()).where(unseen)).scalar_one())
-            if late:
-                raise RetentionError(
-                    f"{late} events before {cutoff:%Y-%m-%d} arrived after the qualify job's last run (or it never "
-                    "ran): nothing pruned; let the daemon qualify them first"
-                )
-            dropped = sorted(name for name, start in self.partitions(conn).items() if _next_month(start) <= cutoff)
+            self._refuse_unseen(conn, cutoff, processed_before, None)
             if dry_run:
-                count = int(conn.execute(select(func.count()).where(old)).scalar_one())
+                count = int(conn.execute(select(func.count()).where(EVENTS.c.at < cutoff)).scalar_one())
+                dropped = sorted(n for n, start in self.partitions(conn).items() if _next_month(start) <= cutoff)
                 return PruneResult(cutoff, count, 0, dropped, True)
-            events, rollups = self._roll_up(conn, cutoff, classify)
+            months = self._months_with_events(conn, cutoff)
+        total = PruneResult(cutoff, 0, 0, [])
+        for start in months:
+            month = self._prune_month(start, processed_before, classify)
+            total = PruneResult(
+                cutoff, total.events + month.events, total.rollups + month.rollups, total.partitions + month.partitions
+            )
+            if on_month is not None:
+                on_month(month)
+        with self.store.transaction() as conn:  # the months without events: only the mark moves
             if self.postgres:
-                # No event may be dropped unrolled: one committed for these months since the
-                # roll-up read them (an old moment arriving late) is in the partitions now.
-                # Writers wait from here to the commit; the count reads the months to drop.
+                conn.execute(text("LOCK TABLE event IN ACCESS EXCLUSIVE MODE"))
+            if conn.execute(select(EVENTS.c.id).where(EVENTS.c.at < cutoff).limit(1)).first() is not None:
+                raise RetentionError(
+                    f"events before {cutoff:%Y-%m-%d} arrived during the prune: pruned before "
+                    f"{self.pruned_before(conn) or cutoff:%Y-%m-%d} only; let the daemon qualify them, then prune again"
+                )
+            self.store.settings.put(conn, PRUNED_KEY, cutoff.isoformat())
+        return total
+
+    def _refuse_unseen(
+        self, conn: Connection, end: datetime, processed_before: datetime | None, start: datetime | None
+    ) -> None:
+        """Refuse to prune events before `end` that the qualify job has not seen yet."""
+        old = EVENTS.c.at < end
+        unseen = old if processed_before is None else and_(old, EVENTS.c.received_at >= processed_before)
+        late = int(conn.execute(select(func.count()).where(unseen)).scalar_one())
+        if late:
+            done = "nothing pruned" if start is None else f"pruned before {start:%Y-%m-%d} only"
+            raise RetentionError(
+                f"{late} events before {end:%Y-%m-%d} arrived after the qualify job's last run (or it never "
+                f"ran): {done}; let the daemon qualify them first"
+            )
+
+    def _months_with_events(self, conn: Connection, cutoff: datetime) -> list[datetime]:
+        """The months before `cutoff` to prune, oldest first: on PostgreSQL those with a
+        partition (empty or not) or with events in the default partition; on SQLite those
+        with events."""
+        if self.postgres:
+            months = {start for start in self.partitions(conn).values() if _next_month(start) <= cutoff}
+            stray = conn.execute(
+                text("SELECT DISTINCT date_trunc('month', timezone('UTC', at)) FROM event_default WHERE at < :cutoff"),
+                {"cutoff": cutoff},
+            ).scalars()
+            months |= {datetime(m.year, m.month, 1, tzinfo=UTC) for m in stray}
+        else:
+            found = conn.execute(
+                text("SELECT DISTINCT substr(at, 1, 7) FROM event WHERE at < :cutoff"), {"cutoff": cutoff}
+            ).scalars()
+            months = {datetime(int(m[:4]), int(m[5:7]), 1, tzinfo=UTC) for m in found}
+        return sorted(months)
+
+    def _prune_month(
+        self, start: datetime, processed_before: datetime | None, classify: Classify | None
+    ) -> PruneResult:
+        """One transaction: roll up the events before the end of `start`'s month, forget
+        their external ids, drop them, and move the mark there."""
+        end = _next_month(start)
+        old = EVENTS.c.at < end
+        with self.store.transaction() as conn:
+            self._refuse_unseen(conn, end, processed_before, start)
+            events, rollups = self._roll_up(conn, end, classify)
+            dropped = []
+            if self.postgres:
+                # No event may be dropped unrolled: one committed for this month since the
+                # roll-up read it (an old moment arriving late) is in the partitions now.
+                # Writers wait from here to the commit; the count reads the month to drop.
                 conn.execute(text("LOCK TABLE event IN ACCESS EXCLUSIVE MODE"))
                 now_old = int(conn.execute(select(func.count()).where(old)).scalar_one())
                 if now_old != events:
                     raise RetentionError(
-                        f"{now_old - events} events before {cutoff:%Y-%m-%d} arrived during the prune: nothing "
-                        "pruned; let the daemon qualify them, then prune again"
+                        f"{now_old - events} events before {end:%Y-%m-%d} arrived during the prune: pruned before "
+                        f"{start:%Y-%m-%d} only; let the daemon qualify them, then prune again"
                     )
+                conn.execute(_FORGET_KEYS_PG, {"end": end})
+                dropped = sorted(n for n, s in self.partitions(conn).items() if _next_month(s) <= end)
                 for name in dropped:
                     conn.execute(text(f"DROP TABLE {name}"))
-                conn.execute(text("DELETE FROM event_default WHERE at < :cutoff"), {"cutoff": cutoff})
+                conn.execute(text("DELETE FROM event_default WHERE at < :end"), {"end": end})
             else:
-                self._delete_untallied(conn, cutoff)
-            self.store.settings.put(conn, PRUNED_KEY, cutoff.isoformat())
-        return PruneResult(cutoff, events, rollups, dropped)
+                self._delete_untallied(conn, end)
+            done = self.pruned_before(conn)
+            if done is None or done < end:
+                self.store.settings.put(conn, PRUNED_KEY, end.isoformat())
+        return PruneResult(end, events, rollups, dropped)
 
     def _roll_up(self, conn: Connection, cutoff: datetime, classify: Classify | None) -> tuple[int, int]:
         """Add the events before `cutoff` to `event_daily`; returns (events rolled up, rollup
