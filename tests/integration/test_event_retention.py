@@ -596,3 +596,48 @@ def test_a_prune_stopped_between_months_leaves_them_consistent_and_a_rerun_finis
     assert _rollups(store) == [(march.date(), "page_view", 1), (april.date(), "page_view", 1)]
     assert _event_tallies(store) == tallies
 
+
+def test_an_event_dated_before_the_pruned_months_is_refused_at_ingest_with_its_reason(
+    db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """An ESP redelivers a March click after March was pruned (its id forgotten with it):
+    the API stores nothing for it and says why, on both databases, so the rollups, tallies
+    and scores stay as they were; May's events, not pruned, are still deduplicated by id."""
+    start = clock.now()
+    daemon = _daemon_keeping_180_days(db_url, make_daemon, workspace, tmp_path)
+    store = daemon.store
+    stack, api = _serving_api(daemon)
+    march = {"id": "esp:march", "email": "ann@r.example", "type": "page_view", "at": "2026-03-01T10:00:00Z"}
+    may = {"id": "esp:may", "email": "ann@r.example", "type": "page_view", "at": "2026-05-05T10:00:00Z"}
+    with stack:
+        assert api.post("/api/v1/events", json=march).json() == {"stored": 1, "duplicates": 0}
+        clock.set(start + timedelta(days=70))
+        assert api.post("/api/v1/events", json=may).json() == {"stored": 1, "duplicates": 0}
+        clock.set(start + timedelta(days=240))
+        daemon.qualifier.run_once(everyone=True)
+        prune_events(store, daemon.settings, daemon.catalog.scoring, overlap=timedelta(0))
+        if store.postgres:  # the pruned month's ids went with it; May's stay
+            with store.reading() as conn:
+                keys = conn.execute(sa.text("SELECT external_id FROM event_key")).scalars().all()
+            assert keys == ["esp:may"]
+        before = (_raw_events(store), _rollups(store), _event_tallies(store), _scores(store))
+
+        again = api.post("/api/v1/events/batch", json={"events": [march, may]})
+        single = api.post("/api/v1/events", json=march)
+        daemon.qualifier.run_once(everyone=True)
+        after = (_raw_events(store), _rollups(store), _event_tallies(store), _scores(store))
+        fresh = {"id": "esp:now", "email": "bob@r.example", "type": "page_view"}
+        mixed = api.post("/api/v1/events/batch", json={"events": [march, fresh]})
+
+    refused = {
+        "too_old": 1,
+        "kept_since": "2026-05-01T00:00:00Z",
+        "reason": "1 event dated before 2026-05-01 not stored: events before then are kept only as daily counts "
+        "(event retention), which are final; a redelivered event is already counted in them",
+    }
+    assert (again.status_code, again.json()) == (200, {"stored": 0, "duplicates": 1, **refused})
+    assert (single.status_code, single.json()) == (200, {"stored": 0, "duplicates": 0, **refused})
+    assert after == before
+    assert before[1] == [(date(2026, 3, 1), "page_view", 1)]
+    assert mixed.json() == {"stored": 1, "duplicates": 0, **refused}
+    assert _raw_events(store) == before[0] + 1

@@ -10,6 +10,10 @@ claimed in `event_key` first, in the same transaction, and only events whose id 
 are inserted. A concurrent delivery of the same id waits on the key's index entry until
 the first commits, then finds it taken: exactly one is stored, as with the unique column
 SQLite keeps.
+
+An event dated before the retention's prune mark is refused (not stored, no effect): its
+month is rolled into daily counts that are final, its external id forgotten with it, and
+it is most likely a redelivery of an event those counts already hold (`horizon`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ _CLAIM_PG = text(
     " ON CONFLICT DO NOTHING RETURNING external_id"
 )
 
+_WRITER_LOCK_PG = text("LOCK TABLE ONLY event IN ROW EXCLUSIVE MODE")
+
 _LEAD_IDS = bindparam("lead_ids", type_=postgresql.ARRAY(Integer()))
 
 # Events that flag their lead as unreachable.
@@ -59,7 +65,11 @@ class Events(Part):
         props: Mapping[str, Any] | None = None,
         external_id: str | None = None,
     ) -> bool:
-        """Store an event (ignored when its external id was seen) and wake the lead's enrolments."""
+        """Store an event (ignored when its external id was seen, or when it is dated before
+        the `horizon`) and wake the lead's enrolments."""
+        horizon = self.horizon(conn)
+        if horizon is not None and at < horizon:
+            return False
         values = {
             "lead_id": lead_id,
             "type": str(type_),
@@ -95,7 +105,11 @@ class Events(Part):
         """Store events (lead id, type, at, props, external id) in one statement, skipping those
         whose external id was seen, and wake their leads' enrolments; returns (lead id, type)
         of each event stored. What `record` does per event, for a batch: a few statements
-        whatever its size, instead of two or three per event."""
+        whatever its size, instead of two or three per event. Events dated before the
+        `horizon` are skipped."""
+        horizon = self.horizon(conn)
+        if horizon is not None:
+            rows = [row for row in rows if row[2] >= horizon]
         if self.postgres:
             rows = self._first_of_new_ids(conn, rows)
         if not rows:
@@ -135,6 +149,19 @@ class Events(Part):
                 [{"wake_lead": lead_id, "wake_at": at} for lead_id, at in sorted(earliest.items())],
             )
         return [(lead_id, type_) for lead_id, type_, _at in stored]
+
+    def horizon(self, conn: Connection) -> datetime | None:
+        """Events dated before this moment are refused: their months were pruned into daily
+        counts, which are final. None: nothing was pruned.
+
+        Read in the writing transaction, before anything is written. On SQLite that
+        transaction holds the write lock, so no prune commits before it ends. On PostgreSQL
+        the writer first takes the lock every insert into `event` takes, which a prune's
+        month (holding the table exclusively while it drops the month and moves the mark)
+        waits for: the mark read here stays the mark until this transaction commits."""
+        if self.postgres:
+            conn.execute(_WRITER_LOCK_PG)
+        return self.store.retention.pruned_before(conn)
 
     def _claim(self, conn: Connection, external_ids: Sequence[str]) -> set[str]:
         """PostgreSQL: take these external ids in `event_key`; returns those nobody had."""

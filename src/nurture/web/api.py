@@ -3,7 +3,9 @@
 Every call needs an API key (`Authorization: Bearer nk_…` or `X-API-Key`). A request is
 validated whole before anything is written and written in one transaction, so a rejected
 request (422, naming the field) stores nothing. Events carry an optional `id`; an id seen
-before is ignored, so senders may retry freely.
+before is ignored, so senders may retry freely. An event dated before the event retention's
+prune is ignored too (counted as `too_old`, with the reason): its month is kept only as
+daily counts, which are final, and it is most likely a redelivery they already hold.
 """
 
 from __future__ import annotations
@@ -112,6 +114,11 @@ class FeedbackIn(BaseModel):
 class Stored(BaseModel):
     stored: int
     duplicates: int
+    too_old: int | None = Field(default=None, description="Events dated before `kept_since`, not stored")
+    kept_since: datetime | None = Field(
+        default=None, description="Events before this moment were pruned into daily counts (event retention)"
+    )
+    reason: str | None = Field(default=None, description="Why events were not stored, when some were too old")
 
 
 class LeadsStored(BaseModel):
@@ -161,21 +168,47 @@ def _store_events(w: Web, events: list[EventIn], batch: bool) -> JSONResponse | 
         return _invalid(errors)
     address_of = {lead_id: email for email, lead_id in ids.items()}
     with w.store.transaction() as conn:
-        fresh = w.store.events.record_many(conn, [(ids[e.email], e.type, e.at or now, e.props, e.id) for e in events])
+        horizon = w.store.events.horizon(conn)
+        rows = [(ids[e.email], e.type, e.at or now, e.props, e.id) for e in events]
+        kept = [row for row in rows if horizon is None or row[2] >= horizon]
+        fresh = w.store.events.record_many(conn, kept)
         for lead_id, type_ in fresh:
             if type_ in ("unsubscribe", "bounce"):
                 w.store.leads.suppress(conn, address_of[lead_id], type_, "ingest API")
-    stored = len(fresh)
-    return Stored(stored=stored, duplicates=len(events) - stored)
+    stored, too_old = len(fresh), len(rows) - len(kept)
+    if not too_old:
+        return Stored(stored=stored, duplicates=len(kept) - stored)
+    assert horizon is not None
+    return Stored(
+        stored=stored,
+        duplicates=len(kept) - stored,
+        too_old=too_old,
+        kept_since=horizon,
+        reason=(
+            f"{too_old} event{'s' if too_old > 1 else ''} dated before {horizon:%Y-%m-%d} not stored: events "
+            "before then are kept only as daily counts (event retention), which are final; a redelivered "
+            "event is already counted in them"
+        ),
+    )
 
 
-@router.post("/events", response_model=Stored, responses={422: {"description": "A field is invalid"}})
+@router.post(
+    "/events",
+    response_model=Stored,
+    response_model_exclude_none=True,
+    responses={422: {"description": "A field is invalid"}},
+)
 def post_event(event: EventIn, request: Request) -> Any:
     """Record one event (page view, form fill, download, webinar attendance, custom, ...)."""
     return _store_events(web(request), [event], batch=False)
 
 
-@router.post("/events/batch", response_model=Stored, responses={422: {"description": "An event is invalid"}})
+@router.post(
+    "/events/batch",
+    response_model=Stored,
+    response_model_exclude_none=True,
+    responses={422: {"description": "An event is invalid"}},
+)
 def post_events(batch: EventBatch, request: Request) -> Any:
     """Record up to 1,000 events at once: all of them, or (on any error) none."""
     return _store_events(web(request), batch.events, batch=True)
