@@ -155,7 +155,7 @@ HOT_CHANGES = f"""INSERT INTO lifecycle_change (lead_id, at, from_stage, to_stag
     SELECT l.id, t.at, t.from_stage, t.to_stage, t.reason, t.actor FROM lead l,
     LATERAL (VALUES
       ('{NOW.isoformat()}'::timestamptz - (l.id % 300) * interval '1 day' + CASE WHEN l.id % 200 = 0
-         THEN interval '3 days' ELSE ((l.id * 7919) % 10080) * interval '1 minute' + (l.id % 60) * interval '1 second'
+         THEN interval '3 days' ELSE ((l.id::bigint * 7919) % 10080) * interval '1 minute' + (l.id % 60) * interval '1 second'
          END, 'warm', 'hot', 'score', 'qualify'),
       ('{NOW.isoformat()}'::timestamptz - (l.id % 300) * interval '1 day' + interval '4 days', 'hot',
        CASE WHEN l.id % 300 < 100 THEN 'rejected' ELSE 'accepted' END,
@@ -207,8 +207,8 @@ def count_outcomes(engine: Engine) -> int:
         for statement in OUTCOME_ROWS:
             written += conn.execute(text(statement)).rowcount or 0
         conn.execute(text("DELETE FROM outcome_pending"))
-    with engine.begin() as conn:
-        conn.execute(text("ANALYZE outcome"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE outcome, outcome_pending"))  # as after a catch-up's autovacuum
     return written
 
 
