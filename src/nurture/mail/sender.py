@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 
 from nurture.config import Settings
 from nurture.errors import NurtureError
@@ -213,7 +214,7 @@ class SmtpPool:
                     except Exception as exc:  # the caller's own failure, not the server's
                         raise _Untagged(exc) from exc
                 phase = Phase.DATA
-                await client.data(message.data)
+                await self._data(client, message.data)
                 healthy = True
             except aiosmtplib.SMTPResponseException as exc:
                 # A refused message leaves a usable session once reset.
@@ -251,6 +252,39 @@ class SmtpPool:
             raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
 
     @staticmethod
+    async def _data(client: aiosmtplib.SMTP, data: bytes) -> None:
+        """DATA and the body, the same bytes on the wire as aiosmtplib's `data` sends and with
+        the same errors, but without its two regular-expression passes over every message (line
+        endings, then dot-stuffing: 0.4 M instructions a message, a sixth of the sender's work):
+        `build_message` ends every line in CRLF, so stuffing is one bytes replace. Anything else,
+        or an aiosmtplib whose protocol is not the one this was written against, goes through
+        `data`."""
+        protocol = client.protocol
+        stuffed = dot_stuffed(data)
+        if stuffed is None or client.is_ehlo_or_helo_needed or not _plain_protocol(protocol):
+            await client.data(data)
+            return
+        assert protocol is not None
+        lock = protocol._command_lock
+        if lock is None:
+            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+        try:
+            async with lock:  # as SMTPProtocol.execute_data_command does
+                protocol._response_pending = True
+                protocol.write(b"DATA\r\n")
+                reply = await protocol.read_response(timeout=client.timeout)
+                if reply.code != aiosmtplib.SMTPStatus.start_input:
+                    raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+                protocol._response_pending = True
+                protocol.write(stuffed)
+                reply = await protocol.read_response(timeout=client.timeout)
+                if reply.code != aiosmtplib.SMTPStatus.completed:
+                    raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            client.close()
+            raise
+
+    @staticmethod
     async def _greet(client: aiosmtplib.SMTP) -> None:
         """EHLO (HELO if refused) right after connecting, unless connecting did it (TLS,
         login), so the server's extensions (SIZE) are known for the first message too."""
@@ -280,6 +314,28 @@ class SmtpPool:
                 except (TimeoutError, aiosmtplib.SMTPException, OSError):
                     client.close()
         self._created = 0
+
+
+def dot_stuffed(data: bytes) -> bytes | None:
+    """`data` as it goes after DATA (RFC 5321 4.5.2: a line that starts with a dot gets another
+    one, and a line of one dot ends it), for a message whose every line ends in CRLF; None for
+    any other (a lone CR or LF), which aiosmtplib's `data` normalises first."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        return None
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    return stuffed + b".\r\n"
+
+
+def _plain_protocol(protocol: object) -> bool:
+    """aiosmtplib's own protocol, with the state its `execute_data_command` keeps (5.x)."""
+    return (
+        type(protocol) is SMTPProtocol and "_command_lock" in vars(protocol) and "_response_pending" in vars(protocol)
+    )
 
 
 class _Untagged(Exception):
