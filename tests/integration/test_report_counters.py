@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from sqlalchemy import delete, func, insert, select
 
 from nurture.analytics.outcomes import catch_up
@@ -29,7 +30,7 @@ from nurture.scenario.compiler import CompiledScenario
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.loader import load_scoring
 from nurture.store import Store
-from nurture.store.migrate import upgrade
+from nurture.store.migrate import alembic_config, upgrade
 from nurture.store.tables import ENROLMENTS, EVENTS, LEADS, LIFECYCLE_CHANGES, OUTCOME_PENDING, SENDS
 from tests.integration.conftest import ROOT, START, ticks, write_scenario
 from tests.integration.test_analytics import REPORT_LEADS, REPORTED
@@ -340,3 +341,11 @@ def test_the_median_time_to_hot_over_many_hot_enrolments_equals_the_scan_odd_eve
     catch_up(store, scoring)
     even = assert_counters_equal_the_scan(store, compiled, scoring)
     assert even.hot == 300 and even.median_time_to_hot != odd.median_time_to_hot
+    # Counted before the buckets of times (migration 0019): the upgrade makes them from the times.
+    command.downgrade(alembic_config(db_url), "0018")
+    with store.transaction() as conn:
+        lead = conn.execute(select(LEADS.c.id).where(LEADS.c.email == "hot151@r.example")).scalar_one()
+        conn.execute(delete(LIFECYCLE_CHANGES).where(LIFECYCLE_CHANGES.c.lead_id == lead))
+    catch_up(store, scoring)
+    upgrade(store.engine)
+    assert assert_counters_equal_the_scan(store, compiled, scoring).hot == 299

@@ -19,13 +19,12 @@ from datetime import timedelta
 
 from nurture.scoring.engine import CompiledScoring
 from nurture.store import Store
-from nurture.store.outcomes import LeadActivity, OutcomeKey, OutcomeSend
+from nurture.store.outcomes import HOT_DIGITS, LeadActivity, OutcomeKey, OutcomeSend
 from nurture.vocabulary import EventType, SendStatus, Stage
 
 CONVERTED = (Stage.HOT, Stage.ACCEPTED, Stage.CUSTOMER)
 MACHINE_TYPES = (EventType.OPEN, EventType.CLICK, EventType.HONEYPOT)
 _MICROSECOND = timedelta(microseconds=1)
-HOT_DIGITS = 18  # microseconds to hot: 31,000 years
 
 
 def outcomes_of(activity: LeadActivity, scoring: CompiledScoring | None) -> dict[OutcomeKey, int]:

@@ -35,6 +35,7 @@ from nurture.vocabulary import EventType, SendKind, SendStatus, Stage
 EMAIL_EVENTS = (EventType.OPEN, EventType.CLICK, EventType.HONEYPOT, EventType.UNSUBSCRIBE, EventType.BOUNCE)
 CONVERTING = (Stage.HOT, Stage.ACCEPTED, Stage.CUSTOMER)
 _LOCK = 0x6E75_7274_0016  # pg_advisory_xact_lock key: one catch-up at a time
+HOT_DIGITS = 18  # a time to hot: its microseconds as text of 18 digits (31,000 years), sorting as numbers
 
 # (send id, enrolment id, scenario, step, metric, detail, enrolment day) → n
 OutcomeKey = tuple[int | None, int | None, str, str, str, str, str]
@@ -235,26 +236,33 @@ class Outcomes(Part):
 
     def hot(self, conn: Connection, scenario_id: str, days: tuple[str, str] | None) -> tuple[int, timedelta | None]:
         """(enrolments that became hot, their median time to hot), the median found by the
-        database over the counted times: their total, then the first time whose running
-        total reaches the middle. The running total is a window over the tally rows in the
-        order of their digits, with each time's rows (by day, by writer) as peers: the
-        tallies' index gives that order, so the scan stops at the middle with no grouping or
-        sort. In integers: a window over the default numeric sums costs several times."""
+        database over the counted times. Each time to hot is a tally row by enrolment day
+        (its microseconds in 18 digits); for a whole scenario also a row of its bucket of
+        1,000 s (the first 9 digits, migration 0019), so the middle is first found among the
+        buckets, then among the rows of its bucket only: a few thousand rows whatever the
+        number of hot enrolments. A window of days reads its days' rows."""
         t = TALLIES.c
-        where = [t.kind == "outcome", t.a == scenario_id, t.b == "", t.c == "hot"]
+        times = [t.kind == "outcome", t.a == scenario_id, t.b == "", t.c == "hot"]
+        buckets = [t.kind == "outcome", t.a == scenario_id, t.b == "", t.c == "hot_bucket", t.day == ""]
         if days is not None:
-            where += [t.day >= days[0], t.day < days[1]]
-        total = int(conn.execute(select(func.coalesce(func.sum(t.n), 0)).where(*where)).scalar() or 0)
+            times += [t.day >= days[0], t.day < days[1]]
+        total = int(
+            conn.execute(select(func.coalesce(func.sum(t.n), 0)).where(*(times if days is not None else buckets))).scalar() or 0
+        )
         if not total:
             return 0, None
-        running = select(t.d, func.sum(cast(t.n, Integer)).over(order_by=t.d).label("upto")).where(*where).subquery()
 
         def first_past(count: int) -> tuple[int, int]:
-            """(the first time whose running total is at least `count`, that total)."""
-            row = conn.execute(
-                select(running.c.d, running.c.upto).where(running.c.upto >= count).order_by(running.c.d).limit(1)
-            ).one()
-            return int(row.d), int(row.upto)
+            """(the first time with at least `count` times up to it, how many are up to it)."""
+            if days is not None:
+                d, upto = _first_past(conn, times, count)
+                return int(d), upto
+            bucket, upto = _first_past(conn, buckets, count)
+            inside = int(conn.execute(select(func.sum(t.n)).where(*buckets, t.d == bucket)).scalar() or 0)
+            before = upto - inside
+            low, high = bucket.ljust(HOT_DIGITS, "0"), bucket.ljust(HOT_DIGITS, "9")
+            d, upto = _first_past(conn, [*times, t.d >= low, t.d <= high], count - before)
+            return int(d), upto + before
 
         middle = total // 2 if total % 2 == 0 else total // 2 + 1
         first, upto = first_past(middle)
@@ -262,3 +270,15 @@ class Outcomes(Part):
             return total, timedelta(microseconds=first)
         second = first if upto >= middle + 1 else first_past(middle + 1)[0]
         return total, (timedelta(microseconds=first) + timedelta(microseconds=second)) / 2
+
+
+def _first_past(conn: Connection, where: list[Any], count: int) -> tuple[str, int]:
+    """(the first tally `d` in order whose running total of `n` reaches `count`, that total):
+    a window over the rows `where` selects with each `d`'s rows (by day, by writer) as peers,
+    in integers (a window over the default numeric sums costs several times)."""
+    t = TALLIES.c
+    running = select(t.d, func.sum(cast(t.n, Integer)).over(order_by=t.d).label("upto")).where(*where).subquery()
+    row = conn.execute(
+        select(running.c.d, running.c.upto).where(running.c.upto >= count).order_by(running.c.d).limit(1)
+    ).one()
+    return str(row.d), int(row.upto)
