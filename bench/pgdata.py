@@ -150,13 +150,13 @@ def build(engine: Engine, scale: Scale, log: Callable[[str], None] = print, to: 
 
 # Every 20th lead (5% of the enrolments) became hot after its enrolment: every 200th three
 # days after (then accepted or rejected by sales a day later, the promotions drift replays),
-# the others after a time of their own (minutes and seconds: about 40,000 distinct times).
+# the others after a time of their own within a week (45,000 distinct times, as real ones are).
 HOT_CHANGES = f"""INSERT INTO lifecycle_change (lead_id, at, from_stage, to_stage, reason, actor)
     SELECT l.id, t.at, t.from_stage, t.to_stage, t.reason, t.actor FROM lead l,
     LATERAL (VALUES
       ('{NOW.isoformat()}'::timestamptz - (l.id % 300) * interval '1 day' + CASE WHEN l.id % 200 = 0
-         THEN interval '3 days' ELSE ((l.id::bigint * 7919) % 10080) * interval '1 minute' + (l.id % 60) * interval '1 second'
-         END, 'warm', 'hot', 'score', 'qualify'),
+         THEN interval '3 days' ELSE ((l.id::bigint * 7919) % 604800) * interval '1 second'
+           + (l.id % 999983) * interval '1 microsecond' END, 'warm', 'hot', 'score', 'qualify'),
       ('{NOW.isoformat()}'::timestamptz - (l.id % 300) * interval '1 day' + interval '4 days', 'hot',
        CASE WHEN l.id % 300 < 100 THEN 'rejected' ELSE 'accepted' END,
        CASE WHEN l.id % 3 = 0 THEN 'No budget' ELSE 'Student' END, 'sales')
