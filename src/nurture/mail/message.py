@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.header import Header
 from email.utils import format_datetime, formataddr, getaddresses
 from functools import lru_cache
@@ -40,6 +40,8 @@ class BuiltMessage:
 
 def clean_header(value: str) -> str:
     """One line of header text: control characters (CR, LF, ...) collapse to a space."""
+    if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
+        return value  # printable text has no whitespace but the space, so there is nothing to collapse
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
@@ -56,6 +58,7 @@ def parse_address(value: str) -> tuple[str, str]:
     return clean_header(name), addr
 
 
+@lru_cache(maxsize=1024)
 def _address_header(name: str, addr: str) -> str:
     return formataddr((name, addr), charset="utf-8") if name else addr
 
@@ -72,6 +75,17 @@ def _quoted_printable(text: str) -> bytes:
     body = text.replace("\r\n", "\n").replace("\r", "\n")
     encoded = binascii.b2a_qp(body.encode("utf-8"), istext=True)
     return encoded.replace(b"\n", b"\r\n")
+
+
+@lru_cache(maxsize=64)
+def _date_header(seconds: datetime, offset: timedelta | None) -> str:
+    return format_datetime(seconds)
+
+
+def date_header(date: datetime) -> str:
+    """`format_datetime(date)`, which shows the second and the UTC offset only: kept for the
+    same second and offset, as every message of a batch has about the same date."""
+    return _date_header(date.replace(microsecond=0), date.utcoffset())
 
 
 def build_message(
@@ -116,7 +130,7 @@ def build_message(
         ("Message-ID", clean_header(message_id)),
     ]
     if date is not None:
-        headers.append(("Date", format_datetime(date)))
+        headers.append(("Date", date_header(date)))
     headers.append(("MIME-Version", "1.0"))
     if list_id:
         if not _LIST_ID.match(list_id):
