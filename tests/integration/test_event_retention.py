@@ -641,3 +641,56 @@ def test_an_event_dated_before_the_pruned_months_is_refused_at_ingest_with_its_r
     assert before[1] == [(date(2026, 3, 1), "page_view", 1)]
     assert mixed.json() == {"stored": 1, "duplicates": 0, **refused}
     assert _raw_events(store) == before[0] + 1
+
+
+@pytest.mark.postgres
+def test_an_old_event_posted_while_its_month_is_being_dropped_is_refused_once_the_prune_commits(
+    pg_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """The ingest API reads the prune's mark only once it holds the event table's writer
+    lock: an event of March posted while March is being dropped waits for the prune, then
+    finds March pruned and is refused, instead of landing unrolled in the default partition."""
+    start = clock.now()
+    daemon = _daemon_keeping_180_days(pg_url, make_daemon, workspace, tmp_path, start + timedelta(days=1))
+    store = daemon.store
+    clock.set(start + timedelta(days=240))
+    daemon.qualifier.run_once()
+    # Another session holds `event_key`: the prune stops there, holding `event` exclusively.
+    blocker = store.engine.connect()
+    blocker.execute(sa.text("LOCK TABLE event_key IN ACCESS EXCLUSIVE MODE"))
+    pruned: list[object] = []
+    answers: list[httpx.Response] = []
+    stack, api = _serving_api(daemon)
+    with stack:
+        before = datetime(2026, 4, 1, tzinfo=UTC)
+        prune = threading.Thread(
+            target=lambda: pruned.append(
+                prune_events(store, daemon.settings, daemon.catalog.scoring, before, overlap=timedelta(0))
+            )
+        )
+        prune.start()
+        wait_for("the prune to wait with March in hand", lambda: _lock_waiters(store.engine) == 1, timeout=30)
+        late = {"id": "esp:late", "email": "ann@r.example", "type": "page_view", "at": "2026-03-20T10:00:00Z"}
+        post = threading.Thread(target=lambda: answers.append(api.post("/api/v1/events", json=late)))
+        post.start()
+        wait_for("the ingest to wait for the prune", lambda: _lock_waiters(store.engine) == 2, timeout=30)
+        blocker.rollback()
+        blocker.close()
+        prune.join(timeout=60)
+        post.join(timeout=60)
+
+    assert len(pruned) == 1 and answers and answers[0].json()["too_old"] == 1
+    assert _raw_events(store) == 0
+    assert _rollups(store) == [((start + timedelta(days=1)).date(), "page_view", 1)]
+
+
+def _lock_waiters(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
