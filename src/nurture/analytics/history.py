@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.engine import CompiledScoring, ScoreResult
+from nurture.scoring.replay import EngagementReplay, Verdicts
 from nurture.store import Store
 from nurture.store.base import Connection
 from nurture.store.leads import LeadRow, lead_view
@@ -80,6 +81,8 @@ class History:
     leads: dict[int, LeadHistory]
     by_account: dict[str, list[int]]
     complete_from: datetime | None = None  # scores replay exactly from here on (None: always)
+    # Verdicts of its events classified together, shared by the replays of its leads.
+    verdicts: Verdicts = field(default_factory=dict, compare=False, repr=False)
 
     def replayable(self, at: datetime) -> bool:
         return self.complete_from is None or at >= self.complete_from
@@ -281,11 +284,13 @@ def engagement_series(
     """The lead's engagement at each instant in [since, until] where it can reach a new high.
 
     Engagement only rises when an event arrives (between events it decays), so a threshold
-    is first crossed at one of these instants or never.
+    is first crossed at one of these instants or never. Each is `score_at(...).engagement`,
+    replayed without classifying the same events at every instant (`EngagementReplay`).
     """
     colleagues = history.colleague_events(lead)
     times = {e.at for e in lead.events} | {e.at for e in colleagues}
-    return [(t, score_at(scoring, lead, t, colleagues).engagement) for t in sorted(times) if since <= t <= until]
+    replay = EngagementReplay(scoring, lead.events, colleagues, history.verdicts)
+    return [(t, replay.at(t, lead.engagement_since(t))) for t in sorted(times) if since <= t <= until]
 
 
 class Ceilings:
@@ -334,9 +339,12 @@ def deciding_series(
     """The first instant of `engagement_series`, and the part of it that decides where the
     lead first reaches each line from `lowest` to `highest`: instants where the engagement's
     ceiling so far (the events up to then at full points) is below `lowest` are not replayed,
-    and the series stops at the first instant that reaches `highest`."""
+    and the series stops at the first instant that reaches `highest`. Each point is
+    `score_at(...).engagement`, replayed with `EngagementReplay`."""
     colleagues = history.colleague_events(lead)
-    times = series_times(history, lead, since, until)
+    times = sorted({e.at for e in lead.events} | {e.at for e in colleagues})
+    times = [t for t in times if since <= t <= until]
+    replay = EngagementReplay(scoring, lead.events, colleagues, history.verdicts)
     own = sorted((e.at, scoring.engagement_ceiling((e,))) for e in lead.events)
     theirs = sorted((e.at, scoring.engagement_ceiling((e,))) for e in colleagues)
     series: list[tuple[datetime, int]] = []
@@ -351,7 +359,7 @@ def deciding_series(
             j += 1
         if _ceiling(scoring, own_sum, their_sum) < lowest:
             continue
-        points = score_at(scoring, lead, t, colleagues).engagement
+        points = replay.at(t, lead.engagement_since(t))
         series.append((t, points))
         if points >= highest:
             break
