@@ -441,6 +441,32 @@ def test_events_prune_from_the_command_line_refuses_a_short_retention_and_dry_ru
     assert (dry.returncode, dry.stdout.strip()) == (0, "would prune 0 events before 2026-01-01")
 
 
+def test_events_prune_from_the_command_line_goes_month_by_month_and_an_older_event_is_not_added(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "leads.csv").write_text(LEADS_CSV)
+    env = {**os.environ, "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}"}
+
+    def nurture(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nurture", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+        )
+
+    assert nurture("db", "upgrade").returncode == 0
+    assert nurture("leads", "import", "leads.csv").returncode == 0
+    for at in ("2025-01-05T10:00:00Z", "2025-02-07T10:00:00Z"):
+        assert nurture("events", "add", "ann@r.example", "page_view", "--at", at).returncode == 0
+    pruned = nurture("events", "prune", "--before", "2025-03-15")
+    assert (pruned.returncode, pruned.stdout.splitlines()[:3]) == (
+        0,
+        ["pruned 1 events of 2025-01", "pruned 1 events of 2025-02", "pruned 2 events before 2025-03-01"],
+    )
+    late = nurture("events", "add", "ann@r.example", "page_view", "--at", "2025-02-20T10:00:00Z")
+    assert late.returncode == 1
+    assert "not recorded: events dated before 2025-03-01 are kept only as daily counts" in late.stderr
+
+
 def test_events_are_pruned_without_a_scoring_file(
     db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -234,7 +234,13 @@ def events_add(
     now = SystemClock().now()
     when = parse_when(at, now, "--at") if at else now
     with store.transaction() as conn:
-        store.events.record(conn, lead.id, stored_type, when, props)
+        stored = store.events.record(conn, lead.id, stored_type, when, props)
+        horizon = store.events.horizon(conn)
+    if not stored:
+        fail(
+            f"not recorded: events dated before {horizon:%Y-%m-%d} are kept only as daily counts "
+            "(event retention), which are final"
+        )
     typer.echo(f"recorded {event_type} for {email} at {when:%Y-%m-%d %H:%M} UTC")
 
 
