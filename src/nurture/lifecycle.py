@@ -13,6 +13,7 @@ change is recorded with who or what made it and why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -93,6 +94,13 @@ def change_stage(
 ) -> None:
     """Move a lead to `new` and record who or what moved it and why."""
     store.leads.set_stage(conn, lead_id, old, new, reason, actor, now)
+
+
+def change_stages(
+    store: Store, conn: Connection, moves: Sequence[tuple[int, str, str]], new: str, actor: str, now: datetime
+) -> None:
+    """`change_stage` for many leads moving to `new` (lead id, old stage, reason), in one go."""
+    store.leads.set_stages(conn, moves, new, actor, now)
 
 
 def route_owner(scoring: CompiledScoring, row: Routed, turn: int) -> tuple[Owner, bool]:

@@ -18,6 +18,7 @@ from nurture.clock import FakeClock
 from nurture.daemon import Daemon
 from nurture.jobs.notify import render_summary
 from nurture.store.tables import LEADS, NOTIFICATIONS, PROMOTIONS
+from nurture.store.tables import LIFECYCLE_CHANGES as LC
 from nurture.web.app import create_app
 from tests.http_server import serving
 from tests.integration.conftest import ROOT
@@ -92,6 +93,45 @@ def test_one_very_active_person_makes_no_colleague_hot_and_colleagues_are_rescor
     assert colleague_scores == {10}  # each got the account's capped part in this very run
     assert rescored == 300
     assert [n.subject.split(":")[0] for n in notifications(daemon)] == ["Hot lead"]  # one alert, not 300
+
+
+def test_a_rescore_that_finds_the_same_scores_leaves_the_rows_alone(
+    make: Callable[..., Daemon], tmp_path: Path, clock: FakeClock
+) -> None:
+    daemon = make()
+    nobody = "kim@tinyshop.example,Kim,Poor,Tiny Shop,5,Retail,Student,BR,America/Sao_Paulo,list\n"
+    import_csv(daemon, tmp_path, HEADER + people("BigCo", 20, "bigco.example") + nobody)
+    first = clock.now()
+    daemon.qualifier.run_once(everyone=True)
+    with daemon.store.reading() as conn:
+        kim = conn.execute(select(LEADS).where(LEADS.c.email == "kim@tinyshop.example")).one()
+        scored = dict(conn.execute(select(LEADS.c.email, LEADS.c.scored_at)).all())
+    # Kim's score is the table's default (fit 0, grade D, engagement 0), and she is scored all the same.
+    assert (kim.score_fit, kim.score_engagement, kim.grade) == (0, 0, "D")
+    assert set(scored.values()) == {first}
+
+    clock.advance(timedelta(minutes=5))
+    stats = daemon.qualifier.run_once(everyone=True)  # nothing happened: every score comes out the same
+    with daemon.store.reading() as conn:
+        assert dict(conn.execute(select(LEADS.c.email, LEADS.c.scored_at)).all()) == scored
+    assert stats.scored == 21
+
+    clock.advance(timedelta(minutes=5))
+    for email in ("p3@bigco.example", "p5@bigco.example"):
+        record(daemon, email, "form_fill", 0.5, form="contact")  # 15 points: warm
+    stats = daemon.qualifier.run_once()
+    with daemon.store.reading() as conn:
+        moved = conn.execute(
+            select(LEADS.c.email, LEADS.c.lifecycle_stage, LEADS.c.scored_at, LC.c.from_stage, LC.c.reason, LC.c.actor)
+            .add_columns(LEADS.c.score_engagement)
+            .join(LC, LC.c.lead_id == LEADS.c.id)
+            .order_by(LEADS.c.email)
+        ).all()
+    assert stats.warmed == 2
+    assert [tuple(m)[:-1] for m in moved] == [
+        (email, "warm", clock.now(), "cold", f"engagement {m.score_engagement} ≥ 15", "scoring")
+        for email, m in zip(("p3@bigco.example", "p5@bigco.example"), moved, strict=True)
+    ]
 
 
 def test_an_account_with_several_engaged_people_gets_one_account_hand_off(

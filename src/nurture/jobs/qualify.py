@@ -31,7 +31,16 @@ from typing import Any
 from nurture.analytics.outcomes import catch_up
 from nurture.clock import Clock
 from nurture.jobs.catalog import Catalog
-from nurture.lifecycle import SCORED, account_hand_over, change_stage, hand_over, needed_for, route_owner, scored_stage
+from nurture.lifecycle import (
+    SCORED,
+    account_hand_over,
+    change_stage,
+    change_stages,
+    hand_over,
+    needed_for,
+    route_owner,
+    scored_stage,
+)
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.engine import AccountAggregate, CompiledScoring, Engagement, ScoreResult, account_handoff
 from nurture.scoring.explain import reasons as explain
@@ -285,8 +294,7 @@ class Qualifier:
         with self.store.transaction() as conn:
             for key, aggregate in writes.cooled:
                 self.store.accounts.set_stage(conn, key, Stage.COLD, aggregate.total, _people(aggregate), None, now)
-            for lead_id, stage, reason in writes.warmed:
-                change_stage(self.store, conn, lead_id, stage, Stage.WARM, reason, "scoring", now)
+            change_stages(self.store, conn, writes.warmed, Stage.WARM, "scoring", now)
             self.store.leads.record_scores(conn, writes.scores, now)
 
     @staticmethod

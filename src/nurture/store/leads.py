@@ -419,6 +419,26 @@ class Leads(Part):
             )
         )
 
+    def set_stages(
+        self, conn: Connection, moves: Sequence[tuple[int, str, str]], new: str, actor: str, now: datetime
+    ) -> None:
+        """`set_stage` for many leads moving to the same stage (lead id, old stage, reason): one
+        UPDATE and one INSERT of the changes, whatever the number of leads."""
+        if not moves:
+            return
+        conn.execute(
+            update(LEADS)
+            .where(LEADS.c.id.in_([lead_id for lead_id, _, _ in moves]))
+            .values(lifecycle_stage=new, updated_at=now)
+        )
+        conn.execute(
+            insert(LIFECYCLE_CHANGES),
+            [
+                {"lead_id": lead_id, "at": now, "from_stage": old, "to_stage": new, "reason": reason, "actor": actor}
+                for lead_id, old, reason in moves
+            ],
+        )
+
     def times_reached(self, conn: Connection, lead_id: int, stage: str) -> int:
         """How many times a lead has been moved to `stage` (numbers each promotion)."""
         found = conn.execute(
@@ -456,18 +476,26 @@ class Leads(Part):
             )
 
     def record_scores(self, conn: Connection, scores: Sequence[tuple[LeadRow, int, int, str]], now: datetime) -> None:
-        """`record_score` for many leads at once (lead row, fit, engagement, grade): one UPDATE
-        (over arrays on PostgreSQL) and one INSERT of the changed scores into the history."""
-        if not scores:
+        """`record_score` for many leads at once (lead row, fit, engagement, grade), writing only
+        the leads whose score changed (or that were never scored): one UPDATE (over arrays on
+        PostgreSQL) and one INSERT of the changed scores into the history. A lead whose score
+        came out the same keeps its row and its `scored_at` (when its stored score was made):
+        rewriting it would add a version of the row to every index of the table for nothing."""
+        changed = [
+            (row, fit, engagement, grade)
+            for row, fit, engagement, grade in scores
+            if (row.score_fit, row.score_engagement, row.grade) != (fit, engagement, grade) or row.scored_at is None
+        ]
+        if not changed:
             return
         if self.postgres:
             conn.execute(
                 _SCORES_PG,
                 {
-                    "ids": [row.id for row, *_ in scores],
-                    "fits": [fit for _, fit, _, _ in scores],
-                    "engagements": [engagement for _, _, engagement, _ in scores],
-                    "grades": [grade for *_, grade in scores],
+                    "ids": [row.id for row, *_ in changed],
+                    "fits": [fit for _, fit, _, _ in changed],
+                    "engagements": [engagement for _, _, engagement, _ in changed],
+                    "grades": [grade for *_, grade in changed],
                     "now": now,
                 },
             )
@@ -483,16 +511,16 @@ class Leads(Part):
                 ),
                 [
                     {"score_lead": row.id, "score_fit": fit, "score_engagement": engagement, "score_grade": grade}
-                    for row, fit, engagement, grade in scores
+                    for row, fit, engagement, grade in changed
                 ],
             )
-        changed = [
+        history = [
             {"lead_id": row.id, "at": now, "fit": fit, "engagement": engagement, "grade": grade}
-            for row, fit, engagement, grade in scores
+            for row, fit, engagement, grade in changed
             if (row.score_fit, row.score_engagement, row.grade) != (fit, engagement, grade)
         ]
-        if changed:
-            conn.execute(insert(SCORE_HISTORY), changed)
+        if history:
+            conn.execute(insert(SCORE_HISTORY), history)
 
     def accounts(self, conn: Connection, by_company: bool, wanted: set[str], *, whole: bool = False) -> list[LeadRow]:
         """The leads of some accounts (by lower-cased company name, or by email domain): id,
