@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, any_, bindparam, insert, select, text, update
@@ -30,6 +30,7 @@ from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import network_part
 from nurture.store.base import Connection, Part, insert_ignore
 from nurture.store.queue import database_now
+from nurture.store.retention import month_start
 from nurture.store.tables import ENROLMENTS, EVENTS, LEADS
 from nurture.vocabulary import EnrolmentStatus, EventType
 
@@ -46,6 +47,8 @@ _CLAIM_PG = text(
     "INSERT INTO event_key (external_id) SELECT unnest(CAST(:ids AS varchar[]))"
     " ON CONFLICT DO NOTHING RETURNING external_id"
 )
+
+_CLOCK_MARGIN = timedelta(days=1)
 
 _WRITER_LOCK_PG = text("LOCK TABLE ONLY event IN ROW EXCLUSIVE MODE")
 
@@ -67,9 +70,10 @@ class Events(Part):
     ) -> bool:
         """Store an event (ignored when its external id was seen, or when it is dated before
         the `horizon`) and wake the lead's enrolments."""
-        horizon = self.horizon(conn)
-        if horizon is not None and at < horizon:
-            return False
+        if not self.recent(at):
+            horizon = self.horizon(conn)
+            if horizon is not None and at < horizon:
+                return False
         values = {
             "lead_id": lead_id,
             "type": str(type_),
@@ -107,9 +111,10 @@ class Events(Part):
         of each event stored. What `record` does per event, for a batch: a few statements
         whatever its size, instead of two or three per event. Events dated before the
         `horizon` are skipped."""
-        horizon = self.horizon(conn)
-        if horizon is not None:
-            rows = [row for row in rows if row[2] >= horizon]
+        if not all(self.recent(row[2]) for row in rows):
+            horizon = self.horizon(conn)
+            if horizon is not None:
+                rows = [row for row in rows if row[2] >= horizon]
         if self.postgres:
             rows = self._first_of_new_ids(conn, rows)
         if not rows:
@@ -149,6 +154,13 @@ class Events(Part):
                 [{"wake_lead": lead_id, "wake_at": at} for lead_id, at in sorted(earliest.items())],
             )
         return [(lead_id, type_) for lead_id, type_, _at in stored]
+
+    def recent(self, at: datetime) -> bool:
+        """True when no prune can have reached `at`, so it needs no `horizon` (no read, no lock):
+        a prune drops whole months before its cutoff, never the month it runs in, so the mark
+        is at most the start of the current month; a day's margin covers the clocks of other
+        processes."""
+        return at >= month_start(self.clock.now() + _CLOCK_MARGIN)
 
     def horizon(self, conn: Connection) -> datetime | None:
         """Events dated before this moment are refused: their months were pruned into daily
