@@ -19,6 +19,7 @@ from nurture.daemon import Daemon
 from nurture.jobs.notify import render_summary
 from nurture.store.tables import LEADS, NOTIFICATIONS, PROMOTIONS
 from nurture.store.tables import LIFECYCLE_CHANGES as LC
+from nurture.store.tables import SCORE_HISTORY as SH
 from nurture.web.app import create_app
 from tests.http_server import serving
 from tests.integration.conftest import ROOT
@@ -114,6 +115,7 @@ def test_a_rescore_that_finds_the_same_scores_leaves_the_rows_alone(
     stats = daemon.qualifier.run_once(everyone=True)  # nothing happened: every score comes out the same
     with daemon.store.reading() as conn:
         assert dict(conn.execute(select(LEADS.c.email, LEADS.c.scored_at)).all()) == scored
+        assert conn.execute(select(func.count()).select_from(SH).where(SH.c.at > first)).scalar_one() == 0
     assert stats.scored == 21
 
     clock.advance(timedelta(minutes=5))
@@ -127,6 +129,19 @@ def test_a_rescore_that_finds_the_same_scores_leaves_the_rows_alone(
             .join(LC, LC.c.lead_id == LEADS.c.id)
             .order_by(LEADS.c.email)
         ).all()
+    with daemon.store.reading() as conn:
+        history = conn.execute(
+            select(LEADS.c.email, SH.c.fit, SH.c.engagement, SH.c.grade)
+            .join(SH, SH.c.lead_id == LEADS.c.id)
+            .where(SH.c.at == clock.now())
+        ).all()
+        now_scores = conn.execute(
+            select(LEADS.c.email, LEADS.c.score_fit, LEADS.c.score_engagement, LEADS.c.grade).where(
+                LEADS.c.scored_at == clock.now()
+            )
+        ).all()
+    # The history holds this run's changed scores, as the leads now have them, and nothing else.
+    assert sorted(map(tuple, history)) == sorted(map(tuple, now_scores)) and len(history) >= 2
     assert stats.warmed == 2
     assert [tuple(m)[:-1] for m in moved] == [
         (email, "warm", clock.now(), "cold", f"engagement {m.score_engagement} ≥ 15", "scoring")
