@@ -630,7 +630,7 @@ def bench_qualify(folder: Path, sizes: tuple[int, int] = (500, 2500)) -> list[Re
                     {"leads": leads, "size": size},
                 )
             ]
-        _raw_events(engine, rescored, clock.now() - scoring.lookback)
+        _raw_events_of(engine, rescored, clock.now() - scoring.lookback)
         gc.collect()
         base = _rss_mib()
         peak = [base]
@@ -652,7 +652,7 @@ def bench_qualify(folder: Path, sizes: tuple[int, int] = (500, 2500)) -> list[Re
         since = clock.now() - scoring.lookback
         # The leads the job rescored (a lead whose score came out the same keeps its scored_at).
         assert stats.scored == len(rescored), (stats.scored, len(rescored))
-        events, raw_seconds = _raw_events(engine, rescored, since)
+        events, raw_seconds = _raw_events_of(engine, rescored, since)
         del rescored
         print(
             f"  qualify {stats.scored:,} leads, {events:,} events in {seconds:.1f} s (of which the scenario report's"
@@ -859,7 +859,7 @@ def bench_analytics(folder: Path, outcomes: int = 1000, timeout: float = 600) ->
     return results
 
 
-def _raw_events(engine: Engine, ids: list[int], since: datetime) -> tuple[int, float]:
+def _raw_events_of(engine: Engine, ids: list[int], since: datetime) -> tuple[int, float]:
     """The raw baseline: the same leads' events since `since` by the driver, 500 leads a
     query as the job reads them; (events, seconds)."""
     raw = engine.raw_connection()
