@@ -698,16 +698,34 @@ def _command(args: list[str], env: dict[str, str], timeout: float) -> tuple[floa
     )
     timer = threading.Timer(timeout, process.terminate)
     timer.start()
+    # The process's own high-water mark, read while it runs: its ru_maxrss would be at least
+    # this runner's, which Linux carries into a child across fork and exec.
+    peak = [0.0]
+    reader = threading.Thread(target=_watch_peak, args=(process, peak), daemon=True)
+    reader.start()
     try:
         output = process.stdout.read().decode() if process.stdout else ""
-        _pid, status, usage = os.wait4(process.pid, 0)
+        process.wait()
     finally:
         timer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
     seconds = time.perf_counter() - start
     if process.returncode != 0 and seconds < timeout:
         raise RuntimeError(f"nurture {' '.join(args)} failed:\n{output[-2000:]}")
-    return min(seconds, timeout), usage.ru_maxrss / 1024, output
+    return min(seconds, timeout), peak[0], output
+
+
+def _watch_peak(process: subprocess.Popen[bytes], peak: list[float]) -> None:
+    """Keep `peak[0]` at the process's VmHWM (MiB) until it ends, reading it every 50 ms."""
+    status = Path(f"/proc/{process.pid}/status")
+    while process.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)  # a sampling interval (VmHWM is itself a high-water mark), not a wait for a condition
 
 
 def _raw_events(engine: Engine, where: str, params: dict[str, object]) -> tuple[int, float]:
