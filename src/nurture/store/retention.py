@@ -252,7 +252,9 @@ class Retention(Part):
                     f"events before {cutoff:%Y-%m-%d} arrived during the prune: pruned before "
                     f"{self.pruned_before(conn) or cutoff:%Y-%m-%d} only; let the daemon qualify them, then prune again"
                 )
-            self.store.settings.put(conn, PRUNED_KEY, cutoff.isoformat())
+            done = self.pruned_before(conn)
+            if done is None or done < cutoff:  # the mark only moves forward (another prune may be past it)
+                self.store.settings.put(conn, PRUNED_KEY, cutoff.isoformat())
         return total
 
     def _refuse_unseen(
