@@ -623,6 +623,33 @@ def test_a_prune_stopped_between_months_leaves_them_consistent_and_a_rerun_finis
     assert _event_tallies(store) == tallies
 
 
+def test_a_prune_that_ends_after_another_went_further_leaves_the_mark_where_the_other_put_it(
+    db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Two prunes overlap (SQLite has no cluster lock): one up to April, which, once March is
+    done, lets another prune up to May run through. The first then ends with the months
+    without events, which must not move the mark back to April, or April's events, gone,
+    would be taken again at ingest."""
+    start = clock.now()
+    march, april, may = start + timedelta(days=1), start + timedelta(days=35), start + timedelta(days=65)
+    daemon = _daemon_keeping_180_days(db_url, make_daemon, workspace, tmp_path, march, april, may)
+    store = daemon.store
+    clock.set(start + timedelta(days=240))
+    seen = store.reports.database_time()  # every event received before it: the qualify job's part
+    keep = timedelta(days=150)
+
+    def the_other_prune(_month: Any) -> None:
+        store.retention.prune(datetime(2026, 5, 15, tzinfo=UTC), keep=keep, processed_before=seen)
+
+    store.retention.prune(
+        datetime(2026, 4, 15, tzinfo=UTC), keep=keep, processed_before=seen, on_month=the_other_prune
+    )
+
+    with store.reading() as conn:
+        assert store.retention.pruned_before(conn) == datetime(2026, 5, 1, tzinfo=UTC)
+        assert conn.execute(select(EVENTS.c.at)).scalars().all() == [may]
+
+
 def test_an_event_dated_before_the_pruned_months_is_refused_at_ingest_with_its_reason(
     db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
 ) -> None:
@@ -654,12 +681,17 @@ def test_an_event_dated_before_the_pruned_months_is_refused_at_ingest_with_its_r
         after = (_raw_events(store), _rollups(store), _event_tallies(store), _scores(store))
         fresh = {"id": "esp:now", "email": "bob@r.example", "type": "page_view"}
         mixed = api.post("/api/v1/events/batch", json={"events": [march, fresh]})
+        # An unsubscribe dated in a pruned month (an old list imported from another sender) is
+        # not stored either, but its address is suppressed all the same.
+        old_unsubscribe = {"email": "bob@r.example", "type": "unsubscribe", "at": "2026-03-02T10:00:00Z"}
+        unsubscribed = api.post("/api/v1/events", json=old_unsubscribe)
 
     refused = {
         "too_old": 1,
         "kept_since": "2026-05-01T00:00:00Z",
         "reason": "1 event dated before 2026-05-01 not stored: events before then are kept only as daily counts "
-        "(event retention), which are final; a redelivered event is already counted in them",
+        "(event retention), which are final; a redelivered event is already counted in them (an unsubscribe or "
+        "bounce among them still suppresses its address)",
     }
     assert (again.status_code, again.json()) == (200, {"stored": 0, "duplicates": 1, **refused})
     assert (single.status_code, single.json()) == (200, {"stored": 0, "duplicates": 0, **refused})
@@ -667,6 +699,10 @@ def test_an_event_dated_before_the_pruned_months_is_refused_at_ingest_with_its_r
     assert before[1] == [(date(2026, 3, 1), "page_view", 1)]
     assert mixed.json() == {"stored": 1, "duplicates": 0, **refused}
     assert _raw_events(store) == before[0] + 1
+    assert unsubscribed.json() == {"stored": 0, "duplicates": 0, **refused}
+    bob = store.leads.by_email("bob@r.example")
+    assert bob is not None and bob.unsubscribed
+    assert store.leads.by_email("ann@r.example").unsubscribed is False  # type: ignore[union-attr]
 
 
 @pytest.mark.postgres

@@ -167,12 +167,16 @@ def _store_events(w: Web, events: list[EventIn], batch: bool) -> JSONResponse | 
     if errors:
         return _invalid(errors)
     address_of = {lead_id: email for email, lead_id in ids.items()}
+    rows = [(ids[e.email], e.type, e.at or now, e.props, e.id) for e in events]
     with w.store.transaction() as conn:
-        horizon = w.store.events.horizon(conn)
-        rows = [(ids[e.email], e.type, e.at or now, e.props, e.id) for e in events]
+        recent = all(w.store.events.recent(row[2]) for row in rows)
+        horizon = None if recent else w.store.events.horizon(conn)
         kept = [row for row in rows if horizon is None or row[2] >= horizon]
         fresh = w.store.events.record_many(conn, kept)
-        for lead_id, type_ in fresh:
+        # An unsubscribe or bounce too old to store still suppresses: suppression is not part of
+        # the pruned counts, and repeating it is harmless.
+        refused = [(row[0], row[1]) for row in rows if horizon is not None and row[2] < horizon]
+        for lead_id, type_ in [*fresh, *refused]:
             if type_ in ("unsubscribe", "bounce"):
                 w.store.leads.suppress(conn, address_of[lead_id], type_, "ingest API")
     stored, too_old = len(fresh), len(rows) - len(kept)
@@ -187,7 +191,7 @@ def _store_events(w: Web, events: list[EventIn], batch: bool) -> JSONResponse | 
         reason=(
             f"{too_old} event{'s' if too_old > 1 else ''} dated before {horizon:%Y-%m-%d} not stored: events "
             "before then are kept only as daily counts (event retention), which are final; a redelivered "
-            "event is already counted in them"
+            "event is already counted in them (an unsubscribe or bounce among them still suppresses its address)"
         ),
     )
 
