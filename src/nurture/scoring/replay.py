@@ -112,7 +112,7 @@ class _Stream:
         found = self._verdicts.get(key)
         if found is None:
             events = [self.events[i] for i in members[start:stop]]
-            shared = tuple(map(id, events))
+            shared = (id(self.scoring), *map(id, events))  # verdicts depend on the scoring's guards too
             found = self._shared.get(shared)
             if found is None:
                 verdicts = self.scoring.classify(events)
