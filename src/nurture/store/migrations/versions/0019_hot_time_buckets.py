@@ -98,6 +98,10 @@ def _install(buckets: bool) -> None:
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # Daemons running through the upgrade wait here for the new trigger: a time to hot
+        # counted by the old one after the backfill read would have no bucket.
+        op.execute("LOCK TABLE outcome IN SHARE ROW EXCLUSIVE MODE")
     op.execute(
         f"INSERT INTO tally ({_COLUMNS}, part, n) SELECT 'outcome', a, '', 'hot_bucket', substr(d, 1, {DIGITS}), '', "
         f"0, sum(n) FROM tally WHERE kind = 'outcome' AND b = '' AND c = 'hot' GROUP BY a, substr(d, 1, {DIGITS}) "
