@@ -331,10 +331,17 @@ def dot_stuffed(data: bytes) -> bytes | None:
     return stuffed + b".\r\n"
 
 
+_DATA_OURSELVES = aiosmtplib.__version__.split(".")[0] == "5"  # the release whose DATA exchange the pool repeats
+
+
 def _plain_protocol(protocol: object) -> bool:
-    """aiosmtplib's own protocol, with the state its `execute_data_command` keeps (5.x)."""
+    """aiosmtplib's own protocol, with the state its `execute_data_command` keeps (5.x); any
+    other release sends DATA through `client.data`."""
     return (
-        type(protocol) is SMTPProtocol and "_command_lock" in vars(protocol) and "_response_pending" in vars(protocol)
+        _DATA_OURSELVES
+        and type(protocol) is SMTPProtocol
+        and "_command_lock" in vars(protocol)
+        and "_response_pending" in vars(protocol)
     )
 
 
