@@ -553,16 +553,25 @@ def _rollups(store: Store) -> list[tuple[Any, ...]]:
         ]
 
 
+def _page_views_in_march_april_and_may(
+    url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
+) -> tuple[Daemon, tuple[datetime, datetime, datetime]]:
+    """A daemon keeping 180 days with ann's page views in March, April and May; the clock
+    240 days on, when all three months are past the retention."""
+    start = clock.now()
+    months = (start + timedelta(days=1), start + timedelta(days=35), start + timedelta(days=65))
+    daemon = _daemon_keeping_180_days(url, make_daemon, workspace, tmp_path, *months)
+    clock.set(start + timedelta(days=240))
+    return daemon, months
+
+
 def test_a_prune_commits_month_by_month_and_ingest_is_not_held_between_months(
     db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
 ) -> None:
     """March and April are pruned in a transaction each: when March is done (and committed,
     the mark past it), an event posted to the ingest API is stored before April begins."""
-    start = clock.now()
-    march, april, may = start + timedelta(days=1), start + timedelta(days=35), start + timedelta(days=65)
-    daemon = _daemon_keeping_180_days(db_url, make_daemon, workspace, tmp_path, march, april, may)
+    daemon, (march, april, _may) = _page_views_in_march_april_and_may(db_url, make_daemon, workspace, clock, tmp_path)
     store = daemon.store
-    clock.set(start + timedelta(days=240))
     daemon.qualifier.run_once()
     stack, api = _serving_api(daemon)
     seen: list[tuple[datetime, int, datetime | None, int]] = []
@@ -594,11 +603,8 @@ def test_a_prune_commits_month_by_month_and_ingest_is_not_held_between_months(
 def test_a_prune_stopped_between_months_leaves_them_consistent_and_a_rerun_finishes(
     db_url: str, make_daemon: Any, workspace: Path, clock: FakeClock, tmp_path: Path
 ) -> None:
-    start = clock.now()
-    march, april, may = start + timedelta(days=1), start + timedelta(days=35), start + timedelta(days=65)
-    daemon = _daemon_keeping_180_days(db_url, make_daemon, workspace, tmp_path, march, april, may)
+    daemon, (march, april, may) = _page_views_in_march_april_and_may(db_url, make_daemon, workspace, clock, tmp_path)
     store = daemon.store
-    clock.set(start + timedelta(days=240))
     daemon.qualifier.run_once()
     tallies = _event_tallies(store)
 
@@ -630,20 +636,15 @@ def test_a_prune_that_ends_after_another_went_further_leaves_the_mark_where_the_
     done, lets another prune up to May run through. The first then ends with the months
     without events, which must not move the mark back to April, or April's events, gone,
     would be taken again at ingest."""
-    start = clock.now()
-    march, april, may = start + timedelta(days=1), start + timedelta(days=35), start + timedelta(days=65)
-    daemon = _daemon_keeping_180_days(db_url, make_daemon, workspace, tmp_path, march, april, may)
+    daemon, (_march, _april, may) = _page_views_in_march_april_and_may(db_url, make_daemon, workspace, clock, tmp_path)
     store = daemon.store
-    clock.set(start + timedelta(days=240))
     seen = store.reports.database_time()  # every event received before it: the qualify job's part
     keep = timedelta(days=150)
 
     def the_other_prune(_month: Any) -> None:
         store.retention.prune(datetime(2026, 5, 15, tzinfo=UTC), keep=keep, processed_before=seen)
 
-    store.retention.prune(
-        datetime(2026, 4, 15, tzinfo=UTC), keep=keep, processed_before=seen, on_month=the_other_prune
-    )
+    store.retention.prune(datetime(2026, 4, 15, tzinfo=UTC), keep=keep, processed_before=seen, on_month=the_other_prune)
 
     with store.reading() as conn:
         assert store.retention.pruned_before(conn) == datetime(2026, 5, 1, tzinfo=UTC)
