@@ -318,18 +318,6 @@ def test_a_month_that_cannot_be_partitioned_does_not_stop_the_daily_job(
         assert in_the_way in store.retention.partitions(conn)
 
 
-def _waiting_on_a_lock(engine: sa.Engine) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        )
-
-
 def _insert_uncommitted(engine: sa.Engine, lead: int, at: datetime) -> sa.Connection:
     """A writer that has inserted an event and not committed yet (the caller commits)."""
     conn = engine.connect()
@@ -355,7 +343,7 @@ def test_a_month_is_partitioned_while_an_event_of_it_is_being_written_to_the_def
     made: list[list[str]] = []
     worker = threading.Thread(target=lambda: made.append(store.retention.ensure_partitions()))
     worker.start()
-    wait_for("the partitioning to wait for the writer", lambda: _waiting_on_a_lock(engine), timeout=30)
+    wait_for("the partitioning to wait for the writer", lambda: _lock_waiters(engine) > 0, timeout=30)
     writer.commit()
     writer.close()
     worker.join(timeout=60)
@@ -396,7 +384,7 @@ def test_an_old_event_written_during_a_prune_is_not_dropped_unrolled(pg_url: str
 
     worker = threading.Thread(target=prune)
     worker.start()
-    wait_for("the prune to wait for the writer", lambda: _waiting_on_a_lock(engine), timeout=30)
+    wait_for("the prune to wait for the writer", lambda: _lock_waiters(engine) > 0, timeout=30)
     writer.commit()
     writer.close()
     worker.join(timeout=60)
