@@ -29,10 +29,11 @@ def score_explain(
 ) -> None:
     """Why a lead's score is what it is: every rule, caps, decay, the account part and the colleagues
     who gave it, every open and click with its verdict (human, suspect, machine), what is missing; then
-    what the stored score was made of, as of when it was made."""
+    what the stored score was made of, as of when it was made (or, if the scoring file or the events
+    changed since, the score now, and whether it still is the stored one)."""
     from nurture.jobs.catalog import Catalog
     from nurture.jobs.qualify import Qualifier
-    from nurture.scoring.explain import explain, render
+    from nurture.scoring.explain import explain, render, render_stored
 
     settings = _settings(db)
     store = _store(settings)
@@ -44,23 +45,19 @@ def score_explain(
     if lead is None:
         fail(f"no lead with email {email}")
     now = SystemClock().now()
+    qualifier = Qualifier(store, catalog, SystemClock())
     with store.reading() as conn:
-        result = Qualifier(store, catalog, SystemClock()).score_lead(catalog.scoring, conn, lead, now)
+        result = qualifier.score_lead(catalog.scoring, conn, lead, now)
+        # The stored score (what the stage, the dashboard's header and alerts used) and what it
+        # was made of: engagement decays, so it differs from the score now.
+        stored = qualifier.explain_stored(catalog.scoring, conn, lead, result, now)
     for line in render(explain(catalog.scoring, result, f"{email} (stage {lead.lifecycle_stage})")):
         typer.echo(line)
-    # The stored score (what the stage, the dashboard's header and alerts used), as of when it
-    # was made: engagement decays, so it differs from the score now.
-    if lead.scored_at is None:
+    if stored is None:
         typer.echo("stored score: none yet (the qualify job has not scored this lead)")
         return
-    with store.reading() as conn:
-        stored = Qualifier(store, catalog, SystemClock()).score_lead(catalog.scoring, conn, lead, lead.scored_at)
-    typer.echo(
-        f"stored score, as of {lead.scored_at:%Y-%m-%d %H:%M} UTC: fit {lead.score_fit} (grade {lead.grade}), "
-        f"engagement {lead.score_engagement}; made of:"
-    )
-    for c in sorted(stored.contributions, key=lambda c: -c.points):
-        typer.echo(f"  {c.kind:<10} {c.rule:<24} {c.points:>7.2f}")
+    for line in render_stored(stored):
+        typer.echo(line)
 
 
 @score_app.command("held")

@@ -43,6 +43,7 @@ from nurture.lifecycle import (
 )
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.engine import AccountAggregate, CompiledScoring, Engagement, ScoreResult, account_handoff
+from nurture.scoring.explain import StoredScore, stored_score
 from nurture.scoring.explain import reasons as explain
 from nurture.scoring.limits import Candidate, ration
 from nurture.scoring.model import Owner
@@ -337,6 +338,16 @@ class Qualifier:
             aggregate = scoring.account_aggregate(key, found, now)
         own = self.store.events.for_leads(conn, [row.id], since).get(row.id, [])
         return self.evaluate(scoring, row, own, now, aggregate)
+
+    def explain_stored(
+        self, scoring: CompiledScoring, conn: Connection, row: LeadRow, current: ScoreResult, now: datetime
+    ) -> StoredScore | None:
+        """The lead's stored score with a breakdown that adds up to it, or a note saying why
+        none does (`current` is its score as of `now`); None if it was never scored."""
+        if row.scored_at is None:
+            return None
+        rebuilt = self.score_lead(scoring, conn, row, row.scored_at)
+        return stored_score(row.score_fit, row.score_engagement, row.grade, row.scored_at, rebuilt, current, now)
 
     def _accounts(
         self,

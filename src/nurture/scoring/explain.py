@@ -3,6 +3,10 @@
 `score explain`, the lead page and the hand-off to sales all read the same structure:
 fit rules, the lead's own engagement, the account part (capped, with the colleagues who
 gave it), and every tracking event with its verdict, human and machine apart.
+
+What the *stored* score was made of (`StoredScore`) is rebuilt from the current scoring file
+and events, so it is shown only while its totals are the stored ones; otherwise the reader
+is told (`stored_score`).
 """
 
 from __future__ import annotations
@@ -151,6 +155,88 @@ def render(explanation: Explanation) -> list[str]:
             what = f" {a.what}" if a.what else ""
             lines.append(f"  {a.at:%Y-%m-%d %H:%M:%S} {a.type}{what} {a.verdict}{mark}{why}")
     lines.append("hot: yes" if explanation.hot else "missing: " + "; ".join(explanation.missing or ["-"]))
+    return lines
+
+
+@dataclass(frozen=True)
+class StoredScore:
+    """A lead's stored score (what its stage, the dashboard's header and alerts used) and a
+    breakdown whose totals are that score, or a note saying why none is.
+
+    A breakdown is rebuilt from the current scoring file and the current events, while the
+    qualify job writes a lead only when its score changes: `scored_at` is when the score was
+    last set, and the file or the events (a late event dated before it, a prune) may have
+    changed since. So the breakdown is the one rebuilt as of `scored_at` if it gives the stored
+    totals (engagement decays: that is what the score was made of when made); else the score
+    now, if it is still the stored one; else there is none (`breakdown` None), and `note` gives
+    both scores."""
+
+    fit: int
+    engagement: int
+    grade: str
+    scored_at: datetime
+    breakdown: ScoreResult | None
+    as_of: datetime | None  # when `breakdown` is computed: `scored_at`, or now
+    note: str = ""
+
+    @property
+    def as_made(self) -> bool:
+        """The breakdown is the stored score rebuilt as of when it was made."""
+        return self.breakdown is not None and self.as_of == self.scored_at
+
+
+def _totals(result: ScoreResult) -> tuple[int, int, str]:
+    return result.fit, result.engagement, result.grade
+
+
+def stored_score(
+    fit: int,
+    engagement: int,
+    grade: str,
+    scored_at: datetime,
+    rebuilt: ScoreResult,
+    current: ScoreResult,
+    now: datetime,
+) -> StoredScore:
+    """The stored score with the breakdown that adds up to it: `rebuilt` (computed as of
+    `scored_at`) or `current` (as of `now`), whichever gives the stored totals, in that order;
+    with neither, no breakdown and a note with the score now (see `StoredScore`)."""
+    stored = (fit, engagement, grade)
+    if _totals(rebuilt) == stored:
+        return StoredScore(fit, engagement, grade, scored_at, rebuilt, scored_at)
+    why = (
+        f"rebuilt as of then with the current scoring file and events it comes to fit {rebuilt.fit}, "
+        f"engagement {rebuilt.engagement} (grade {rebuilt.grade}): the scoring file or the events it counted "
+        "changed since (an edit, events dated before it that arrived later, pruned events)"
+    )
+    if _totals(current) == stored:
+        return StoredScore(
+            fit, engagement, grade, scored_at, current, now, f"{why}; the score now is the stored one, made of this"
+        )
+    note = (
+        f"score recomputed now: fit {current.fit}, engagement {current.engagement} (grade {current.grade}); "
+        f"stored fit {fit}, engagement {engagement} (grade {grade}) at {scored_at:%Y-%m-%d %H:%M} UTC; "
+        "the qualify job stores the new score when it next rescores this lead (its daily rescore at the latest). "
+        f"No breakdown adds up to the stored score: {why}"
+    )
+    return StoredScore(fit, engagement, grade, scored_at, None, None, note)
+
+
+def render_stored(stored: StoredScore) -> list[str]:
+    """The stored score as `nurture score explain` prints it after the score now."""
+    head = (
+        f"stored score, as of {stored.scored_at:%Y-%m-%d %H:%M} UTC: fit {stored.fit} (grade {stored.grade}), "
+        f"engagement {stored.engagement}"
+    )
+    if stored.breakdown is None:
+        return [head, f"  {stored.note}", "  (the breakdown above is the score now)"]
+    lines = (
+        [f"{head}; made of:"]
+        if stored.as_made
+        else [head, f"  {stored.note}", f"made of (as of {stored.as_of:%Y-%m-%d %H:%M} UTC):"]
+    )
+    for c in sorted(stored.breakdown.contributions, key=lambda c: -c.points):
+        lines.append(f"  {c.kind:<10} {c.rule:<24} {c.points:>7.2f}")
     return lines
 
 

@@ -283,10 +283,10 @@ def lead_page(request: Request, lead_id: int, _: User) -> Response:
             catalog = Catalog(w.store, w.settings.scenarios_dir, w.settings.templates_dir)
             catalog.scoring = scoring
             qualifier = Qualifier(w.store, catalog, w.clock)
-            result = qualifier.score_lead(scoring, conn, lead, w.clock.now())
-            # What the stored score (the header, the stage) was made of, as of when it was made.
-            if lead.scored_at is not None:
-                stored = qualifier.score_lead(scoring, conn, lead, lead.scored_at)
+            now = w.clock.now()
+            result = qualifier.score_lead(scoring, conn, lead, now)
+            # What the stored score (the header, the stage) was made of, or why no breakdown is.
+            stored = qualifier.explain_stored(scoring, conn, lead, result, now)
     timeline: list[dict[str, Any]] = []
     for s in sends:
         timeline.append(
