@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, column, func
+from sqlalchemy import ColumnElement, Table, any_, bindparam, column, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.selectable import TableValuedAlias
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from nurture.store import Store
 
 # Callers outside the store hold connections and rows only as opaque values they pass back.
-__all__ = ["Connection", "Part", "Row", "counts", "insert_ignore", "unnest"]
+__all__ = ["Connection", "Part", "Row", "among", "counts", "insert_ignore", "unnest"]
 
 
 class Part:
@@ -46,3 +46,12 @@ def unnest(name: str, columns: Iterable[tuple[str, Any]]) -> TableValuedAlias:
     items = list(columns)
     arrays = (bindparam(n, type_=postgresql.ARRAY(t)) for n, t in items)
     return func.unnest(*arrays).table_valued(*(column(n, t) for n, t in items)).render_derived(name=name)
+
+
+def among(postgres: bool, col: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """`col IN values`. On PostgreSQL `col = ANY(array)`: one parameter whatever the number
+    of values, so a batch's thousand ids are not expanded into a thousand placeholders that
+    SQLAlchemy renders and the driver parses on every call (on SQLite both are cheap)."""
+    if postgres:
+        return col == any_(bindparam(None, list(values), type_=postgresql.ARRAY(col.type)))
+    return col.in_(values)

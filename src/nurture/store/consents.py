@@ -21,7 +21,7 @@ from sqlalchemy import table as table_clause
 from nurture.consent.erasure import PLAN_BY_TABLE, Column, Identity, redact, unclassified
 from nurture.consent.model import ConsentRecord, ConsentSource, ConsentStatus, current
 from nurture.errors import NurtureError
-from nurture.store.base import Connection, Part, insert_ignore
+from nurture.store.base import Connection, Part, among, insert_ignore
 from nurture.store.tables import (
     ACTIVITIES,
     AUDIT_LOG,
@@ -90,7 +90,7 @@ class Consents(Part):
             return found
         rows = conn.execute(
             select(CONSENT_RECORDS)
-            .where(CONSENT_RECORDS.c.lead_id.in_(lead_ids))
+            .where(among(self.postgres, CONSENT_RECORDS.c.lead_id, lead_ids))
             .order_by(CONSENT_RECORDS.c.at, CONSENT_RECORDS.c.id)
         )
         for row in rows:
@@ -105,7 +105,7 @@ class Consents(Part):
         """Which of these suppression entries (keyed hashes of erased addresses) exist."""
         if not entries:
             return set()
-        rows = conn.execute(select(SUPPRESSIONS.c.email).where(SUPPRESSIONS.c.email.in_(entries)))
+        rows = conn.execute(select(SUPPRESSIONS.c.email).where(among(self.postgres, SUPPRESSIONS.c.email, entries)))
         return {row.email for row in rows}
 
     # -- access requests ---------------------------------------------------------------------

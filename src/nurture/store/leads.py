@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable, DropTable
 
 from nurture.runtime.engine import LeadView
-from nurture.store.base import Connection, Part, insert_ignore, unnest
+from nurture.store.base import Connection, Part, among, insert_ignore, unnest
 from nurture.store.tables import ACTIVITIES, ENROLMENTS, EVENTS, LEADS, LIFECYCLE_CHANGES, SCORE_HISTORY, SUPPRESSIONS
 from nurture.vocabulary import STANDARD_FIELDS, Stage
 
@@ -346,7 +346,10 @@ class Leads(Part):
 
     def by_ids(self, lead_ids: Sequence[int]) -> dict[int, LeadRow]:
         with self.store.reading() as conn:
-            return {row.id: cast(LeadRow, row) for row in conn.execute(select(LEADS).where(LEADS.c.id.in_(lead_ids)))}
+            return {
+                row.id: cast(LeadRow, row)
+                for row in conn.execute(select(LEADS).where(among(self.postgres, LEADS.c.id, lead_ids)))
+            }
 
     def step_rows(self, conn: Connection, lead_ids: Sequence[int]) -> dict[int, LeadRow]:
         """What a step reads of these leads (see STEP_LEAD), by id."""

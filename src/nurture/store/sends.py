@@ -18,7 +18,7 @@ from sqlalchemy import Integer, String, bindparam, column, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
-from nurture.store.base import Connection, Part, Row, insert_ignore
+from nurture.store.base import Connection, Part, Row, among, insert_ignore
 from nurture.store.db import SQLITE_BUSY_TIMEOUT_MS
 from nurture.store.queue import Queue
 from nurture.store.tables import LEADS, SENDS, SUPPRESSIONS
@@ -211,7 +211,7 @@ class Sends(Part):
                 )
                 .join(LEADS, LEADS.c.id == SENDS.c.lead_id)
                 .outerjoin(SUPPRESSIONS, SUPPRESSIONS.c.email == LEADS.c.email)
-                .where(SENDS.c.id.in_(ids))
+                .where(among(self.postgres, SENDS.c.id, ids))
                 .order_by(SENDS.c.id)
             )
             return cast(list[ClaimedSend], list(rows))
