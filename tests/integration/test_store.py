@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -112,6 +112,27 @@ def test_an_event_with_a_known_external_id_is_stored_once(store: Store) -> None:
         events = store.events.for_leads(conn, [lead_id], START - timedelta(days=1))
     assert (first, second) == (True, False)
     assert [(e.type, e.props) for e in events[lead_id]] == [("click", {"link": "a"})]
+
+
+def test_events_read_back_in_utc_whatever_zone_the_server_speaks(db_url: str) -> None:
+    """A server set to Tokyo time: the store's sessions still speak UTC, so an event at 20:00
+    UTC reads back on its UTC day (the day per-day caps count), not on Tokyo's next one."""
+    tokyo = {"connect_args": {"options": "-c TimeZone=Asia/Tokyo"}} if db_url.startswith("postgresql") else {}
+    engine = make_engine(db_url, **tokyo)
+    upgrade(engine)
+    store = Store(engine, FakeClock(START))
+    evening = START.replace(hour=20)
+    lead_id = add_lead(store, "ada@example.com")
+    with store.transaction() as conn:
+        store.events.record(conn, lead_id, "page_view", evening, {"url": "/pricing"})
+    with store.reading() as conn:
+        (event,) = store.events.for_leads(conn, [lead_id], START - timedelta(days=1))[lead_id]
+    if tokyo:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
+    engine.dispose()
+    assert event.at == evening and event.at.tzinfo is UTC
+    assert event.at.date() == evening.date()
 
 
 def test_an_unsubscribe_event_flags_the_lead_and_suppression_flags_a_bounce(store: Store) -> None:

@@ -40,7 +40,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, json_deserializer=json_loads, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, json_deserializer=json_loads, **kwargs)
+    event.listen(engine, "connect", _postgres_session)
+    return engine
+
+
+def _postgres_session(connection: Any, _record: Any) -> None:
+    """Every session speaks UTC, as the store does: the driver then returns its times in UTC
+    (no conversion of each timestamp read, whatever the server's own zone), and SQL that
+    reads a date from a time reads the same one on every server."""
+    autocommit = connection.autocommit
+    connection.autocommit = True  # a SET inside a transaction would end with its rollback
+    try:
+        connection.execute("SET TIME ZONE 'UTC'")
+    finally:
+        connection.autocommit = autocommit
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
