@@ -247,7 +247,10 @@ class Outcomes(Part):
         if days is not None:
             times += [t.day >= days[0], t.day < days[1]]
         total = int(
-            conn.execute(select(func.coalesce(func.sum(t.n), 0)).where(*(times if days is not None else buckets))).scalar() or 0
+            conn.execute(
+                select(func.coalesce(func.sum(t.n), 0)).where(*(times if days is not None else buckets))
+            ).scalar()
+            or 0
         )
         if not total:
             return 0, None
