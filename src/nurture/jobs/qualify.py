@@ -263,7 +263,8 @@ class Qualifier:
         """A batch's scores (each person's own engagement once, each account's aggregate
         once), the promotions they ask for, and what to write; no I/O."""
         batch, rows, events = loaded.batch, loaded.rows, loaded.events
-        own = {i: scoring.own(events.get(i, []), now, row.engagement_since) for i, row in rows.items()}
+        # The numbers only: what a hot lead's hand-off explains is worked out again for it alone.
+        own = {i: scoring.own(events.get(i, []), now, row.engagement_since, explain=False) for i, row in rows.items()}
         aggregates = {
             key: scoring.aggregate_of(key, [(i, rows[i].email, own[i].points) for i in members if i in rows])
             for key, members in batch.accounts.items()
@@ -277,11 +278,12 @@ class Qualifier:
             if row is None:
                 continue
             aggregate = aggregates.get(member_of.get(lead_id, ""))
-            result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate, own[lead_id])
+            result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate, own[lead_id], explain=False)
             stats.scored += 1
             writes.scores.append((row, result.fit, result.engagement, result.grade))
             moved = scored_stage(row.lifecycle_stage, result)
             if moved == Stage.HOT:
+                result = self.evaluate(scoring, row, events.get(lead_id, []), now, aggregate)
                 wanted.append(self._lead_wanted(scoring, row, result, events.get(lead_id, []), now))
             elif moved == Stage.WARM:
                 reason = f"engagement {result.engagement} ≥ {scoring.model.hot.warm_engagement}"
@@ -306,8 +308,11 @@ class Qualifier:
         now: datetime,
         aggregate: AccountAggregate | None,
         own: Engagement | None = None,
+        *,
+        explain: bool = True,
     ) -> ScoreResult:
-        """The lead's score; `own` is its `scoring.own(events, now, row.engagement_since)` if known."""
+        """The lead's score; `own` is its `scoring.own(events, now, row.engagement_since)` if
+        known. Without `explain`, the numbers and the verdict only (see `CompiledScoring.evaluate`)."""
         return scoring.evaluate(
             lead_view(row._mapping).fields,
             events,
@@ -317,6 +322,7 @@ class Qualifier:
             account=aggregate,
             member=row.id,
             own=own,
+            explain=explain,
         )
 
     def score_lead(self, scoring: CompiledScoring, conn: Connection, row: LeadRow, now: datetime) -> ScoreResult:

@@ -176,7 +176,7 @@ class Expression:
     attribute, call, filter and operator checks at each step.
     """
 
-    __slots__ = ("_run", "source", "usage")
+    __slots__ = ("_fields_read", "_run", "source", "usage")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -184,7 +184,15 @@ class Expression:
         for _, problem in static_problems(tree):
             raise ExpressionError(f"{source!r}: would go over a limit when evaluated: {problem}")
         self.usage = _analyse(tree)
+        self._fields_read = _fields_read(tree)
         self._run: Compiled = _compile(tree)
+
+    def fields_read(self, name: str) -> frozenset[str] | None:
+        """The fields of the record `name` that this expression's value depends on, when it
+        reads that record only as `name.field` or `name["field"]`: two records equal in those
+        fields give the same value. None when the whole record may matter (the record passed
+        to a filter, a key worked out at run time)."""
+        return self._fields_read.get(name, frozenset())
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         try:
@@ -427,6 +435,26 @@ def _analyse(tree: nodes.Node) -> Usage:
         tuple(_comparisons(tree)),
         frozenset(event_fields),
     )
+
+
+def _fields_read(tree: nodes.Node) -> dict[str, frozenset[str] | None]:
+    """For each name: the constant fields read from it, or None where it is used otherwise.
+    (Expressions draw nothing at random: Jinja's `random` filter needs a template's context.)"""
+    fields: dict[str, set[str]] = {}
+    plain: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        base = node.node  # type: ignore[attr-defined]
+        if not isinstance(base, nodes.Name):
+            continue
+        key = node.attr if isinstance(node, nodes.Getattr) else _const_str(node.arg)  # type: ignore[attr-defined]
+        if key is not None:
+            fields.setdefault(base.name, set()).add(key)
+            plain.add(id(base))
+    found: dict[str, frozenset[str] | None] = {name: frozenset(keys) for name, keys in fields.items()}
+    for name in tree.find_all(nodes.Name):
+        if id(name) not in plain:
+            found[name.name] = None
+    return found
 
 
 def _term(node: nodes.Node) -> str | None:

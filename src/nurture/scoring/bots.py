@@ -196,7 +196,15 @@ def seconds_after_delivery(event: EventRecord) -> float | None:
 
 def _ref(value: Any) -> Hashable:
     """A send or link reference usable as a key, whatever was recorded."""
+    if type(value) in _PLAIN:  # the common case, without isinstance's subclass walk
+        return value  # type: ignore[no-any-return]
     return value if value is None or isinstance(value, str | int | float) else repr(value)
+
+
+_PLAIN = frozenset({str, int, float, bool})
+# The properties an event's own signals are read from: an event without any of them (and not
+# a request for the hidden link) has none, whatever its type.
+SIGNAL_PROPS = frozenset({"honeypot", "ip", "user_agent", "proxy", "seconds_after_delivery", "sent_at"})
 
 
 def _truthy(value: Any) -> bool:
@@ -238,7 +246,8 @@ class Classifier:
         weak: list[list[str]] = [[] for _ in range(count)]
         honeypot = [False] * count
         for index, event in enumerate(events):
-            honeypot[index] = self._signals(event, strong[index], weak[index])
+            if event.type == "honeypot" or not SIGNAL_PROPS.isdisjoint(event.props):
+                honeypot[index] = self._signals(event, strong[index], weak[index])
         times = [event.at for event in events]
         order = sorted(range(count), key=times.__getitem__)
         if any(honeypot):

@@ -14,6 +14,7 @@ run over a 10,000-lead account scores each member's events once, not once per co
 from __future__ import annotations
 
 import fnmatch
+import operator
 import re
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -23,11 +24,12 @@ from typing import Any
 
 from nurture.errors import ExpressionError
 from nurture.scenario.expr import EventRecord, Expression, Record, event_is
-from nurture.scoring.bots import Classifier, MachineData, Verdict, with_extra_agents
+from nurture.scoring.bots import HUMAN, TRACKED, Classifier, MachineData, Verdict, with_extra_agents
 from nurture.scoring.model import EngagementRule, Scoring
 from nurture.timeutil import parse_duration
 
 ACCOUNT_CONTRIBUTORS_SHOWN = 5
+FIT_CACHE = 65_536  # combinations of fit fields' values kept (a few MiB at most)
 FREE_MAIL_DOMAINS = frozenset(
     [
         "gmail.com",
@@ -63,8 +65,7 @@ FREE_MAIL_DOMAINS = frozenset(
 )
 
 
-def _at(event: EventRecord) -> datetime:
-    return event.at
+_AT = operator.attrgetter("at")
 
 
 def _number(value: float) -> float:
@@ -207,6 +208,12 @@ class CompiledScoring:
     def __init__(self, model: Scoring, machines: MachineData | None = None) -> None:
         self.model = model
         self.fit_rules = [(rule, Expression(rule.when)) for rule in model.fit]
+        # Fit depends on a few fields only (company size, industry, title...), and leads share
+        # their values: the result is kept per combination of the values the rules read, when
+        # every rule reads the lead only field by field (see `Expression.fields_read`).
+        reads = [expression.fields_read("lead") for _, expression in self.fit_rules]
+        self._fit_fields = None if None in reads else tuple(sorted(set().union(*reads)))  # type: ignore[arg-type]
+        self._fits: dict[tuple[Any, ...], tuple[int, str, list[Contribution]]] = {}
         # Engagement rules by the event type they score, in file order, patterns compiled
         # once (`fnmatch.fnmatchcase` semantics); custom events are matched by `_matches`.
         self._rules_by_type: dict[str, list[tuple[EngagementRule, _Patterns]]] = defaultdict(list)
@@ -221,6 +228,22 @@ class CompiledScoring:
     # -- fit -------------------------------------------------------------------------------
 
     def fit(self, fields: Mapping[str, Any]) -> tuple[int, str, list[Contribution]]:
+        if self._fit_fields is None:
+            return self._fit(fields)
+        # Typed values: 1, 1.0 and True are equal keys but can read differently (`~`, `is`).
+        key = tuple((type(value), value) for value in map(fields.get, self._fit_fields))
+        try:
+            known = self._fits.get(key)
+        except TypeError:  # a list or mapping among the values: not a key
+            return self._fit(fields)
+        if known is None:
+            if len(self._fits) >= FIT_CACHE:
+                self._fits.clear()
+            known = self._fits[key] = self._fit(fields)
+        points, grade, contributions = known
+        return points, grade, list(contributions)
+
+    def _fit(self, fields: Mapping[str, Any]) -> tuple[int, str, list[Contribution]]:
         context = {"lead": Record(fields)}
         points = 0
         contributions = []
@@ -271,72 +294,101 @@ class CompiledScoring:
         return total
 
     def _engagement(
-        self, events: Sequence[EventRecord], now: datetime, *, kind: str = "engagement", weight: float = 1.0
+        self,
+        events: Sequence[EventRecord],
+        now: datetime,
+        *,
+        kind: str = "engagement",
+        weight: float = 1.0,
+        explain: bool = True,
     ) -> tuple[float, list[Contribution], list[Discounted], list[Classified]]:
+        """The points of `events` at `now`, with (when `explain`) the rules that gave them, what
+        was discounted and the classified activity; without, only the points (the same sum)."""
         start = now - self.lookback
-        recent = sorted((e for e in events if start <= e.at <= now), key=_at)
+        recent = [e for e in events if start <= e.at <= now]
         if not recent:
             return 0, [], [], []
+        recent.sort(key=_AT)
         verdicts = self.classify(recent)
         suspect_weight = self.model.bots.suspect_weight
         half_life = self.half_life
+        rules_by_type = self._rules_by_type
         discounted: list[Discounted] = []
         activity: list[Classified] = []
-        per_day: dict[tuple[str, Any], float] = defaultdict(float)
-        per_rule_raw: dict[str, float] = defaultdict(float)
-        per_rule_points: dict[str, float] = defaultdict(float)
-        per_rule_events: dict[str, int] = defaultdict(int)
-        capped: dict[str, float] = defaultdict(float)
+        per_day: dict[tuple[str, Any], float] = {}
+        # rule name → [points allowed before decay, points after decay, events, points over caps]
+        totals: dict[str, list[float]] = {}
         for event, verdict in zip(recent, verdicts, strict=True):
-            human = verdict.kind == "human"
-            if not human or verdict.repeat or event.type in ("open", "click"):
-                activity.append(Classified(event.type, event.at, verdict, event.props))
-            if verdict.kind == "machine" or verdict.repeat:
-                label = "repeat" if human else verdict.kind
-                discounted.append(Discounted(event.type, event.at, verdict.reason, label))
-                continue
-            rule = self._rule_for(event)
+            type_ = event.type
+            if verdict is HUMAN:  # the common case: a person's event, counted once
+                human = True
+                if explain and type_ in TRACKED:
+                    activity.append(Classified(type_, event.at, verdict, event.props))
+            else:
+                human = verdict.kind == "human"
+                if explain and (not human or verdict.repeat or type_ in TRACKED):
+                    activity.append(Classified(type_, event.at, verdict, event.props))
+                if verdict.kind == "machine" or verdict.repeat:
+                    if explain:
+                        label = "repeat" if human else verdict.kind
+                        discounted.append(Discounted(type_, event.at, verdict.reason, label))
+                    continue
+            if type_ == "custom":
+                rule = self._rule_for(event)
+            else:
+                candidates = rules_by_type.get(type_)
+                if not candidates:
+                    continue
+                rule = self._first_rule(candidates, event.props)
             if rule is None:
                 continue
             base = rule.points * (1.0 if human else suspect_weight)
-            if not human:
+            if not human and explain:
                 discounted.append(
-                    Discounted(event.type, event.at, f"{verdict.reason} (counts {suspect_weight:g})", "suspect")
+                    Discounted(type_, event.at, f"{verdict.reason} (counts {suspect_weight:g})", "suspect")
                 )
-            allowed = base
             name = rule.name
+            total = totals.get(name)
+            if total is None:
+                total = totals[name] = [0.0, 0.0, 0, 0.0]
+            allowed = base
+            day = None
             if rule.cap_per_day is not None:
-                allowed = min(allowed, rule.cap_per_day - per_day[(name, event.at.date())])
+                day = (name, event.at.date())
+                allowed = min(allowed, rule.cap_per_day - per_day.get(day, 0.0))
             if rule.cap_total is not None:
-                allowed = min(allowed, rule.cap_total - per_rule_raw[name])
-            allowed = max(allowed, 0)
+                allowed = min(allowed, rule.cap_total - total[0])
+            if allowed < 0:
+                allowed = 0
             if allowed < base:
-                capped[name] += base - allowed
-            if rule.cap_per_day is not None:
-                per_day[(name, event.at.date())] += allowed
-            per_rule_raw[name] += allowed
-            per_rule_events[name] += 1
-            age = (now - event.at) / half_life
-            per_rule_points[name] += allowed * 0.5**age * weight
+                total[3] += base - allowed
+            if day is not None:
+                per_day[day] = per_day.get(day, 0.0) + allowed
+            total[0] += allowed
+            total[2] += 1
+            total[1] += allowed * 0.5 ** ((now - event.at) / half_life) * weight
+        points = sum(total[1] for total in totals.values())
+        if not explain:
+            return points, [], [], []
         contributions = [
             Contribution(
                 name,
                 kind,
-                round(per_rule_points[name], 2),
-                _number(per_rule_raw[name]),
-                per_rule_events[name],
-                f"{capped[name]:g} points over caps" if capped[name] else "",
+                round(decayed, 2),
+                _number(raw),
+                int(count),
+                f"{over:g} points over caps" if over else "",
             )
-            for name in per_rule_events
+            for name, (raw, decayed, count, over) in totals.items()
         ]
-        return sum(per_rule_points.values()), contributions, discounted, activity
+        return points, contributions, discounted, activity
 
-    def _rule_for(self, event: EventRecord) -> EngagementRule | None:
-        """The first engagement rule (in file order) that scores `event`."""
-        if event.type == "custom":
-            return next((r for r in self.model.engagement if self._matches(r, event)), None)
-        props = event.props
-        for rule, patterns in self._rules_by_type.get(event.type, ()):
+    @staticmethod
+    def _first_rule(
+        candidates: list[tuple[EngagementRule, _Patterns]], props: Mapping[str, Any]
+    ) -> EngagementRule | None:
+        """The first of an event type's rules (in file order) whose patterns its properties match."""
+        for rule, patterns in candidates:
             for key, match in patterns:
                 value = props.get(key)
                 if value is None or match(str(value)) is None:
@@ -344,6 +396,12 @@ class CompiledScoring:
             else:
                 return rule
         return None
+
+    def _rule_for(self, event: EventRecord) -> EngagementRule | None:
+        """The first engagement rule (in file order) that scores `event`."""
+        if event.type == "custom":
+            return next((r for r in self.model.engagement if self._matches(r, event)), None)
+        return self._first_rule(self._rules_by_type.get(event.type, []), event.props)
 
     @staticmethod
     def _matches(rule: Any, event: EventRecord) -> bool:
@@ -376,12 +434,20 @@ class CompiledScoring:
         """A person's own engagement, as their account counts it (no scenario adjustments)."""
         return self.own(events, now, engagement_since).points
 
-    def own(self, events: Sequence[EventRecord], now: datetime, engagement_since: datetime | None = None) -> Engagement:
+    def own(
+        self,
+        events: Sequence[EventRecord],
+        now: datetime,
+        engagement_since: datetime | None = None,
+        *,
+        explain: bool = True,
+    ) -> Engagement:
         """A person's own engagement with its explanation: what `evaluate` scores as the lead's
-        own part and `aggregate_of` counts for its account, computed once for both."""
+        own part and `aggregate_of` counts for its account, computed once for both. Without
+        `explain`, the points alone (its lists are empty)."""
         if engagement_since is not None:
             events = [e for e in events if e.at >= engagement_since]
-        return Engagement(*self._engagement(events, now))
+        return Engagement(*self._engagement(events, now, explain=explain))
 
     def account_aggregate(
         self,
@@ -426,11 +492,15 @@ class CompiledScoring:
 
     def account_part(self, aggregate: AccountAggregate, member: Hashable) -> AccountPart:
         """What `member` gets from its colleagues: weight × their engagement, capped."""
+        _, count, shown = aggregate.colleagues_of(member, ACCOUNT_CONTRIBUTORS_SHOWN)
+        points, uncapped = self._account_points(aggregate, member)
+        return AccountPart(aggregate.key, points, uncapped, self.model.account.cap, count, tuple(shown))
+
+    def _account_points(self, aggregate: AccountAggregate, member: Hashable) -> tuple[float, float]:
+        """(points, before the cap) that `member` gets from what its colleagues gave."""
         account = self.model.account
-        given, count, shown = aggregate.colleagues_of(member, ACCOUNT_CONTRIBUTORS_SHOWN)
-        uncapped = max(given, 0.0) * account.weight
-        points = min(uncapped, account.cap) if account.cap is not None else uncapped
-        return AccountPart(aggregate.key, points, uncapped, account.cap, count, tuple(shown))
+        uncapped = max(aggregate.total - aggregate.counted_for(member), 0.0) * account.weight
+        return (min(uncapped, account.cap) if account.cap is not None else uncapped), uncapped
 
     # -- the verdict -----------------------------------------------------------------------
 
@@ -446,6 +516,7 @@ class CompiledScoring:
         account: AccountAggregate | None = None,
         member: Hashable = None,
         own: Engagement | None = None,
+        explain: bool = True,
     ) -> ScoreResult:
         """The whole verdict; `adjustment` is what scenarios added with `adjust_score`.
 
@@ -453,10 +524,14 @@ class CompiledScoring:
         `member`; `colleague_events` (colleagues' events as one stream) is the simpler form
         for a single lead and is aggregated here as one colleague. `own` is the lead's
         `self.own(events, now, engagement_since)` when the caller has it already.
+        Without `explain`, only the numbers and the verdict (fit, grade, engagement, own,
+        hot, warm): no contributions, discounts, activity, account part or what is missing.
         """
-        fit_points, grade, fit_parts = self.fit(fields)
         if own is None:
-            own = self.own(events, now, engagement_since)
+            own = self.own(events, now, engagement_since, explain=explain)
+        if not explain and not colleague_events:
+            return self._verdict(fields, own.points, adjustment, account, member)
+        fit_points, grade, fit_parts = self.fit(fields)
         own_points, own_parts, discounted, activity = own.points, own.contributions, own.discounted, own.activity
         if account is None and colleague_events:
             if engagement_since is not None:
@@ -517,6 +592,27 @@ class CompiledScoring:
             part,
             activity,
         )
+
+    def _verdict(
+        self,
+        fields: Mapping[str, Any],
+        own_points: float,
+        adjustment: int,
+        account: AccountAggregate | None,
+        member: Hashable,
+    ) -> ScoreResult:
+        """`evaluate`'s numbers and verdict alone, by the same arithmetic."""
+        fit_points, grade, _ = self.fit(fields)
+        account_points = 0.0
+        if account is not None and self.model.account.weight > 0:
+            account_points = self._account_points(account, member)[0]
+        own_total = round(own_points) + adjustment
+        engagement = round(own_points + account_points) + adjustment
+        hot_rule = self.model.hot
+        needed = hot_rule.engagement.get(grade)  # type: ignore[call-overload]
+        hot = needed is not None and engagement >= needed and own_total >= hot_rule.min_own_engagement
+        warm = hot or engagement >= hot_rule.warm_engagement
+        return ScoreResult(fit_points, grade, engagement, hot, warm, own=own_total)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any
 
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import _ref
-from nurture.scoring.engine import CompiledScoring, _at
+from nurture.scoring.engine import _AT, CompiledScoring
 
 _NO_SEND = object()
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -53,7 +53,7 @@ class _Stream:
     def __init__(self, scoring: CompiledScoring, events: Sequence[EventRecord], shared: Verdicts) -> None:
         self.scoring = scoring
         self._shared = shared
-        self.events = sorted(events, key=_at)
+        self.events = sorted(events, key=_AT)
         self.times = [e.at for e in self.events]
         guards = scoring.model.bots
         gap = timedelta(seconds=max(guards.honeypot_seconds, guards.burst_seconds, guards.repeat_seconds))
