@@ -399,6 +399,17 @@ def _const_str(node: nodes.Node) -> str | None:
     return node.value if isinstance(node, nodes.Const) and isinstance(node.value, str) else None
 
 
+def _field_reads(tree: nodes.Node) -> Iterator[tuple[nodes.Name, str]]:
+    """Each `name.field` and `name["field"]` of the tree: the name's node and the field."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        base = node.node  # type: ignore[attr-defined]
+        if not isinstance(base, nodes.Name):
+            continue
+        key = node.attr if isinstance(node, nodes.Getattr) else _const_str(node.arg)  # type: ignore[attr-defined]
+        if key is not None:
+            yield base, key
+
+
 def _analyse(tree: nodes.Node) -> Usage:
     names = {n.name for n in tree.find_all(nodes.Name)}
     lead_fields: set[str] = set()
@@ -406,13 +417,7 @@ def _analyse(tree: nodes.Node) -> Usage:
     methods: set[str] = set()
     types: set[str] = set()
     event_fields: set[str] = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        base = node.node  # type: ignore[attr-defined]
-        if not isinstance(base, nodes.Name):
-            continue
-        key = node.attr if isinstance(node, nodes.Getattr) else _const_str(node.arg)  # type: ignore[attr-defined]
-        if key is None:
-            continue
+    for base, key in _field_reads(tree):
         {"lead": lead_fields, "score": score_fields, "events": methods, "event": event_fields}.get(
             base.name, set()
         ).add(key)
@@ -442,14 +447,9 @@ def _fields_read(tree: nodes.Node) -> dict[str, frozenset[str] | None]:
     (Expressions draw nothing at random: Jinja's `random` filter needs a template's context.)"""
     fields: dict[str, set[str]] = {}
     plain: set[int] = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        base = node.node  # type: ignore[attr-defined]
-        if not isinstance(base, nodes.Name):
-            continue
-        key = node.attr if isinstance(node, nodes.Getattr) else _const_str(node.arg)  # type: ignore[attr-defined]
-        if key is not None:
-            fields.setdefault(base.name, set()).add(key)
-            plain.add(id(base))
+    for base, key in _field_reads(tree):
+        fields.setdefault(base.name, set()).add(key)
+        plain.add(id(base))
     found: dict[str, frozenset[str] | None] = {name: frozenset(keys) for name, keys in fields.items()}
     for name in tree.find_all(nodes.Name):
         if id(name) not in plain:
