@@ -52,7 +52,7 @@ _CLOCK_MARGIN = timedelta(days=1)
 _WRITER_LOCK_PG = text("LOCK TABLE ONLY event IN ROW EXCLUSIVE MODE")
 
 # Leads' events since a time, oldest first; one array parameter, so one statement text
-# whatever the number of leads (the driver prepares it once per connection).
+# whatever the number of leads (which the driver can prepare once it has run it a few times).
 _FOR_LEADS_PG = "SELECT lead_id, type, at, props, id FROM event WHERE lead_id = ANY(%s) AND at >= %s ORDER BY at"
 
 # Events that flag their lead as unreachable.
