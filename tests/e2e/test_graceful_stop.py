@@ -88,18 +88,18 @@ def test_a_stop_signal_while_the_smtp_server_stalls_completes_the_batch_and_a_re
     csv.write_text("email,first_name,timezone\n" + "".join(f"lead{i}@stop.example,L{i},UTC\n" for i in range(LEADS)))
     nurture("leads", "import", str(csv), "--db", db)
 
-    # The server takes the first message's DATA and holds its reply until released.
+    # The server stalls: it takes each message's DATA and holds its reply until released (both
+    # connections wait, so the daemon is still in its first batch when the signal comes).
     stalled, release = threading.Event(), threading.Event()
     accept = smtp.recorder.handle_DATA
 
-    async def stall_the_first(server: Any, session: Any, envelope: Any) -> str:
-        if not stalled.is_set():
-            stalled.set()
-            while not release.is_set():
-                await asyncio.sleep(0.01)
+    async def stall(server: Any, session: Any, envelope: Any) -> str:
+        stalled.set()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
         return await accept(server, session, envelope)
 
-    smtp.recorder.handle_DATA = stall_the_first  # type: ignore[method-assign]
+    smtp.recorder.handle_DATA = stall  # type: ignore[method-assign]
     log = tmp_path / "daemon.log"
     first = daemon(db, workspace, smtp, "first", log)
     try:

@@ -49,7 +49,7 @@ class Marks:
     """`sent` marks waiting for their commit.
 
     A commit is made when a sender needs one (the body of its next message is about to go
-    out) and at the end of a batch, and it takes every mark gathered by then: the other
+    out) and at the end of the drain, and it takes every mark gathered by then: the other
     senders' marks ride along, so there are fewer commits than messages, and no sender
     ever waits for more than the commit of its own previous message. (Starting a commit as
     soon as a mark waits halves the marks per commit and, against a local PostgreSQL, sends
@@ -111,6 +111,28 @@ class DrainStats:
 PAUSE_RECHECK = timedelta(hours=1)
 
 
+@dataclass(eq=False)
+class _Batch:
+    """A claimed batch on its way through the senders."""
+
+    lease: Lease
+    stats: DrainStats
+    rows: list[ClaimedSend] = field(default_factory=list)  # the rows to compose and send
+    leads: dict[int, LeadRow] = field(default_factory=dict)
+    composed: dict[int, Ahead] = field(default_factory=dict)
+    unsent: list[int] = field(default_factory=list)  # to give back untried
+    left: int = 0  # messages queued and not yet through a sender
+    queued: bool = False  # every message of the batch is queued
+    started: bool = False  # a sender has taken one of its messages
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _add(total: DrainStats, stats: DrainStats) -> None:
+    for name in ("claimed", "sent", "retried", "bounced", "failed", "suppressed", "held", "skipped"):
+        setattr(total, name, getattr(total, name) + getattr(stats, name))
+    total.errors += stats.errors
+
+
 class Outbox:
     def __init__(
         self,
@@ -170,96 +192,181 @@ class Outbox:
         return [r for r in rows if r.scenario_id not in paused]
 
     async def drain_once(self, limit: int | None = None) -> DrainStats:
-        limit = limit or self.settings.batch_size
-        claimed_at = self.clock.now()
-        # Never start a send on a lease that may have run out: past half the lease, the
-        # rest of the batch goes back to the outbox for whoever claims it next.
-        lease = Lease(self.lease)
+        """Send one batch."""
+        return await self._drain(limit or self.settings.batch_size, max_batches=1)
+
+    async def drain_until_idle(self, max_batches: int = 1000, stopping: Callable[[], bool] | None = None) -> DrainStats:
+        """Send batch after batch until none is due; when `stopping` turns true, after the
+        batch under way (a stopping daemon finishes its batch, not the whole outbox)."""
+        return await self._drain(self.settings.batch_size, max_batches, stopping)
+
+    async def _drain(self, limit: int, max_batches: int, stopping: Callable[[], bool] | None = None) -> DrainStats:
+        """Claim, compose and send batches through one set of senders and one marker.
+
+        The next batch is claimed (and its lead rows read, and its rendering started) while
+        the second half of the one before is being composed and sent, and its messages join
+        the same queue: the senders never wait for a claim, nor idle through a batch's last
+        messages. The drain stops claiming when the outbox is empty, when `stopping` turns
+        true, when the server refuses us (the pool is paused), and after a batch that made
+        no progress (its rows all retried later, held, or given back), as batch by batch it
+        would. A batch claimed ahead that is not to be sent is given back untried.
+        """
+        total = DrainStats()
         if self.pool.paused:  # the server refuses us: leave the outbox alone until the pause ends
-            return DrainStats(paused=self.pool.pause.reason)
-        rows = await asyncio.to_thread(self.store.sends.claim, self.worker, claimed_at, limit, self.lease)
-        stats = DrainStats(claimed=len(rows))
-        if rows:
-            rows = await self._hold_paused(rows, claimed_at, stats)
-        if not rows:
-            return stats
-        self.composer.templates.refresh()
-        leads = await asyncio.to_thread(self.store.leads.by_ids, sorted({r.lead_id for r in rows}))
-        withheld = await asyncio.to_thread(self._withheld, rows, leads)
-        if withheld:
-            for row in rows:
-                if row.id in withheld:
-                    status, reason = withheld[row.id]
-                    await self._finish(row.id, status, reason)
-                    stats.skipped += status == SendStatus.SKIPPED
-                    stats.suppressed += status == SendStatus.SUPPRESSED
-            rows = [row for row in rows if row.id not in withheld]
-        composed = self._compose_ahead(rows, leads, claimed_at)
-        marks = Marks()
-        marker = asyncio.create_task(self._mark_sent(marks))
-        senders = min(self.pool.size, len(rows))
+            total.paused = self.pool.pause.reason
+            return total
+        senders = self.pool.size
         # One task composes messages a little ahead while the senders' connections wait on
         # the server's replies, so composing the next message costs no time on the wire.
-        ready: asyncio.Queue[tuple[ClaimedSend, BuiltMessage] | None] = asyncio.Queue(maxsize=senders * 2)
-        unsent: list[int] = []
+        ready: asyncio.Queue[tuple[_Batch, ClaimedSend, BuiltMessage] | None] = asyncio.Queue(maxsize=senders * 2)
+        marks = Marks()
+        marker = asyncio.create_task(self._mark_sent(marks))
+        batches: list[_Batch] = []
+        idle = asyncio.Event()  # a batch made no progress: claim no more
+        failure: Exception | None = None  # a claim ahead that failed
 
-        async def compose() -> None:
-            for row in rows:
-                if lease.past_half():
-                    unsent.append(row.id)
-                    continue
-                message = await self._prepare(row, leads.get(row.lead_id), composed, stats)
-                if message is not None:
-                    await ready.put((row, message))
-                await asyncio.sleep(0)  # read the replies that arrived meanwhile
+        def asked_to_stop() -> bool:
+            return stopping is not None and stopping()
+
+        def go_on() -> bool:
+            return not (asked_to_stop() or self.pool.paused or idle.is_set())
+
+        async def settle(batch: _Batch) -> None:
+            await batch.done.wait()
+            await self._give_back(batch)
+            _add(total, batch.stats)
+            s = batch.stats
+            if not (s.sent or s.suppressed or s.skipped or s.bounced or s.failed):
+                idle.set()
+
+        async def feed(tasks: asyncio.TaskGroup) -> None:
+            nonlocal failure
+            batch = await self._claim(limit)
+            batch.started = True  # the first batch is sent even if a stop is already asked for
+            batches.append(batch)
+            while batch.stats.claimed:
+                following: asyncio.Task[_Batch | Exception] | None = None
+
+                def claim_next() -> None:
+                    nonlocal following
+                    if following is None and len(batches) < max_batches and go_on():
+                        following = tasks.create_task(self._claim_or_error(limit))
+
+                await self._queue(batch, ready, claim_next)
+                claim_next()  # a batch too small to reach its halfway point
+                tasks.create_task(settle(batch))
+                if following is None:
+                    break
+                claimed = await following
+                if isinstance(claimed, Exception):  # the batches under way finish first; then it is raised
+                    failure = claimed
+                    break
+                batch = claimed
+                batches.append(batch)
+                if batch.rows and not go_on():  # claimed ahead, not to be sent: back, untried
+                    batch.unsent, batch.rows = [row.id for row in batch.rows], []
+                    batch.stats.claimed -= len(batch.unsent)
+                    await self._give_back(batch)
+                    _add(total, batch.stats)
+                    break
             for _ in range(senders):
                 await ready.put(None)
 
         async def send() -> None:
             previous: asyncio.Future[None] | None = None  # the mark of this sender's last message
             while (item := await ready.get()) is not None:
-                row, message = item
+                batch, row, message = item
                 # Past half the lease, or once the server refused us, the rest of the batch
-                # goes back untried (not counted as an attempt).
-                if lease.past_half() or self.pool.paused:
-                    unsent.append(row.id)
-                    continue
-                previous = await self._deliver(row, message, marks, stats, previous)
+                # goes back untried (not counted as an attempt), and so does a batch claimed
+                # ahead and not yet started when a stop is asked for.
+                if batch.lease.past_half() or self.pool.paused or (not batch.started and asked_to_stop()):
+                    batch.unsent.append(row.id)
+                else:
+                    batch.started = True
+                    previous = await self._deliver(row, message, marks, batch.stats, previous)
+                batch.left -= 1
+                if batch.queued and not batch.left:
+                    batch.done.set()
             if previous is not None:
                 await marks.committed(previous)
 
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(compose())
+                tasks.create_task(feed(tasks))
                 for _ in range(senders):
                     tasks.create_task(send())
         finally:
             marks.close()
             await marker
-            if unsent:
-                await asyncio.to_thread(self.store.sends.release, self.worker, unsent)
+            for batch in batches:  # after a failure: what was not tried goes back
+                await self._give_back(batch)
+        if failure is not None:
+            raise failure
         if self.pool.paused:
-            stats.paused = self.pool.pause.reason
-        return stats
-
-    async def drain_until_idle(self, max_batches: int = 1000, stopping: Callable[[], bool] | None = None) -> DrainStats:
-        """Send batch after batch until none is due; when `stopping` turns true, after the
-        batch under way (a stopping daemon finishes its batch, not the whole outbox)."""
-        total = DrainStats()
-        for _ in range(max_batches):
-            if total.claimed and stopping is not None and stopping():
-                break
-            stats = await self.drain_once()
-            if stats.claimed == 0:
-                total.paused = stats.paused
-                break
-            for name in ("claimed", "sent", "retried", "bounced", "failed", "suppressed", "skipped"):
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-            total.errors += stats.errors
-            total.paused = stats.paused
-            if stats.paused or not (stats.sent or stats.suppressed or stats.skipped or stats.bounced or stats.failed):
-                break
+            total.paused = self.pool.pause.reason
         return total
+
+    async def _claim(self, limit: int) -> _Batch:
+        """Lease a batch, hold what a paused scenario sends, read its leads, record the rows
+        not to send (erased, no consent) and start rendering the rest."""
+        claimed_at = self.clock.now()
+        # Never start a send on a lease that may have run out: past half the lease, the
+        # rest of the batch goes back to the outbox for whoever claims it next.
+        lease = Lease(self.lease)
+        rows = await asyncio.to_thread(self.store.sends.claim, self.worker, claimed_at, limit, self.lease)
+        batch = _Batch(lease, DrainStats(claimed=len(rows)))
+        if rows:
+            rows = await self._hold_paused(rows, claimed_at, batch.stats)
+        if not rows:
+            return batch
+        self.composer.templates.refresh()
+        batch.leads = await asyncio.to_thread(self.store.leads.by_ids, sorted({r.lead_id for r in rows}))
+        withheld = await asyncio.to_thread(self._withheld, rows, batch.leads)
+        if withheld:
+            for row in rows:
+                if row.id in withheld:
+                    status, reason = withheld[row.id]
+                    await self._finish(row.id, status, reason)
+                    batch.stats.skipped += status == SendStatus.SKIPPED
+                    batch.stats.suppressed += status == SendStatus.SUPPRESSED
+            rows = [row for row in rows if row.id not in withheld]
+        batch.rows = rows
+        batch.composed = self._compose_ahead(rows, batch.leads, claimed_at)
+        return batch
+
+    async def _claim_or_error(self, limit: int) -> _Batch | Exception:
+        try:
+            return await self._claim(limit)
+        except Exception as exc:  # returned, so that the sends under way are not cancelled
+            return exc
+
+    async def _queue(
+        self,
+        batch: _Batch,
+        ready: asyncio.Queue[tuple[_Batch, ClaimedSend, BuiltMessage] | None],
+        halfway: Callable[[], None],
+    ) -> None:
+        """Compose the batch's messages into `ready`; `halfway()` is called half-way through."""
+        middle = len(batch.rows) // 2
+        for index, row in enumerate(batch.rows):
+            if index == middle:
+                halfway()
+            if batch.lease.past_half():
+                batch.unsent.append(row.id)
+                continue
+            message = await self._prepare(row, batch.leads.get(row.lead_id), batch.composed, batch.stats)
+            if message is not None:
+                batch.left += 1
+                await ready.put((batch, row, message))
+            await asyncio.sleep(0)  # read the replies that arrived meanwhile
+        batch.queued = True
+        if not batch.left:
+            batch.done.set()
+
+    async def _give_back(self, batch: _Batch) -> None:
+        unsent, batch.unsent = batch.unsent, []
+        if unsent:
+            await asyncio.to_thread(self.store.sends.release, self.worker, unsent)
 
     def _withheld(self, rows: list[ClaimedSend], leads: dict[int, LeadRow]) -> dict[int, tuple[SendStatus, str]]:
         """The rows not to send, with their outcome and why: an address erased on request

@@ -246,10 +246,10 @@ class Sends(Part):
 
     @asynccontextmanager
     async def marks(self, worker: str) -> AsyncIterator[SendMarks]:
-        """For the sender while it drains a batch: see `SendMarks`."""
+        """For the sender while it drains the outbox: see `SendMarks`."""
         if self.postgres:
             # The engine's own connection arguments, for a connection of the driver's
-            # asynchronous kind, held for the batch.
+            # asynchronous kind, held for the drain.
             import psycopg  # only PostgreSQL deployments load the driver
 
             args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
@@ -262,7 +262,7 @@ class Sends(Part):
                 yield SendMarks(self.engine, worker, None, pg)
             return
         with self.engine.connect() as conn:
-            # The pooled connection is held for the batch and used through its driver only:
+            # The pooled connection is held for the drain and used through its driver only:
             # through SQLAlchemy the PRAGMA would begin a transaction, and on this engine a
             # transaction takes the write lock.
             driver = conn.connection.dbapi_connection
