@@ -60,16 +60,35 @@ class Marks:
         self.pending: list[tuple[int, str, asyncio.Future[None]]] = []
         self.wanted = asyncio.Event()
         self.closing = False
+        self.broken: Exception | None = None
 
     def add(self, send_id: int, message_id: str) -> asyncio.Future[None]:
         committed = asyncio.get_running_loop().create_future()
+        if self.broken is not None:
+            committed.set_exception(self.broken)
+            return committed
         self.pending.append((send_id, message_id, committed))
         return committed
+
+    def fail(self, error: Exception) -> None:
+        """The marker cannot commit (its connection failed): every mark fails with `error`."""
+        self.broken = error
+        items, self.pending = self.pending, []
+        for _, _, committed in items:
+            if not committed.done():
+                committed.set_exception(error)
 
     async def committed(self, mark: asyncio.Future[None]) -> None:
         if not mark.done():
             self.wanted.set()
         await mark
+
+    async def flush(self, marks: list[asyncio.Future[None]]) -> None:
+        """Until these marks are committed (or their commit failed: the senders raise that)."""
+        waiting = [mark for mark in marks if not mark.done()]
+        if waiting:
+            self.wanted.set()
+            await asyncio.wait(waiting)
 
     def close(self) -> None:
         self.closing = True
@@ -124,7 +143,10 @@ class _Batch:
     left: int = 0  # messages queued and not yet through a sender
     queued: bool = False  # every message of the batch is queued
     started: bool = False  # a sender has taken one of its messages
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    taken: set[int] = field(default_factory=set)  # rows a sender took to deliver
+    marks: list[asyncio.Future[None]] = field(default_factory=list)  # of its messages delivered
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # every queued message through a sender
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # marks committed, the rest given back
 
 
 def _add(total: DrainStats, stats: DrainStats) -> None:
@@ -206,10 +228,13 @@ class Outbox:
         The next batch is claimed (and its lead rows read, and its rendering started) while
         the second half of the one before is being composed and sent, and its messages join
         the same queue: the senders never wait for a claim, nor idle through a batch's last
-        messages. The drain stops claiming when the outbox is empty, when `stopping` turns
-        true, when the server refuses us (the pool is paused), and after a batch that made
-        no progress (its rows all retried later, held, or given back), as batch by batch it
-        would. A batch claimed ahead that is not to be sent is given back untried.
+        messages. At most two batches are out at once: a batch is claimed ahead only once
+        every batch before the current one has settled (each of its messages tried, their
+        marks committed, what was not tried given back), so a row is never claimed again by
+        the worker still holding it. The drain stops claiming when the outbox is empty, when
+        `stopping` turns true, when the server refuses us (the pool is paused), and after a
+        batch that made no progress (its rows all retried later, held, or given back), as
+        batch by batch it would. A batch claimed ahead that is not to be sent goes back untried.
         """
         total = DrainStats()
         if self.pool.paused:  # the server refuses us: leave the outbox alone until the pause ends
@@ -220,10 +245,10 @@ class Outbox:
         # the server's replies, so composing the next message costs no time on the wire.
         ready: asyncio.Queue[tuple[_Batch, ClaimedSend, BuiltMessage] | None] = asyncio.Queue(maxsize=senders * 2)
         marks = Marks()
-        marker = asyncio.create_task(self._mark_sent(marks))
-        batches: list[_Batch] = []
+        marker: asyncio.Task[None] | None = None  # the connection for marks, opened once there is a row to send
+        batches: list[_Batch] = []  # every batch claimed, in order
         idle = asyncio.Event()  # a batch made no progress: claim no more
-        failure: Exception | None = None  # a claim ahead that failed
+        failures: list[Exception] = []  # raised once the sends under way have finished
 
         def asked_to_stop() -> bool:
             return stopping is not None and stopping()
@@ -231,43 +256,73 @@ class Outbox:
         def go_on() -> bool:
             return not (asked_to_stop() or self.pool.paused or idle.is_set())
 
+        def may_start(batch: _Batch) -> bool:
+            return not (batch.lease.past_half() or self.pool.paused or (not batch.started and asked_to_stop()))
+
+        async def give_back(batch: _Batch) -> None:
+            try:
+                await self._give_back(batch)
+            except Exception as exc:  # the sends under way go on; the rows' leases run out instead
+                failures.append(exc)
+
         async def settle(batch: _Batch) -> None:
-            await batch.done.wait()
-            await self._give_back(batch)
-            _add(total, batch.stats)
-            s = batch.stats
-            if not (s.sent or s.suppressed or s.skipped or s.bounced or s.failed):
-                idle.set()
+            try:
+                await batch.done.wait()
+                await marks.flush(batch.marks)
+                await give_back(batch)
+                _add(total, batch.stats)
+                s = batch.stats
+                if not (s.sent or s.suppressed or s.skipped or s.bounced or s.failed):
+                    idle.set()
+            finally:
+                batch.settled.set()
+
+        async def claim() -> _Batch | None:
+            try:
+                batch = await self._claim(limit)
+            except Exception as exc:  # the batches under way finish first; then it is raised
+                failures.append(exc)
+                return None
+            batches.append(batch)
+            return batch
 
         async def feed(tasks: asyncio.TaskGroup) -> None:
-            nonlocal failure
+            nonlocal marker
             batch = await self._claim(limit)
             batch.started = True  # the first batch is sent even if a stop is already asked for
             batches.append(batch)
             while batch.stats.claimed:
-                following: asyncio.Task[_Batch | Exception] | None = None
+                following: asyncio.Task[_Batch | None] | None = None
 
-                def claim_next() -> None:
+                def claim_next(batch: _Batch = batch) -> None:
                     nonlocal following
-                    if following is None and len(batches) < max_batches and go_on():
-                        following = tasks.create_task(self._claim_or_error(limit))
+                    earlier = batches[: batches.index(batch)]
+                    settled = all(b.settled.is_set() for b in earlier)
+                    if following is None and len(batches) < max_batches and go_on() and settled:
+                        following = tasks.create_task(claim())
 
+                if batch.rows and marker is None:
+                    marker = asyncio.create_task(self._mark_sent(marks))
                 await self._queue(batch, ready, claim_next)
-                claim_next()  # a batch too small to reach its halfway point
                 tasks.create_task(settle(batch))
+                if following is None and len(batches) < max_batches:
+                    for earlier in batches[: batches.index(batch)]:
+                        await earlier.settled.wait()
+                    claim_next()  # a batch too small to reach its half-way point, or one that waited
                 if following is None:
                     break
                 claimed = await following
-                if isinstance(claimed, Exception):  # the batches under way finish first; then it is raised
-                    failure = claimed
+                if claimed is None:
                     break
                 batch = claimed
-                batches.append(batch)
                 if batch.rows and not go_on():  # claimed ahead, not to be sent: back, untried
+                    for chunk, _ in {id(f): (f, i) for f, i in batch.composed.values()}.values():
+                        chunk.cancel()
                     batch.unsent, batch.rows = [row.id for row in batch.rows], []
                     batch.stats.claimed -= len(batch.unsent)
-                    await self._give_back(batch)
+                    await give_back(batch)
                     _add(total, batch.stats)
+                    batch.settled.set()
                     break
             for _ in range(senders):
                 await ready.put(None)
@@ -278,12 +333,19 @@ class Outbox:
                 batch, row, message = item
                 # Past half the lease, or once the server refused us, the rest of the batch
                 # goes back untried (not counted as an attempt), and so does a batch claimed
-                # ahead and not yet started when a stop is asked for.
-                if batch.lease.past_half() or self.pool.paused or (not batch.started and asked_to_stop()):
+                # ahead and not yet started when a stop is asked for. Asked again after the
+                # rate limit's wait: however slow the pace, a send starts before half the lease.
+                if may_start(batch):
+                    await self.pool.limiter.acquire()
+                if not may_start(batch):
                     batch.unsent.append(row.id)
                 else:
                     batch.started = True
-                    previous = await self._deliver(row, message, marks, batch.stats, previous)
+                    batch.taken.add(row.id)
+                    mark = await self._deliver(row, message, marks, batch.stats, previous)
+                    if mark is not previous and mark is not None:
+                        batch.marks.append(mark)
+                    previous = mark
                 batch.left -= 1
                 if batch.queued and not batch.left:
                     batch.done.set()
@@ -295,13 +357,23 @@ class Outbox:
                 tasks.create_task(feed(tasks))
                 for _ in range(senders):
                     tasks.create_task(send())
+        except BaseException:
+            # What no sender took goes back now rather than when its lease runs out; a row a
+            # sender took may have been delivered, and stays leased (the crash bound).
+            for batch in batches:
+                batch.unsent += [row.id for row in batch.rows if row.id not in batch.taken]
+            raise
         finally:
             marks.close()
-            await marker
-            for batch in batches:  # after a failure: what was not tried goes back
-                await self._give_back(batch)
-        if failure is not None:
-            raise failure
+            if marker is not None:
+                try:
+                    await marker
+                except Exception as exc:  # its failure reached the senders through their marks
+                    failures.append(exc)
+            for batch in batches:
+                await give_back(batch)
+        if failures:
+            raise failures[0]
         if self.pool.paused:
             total.paused = self.pool.pause.reason
         return total
@@ -333,12 +405,6 @@ class Outbox:
         batch.rows = rows
         batch.composed = self._compose_ahead(rows, batch.leads, claimed_at)
         return batch
-
-    async def _claim_or_error(self, limit: int) -> _Batch | Exception:
-        try:
-            return await self._claim(limit)
-        except Exception as exc:  # returned, so that the sends under way are not cancelled
-            return exc
 
     async def _queue(
         self,
@@ -392,8 +458,12 @@ class Outbox:
         return withheld
 
     async def _mark_sent(self, marks: Marks) -> None:
-        async with self.store.sends.marks(self.worker) as writer:
-            await marks.write(writer, self.clock)
+        try:
+            async with self.store.sends.marks(self.worker) as writer:
+                await marks.write(writer, self.clock)
+        except Exception as exc:  # no connection for marks: the senders stop at their next mark
+            marks.fail(exc)
+            raise
 
     async def start(self) -> None:
         """Start the render processes now instead of at the first batch: each one imports
@@ -473,7 +543,7 @@ class Outbox:
         the mark still to be committed: this message's, or `previous` if this one failed."""
         wait = None if previous is None else functools.partial(marks.committed, previous)
         try:
-            await self.pool.send(message, before_data=wait)
+            await self.pool.send(message, before_data=wait, paced=True)
         except Exception as exc:  # classified below: every SMTP or network failure has a next step
             if previous is not None and previous.done() and not previous.cancelled() and previous.exception() is exc:
                 raise  # the previous mark failed: stop; unmarked rows stay leased and are retried

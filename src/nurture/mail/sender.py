@@ -182,12 +182,19 @@ class SmtpPool:
             return self._client()
         return await self._idle.get()
 
-    async def send(self, message: BuiltMessage, before_data: Callable[[], Awaitable[object]] | None = None) -> None:
+    async def send(
+        self,
+        message: BuiltMessage,
+        before_data: Callable[[], Awaitable[object]] | None = None,
+        *,
+        paced: bool = False,
+    ) -> None:
         """Deliver one message. `before_data()`, when given, is awaited after the server has
         taken the envelope and before the body goes out: nothing is delivered until the
         body's final dot is accepted, so the caller's bookkeeping of its previous message
         can finish meanwhile. If it raises, the connection is dropped mid-envelope and the
-        server discards the transaction.
+        server discards the transaction. `paced`: the caller has already waited for the rate
+        limit (`limiter.acquire()`).
 
         The transaction is driven with MAIL, RCPT and DATA rather than `sendmail`, whose
         address parsing and sizing scan repeat what `build_message` already did.
@@ -195,7 +202,8 @@ class SmtpPool:
         if self.paused:
             reason = f"sending paused for {self.pause.remaining():.0f}s after {self.pause.reason}"
             raise DeliveryError(Verdict(PAUSE, None, reason, Phase.CONNECT))
-        await self.limiter.acquire()
+        if not paced:
+            await self.limiter.acquire()
         client = await self._acquire()
         healthy = False
         phase = Phase.CONNECT
