@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from nurture.clock import FakeClock
 from nurture.daemon import Daemon
+from nurture.mail.sender import RateLimiter
 from nurture.store.tables import SENDS
 from tests.integration.test_daemon import import_csv
 from tests.integration.test_smtp_faults import send_row, setup
@@ -117,3 +118,42 @@ def test_a_stop_sends_the_batch_under_way_and_gives_back_the_batches_claimed_ahe
     for row in rows:
         if row["status"] == "pending":
             assert (row["attempts"], row["lease_owner"], row["last_error"]) == (0, None, None), row
+
+
+def test_a_send_the_rate_limit_holds_past_half_the_lease_goes_back_untried(
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    # One connection, a message every 10 seconds, a 30-second lease. The first message goes at
+    # once, the second after 10 seconds; the third could only start 20 seconds after the claim,
+    # past half the lease, when another worker may already be taking the row over: it goes
+    # back untried, and the next claim sends it.
+    daemon = setup(make_daemon, workspace, tmp_path, db_url, smtp_pool_size=1, smtp_timeout=10, lease_seconds=30)
+    now = [0.0]  # the sender's monotonic clock, moved only by the rate limit's waits
+
+    async def wait(seconds: float) -> None:
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    async def scenario() -> None:
+        await daemon.enrol()
+        await daemon.advance()
+        outbox = daemon._outbox()
+        assert daemon.pool is not None
+        outbox.timer = lambda: now[0]
+        daemon.pool.limiter = RateLimiter(0.1, burst=1, timer=lambda: now[0], sleep=wait)
+        first = await outbox.drain_once()
+        assert (first.claimed, first.sent) == (3, 2)
+        assert len(smtp.messages) == 2
+        held_back = [send_row(daemon, a) for a in ADDRESSES[:3] if send_row(daemon, a)["status"] != "sent"]
+        assert [(r["status"], r["attempts"], r["lease_owner"]) for r in held_back] == [("pending", 0, None)]
+        second = await outbox.drain_once()
+        assert (second.claimed, second.sent) == (1, 1)
+        await daemon.pool.close()
+
+    asyncio.run(scenario())
+    assert sorted(str(m["To"].addresses[0].addr_spec) for m in smtp.messages) == sorted(ADDRESSES[:3])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -201,6 +202,7 @@ class Outbox:
         # A send starts before half the lease has passed and lasts at most one SMTP timeout,
         # so with a lease of at least three timeouts it ends while the lease still holds.
         self.lease = timedelta(seconds=max(settings.lease_seconds, settings.smtp_timeout * 3))
+        self.timer: Callable[[], float] = time.monotonic  # what the lease is timed on (tests pass their own)
 
     async def _hold_paused(self, rows: list[ClaimedSend], now: datetime, stats: DrainStats) -> list[ClaimedSend]:
         """Sends of scenarios the reputation guard paused wait (an hour at a time, or until
@@ -384,7 +386,7 @@ class Outbox:
         claimed_at = self.clock.now()
         # Never start a send on a lease that may have run out: past half the lease, the
         # rest of the batch goes back to the outbox for whoever claims it next.
-        lease = Lease(self.lease)
+        lease = Lease(self.lease, self.timer)
         rows = await asyncio.to_thread(self.store.sends.claim, self.worker, claimed_at, limit, self.lease)
         batch = _Batch(lease, DrainStats(claimed=len(rows)))
         if rows:

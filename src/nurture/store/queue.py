@@ -22,7 +22,7 @@ Contract (every queue table has `id`, `status`, `attempts`, `next_attempt_at`,
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -76,14 +76,19 @@ def lease_statement(
 
 @dataclass
 class Lease:
-    """A worker's hold on a claimed batch, timed on its monotonic clock from the claim."""
+    """A worker's hold on a claimed batch, timed on its monotonic clock (`timer`; tests pass
+    their own) from the claim."""
 
     length: timedelta
-    started: float = field(default_factory=time.monotonic)
+    timer: Callable[[], float] = time.monotonic
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.timer()
 
     def past_half(self) -> bool:
         """Whether half the lease has passed: from then on, no new work is started."""
-        return time.monotonic() - self.started >= self.length.total_seconds() / 2
+        return self.timer() - self.started >= self.length.total_seconds() / 2
 
 
 class Queue:
