@@ -114,13 +114,16 @@ def test_a_hostile_template_that_passes_validate_fails_alone_and_sigterm_stops_t
     log = tmp_path / "daemon.log"
     first = daemon(db, workspace, smtp, "first", log, renders)
     try:
-        # The hostile send's batch is under way (claimed, so it is being tried or about to be):
-        # stop the daemon now. It must finish that batch, the hostile render included.
+        # The hostile send's batch is under way (a connection has started on it: the server has
+        # seen a recipient beyond the first batch's), its render being tried or just failed:
+        # stop the daemon now. It must finish that batch. (A batch only claimed ahead, with no
+        # message started, goes back untried at a stop.)
         def being_tried() -> bool:
             row = hostile_send(db)
-            return row is not None and row["status"] == "sending"
+            started = len(smtp.recorder.rcpts) > BATCH
+            return row is not None and row["status"] in ("sending", "failed") and started
 
-        wait_for("the hostile send's batch to be claimed", being_tried, log=log)
+        wait_for("the hostile send's batch to be under way", being_tried, log=log)
         first.send_signal(signal.SIGTERM)
         stopping = time.monotonic()
         try:
