@@ -147,9 +147,12 @@ def test_a_hostile_template_that_passes_validate_fails_alone_and_sigterm_stops_t
     # The batch under way completed, its good emails with it, and nothing is left half-sent.
     assert after_stop.get("sending", 0) == 0 and after_stop["sent"] == len(smtp.messages) >= BATCH - 1, after_stop
 
-    # A restart sends the rest; the hostile send is not tried again.
+    # A restart sends the rest; the hostile send is not tried again. (The first daemon's other
+    # connection may already have sent every good email while the hostile render was tried, so
+    # the restart is stopped only once it runs: its SIGTERM handler is installed by then.)
     second = daemon(db, workspace, smtp, "second", log, renders)
     try:
+        wait_for("the second daemon to run", lambda: "daemon second running" in log.read_text(errors="replace"), log=log)
         wait_for(f"all {GOOD} good emails to arrive", lambda: len(smtp.messages) >= GOOD, log=log)
     finally:
         second.send_signal(signal.SIGTERM)
