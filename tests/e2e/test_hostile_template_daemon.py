@@ -152,7 +152,9 @@ def test_a_hostile_template_that_passes_validate_fails_alone_and_sigterm_stops_t
     # the restart is stopped only once it runs: its SIGTERM handler is installed by then.)
     second = daemon(db, workspace, smtp, "second", log, renders)
     try:
-        wait_for("the second daemon to run", lambda: "daemon second running" in log.read_text(errors="replace"), log=log)
+        wait_for(
+            "the second daemon to run", lambda: "daemon second running" in log.read_text(errors="replace"), log=log
+        )
         wait_for(f"all {GOOD} good emails to arrive", lambda: len(smtp.messages) >= GOOD, log=log)
     finally:
         second.send_signal(signal.SIGTERM)

@@ -16,7 +16,7 @@ from nurture.mail.deliverability import (
     template_warnings,
     visible_text,
 )
-from nurture.mail.templates import TemplateStore
+from nurture.scenario.templates import TemplateStore
 from nurture.vocabulary import STANDARD_FIELDS
 from tests.samples import ROOT, SENT_AT, sample_emails
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nurture.errors import ExpressionError
-from nurture.mail.templates import TemplateError, TemplateLimitError, TemplateStore, check_template_source
 from nurture.scenario.expr import compile_expression
+from nurture.scenario.templates import TemplateError, TemplateLimitError, TemplateStore, check_template_source
 
 HOSTILE = {
     "huge_repetition": '{{ "x" * 10**9 }}',

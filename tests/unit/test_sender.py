@@ -16,8 +16,8 @@ import aiosmtplib
 
 from nurture.mail.message import MessageError, build_message, parse_address
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, RateLimiter, classify
-from nurture.mail.templates import TemplateStore
 from nurture.mail.tracking import Links, sign, verify
+from nurture.scenario.templates import TemplateStore
 
 
 def test_errors_are_sorted_into_retry_bounce_fail_and_pause() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from nurture.consent.pages import render_confirmation_email, render_page
 from nurture.mail.footer import SenderIdentity, check_sender_identity
-from nurture.mail.templates import TemplateStore
+from nurture.scenario.templates import TemplateStore
 
 ACME = SenderIdentity("Acme Analytics GmbH", "Friedrichstraße 12, 10117 Berlin, Germany")
 LAYOUT = """<html><body>{% block body %}{% endblock %}

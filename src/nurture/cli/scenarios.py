@@ -15,13 +15,13 @@ from nurture.clock import SystemClock
 from nurture.errors import Diagnostic
 from nurture.jobs.catalog import check_file, find_scoring
 from nurture.mail.footer import sender_identity_problems
-from nurture.mail.templates import TemplateStore
 from nurture.scenario.compiler import compile_scenario
 from nurture.scenario.graph import to_dot, to_mermaid
 from nurture.scenario.loader import LoadedScenario, scenario_files
 from nurture.scenario.model import Scenario
 from nurture.scenario.projectcheck import check_project
 from nurture.scenario.projectfile import ProjectFile, load_project
+from nurture.scenario.templates import TemplateStore
 from nurture.scoring.engine import CompiledScoring
 from nurture.scoring.model import ScoringFile
 from nurture.timeutil import parse_duration

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from nurture.mail.footer import SenderIdentity
-from nurture.mail.templates import RenderedEmail, html_to_text
+from nurture.scenario.templates import RenderedEmail, html_to_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 

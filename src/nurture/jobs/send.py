@@ -34,8 +34,8 @@ from nurture.mail.compose import Composed, Composer, compose_in_worker, start_wo
 from nurture.mail.dkim import signer_from_settings
 from nurture.mail.message import BuiltMessage
 from nurture.mail.sender import BOUNCE, FAIL, RETRY, SOFT_BOUNCE, Outcome, SmtpPool, classify
-from nurture.mail.templates import TemplateError, TemplateLimitError
 from nurture.mail.verp import return_path_from_settings
+from nurture.scenario.templates import TemplateError, TemplateLimitError
 from nurture.store import Store
 from nurture.store.leads import LeadRow
 from nurture.store.queue import Lease

@@ -23,10 +23,10 @@ from nurture.mail.footer import SenderIdentity
 from nurture.mail.links import LinkTracker
 from nurture.mail.message import BuiltMessage, MessageError, build_message, message_id_for
 from nurture.mail.names import full_name
-from nurture.mail.templates import TemplateError, TemplateStore
 from nurture.mail.tracking import Links
 from nurture.mail.verp import ReturnPath
 from nurture.scenario.expr import Record
+from nurture.scenario.templates import TemplateError, TemplateStore
 from nurture.store.leads import lead_view
 
 Composed = BuiltMessage | TemplateError | MessageError

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from nurture.errors import Diagnostic
 from nurture.mail.links import LinkTracker
-from nurture.mail.templates import TemplateError, TemplateStore
 from nurture.mail.tracking import Links
 from nurture.scenario.expr import Record
+from nurture.scenario.templates import TemplateError, TemplateStore
 
 # SpamAssassin's HTML_IMAGE_ONLY_04 … _32 rules score any HTML part that has an image and
 # at most 3,200 characters of text (0.6 to 2.8 points each). An open pixel is an image, so

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import ChainableUndefined
 
 from nurture.errors import Diagnostic
-from nurture.mail.templates import TemplateError, TemplateStore, html_to_text
+from nurture.scenario.templates import TemplateError, TemplateStore, html_to_text
 
 if TYPE_CHECKING:
     from nurture.scenario.loader import LoadedScenario

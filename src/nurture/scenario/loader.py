@@ -14,7 +14,6 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nurture.errors import Diagnostic, ExpressionError, ValidationFailed
 from nurture.hints import did_you_mean, hint_with
-from nurture.mail.templates import TemplateStore, check_template_source
 from nurture.scenario import graph as journey
 from nurture.scenario.expr import (
     BASE_NAMES,
@@ -33,6 +32,7 @@ from nurture.scenario.model import (
     Update,
     WaitFor,
 )
+from nurture.scenario.templates import TemplateStore, check_template_source
 from nurture.scenario.typecheck import comparison_problems, kinds_for
 from nurture.scenario.yamlsource import LineDict, LineList, line_of, parse_yaml, too_large
 from nurture.vocabulary import OPTIONAL_FIELDS, READ_ONLY_FIELDS, STANDARD_FIELDS
