@@ -46,6 +46,9 @@ MID = re.compile(rb"^Message-ID:\s*(\S+)", re.I | re.M)
 class Slow:
     def __init__(self, out):
         self.out = out
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING"] + responses[-1:]  # as Postfix offers it
     async def handle_DATA(self, server, session, envelope):
         await asyncio.sleep(delay)
         if self.out is not None:

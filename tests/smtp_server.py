@@ -41,6 +41,7 @@ class Recorder:
     the reply its RCPT gets;
     `greeting_reply`, when set, is the banner every new connection gets instead of 220,
     after which the server hangs up; `drop_next` closes the connection on the next N DATA commands; `delay` stalls DATA.
+    `pipelining`: whether EHLO offers PIPELINING (RFC 2920), as Postfix and most relays do.
     `deliveries` timestamps every accepted message; `wait_for` blocks a test thread until a
     condition on them holds."""
 
@@ -55,6 +56,7 @@ class Recorder:
     data_replies: list[str] = field(default_factory=list)
     drop_next: int = 0
     delay: float = 0.0
+    pipelining: bool = True
     deliveries: list[Delivery] = field(default_factory=list)
     in_data: int = 0  # DATA commands being answered right now
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -62,6 +64,14 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if self.mail_reply:

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         ge=1,
         description="SMTP connections kept open; a relay tens of milliseconds away is latency-bound per connection",
     )
+    smtp_pipelining: bool = Field(
+        default=True,
+        description="Send MAIL, RCPT and DATA together (RFC 2920) when the server offers PIPELINING",
+    )
     smtp_pause_seconds: float = Field(
         default=30.0, ge=0, description="Pause after the server refuses us (not a recipient); doubles while it lasts"
     )

@@ -81,9 +81,17 @@ def pg_url() -> str:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
+def smtp(request: pytest.FixtureRequest) -> Iterator[SmtpServer]:
+    """A real SMTP server offering PIPELINING, as relays do; in a module that sets
+    `SMTP_MODES = True`, each test runs against one that offers it and one that does not."""
     with SmtpServer() as server:
+        server.recorder.pipelining = getattr(request, "param", True)
         yield server
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if getattr(metafunc.module, "SMTP_MODES", False) and "smtp" in metafunc.fixturenames:
+        metafunc.parametrize("smtp", [True, False], indirect=True, ids=["pipelined", "one-at-a-time"])
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from tests.integration.conftest import pool_timer, ticks, write_scenario
 from tests.integration.test_daemon import TWO_STEP, import_csv
 from tests.smtp_server import SmtpServer
 
+SMTP_MODES = True  # every test against a server that offers PIPELINING and one that does not
+
 THREE = (
     "email,first_name,company,timezone,source\n"
     "ann@alpha.example,Ann,A,UTC,web\nbob@beta.example,Bob,B,UTC,web\ncho@gamma.example,Cho,C,UTC,web\n"

@@ -19,6 +19,8 @@ from tests.integration.conftest import pool_timer, ticks
 from tests.integration.test_smtp_faults import send_row, setup
 from tests.smtp_server import SmtpServer, free_port
 
+SMTP_MODES = True  # every test against a server that offers PIPELINING and one that does not
+
 LEADS = ("ann@alpha.example", "bob@beta.example", "cho@gamma.example")
 
 

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiosmtplib
-from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.protocol import MAX_RESPONSE_LENGTH, SMTPProtocol
+from aiosmtplib.response import SMTPResponse
 
 from nurture.config import Settings
 from nurture.errors import NurtureError
@@ -214,7 +215,11 @@ class SmtpPool:
                 await self._greet(client)
             try:
                 phase = Phase.MAIL
-                await self._envelope(client, message)
+                stuffed = self._pipelined(client, message.data)
+                if stuffed is None:
+                    await self._envelope(client, message)
+                else:
+                    phase = await self._envelope_and_data(client, message)
                 if before_data is not None:
                     phase = Phase.DATA
                     try:
@@ -222,7 +227,10 @@ class SmtpPool:
                     except Exception as exc:  # the caller's own failure, not the server's
                         raise _Untagged(exc) from exc
                 phase = Phase.DATA
-                await self._data(client, message.data)
+                if stuffed is None:
+                    await self._data(client, message.data)
+                else:
+                    await self._body(client, stuffed)
                 healthy = True
             except aiosmtplib.SMTPResponseException as exc:
                 # A refused message leaves a usable session once reset.
@@ -243,21 +251,70 @@ class SmtpPool:
         self.pause.end()
 
     @staticmethod
-    async def _envelope(client: aiosmtplib.SMTP, message: BuiltMessage) -> None:
-        """MAIL (with SIZE, RFC 1870) and RCPT, as aiosmtplib's `mail` and `rcpt` send them and
-        with the same errors, but without parsing both addresses again for every message:
+    def _commands(client: aiosmtplib.SMTP, message: BuiltMessage) -> tuple[bytes, bytes]:
+        """MAIL (with SIZE, RFC 1870) and RCPT, each a command line, as aiosmtplib's `mail` and
+        `rcpt` write them, but without parsing both addresses again for every message:
         `build_message` made them bare addresses, which the check below confirms."""
-        sender, recipient = message.envelope_from, message.recipient
-        for address in (sender, recipient):
+        for address in (message.envelope_from, message.recipient):
             if not PLAIN_ADDRESS.match(address):
                 raise MessageError(f"not a bare address: {address!r}")
-        size = [f"SIZE={len(message.data)}".encode()] if client.supports_extension("size") else []
-        reply = await client.execute_command(b"MAIL", b"FROM:<" + sender.encode("ascii") + b">", *size)
+        size = f" SIZE={len(message.data)}".encode() if client.supports_extension("size") else b""
+        return (
+            b"MAIL FROM:<" + message.envelope_from.encode("ascii") + b">" + size + b"\r\n",
+            b"RCPT TO:<" + message.recipient.encode("ascii") + b">\r\n",
+        )
+
+    @staticmethod
+    def _refused(message: BuiltMessage, mail: SMTPResponse, rcpt: SMTPResponse | None) -> None:
+        """Raise aiosmtplib's error for a refused MAIL or RCPT, as its `mail` and `rcpt` do."""
+        if mail.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, message.envelope_from)
+        if rcpt is not None and rcpt.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+            raise aiosmtplib.SMTPRecipientRefused(rcpt.code, rcpt.message, message.recipient)
+
+    @classmethod
+    async def _envelope(cls, client: aiosmtplib.SMTP, message: BuiltMessage) -> None:
+        """MAIL and RCPT, one at a time, with aiosmtplib's errors."""
+        mail, rcpt = cls._commands(client, message)
+        mail_reply = await client.execute_command(mail[:-2])
+        cls._refused(message, mail_reply, None)
+        cls._refused(message, mail_reply, await client.execute_command(rcpt[:-2]))
+
+    def _pipelined(self, client: aiosmtplib.SMTP, data: bytes) -> bytes | None:
+        """The body as it goes after DATA when this message's commands can go together
+        (RFC 2920: the server offers PIPELINING, and the pool reads the replies itself);
+        None to send them one at a time."""
+        if not (self.settings.smtp_pipelining and _plain_protocol(client.protocol)):
+            return None
+        if client.is_ehlo_or_helo_needed or not client.supports_extension("pipelining"):
+            return None
+        return dot_stuffed(data)
+
+    @classmethod
+    async def _envelope_and_data(cls, client: aiosmtplib.SMTP, message: BuiltMessage) -> Phase:
+        """MAIL, RCPT and DATA in one write, their three replies read together: one round trip
+        where one at a time takes three. Returns once the server waits for the body; raises
+        aiosmtplib's error for the first refusal, with the phase it came in."""
+        mail, rcpt = cls._commands(client, message)
+        replies = await _exchange(client, mail + rcpt + b"DATA\r\n", 3)
+        mail_reply, rcpt_reply, data_reply = replies
+        ready = data_reply.code == aiosmtplib.SMTPStatus.start_input
+        refused = mail_reply.code != 250 or rcpt_reply.code not in (250, 251)
+        if ready and refused:
+            # A server that takes DATA after a refused envelope waits for a body no one sends:
+            # the session is of no further use.
+            client.close()
+        cls._refused(message, mail_reply, rcpt_reply)
+        if not ready:
+            raise aiosmtplib.SMTPDataError(data_reply.code, data_reply.message)
+        return Phase.DATA
+
+    @staticmethod
+    async def _body(client: aiosmtplib.SMTP, stuffed: bytes) -> None:
+        """The body after the server's 354, and its verdict."""
+        (reply,) = await _exchange(client, stuffed, 1)
         if reply.code != aiosmtplib.SMTPStatus.completed:
-            raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
-        reply = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
-        if reply.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
-            raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
 
     @staticmethod
     async def _data(client: aiosmtplib.SMTP, data: bytes) -> None:
@@ -351,6 +408,65 @@ def _plain_protocol(protocol: object) -> bool:
         and "_command_lock" in vars(protocol)
         and "_response_pending" in vars(protocol)
     )
+
+
+async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int) -> list[SMTPResponse]:
+    """Write `data` (one or more commands) and read `count` replies to it, in order.
+
+    aiosmtplib's reader hands over one reply per read and drops bytes that arrive while a
+    parsed reply waits to be picked up, so replies to commands written together could be
+    lost. While the group is read, every byte the server sends goes to the protocol's buffer,
+    and replies are parsed from it in order. A lost connection or an EOF still fails the wait
+    (aiosmtplib sets its error on the protocol's waiter)."""
+    protocol = client.protocol
+    assert protocol is not None
+    lock = protocol._command_lock
+    if lock is None:
+        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+    loop = asyncio.get_running_loop()
+    buffer = protocol._buffer
+    replies: list[SMTPResponse] = []
+
+    def received(chunk: bytes) -> None:
+        buffer.extend(chunk)
+        waiter = protocol._response_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(_ARRIVED)
+
+    try:
+        async with lock:
+            protocol.data_received = received  # type: ignore[method-assign,assignment]
+            try:
+                protocol.write(data)
+                while len(replies) < count:
+                    reply = protocol._read_response_from_buffer()
+                    if reply is not None:
+                        replies.append(reply)
+                        continue
+                    if len(buffer) > MAX_RESPONSE_LENGTH:
+                        raise aiosmtplib.SMTPResponseException(
+                            aiosmtplib.SMTPStatus.invalid_response, "Response too long"
+                        )
+                    waiter = protocol._response_waiter
+                    if waiter is None or protocol.transport is None:
+                        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+                    try:
+                        await asyncio.wait_for(waiter, client.timeout)
+                    except TimeoutError as exc:
+                        raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from exc
+                    protocol._response_waiter = loop.create_future() if protocol.transport is not None else None
+            finally:
+                del protocol.data_received
+                if protocol._response_waiter is not None and protocol._response_waiter.done():
+                    protocol._response_waiter = loop.create_future() if protocol.transport is not None else None
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPResponseException):
+        if len(replies) < count:  # the session's state is unknown: it carries no other message
+            client.close()
+        raise
+    return replies
+
+
+_ARRIVED = SMTPResponse(-1, "")  # what the waiter holds when bytes arrived, not a whole reply
 
 
 class _Untagged(Exception):

@@ -1,0 +1,214 @@
+"""PIPELINING (RFC 2920): to a server that offers it, the pool writes MAIL, RCPT and DATA
+together and reads their three replies, however they arrive; the same bytes go on the wire as
+one at a time, and every refusal means what it means without pipelining."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nurture.config import Settings
+from nurture.mail.message import BuiltMessage
+from nurture.mail.replies import Phase
+from nurture.mail.sender import DeliveryError, SmtpPool
+
+
+class _Relay:
+    """An SMTP server that keeps what each read of the socket brought (so a test can see which
+    commands came together) and answers as told: `refuse` maps a command to its reply,
+    `trickle` writes every reply a byte at a time, `data_after_refusal` answers DATA with 354
+    even when the envelope was refused (as a broken server might)."""
+
+    def __init__(self, *, pipelining: bool = True, trickle: bool = False) -> None:
+        self.pipelining = pipelining
+        self.trickle = trickle
+        self.refuse: dict[bytes, bytes] = {}
+        self.data_after_refusal = False
+        self.reads: list[bytes] = []
+        self.bodies: list[bytes] = []
+        self.connections = 0
+
+    async def _reply(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
+        if not self.trickle:
+            writer.write(reply)
+        for i in range(len(reply) if self.trickle else 0):
+            writer.write(reply[i : i + 1])
+            await writer.drain()
+            await asyncio.sleep(0)
+        await writer.drain()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.write(b"220 relay\r\n")
+        pending = b""
+        body: bytes | None = None
+        envelope_ok = True
+        while chunk := await reader.read(65536):
+            self.reads.append(chunk)
+            pending += chunk
+            while b"\r\n" in pending:
+                line, pending = pending.split(b"\r\n", 1)
+                if body is not None:
+                    if line == b".":
+                        self.bodies.append(body)
+                        body = None
+                        await self._reply(writer, self.refuse.get(b"BODY", b"250 2.0.0 queued\r\n"))
+                    else:
+                        body += line + b"\r\n"
+                    continue
+                verb = line.split(b" ", 1)[0].upper()
+                if verb == b"EHLO":
+                    offered = b"250-PIPELINING\r\n" if self.pipelining else b""
+                    await self._reply(writer, b"250-relay\r\n" + offered + b"250 SIZE 1000000\r\n")
+                elif verb == b"MAIL":
+                    reply = self.refuse.get(b"MAIL", b"250 2.1.0 ok\r\n")
+                    envelope_ok = reply.startswith(b"2")
+                    await self._reply(writer, reply)
+                elif verb == b"RCPT":
+                    reply = self.refuse.get(b"RCPT", b"250 2.1.5 ok\r\n") if envelope_ok else b"503 5.5.1 need MAIL\r\n"
+                    envelope_ok = envelope_ok and reply.startswith(b"2")
+                    await self._reply(writer, reply)
+                elif verb == b"DATA":
+                    if envelope_ok or self.data_after_refusal:
+                        body = b""
+                        await self._reply(writer, b"354 go on\r\n")
+                    else:
+                        await self._reply(writer, b"554 5.5.1 no valid recipients\r\n")
+                elif verb == b"RSET":
+                    envelope_ok = True
+                    await self._reply(writer, b"250 2.0.0 ok\r\n")
+                elif verb == b"QUIT":
+                    await self._reply(writer, b"221 bye\r\n")
+                else:
+                    await self._reply(writer, b"502 5.5.2 what\r\n")
+        writer.close()
+
+
+def _message(n: int) -> BuiltMessage:
+    data = f"Subject: {n}\r\nMessage-ID: <{n}@acme.example>\r\n\r\n.line {n}\r\n".encode()
+    return BuiltMessage("bounce@acme.example", f"lead{n}@alpha.example", f"<{n}@acme.example>", data)
+
+
+async def _send_all(relay: _Relay, count: int, **settings: object) -> list[str]:
+    """Send `count` messages over one connection; what became of each."""
+    server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = SmtpPool(Settings(smtp_port=port, smtp_pool_size=1, **settings))  # type: ignore[arg-type]
+    outcomes = []
+    for n in range(count):
+        try:
+            await pool.send(_message(n))
+            outcomes.append("sent")
+        except DeliveryError as exc:
+            outcomes.append(f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}")
+    await pool.close()
+    server.close()
+    await server.wait_closed()
+    return outcomes
+
+
+def _commands(relay: _Relay) -> list[list[bytes]]:
+    """The commands of each read, verbs only, body lines left out."""
+    verbs = (b"EHLO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"QUIT")
+    return [
+        [line.split(b" ")[0] for line in read.split(b"\r\n") if line.split(b" ")[0] in verbs] for read in relay.reads
+    ]
+
+
+def test_to_a_server_that_offers_it_the_envelope_and_data_go_in_one_write_with_the_same_bytes() -> None:
+    pipelined, one_at_a_time = _Relay(), _Relay(pipelining=False)
+    assert asyncio.run(_send_all(pipelined, 3)) == ["sent"] * 3
+    assert asyncio.run(_send_all(one_at_a_time, 3)) == ["sent"] * 3
+    assert [c for c in _commands(pipelined) if c and c[0] == b"MAIL"] == [[b"MAIL", b"RCPT", b"DATA"]] * 3
+    assert [c for c in _commands(one_at_a_time) if c and c[0] in (b"MAIL", b"RCPT", b"DATA")] == [
+        [b"MAIL"],
+        [b"RCPT"],
+        [b"DATA"],
+    ] * 3
+    # The same conversation, byte for byte, and the same bodies (dot-stuffed as without).
+    assert b"".join(pipelined.reads) == b"".join(one_at_a_time.reads)
+    assert pipelined.bodies == one_at_a_time.bodies and b"..line 0\r\n" in pipelined.bodies[0]
+
+
+def test_the_setting_turns_pipelining_off() -> None:
+    relay = _Relay()
+    assert asyncio.run(_send_all(relay, 2, smtp_pipelining=False)) == ["sent"] * 2
+    assert [b"MAIL", b"RCPT", b"DATA"] not in _commands(relay)
+
+
+def test_replies_that_arrive_a_byte_at_a_time_are_all_read_in_order() -> None:
+    relay = _Relay(trickle=True)
+    assert asyncio.run(_send_all(relay, 3)) == ["sent"] * 3
+    assert len(relay.bodies) == 3 and relay.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "reply", "outcome"),
+    [
+        (b"MAIL", b"550 5.7.1 sender refused\r\n", "MAIL: PAUSE 550"),
+        (b"RCPT", b"550 5.1.1 no such user\r\n", "RCPT: BOUNCE 550"),
+        (b"RCPT", b"451 4.7.1 greylisted\r\n", "RCPT: RETRY 451"),
+        (b"BODY", b"554 5.6.0 content refused\r\n", "DATA: FAIL 554"),
+    ],
+)
+def test_a_refusal_in_the_group_means_what_it_means_one_at_a_time_and_the_session_goes_on(
+    command: bytes, reply: bytes, outcome: str
+) -> None:
+    results = {}
+    for pipelining in (True, False):
+        relay = _Relay(pipelining=pipelining)
+        relay.refuse[command] = reply
+        first = asyncio.run(_send_all(relay, 1))
+        relay.refuse.clear()
+        results[pipelining] = first, relay.connections
+    assert results[True] == results[False]
+    assert results[True][0] == [outcome]
+
+
+def test_after_a_refusal_the_same_connection_carries_the_next_message() -> None:
+    relay = _Relay()
+    relay.refuse[b"RCPT"] = b"550 5.1.1 no such user\r\n"
+
+    async def scenario() -> list[str]:
+        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
+        outcomes = []
+        for n in range(2):
+            try:
+                await pool.send(_message(n))
+                outcomes.append("sent")
+            except DeliveryError as exc:
+                outcomes.append(exc.verdict.phase.name)
+            relay.refuse.clear()
+        await pool.close()
+        server.close()
+        return outcomes
+
+    assert asyncio.run(scenario()) == [Phase.RCPT.name, "sent"]
+    assert relay.connections == 1 and len(relay.bodies) == 1
+
+
+def test_a_server_that_takes_data_after_refusing_the_recipient_gets_no_body_and_a_new_connection() -> None:
+    relay = _Relay()
+    relay.refuse[b"RCPT"] = b"550 5.1.1 no such user\r\n"
+    relay.data_after_refusal = True
+
+    async def scenario() -> list[str]:
+        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
+        outcomes = []
+        for n in range(2):
+            try:
+                await pool.send(_message(n))
+                outcomes.append("sent")
+            except DeliveryError as exc:
+                outcomes.append(exc.verdict.phase.name)
+            relay.refuse.clear()
+        await pool.close()
+        server.close()
+        return outcomes
+
+    assert asyncio.run(scenario()) == [Phase.RCPT.name, "sent"]
+    # The first session waited for a body that never came; the next message went on a new one.
+    assert relay.connections == 2 and len(relay.bodies) == 1
