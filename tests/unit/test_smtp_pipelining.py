@@ -70,7 +70,9 @@ class _Relay:
                     envelope_ok = envelope_ok and reply.startswith(b"2")
                     await self._reply(writer, reply)
                 elif verb == b"DATA":
-                    if envelope_ok or self.data_after_refusal:
+                    if b"DATA" in self.refuse:
+                        await self._reply(writer, self.refuse[b"DATA"])
+                    elif envelope_ok or self.data_after_refusal:
                         body = b""
                         await self._reply(writer, b"354 go on\r\n")
                     else:
@@ -149,6 +151,8 @@ def test_replies_that_arrive_a_byte_at_a_time_are_all_read_in_order() -> None:
         (b"MAIL", b"550 5.7.1 sender refused\r\n", "MAIL: PAUSE 550"),
         (b"RCPT", b"550 5.1.1 no such user\r\n", "RCPT: BOUNCE 550"),
         (b"RCPT", b"451 4.7.1 greylisted\r\n", "RCPT: RETRY 451"),
+        (b"DATA", b"554 5.7.1 not from you\r\n", "DATA: FAIL 554"),
+        (b"DATA", b"421 4.3.2 shutting down\r\n", "DATA: PAUSE 421"),
         (b"BODY", b"554 5.6.0 content refused\r\n", "DATA: FAIL 554"),
     ],
 )

@@ -65,6 +65,8 @@ def verdict_at(exc: BaseException, phase: Phase) -> Verdict:
         return classify_reply(Phase.RCPT, exc.code, exc.message)
     if isinstance(exc, aiosmtplib.SMTPSenderRefused):
         return classify_reply(Phase.MAIL, exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPDataError):  # refused DATA, or the body (also when pipelined)
+        return classify_reply(Phase.DATA, exc.code, exc.message)
     if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(exc, aiosmtplib.SMTPServerDisconnected):
         return classify_reply(phase, exc.code, exc.message)
     if isinstance(exc, aiosmtplib.SMTPException | OSError | asyncio.TimeoutError):
@@ -219,7 +221,7 @@ class SmtpPool:
                 if stuffed is None:
                     await self._envelope(client, message)
                 else:
-                    phase = await self._envelope_and_data(client, message)
+                    await self._envelope_and_data(client, message)
                 if before_data is not None:
                     phase = Phase.DATA
                     try:
@@ -291,10 +293,10 @@ class SmtpPool:
         return dot_stuffed(data)
 
     @classmethod
-    async def _envelope_and_data(cls, client: aiosmtplib.SMTP, message: BuiltMessage) -> Phase:
+    async def _envelope_and_data(cls, client: aiosmtplib.SMTP, message: BuiltMessage) -> None:
         """MAIL, RCPT and DATA in one write, their three replies read together: one round trip
         where one at a time takes three. Returns once the server waits for the body; raises
-        aiosmtplib's error for the first refusal, with the phase it came in."""
+        aiosmtplib's error for the first refusal, as one at a time would."""
         mail, rcpt = cls._commands(client, message)
         replies = await _exchange(client, mail + rcpt + b"DATA\r\n", 3)
         mail_reply, rcpt_reply, data_reply = replies
@@ -307,7 +309,6 @@ class SmtpPool:
         cls._refused(message, mail_reply, rcpt_reply)
         if not ready:
             raise aiosmtplib.SMTPDataError(data_reply.code, data_reply.message)
-        return Phase.DATA
 
     @staticmethod
     async def _body(client: aiosmtplib.SMTP, stuffed: bytes) -> None:
