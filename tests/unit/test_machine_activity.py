@@ -239,3 +239,40 @@ def test_property_any_recorded_properties_get_a_verdict_and_never_an_error(
     verdicts = scoring.classify(events)
     assert [v.kind in ("human", "suspect", "machine") for v in verdicts] == [True, True]
     scoring.evaluate(GRADE_A, events, NOW)
+
+
+# Events as most leads have them (no signal of their own: a send, a link, a page), and some
+# with signals, bursts and repeats, so that both the quick look and the whole one decide.
+plain_props = st.fixed_dictionaries(
+    {},
+    optional={
+        "send": st.sampled_from([1, 2, 3, "s1", 1.0, True, ["x"]]),
+        "link": st.sampled_from(["a", "b", "c", "d", None]),
+        "url": st.sampled_from(["https://x.example/pricing", "https://x.example/blog"]),
+    },
+)
+
+
+@st.composite
+def mostly_plain_events(draw: Any) -> list[EventRecord]:
+    from tests.unit.test_engagement_replay import START, gaps, kinds, props
+
+    at = START + timedelta(seconds=draw(st.integers(0, 86400)))
+    events = []
+    for _ in range(draw(st.integers(0, 12))):
+        at += timedelta(seconds=draw(gaps))
+        chosen = draw(st.one_of(plain_props, plain_props, plain_props, props))
+        events.append(EventRecord(draw(kinds), at, chosen))
+    return draw(st.permutations(events))
+
+
+@settings(max_examples=500, deadline=None)
+@given(events=mostly_plain_events(), data=st.data())
+def test_events_a_quick_look_finds_human_get_the_verdicts_the_whole_classification_gives(
+    events: list[EventRecord], data: st.DataObject
+) -> None:
+    from tests.unit.test_engagement_replay import scorings
+
+    scoring = data.draw(scorings)
+    classifier = scoring.classifier
+    assert classifier.classify(events) == classifier._classify(events)
