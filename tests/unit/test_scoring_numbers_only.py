@@ -110,3 +110,54 @@ def test_fit_that_reads_more_than_fields_is_worked_out_each_time(when: str) -> N
     scoring = fit_scoring({"name": "other", "when": when, "points": 1})
     assert scoring._fit_fields is None
     assert scoring.fit({"company_size": 5000}) == scoring._fit({"company_size": 5000})
+
+
+def rules_scoring(opens: int, clicks: int, pages: list[dict[str, Any]]) -> CompiledScoring:
+    model = Scoring.model_validate(
+        {
+            "engagement": [
+                {"name": "opened", "event": "open", "points": opens},
+                {"name": "clicked", "event": "click", "points": clicks, "cap_per_day": 7},
+                *pages,
+                {"name": "signal", "event": "custom:demo*", "points": 11},
+            ],
+            "half_life": "1d",
+            "bots": {"suspect_weight": 0.5, "user_agents": ["*evilscan*"]},
+            "hot": {"engagement": {"A": 40}},
+            "routing": {"owners": [{"name": "Sam", "email": "sam@example.com"}]},
+        }
+    )
+    return CompiledScoring(model, MACHINES)
+
+
+PAGE_RULES = [
+    [],
+    [{"name": "pages", "event": "page_view", "points": 2, "cap_total": 9}],
+    [
+        {"name": "pricing", "event": "page_view", "match": {"url": "*pricing*"}, "points": 7},
+        {"name": "pages", "event": "page_view", "points": 0},
+    ],
+    [
+        {"name": "pages", "event": "page_view", "points": -3},
+        {"name": "pricing", "event": "page_view", "match": {"url": "*pricing*"}, "points": 7},
+    ],
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    opens=st.sampled_from([0, -1, 1]),
+    clicks=st.sampled_from([0, 3]),
+    pages=st.sampled_from(PAGE_RULES),
+    history=accounts(),
+    hours=st.sampled_from([0, 1, 30]),
+)
+def test_rules_that_give_no_points_change_no_numbers(
+    opens: int, clicks: int, pages: list[dict[str, Any]], history: History, hours: int
+) -> None:
+    """Without the explanation, events of a type whose rules give no points are not looked at,
+    and a type's first rule that matches anything is taken at once: the same sums."""
+    scoring = rules_scoring(opens, clicks, pages)
+    now = START + timedelta(days=3, hours=hours)
+    for lead in history.leads.values():
+        assert scoring.own(lead.events, now, explain=False).points == scoring.own(lead.events, now).points

@@ -220,6 +220,16 @@ class CompiledScoring:
         for rule in model.engagement:
             patterns = tuple((key, re.compile(fnmatch.translate(p)).match) for key, p in rule.match.items())
             self._rules_by_type[rule.event].append((rule, patterns))
+        # An event type whose first rule matches any properties is scored by that rule; one
+        # whose every rule gives no points (opens, usually) adds nothing to the sum.
+        self._plain_rules = {
+            type_: rules[0][0] for type_, rules in self._rules_by_type.items() if type_ != "custom" and not rules[0][1]
+        }
+        self._pointless = frozenset(
+            type_
+            for type_, rules in self._rules_by_type.items()
+            if type_ != "custom" and all(rule.points <= 0 for rule, _ in rules)
+        )
         self.half_life = parse_duration(model.half_life)
         self.lookback = parse_duration(model.lookback)
         self.machines = with_extra_agents(machines or MachineData(), model.bots.user_agents)
@@ -313,6 +323,10 @@ class CompiledScoring:
         suspect_weight = self.model.bots.suspect_weight
         half_life = self.half_life
         rules_by_type = self._rules_by_type
+        plain_rules = self._plain_rules
+        # A rule's points are never below 0 once allowed, so one that gives none adds 0 to the
+        # sum: without the explanation, its events need no look at caps and decay.
+        pointless = () if explain else self._pointless
         discounted: list[Discounted] = []
         activity: list[Classified] = []
         per_day: dict[tuple[str, Any], float] = {}
@@ -320,6 +334,8 @@ class CompiledScoring:
         totals: dict[str, list[float]] = {}
         for event, verdict in zip(recent, verdicts, strict=True):
             type_ = event.type
+            if type_ in pointless:
+                continue
             if verdict is HUMAN:  # the common case: a person's event, counted once
                 human = True
                 if explain and type_ in TRACKED:
@@ -333,15 +349,17 @@ class CompiledScoring:
                         label = "repeat" if human else verdict.kind
                         discounted.append(Discounted(type_, event.at, verdict.reason, label))
                     continue
-            if type_ == "custom":
-                rule = self._rule_for(event)
-            else:
-                candidates = rules_by_type.get(type_)
-                if not candidates:
-                    continue
-                rule = self._first_rule(candidates, event.props)
+            rule = plain_rules.get(type_)
             if rule is None:
-                continue
+                if type_ == "custom":
+                    rule = self._rule_for(event)
+                else:
+                    candidates = rules_by_type.get(type_)
+                    if not candidates:
+                        continue
+                    rule = self._first_rule(candidates, event.props)
+                if rule is None:
+                    continue
             base = rule.points * (1.0 if human else suspect_weight)
             if not human and explain:
                 discounted.append(
