@@ -28,6 +28,7 @@ from sqlalchemy import bindparam, insert, select, text, update
 from nurture.scenario.expr import EventRecord
 from nurture.scoring.bots import network_part
 from nurture.store.base import Connection, Part, insert_ignore
+from nurture.store.db import json_loads
 from nurture.store.queue import database_now
 from nurture.store.retention import month_start
 from nurture.store.tables import ENROLMENTS, EVENTS, LEADS
@@ -53,7 +54,9 @@ _WRITER_LOCK_PG = text("LOCK TABLE ONLY event IN ROW EXCLUSIVE MODE")
 
 # Leads' events since a time, oldest first; one array parameter, so one statement text
 # whatever the number of leads (which the driver can prepare once it has run it a few times).
-_FOR_LEADS_PG = "SELECT lead_id, type, at, props, id FROM event WHERE lead_id = ANY(%s) AND at >= %s ORDER BY at"
+# The properties come as text, decoded by the store's JSON decoder here: the driver's JSON
+# loader would add a Python call of its own and a copy of each value's bytes.
+_FOR_LEADS_PG = "SELECT lead_id, type, at, props::text, id FROM event WHERE lead_id = ANY(%s) AND at >= %s ORDER BY at"
 
 # Events that flag their lead as unreachable.
 _FLAGS = {EventType.UNSUBSCRIBE.value: {"unsubscribed": True}, EventType.BOUNCE.value: {"bounced": True}}
@@ -213,6 +216,7 @@ class Events(Part):
             for lead_id, type_, at, props, event_id in rows:
                 if at.tzinfo is not UTC:  # a session that is not UTC after all
                     at = at.astimezone(UTC)
+                props = json_loads(props) if props is not None and props != "{}" else None
                 found[lead_id].append(EventRecord(type_, at, props or {}, str(event_id)))
             return found
         query = select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
