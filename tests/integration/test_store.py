@@ -114,6 +114,29 @@ def test_an_event_with_a_known_external_id_is_stored_once(store: Store) -> None:
     assert [(e.type, e.props) for e in events[lead_id]] == [("click", {"link": "a"})]
 
 
+def test_leads_events_read_back_with_their_properties_and_ids_as_recorded(store: Store) -> None:
+    ada, bob = add_lead(store, "ada@example.com"), add_lead(store, "bob@example.com")
+    recorded = [
+        (ada, "click", {"send": 7, "link": "a", "honeypot": False}),
+        (ada, "open", {}),
+        (bob, "page_view", {"url": '/preise?x="1"', "nested": {"list": [1, 2.5, None]}, "name": "部長"}),
+        (bob, "custom", {"name": "login", "ok": True}),
+        (ada, "page_view", None),
+    ]
+    with store.transaction() as conn:
+        for n, (lead_id, type_, props) in enumerate(recorded):
+            store.events.record(conn, lead_id, type_, START + timedelta(minutes=n), props)
+        store.events.record(conn, bob, "open", START - timedelta(days=2), {"send": 1})  # before `since`
+    with store.reading() as conn:
+        events = store.events.for_leads(conn, [ada, bob], START - timedelta(days=1))
+    assert {k: [(e.type, e.at, e.props) for e in v] for k, v in events.items()} == {
+        ada: [(t, START + timedelta(minutes=n), p or {}) for n, (i, t, p) in enumerate(recorded) if i == ada],
+        bob: [(t, START + timedelta(minutes=n), p or {}) for n, (i, t, p) in enumerate(recorded) if i == bob],
+    }
+    ids = [e.id for v in events.values() for e in v]
+    assert all(isinstance(i, str) and i.isdigit() for i in ids) and len(set(ids)) == len(ids)
+
+
 def test_events_read_back_in_utc_whatever_zone_the_server_speaks(db_url: str) -> None:
     """A server set to Tokyo time: the store's sessions still speak UTC, so an event at 20:00
     UTC reads back on its UTC day (the day per-day caps count), not on Tokyo's next one."""

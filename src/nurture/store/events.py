@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, insert, select, text, update
 
 from nurture.scenario.expr import EventRecord
@@ -54,9 +55,20 @@ _WRITER_LOCK_PG = text("LOCK TABLE ONLY event IN ROW EXCLUSIVE MODE")
 
 # Leads' events since a time, oldest first; one array parameter, so one statement text
 # whatever the number of leads (which the driver can prepare once it has run it a few times).
-# The properties come as text, decoded by the store's JSON decoder here: the driver's JSON
-# loader would add a Python call of its own and a copy of each value's bytes.
-_FOR_LEADS_PG = "SELECT lead_id, type, at, props::text, id FROM event WHERE lead_id = ANY(%s) AND at >= %s ORDER BY at"
+# The properties and the id come as text: the properties of all the rows are decoded by one
+# call of the JSON decoder (as one array), not by a call of the driver's JSON loader each.
+_FOR_LEADS_PG = (
+    "SELECT lead_id, type, at, props::text, id::text FROM event WHERE lead_id = ANY(%s) AND at >= %s ORDER BY at"
+)
+
+
+def _json_each(texts: list[str | None]) -> list[Any]:
+    """Each JSON text decoded (None for None), by one call of the decoder over them all."""
+    try:
+        return orjson.loads("[" + ",".join([t or "null" for t in texts]) + "]")  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:  # what only the standard module reads (see `json_loads`)
+        return [None if t is None else json_loads(t) for t in texts]
+
 
 # Events that flag their lead as unreachable.
 _FLAGS = {EventType.UNSUBSCRIBE.value: {"unsubscribed": True}, EventType.BOUNCE.value: {"bounced": True}}
@@ -213,11 +225,10 @@ class Events(Part):
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
-            for lead_id, type_, at, props, event_id in rows:
+            for (lead_id, type_, at, _, event_id), props in zip(rows, _json_each([r[3] for r in rows]), strict=True):
                 if at.tzinfo is not UTC:  # a session that is not UTC after all
                     at = at.astimezone(UTC)
-                props = json_loads(props) if props is not None and props != "{}" else None
-                found[lead_id].append(EventRecord(type_, at, props or {}, str(event_id)))
+                found[lead_id].append(EventRecord(type_, at, props or {}, event_id))
             return found
         query = select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.at, EVENTS.c.props, EVENTS.c.id)
         query = query.where(EVENTS.c.lead_id.in_(lead_ids), EVENTS.c.at >= since)
