@@ -137,6 +137,44 @@ def test_leads_events_read_back_with_their_properties_and_ids_as_recorded(store:
     assert all(isinstance(i, str) and i.isdigit() for i in ids) and len(set(ids)) == len(ids)
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo"])
+def test_account_members_read_whole_are_the_leads_rows(db_url: str, zone: str) -> None:
+    """The members of accounts, every column (as the qualify job reads them): the same values,
+    attributes and mapping as the lead's own row, their times in UTC whatever the session's zone."""
+    options = {"connect_args": {"options": f"-c TimeZone={zone}"}} if db_url.startswith("postgresql") else {}
+    engine = make_engine(db_url, **options)
+    upgrade(engine)
+    store = Store(engine, FakeClock(START))
+    ids = [
+        add_lead(store, "ada@nordwerk.example", company="Nordwerk", job_title="CTO", company_size=1200),
+        add_lead(store, "bob@nordwerk.example", company="NORDWERK ", custom={"plan": "pro", "seats": 3}),
+        add_lead(store, "cy@other.example", company="Other"),
+        add_lead(store, "di@nordwerk.example", company="nordwerk", tags=["x"]),
+    ]
+    with store.transaction() as conn:
+        store.leads.restart_engagement(conn, ids[3], START + timedelta(hours=20))
+        store.leads.record_score(conn, store.leads.in_(conn, [ids[0]])[0], 30, 12, "B", START + timedelta(hours=21))
+        if zone != "UTC" and options:  # the store's own sessions speak UTC; this one does not
+            conn.exec_driver_sql(f"SET TIME ZONE '{zone}'")
+        members = store.leads.accounts(conn, True, {"nordwerk", "other"}, whole=True)
+        rows = {row.id: row for row in store.leads.in_(conn, ids)}
+    engine.dispose()
+    assert {m.id for m in members} == {ids[0], ids[2], ids[3]}
+    for member in members:
+        row = rows[member.id]
+        assert tuple(member) == tuple(row)
+        assert dict(member._mapping) == dict(row._mapping)
+        assert (member.email, member.custom, member.tags, member.scored_at) == (
+            row.email,
+            row.custom,
+            row.tags,
+            row.scored_at,
+        )
+        for name in ("created_at", "updated_at", "engagement_since", "scored_at"):
+            moment = member._mapping[name]
+            assert moment is None or moment.tzinfo is UTC
+
+
 def test_events_read_back_in_utc_whatever_zone_the_server_speaks(db_url: str) -> None:
     """A server set to Tokyo time: the store's sessions still speak UTC, so an event at 20:00
     UTC reads back on its UTC day (the day per-day caps count), not on Tokyo's next one."""

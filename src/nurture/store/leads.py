@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import (
@@ -34,6 +35,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 from nurture.runtime.engine import LeadView
 from nurture.store.base import Connection, Part, among, insert_ignore, unnest
 from nurture.store.tables import ACTIVITIES, ENROLMENTS, EVENTS, LEADS, LIFECYCLE_CHANGES, SCORE_HISTORY, SUPPRESSIONS
+from nurture.store.types import UTCDateTime
 from nurture.vocabulary import STANDARD_FIELDS, Stage
 
 LEAD_COLUMNS = [c for c in STANDARD_FIELDS if c in LEADS.c]
@@ -134,6 +136,35 @@ class StageChange:
     owner: str | None
     at: datetime
     reason: str
+
+
+class _LeadRecord(namedtuple("_LeadRecord", [column.name for column in LEADS.columns])):  # type: ignore[misc]
+    """A lead row read through the driver, as `LeadRow` describes it: the columns as
+    attributes and in `_mapping`, without SQLAlchemy's processing of each row."""
+
+    __slots__ = ()
+
+    @property
+    def _mapping(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self, strict=True))
+
+
+_LEAD_TIMES = tuple(i for i, column in enumerate(LEADS.columns) if isinstance(column.type, UTCDateTime))
+# The members of accounts by company, every column: the qualify job reads every member of
+# each changed account, so tens of thousands of rows a run.
+_ACCOUNT_MEMBERS_PG = (
+    "SELECT " + ", ".join(f'"{column.name}"' for column in LEADS.columns) + " FROM lead WHERE lower(company) = ANY(%s)"
+)
+
+
+def _lead_record(values: tuple[Any, ...]) -> LeadRow:
+    """A driver's row of every lead column as a `LeadRow`; its times in UTC, as the store's
+    column type makes them (a session speaks UTC, see `nurture.store.db`, so they are already)."""
+    for i in _LEAD_TIMES:
+        if values[i] is not None and values[i].tzinfo is not UTC:
+            values = tuple(v.astimezone(UTC) if j in _LEAD_TIMES and v is not None else v for j, v in enumerate(values))
+            break
+    return cast(LeadRow, _LeadRecord._make(values))
 
 
 def lead_view(row: Mapping[Any, Any]) -> LeadView:
@@ -533,6 +564,14 @@ class Leads(Part):
             if by_company
             else or_(*[LEADS.c.email.like(f"%@{domain}") for domain in wanted])
         )
+        if whole and by_company and self.postgres:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(_ACCOUNT_MEMBERS_PG, (list(wanted),))
+                found = cursor.fetchall()
+            finally:
+                cursor.close()
+            return [_lead_record(values) for values in found]
         columns = [LEADS] if whole else [LEADS.c.id, LEADS.c.company, LEADS.c.email]
         rows = conn.execute(select(*columns).where(condition)).all()
         return cast(list[LeadRow], rows)
