@@ -329,3 +329,45 @@ def test_notify_sales_step_emails_the_owner_once(
     assert [m["Subject"] for m in to_owner] == ["Handed over by 'セミナー参加御礼フォロー': 花子 鈴木, 東海精機"]
     body = to_owner[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "セミナー参加後に資料をダウンロード（適合度 A/B）" in body and "download" in body
+
+
+def test_rescoring_switches_threads_more_often_only_while_it_runs(
+    db_url: str,
+    make_daemon: Callable[..., Daemon],
+    workspace: Path,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL the reading and writing threads get the interpreter back soon after each
+    reply (see `Qualifier._rescore`); the process's own setting is back afterwards, also when
+    scoring fails."""
+    import sys
+
+    import nurture.jobs.qualify as qualify_job
+
+    shutil.copy(ROOT / "scenarios" / "scoring.yaml", workspace / "scenarios")
+    daemon = make_daemon(db_url)
+    import_csv(daemon, tmp_path, LEADS_CSV)
+    record(daemon, "ada@nordwerk.example", "inquiry", clock.now() - timedelta(hours=1))
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    score = qualify_job.Qualifier._score
+
+    def scoring(self: Any, *args: Any) -> Any:
+        seen.append(sys.getswitchinterval())
+        return score(self, *args)
+
+    monkeypatch.setattr(qualify_job.Qualifier, "_score", scoring)
+    assert daemon.qualifier.run_once(everyone=True).scored == 2
+    expected = min(before, qualify_job.SWITCH_INTERVAL) if daemon.store.postgres else before
+    assert seen and set(seen) == {expected}
+    assert sys.getswitchinterval() == before
+
+    def failing(self: Any, *args: Any) -> Any:
+        raise RuntimeError("scoring failed")
+
+    monkeypatch.setattr(qualify_job.Qualifier, "_score", failing)
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        daemon.qualifier.run_once(everyone=True)
+    assert sys.getswitchinterval() == before

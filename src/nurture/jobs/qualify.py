@@ -21,8 +21,9 @@ began is picked up by the next one. Rescoring a lead again changes nothing.
 
 from __future__ import annotations
 
+import sys
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,6 +57,9 @@ CHUNK = 500
 OUTCOMES_PER_RUN = 50_000  # leads named for the scenario report's counters, counted per run
 ACCOUNTS_READ = 100  # accounts whose members are read at once while batches are made
 OVERLAP = timedelta(minutes=5)  # longer than any transaction that records events
+# How long the scoring thread may keep the interpreter while the reading and writing threads
+# wait for it (Python's default is 5 ms; see `Qualifier._rescore`).
+SWITCH_INTERVAL = 0.001
 
 
 @dataclass
@@ -218,7 +222,12 @@ class Qualifier:
         """Read, score and write each batch. On PostgreSQL the next batch is read and the last
         one written by two threads while this one scores, so the server's work (the reads, the
         score UPDATE and its index upkeep) runs beside the scoring instead of after it; each
-        batch still commits in one transaction of its own, and at most three are in memory."""
+        batch still commits in one transaction of its own, and at most three are in memory.
+
+        Each reply from the server hands the reading thread back to Python, which waits until
+        the scoring thread lets go of the interpreter: by default up to 5 ms, for each of the
+        few round trips of every batch, which added up to most of a run. While the threads
+        run, the interpreter switches threads every `SWITCH_INTERVAL` instead."""
         since = now - scoring.lookback
 
         def load_next() -> _Loaded | None:
@@ -229,6 +238,22 @@ class Qualifier:
             while (loaded := load_next()) is not None:
                 self._write(scoring, self._score(scoring, loaded, now, stats, wanted), now)
             return
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+        try:
+            self._rescore_beside(scoring, load_next, now, stats, wanted)
+        finally:
+            sys.setswitchinterval(interval)
+
+    def _rescore_beside(
+        self,
+        scoring: CompiledScoring,
+        load_next: Callable[[], _Loaded | None],
+        now: datetime,
+        stats: QualifyStats,
+        wanted: list[_Wanted],
+    ) -> None:
+        """`_rescore` with the reading and the writing in two threads beside the scoring."""
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="qualify") as pool:
             loading = pool.submit(load_next)
             writing: Future[None] | None = None
