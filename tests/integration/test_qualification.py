@@ -371,3 +371,20 @@ def test_rescoring_switches_threads_more_often_only_while_it_runs(
     with pytest.raises(RuntimeError, match="scoring failed"):
         daemon.qualifier.run_once(everyone=True)
     assert sys.getswitchinterval() == before
+
+
+def test_overlapping_runs_leave_the_process_its_own_switch_interval() -> None:
+    """Two runs on different databases in one process: the first to finish keeps the quick
+    switches for the other; the last puts the process's own interval back."""
+    import sys
+
+    from nurture.jobs.qualify import SWITCH_INTERVAL, _quick_switches
+
+    before = sys.getswitchinterval()
+    first, second = _quick_switches(), _quick_switches()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert sys.getswitchinterval() == min(before, SWITCH_INTERVAL)
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before

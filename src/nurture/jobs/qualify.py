@@ -22,9 +22,11 @@ began is picked up by the next one. Rescoring a lead again changes nothing.
 from __future__ import annotations
 
 import sys
+import threading
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -118,6 +120,35 @@ class _Writes:
     cooled: list[tuple[str, AccountAggregate]] = field(default_factory=list)
     warmed: list[tuple[int, str, str]] = field(default_factory=list)
     scores: list[tuple[LeadRow, int, int, str]] = field(default_factory=list)
+
+
+class _QuickSwitches:
+    """Python's thread switch interval at most `SWITCH_INTERVAL` while any run in the process
+    needs it; the process's own interval again once none does (runs on different databases
+    may overlap in one process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs = 0
+        self._saved = 0.0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if not self._runs:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, SWITCH_INTERVAL))
+            self._runs += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._runs -= 1
+                if not self._runs:
+                    sys.setswitchinterval(self._saved)
+
+
+_quick_switches = _QuickSwitches()
 
 
 def _chunks(ids: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -238,12 +269,8 @@ class Qualifier:
             while (loaded := load_next()) is not None:
                 self._write(scoring, self._score(scoring, loaded, now, stats, wanted), now)
             return
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
-        try:
+        with _quick_switches():
             self._rescore_beside(scoring, load_next, now, stats, wanted)
-        finally:
-            sys.setswitchinterval(interval)
 
     def _rescore_beside(
         self,
