@@ -5,8 +5,11 @@ one at a time, and every refusal means what it means without pipelining."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 
 import pytest
+import trustme
 
 from nurture.config import Settings
 from nurture.mail.message import BuiltMessage
@@ -18,18 +21,29 @@ class _Relay:
     """An SMTP server that keeps what each read of the socket brought (so a test can see which
     commands came together) and answers as told: `refuse` maps a command to its reply,
     `trickle` writes every reply a byte at a time, `data_after_refusal` answers DATA with 354
-    even when the envelope was refused (as a broken server might)."""
+    even when the envelope was refused (as a broken server might); `hang_up_after` closes the
+    connection right after replying to that command, `silent_after` answers nothing more after
+    it; `slow` writes each byte of the MAIL reply that many seconds apart."""
 
     def __init__(self, *, pipelining: bool = True, trickle: bool = False) -> None:
         self.pipelining = pipelining
         self.trickle = trickle
         self.refuse: dict[bytes, bytes] = {}
         self.data_after_refusal = False
+        self.hang_up_after: bytes | None = None
+        self.silent_after: bytes | None = None
+        self.slow = 0.0
+        self.glue = b""  # written right after the 354, unasked
         self.reads: list[bytes] = []
         self.bodies: list[bytes] = []
         self.connections = 0
 
     async def _reply(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
+        if self.slow and reply.startswith(b"250 2.1.0"):
+            for i in range(len(reply)):
+                writer.write(reply[i : i + 1])
+                await asyncio.sleep(self.slow)
+            return
         if not self.trickle:
             writer.write(reply)
         for i in range(len(reply) if self.trickle else 0):
@@ -44,6 +58,7 @@ class _Relay:
         pending = b""
         body: bytes | None = None
         envelope_ok = True
+        silent = False
         while chunk := await reader.read(65536):
             self.reads.append(chunk)
             pending += chunk
@@ -58,6 +73,8 @@ class _Relay:
                         body += line + b"\r\n"
                     continue
                 verb = line.split(b" ", 1)[0].upper()
+                if silent:
+                    continue
                 if verb == b"EHLO":
                     offered = b"250-PIPELINING\r\n" if self.pipelining else b""
                     await self._reply(writer, b"250-relay\r\n" + offered + b"250 SIZE 1000000\r\n")
@@ -70,20 +87,26 @@ class _Relay:
                     envelope_ok = envelope_ok and reply.startswith(b"2")
                     await self._reply(writer, reply)
                 elif verb == b"DATA":
-                    if b"DATA" in self.refuse:
+                    if envelope_ok and b"DATA" in self.refuse:
                         await self._reply(writer, self.refuse[b"DATA"])
                     elif envelope_ok or self.data_after_refusal:
                         body = b""
-                        await self._reply(writer, b"354 go on\r\n")
+                        await self._reply(writer, b"354 go on\r\n" + self.glue)
                     else:
                         await self._reply(writer, b"554 5.5.1 no valid recipients\r\n")
                 elif verb == b"RSET":
                     envelope_ok = True
                     await self._reply(writer, b"250 2.0.0 ok\r\n")
+                elif verb == b"NOOP":
+                    await self._reply(writer, b"250 2.0.0 noop\r\n")
                 elif verb == b"QUIT":
                     await self._reply(writer, b"221 bye\r\n")
                 else:
                     await self._reply(writer, b"502 5.5.2 what\r\n")
+                if verb == self.hang_up_after:
+                    writer.close()
+                    return
+                silent = verb == self.silent_after
         writer.close()
 
 
@@ -216,3 +239,98 @@ def test_a_server_that_takes_data_after_refusing_the_recipient_gets_no_body_and_
     assert asyncio.run(scenario()) == [Phase.RCPT.name, "sent"]
     # The first session waited for a body that never came; the next message went on a new one.
     assert relay.connections == 2 and len(relay.bodies) == 1
+
+
+def test_before_data_runs_once_the_envelope_is_accepted_and_before_any_body_byte() -> None:
+    relay = _Relay()
+    seen: list[tuple[list[list[bytes]], int]] = []
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
+
+        async def before_data() -> None:
+            seen.append((_commands(relay), len(relay.bodies)))
+
+        await pool.send(_message(0), before_data)
+        await pool.close()
+        server.close()
+
+    asyncio.run(scenario())
+    ((commands, bodies),) = seen
+    assert commands[-1] == [b"MAIL", b"RCPT", b"DATA"] and bodies == 0
+    assert relay.reads[-2].startswith(b"Subject: 0")  # the body went out after, alone
+
+
+def test_a_failing_before_data_leaves_the_server_without_a_body_and_drops_the_connection() -> None:
+    relay = _Relay()
+
+    async def scenario() -> list[str]:
+        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
+
+        async def before_data() -> None:
+            raise RuntimeError("the previous send's mark did not commit")
+
+        outcomes = []
+        with pytest.raises(RuntimeError):
+            await pool.send(_message(0), before_data)
+        await pool.send(_message(1))
+        outcomes.append("sent")
+        await pool.close()
+        server.close()
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["sent"]
+    assert [b.split(b"\r\n")[0] for b in relay.bodies] == [b"Subject: 1"] and relay.connections == 2
+    assert b"Subject: 0" not in b"".join(relay.reads)
+
+
+def test_after_a_group_the_session_answers_aiosmtplibs_own_commands_in_order() -> None:
+    relay = _Relay()
+
+    async def scenario() -> list[int]:
+        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
+        await pool.send(_message(0))
+        client = pool._idle.get_nowait()
+        codes = [(await client.noop()).code, (await client.rset()).code]
+        pool._idle.put_nowait(client)
+        await pool.send(_message(1))
+        client = pool._idle.get_nowait()
+        codes.append((await client.quit()).code)
+        server.close()
+        return codes
+
+    assert asyncio.run(scenario()) == [250, 250, 221]
+
+
+def test_over_implicit_tls_replies_that_arrive_a_byte_at_a_time_are_all_read_in_order(tmp_path: Path) -> None:
+    """The pool's reader takes the bytes the TLS layer hands the protocol, as the socket's."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    relay = _Relay(trickle=True)
+    relay.refuse[b"RCPT"] = b"550 5.1.1 no such user\r\n"
+
+    async def scenario() -> list[str]:
+        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        pool = SmtpPool(Settings(smtp_port=port, smtp_pool_size=1, smtp_tls=True, smtp_ca_file=str(ca_file)))
+        outcomes = []
+        for n in range(3):
+            try:
+                await pool.send(_message(n))
+                outcomes.append("sent")
+            except DeliveryError as exc:
+                outcomes.append(exc.verdict.phase.name)
+            relay.refuse.clear()
+        await pool.close()
+        server.close()
+        return outcomes
+
+    assert asyncio.run(scenario()) == [Phase.RCPT.name, "sent", "sent"]
+    assert [c for c in _commands(relay) if c and c[0] == b"MAIL"] == [[b"MAIL", b"RCPT", b"DATA"]] * 3
+    assert relay.connections == 1 and len(relay.bodies) == 2
