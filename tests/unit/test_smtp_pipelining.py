@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,97 @@ def test_over_implicit_tls_replies_that_arrive_a_byte_at_a_time_are_all_read_in_
     assert asyncio.run(scenario()) == [Phase.RCPT.name, "sent", "sent"]
     assert [c for c in _commands(relay) if c and c[0] == b"MAIL"] == [[b"MAIL", b"RCPT", b"DATA"]] * 3
     assert relay.connections == 1 and len(relay.bodies) == 2
+
+
+def _both_ways(configure: Callable[[_Relay], None], count: int = 1, **settings: object) -> dict[bool, list[str]]:
+    """What became of `count` messages sent to a relay set up by `configure`, with and without
+    pipelining."""
+    results = {}
+    for pipelining in (True, False):
+        relay = _Relay(pipelining=pipelining)
+        configure(relay)
+        results[pipelining] = asyncio.run(_send_all(relay, count, **settings))
+    return results
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome"),
+    [
+        (b"554 5.7.1 rejected by policy\r\n", "DATA: FAIL 554"),
+        (b"451 4.3.0 try again later\r\n", "DATA: RETRY 451"),
+        (b"421 4.3.2 shutting down\r\n", "DATA: PAUSE 421"),
+    ],
+)
+def test_a_refused_data_command_is_judged_at_data_as_one_at_a_time(reply: bytes, outcome: str) -> None:
+    results = _both_ways(lambda relay: relay.refuse.update({b"DATA": reply}))
+    assert results[True] == results[False] == [outcome]
+
+
+@pytest.mark.parametrize(
+    ("command", "reply", "outcome"),
+    [
+        (b"MAIL", b"421 4.7.0 too many connections\r\n", "MAIL: PAUSE 421"),
+        (b"RCPT", b"421 4.4.5 shutting down\r\n", "RCPT: PAUSE 421"),
+        (b"RCPT", b"550 5.1.1 no such user\r\n", "RCPT: BOUNCE 550"),
+        (b"DATA", b"421 4.3.2 shutting down\r\n", "DATA: PAUSE 421"),
+    ],
+)
+def test_a_refusal_the_server_hangs_up_after_is_still_its_verdict(command: bytes, reply: bytes, outcome: str) -> None:
+    """RFC 5321 3.8: a server that says 421 closes the connection, without answering the
+    commands that came after it in the group."""
+
+    def configure(relay: _Relay) -> None:
+        relay.refuse[command] = reply
+        relay.hang_up_after = command
+
+    results = _both_ways(configure)
+    assert results[True] == results[False] == [outcome]
+
+
+def test_a_refusal_the_server_then_falls_silent_after_is_still_its_verdict() -> None:
+    def configure(relay: _Relay) -> None:
+        relay.refuse[b"MAIL"] = b"550 5.1.0 sender unknown\r\n"
+        relay.silent_after = b"MAIL"
+
+    results = _both_ways(configure, smtp_timeout=0.5)
+    assert results[True] == results[False] == ["MAIL: FAIL 550"]
+
+
+@pytest.mark.parametrize("command", [b"MAIL", b"RCPT"])
+def test_a_server_that_hangs_up_mid_group_leaves_the_message_to_retry_as_one_at_a_time(command: bytes) -> None:
+    def configure(relay: _Relay) -> None:
+        relay.hang_up_after = command
+
+    results = _both_ways(configure)
+    assert [r.split(" ")[:2] for r in results[True]] == [r.split(" ")[:2] for r in results[False]]
+    assert results[True][0].endswith("RETRY None")
+
+
+@pytest.mark.parametrize("command", [b"MAIL", b"RCPT"])
+def test_a_session_that_said_421_to_the_envelope_is_not_reused_even_if_the_server_stays(command: bytes) -> None:
+    """aiosmtplib closes a session whose server said 421 (closing) to a command; one that
+    answered the rest of the group and RSET anyway is no safer to reuse."""
+    results = {}
+    for pipelining in (True, False):
+        relay = _Relay(pipelining=pipelining)
+        relay.refuse[command] = b"421 4.3.2 shutting down\r\n"
+
+        async def scenario(relay: _Relay = relay) -> list[str]:
+            server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            pool = SmtpPool(Settings(smtp_port=port, smtp_pool_size=1, smtp_pause_seconds=0))
+            outcomes = []
+            for n in range(2):
+                try:
+                    await pool.send(_message(n))
+                    outcomes.append("sent")
+                except DeliveryError as exc:
+                    outcomes.append(f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}")
+                relay.refuse.clear()
+            await pool.close()
+            server.close()
+            return outcomes
+
+        results[pipelining] = asyncio.run(scenario()), relay.connections
+    assert results[True] == results[False]
+    assert results[True][1] == 2

@@ -221,7 +221,9 @@ class SmtpPool:
                 if stuffed is None:
                     await self._envelope(client, message)
                 else:
-                    await self._envelope_and_data(client, message)
+                    phase, failure = await self._envelope_and_data(client, message)
+                    if failure is not None:
+                        raise failure
                 if before_data is not None:
                     phase = Phase.DATA
                     try:
@@ -267,20 +269,26 @@ class SmtpPool:
         )
 
     @staticmethod
-    def _refused(message: BuiltMessage, mail: SMTPResponse, rcpt: SMTPResponse | None) -> None:
-        """Raise aiosmtplib's error for a refused MAIL or RCPT, as its `mail` and `rcpt` do."""
+    def _refusal(
+        message: BuiltMessage, mail: SMTPResponse, rcpt: SMTPResponse | None
+    ) -> aiosmtplib.SMTPResponseException | None:
+        """aiosmtplib's error for a refused MAIL or RCPT, as its `mail` and `rcpt` raise it."""
         if mail.code != aiosmtplib.SMTPStatus.completed:
-            raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, message.envelope_from)
+            return aiosmtplib.SMTPSenderRefused(mail.code, mail.message, message.envelope_from)
         if rcpt is not None and rcpt.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
-            raise aiosmtplib.SMTPRecipientRefused(rcpt.code, rcpt.message, message.recipient)
+            return aiosmtplib.SMTPRecipientRefused(rcpt.code, rcpt.message, message.recipient)
+        return None
 
     @classmethod
     async def _envelope(cls, client: aiosmtplib.SMTP, message: BuiltMessage) -> None:
         """MAIL and RCPT, one at a time, with aiosmtplib's errors."""
         mail, rcpt = cls._commands(client, message)
         mail_reply = await client.execute_command(mail[:-2])
-        cls._refused(message, mail_reply, None)
-        cls._refused(message, mail_reply, await client.execute_command(rcpt[:-2]))
+        refusal = cls._refusal(message, mail_reply, None)
+        if refusal is None:
+            refusal = cls._refusal(message, mail_reply, await client.execute_command(rcpt[:-2]))
+        if refusal is not None:
+            raise refusal
 
     def _pipelined(self, client: aiosmtplib.SMTP, data: bytes) -> bytes | None:
         """The body as it goes after DATA when this message's commands can go together
@@ -293,27 +301,46 @@ class SmtpPool:
         return dot_stuffed(data)
 
     @classmethod
-    async def _envelope_and_data(cls, client: aiosmtplib.SMTP, message: BuiltMessage) -> None:
+    async def _envelope_and_data(
+        cls, client: aiosmtplib.SMTP, message: BuiltMessage
+    ) -> tuple[Phase, aiosmtplib.SMTPException | None]:
         """MAIL, RCPT and DATA in one write, their three replies read together: one round trip
-        where one at a time takes three. Returns once the server waits for the body; raises
-        aiosmtplib's error for the first refusal, as one at a time would."""
+        where one at a time takes three. Returns the phase the conversation reached and, unless
+        the server now waits for the body, the error one at a time would have raised there: the
+        first refusal, even when the server hung up or fell silent after it (a 421 closes the
+        connection without answering the rest of the group); else the lost connection."""
         mail, rcpt = cls._commands(client, message)
-        replies = await _exchange(client, mail + rcpt + b"DATA\r\n", 3)
-        mail_reply, rcpt_reply, data_reply = replies
-        ready = data_reply.code == aiosmtplib.SMTPStatus.start_input
-        refused = mail_reply.code != 250 or rcpt_reply.code not in (250, 251)
-        if ready and refused:
-            # A server that takes DATA after a refused envelope waits for a body no one sends:
-            # the session is of no further use.
-            client.close()
-        cls._refused(message, mail_reply, rcpt_reply)
-        if not ready:
-            raise aiosmtplib.SMTPDataError(data_reply.code, data_reply.message)
+        replies: list[SMTPResponse] = []
+        broken: aiosmtplib.SMTPException | None = None
+        try:
+            await _exchange(client, mail + rcpt + b"DATA\r\n", 3, replies)
+        except (
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPResponseException,
+        ) as exc:
+            broken = exc  # `_exchange` closed the session
+        refusal = cls._refusal(message, replies[0], replies[1] if len(replies) > 1 else None) if replies else None
+        if refusal is not None:
+            waits = len(replies) == 3 and replies[2].code == aiosmtplib.SMTPStatus.start_input
+            if waits or refusal.code == aiosmtplib.SMTPStatus.domain_unavailable:
+                # A server that takes DATA after a refused envelope waits for a body no one
+                # sends; one that said 421 is closing (aiosmtplib drops such a session too):
+                # the session is of no further use.
+                client.close()
+            return Phase.MAIL, refusal
+        if broken is not None:
+            return (Phase.DATA if len(replies) == 2 else Phase.MAIL), broken
+        if replies[2].code != aiosmtplib.SMTPStatus.start_input:
+            return Phase.DATA, aiosmtplib.SMTPDataError(replies[2].code, replies[2].message)
+        return Phase.DATA, None
 
     @staticmethod
     async def _body(client: aiosmtplib.SMTP, stuffed: bytes) -> None:
         """The body after the server's 354, and its verdict."""
-        (reply,) = await _exchange(client, stuffed, 1)
+        replies: list[SMTPResponse] = []
+        await _exchange(client, stuffed, 1, replies)
+        (reply,) = replies
         if reply.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
 
@@ -411,8 +438,9 @@ def _plain_protocol(protocol: object) -> bool:
     )
 
 
-async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int) -> list[SMTPResponse]:
-    """Write `data` (one or more commands) and read `count` replies to it, in order.
+async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int, replies: list[SMTPResponse]) -> None:
+    """Write `data` (one or more commands) and read `count` replies to it, in order, into
+    `replies`: when the connection breaks, those that came before are there.
 
     aiosmtplib's reader hands over one reply per read and drops bytes that arrive while a
     parsed reply waits to be picked up, so replies to commands written together could be
@@ -426,7 +454,6 @@ async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int) -> list[SM
         raise aiosmtplib.SMTPServerDisconnected("Server not connected")
     loop = asyncio.get_running_loop()
     buffer = protocol._buffer
-    replies: list[SMTPResponse] = []
 
     def received(chunk: bytes) -> None:
         buffer.extend(chunk)
@@ -464,7 +491,6 @@ async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int) -> list[SM
         if len(replies) < count:  # the session's state is unknown: it carries no other message
             client.close()
         raise
-    return replies
 
 
 _ARRIVED = SMTPResponse(-1, "")  # what the waiter holds when bytes arrived, not a whole reply
