@@ -9,6 +9,7 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 import trustme
 
@@ -429,3 +430,42 @@ def test_a_session_that_said_421_to_the_envelope_is_not_reused_even_if_the_serve
         results[pipelining] = asyncio.run(scenario()), relay.connections
     assert results[True] == results[False]
     assert results[True][1] == 2
+
+
+def test_a_connection_lost_while_before_data_runs_leaves_the_message_to_retry() -> None:
+    """After the server's 354 the pool waits for the caller; a server that hangs up meanwhile
+    (its own timeout, a restart) took no body: the message is retried, as one at a time."""
+    results = {}
+    for pipelining in (True, False):
+        relay = _Relay(pipelining=pipelining)
+        relay.hang_up_after = b"DATA" if pipelining else b"RCPT"  # the last command before the wait
+
+        async def scenario(relay: _Relay = relay) -> list[str]:
+            server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+            pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
+            clients: list[aiosmtplib.SMTP] = []
+            make = pool._client
+
+            def client() -> aiosmtplib.SMTP:
+                clients.append(make())
+                return clients[-1]
+
+            pool._client = client  # type: ignore[method-assign]
+
+            async def before_data() -> None:
+                async with asyncio.timeout(10):
+                    while clients[0].protocol is not None:  # until the pool's session has seen the hang-up
+                        await asyncio.sleep(0.01)
+
+            outcomes = []
+            try:
+                await pool.send(_message(0), before_data)
+                outcomes.append("sent")
+            except DeliveryError as exc:
+                outcomes.append(f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}")
+            await pool.close()
+            server.close()
+            return outcomes
+
+        results[pipelining] = asyncio.run(scenario())
+    assert results[True] == results[False] == ["DATA: RETRY None"]

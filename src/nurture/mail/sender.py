@@ -448,10 +448,9 @@ async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int, replies: l
     and replies are parsed from it in order. A lost connection or an EOF still fails the wait
     (aiosmtplib sets its error on the protocol's waiter)."""
     protocol = client.protocol
-    assert protocol is not None
-    lock = protocol._command_lock
-    if lock is None:
+    if protocol is None or protocol._command_lock is None:  # lost, e.g. while `before_data` ran
         raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+    lock = protocol._command_lock
     loop = asyncio.get_running_loop()
     buffer = protocol._buffer
 
