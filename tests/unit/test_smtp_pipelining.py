@@ -469,3 +469,14 @@ def test_a_connection_lost_while_before_data_runs_leaves_the_message_to_retry() 
 
         results[pipelining] = asyncio.run(scenario())
     assert results[True] == results[False] == ["DATA: RETRY None"]
+
+
+def test_a_reply_dribbled_a_byte_at_a_time_times_out_as_one_reply_would() -> None:
+    """The timeout bounds the wait for each whole reply, not for each read: a server that
+    writes a byte just inside the timeout cannot hold the connection (and the send) forever."""
+
+    def configure(relay: _Relay) -> None:
+        relay.slow = 0.1  # "250 2.1.0 ok\r\n" takes 1.4 s
+
+    results = _both_ways(configure, smtp_timeout=0.4)
+    assert results[True] == results[False] == ["MAIL: RETRY None"]

@@ -440,7 +440,8 @@ def _plain_protocol(protocol: object) -> bool:
 
 async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int, replies: list[SMTPResponse]) -> None:
     """Write `data` (one or more commands) and read `count` replies to it, in order, into
-    `replies`: when the connection breaks, those that came before are there.
+    `replies`: when the connection breaks, those that came before are there. As with one
+    command at a time, the timeout bounds the wait for each whole reply, not for each read.
 
     aiosmtplib's reader hands over one reply per read and drops bytes that arrive while a
     parsed reply waits to be picked up, so replies to commands written together could be
@@ -453,6 +454,8 @@ async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int, replies: l
     lock = protocol._command_lock
     loop = asyncio.get_running_loop()
     buffer = protocol._buffer
+    timeout = client.timeout
+    deadline = None if timeout is None else loop.time() + timeout
 
     def received(chunk: bytes) -> None:
         buffer.extend(chunk)
@@ -469,6 +472,7 @@ async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int, replies: l
                     reply = protocol._read_response_from_buffer()
                     if reply is not None:
                         replies.append(reply)
+                        deadline = None if timeout is None else loop.time() + timeout
                         continue
                     if len(buffer) > MAX_RESPONSE_LENGTH:
                         raise aiosmtplib.SMTPResponseException(
@@ -478,7 +482,7 @@ async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int, replies: l
                     if waiter is None or protocol.transport is None:
                         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
                     try:
-                        await asyncio.wait_for(waiter, client.timeout)
+                        await asyncio.wait_for(waiter, None if deadline is None else deadline - loop.time())
                     except TimeoutError as exc:
                         raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from exc
                     protocol._response_waiter = loop.create_future() if protocol.transport is not None else None
