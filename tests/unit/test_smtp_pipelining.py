@@ -480,3 +480,30 @@ def test_a_reply_dribbled_a_byte_at_a_time_times_out_as_one_reply_would() -> Non
 
     results = _both_ways(configure, smtp_timeout=0.4)
     assert results[True] == results[False] == ["MAIL: RETRY None"]
+
+
+def test_a_server_that_says_more_than_it_was_asked_gets_no_body_and_a_new_connection() -> None:
+    """A reply glued after the 354 could only be mistaken for the verdict on the body (here a
+    refusal): the message is not marked sent, the session goes, nothing is delivered."""
+    relay = _Relay()
+    relay.glue = b"250 2.0.0 queued as early\r\n"
+    relay.refuse[b"BODY"] = b"554 5.6.0 content refused\r\n"
+
+    async def scenario() -> list[str]:
+        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
+        outcomes = []
+        for n in range(2):
+            try:
+                await pool.send(_message(n))
+                outcomes.append("sent")
+            except DeliveryError as exc:
+                outcomes.append(f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}")
+            relay.glue = b""
+            relay.refuse.clear()
+        await pool.close()
+        server.close()
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["DATA: RETRY None", "sent"]
+    assert [b.split(b"\r\n")[0] for b in relay.bodies] == [b"Subject: 1"] and relay.connections == 2

@@ -447,13 +447,18 @@ async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int, replies: l
     parsed reply waits to be picked up, so replies to commands written together could be
     lost. While the group is read, every byte the server sends goes to the protocol's buffer,
     and replies are parsed from it in order. A lost connection or an EOF still fails the wait
-    (aiosmtplib sets its error on the protocol's waiter)."""
+    (aiosmtplib sets its error on the protocol's waiter). A server that says more than it is
+    asked leaves replies no command can be paired with: its session carries no other message.
+    """
     protocol = client.protocol
     if protocol is None or protocol._command_lock is None:  # lost, e.g. while `before_data` ran
         raise aiosmtplib.SMTPServerDisconnected("Server not connected")
     lock = protocol._command_lock
     loop = asyncio.get_running_loop()
     buffer = protocol._buffer
+    if buffer:
+        client.close()
+        raise aiosmtplib.SMTPServerDisconnected("Unrequested data from the server")
     timeout = client.timeout
     deadline = None if timeout is None else loop.time() + timeout
 
@@ -486,6 +491,8 @@ async def _exchange(client: aiosmtplib.SMTP, data: bytes, count: int, replies: l
                     except TimeoutError as exc:
                         raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from exc
                     protocol._response_waiter = loop.create_future() if protocol.transport is not None else None
+                if buffer:
+                    client.close()
             finally:
                 del protocol.data_received
                 if protocol._response_waiter is not None and protocol._response_waiter.done():
