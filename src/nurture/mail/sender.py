@@ -296,6 +296,10 @@ class SmtpPool:
         None to send them one at a time."""
         if not (self.settings.smtp_pipelining and _plain_protocol(client.protocol)):
             return None
+        if not type(asyncio.get_running_loop()).__module__.startswith("asyncio."):
+            # The group's replies are read by swapping the protocol's `data_received`, which
+            # asyncio's own transports look up at every read; another loop (uvloop) need not.
+            return None
         if client.is_ehlo_or_helo_needed or not client.supports_extension("pipelining"):
             return None
         return dot_stuffed(data)
