@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosmtplib
@@ -15,7 +16,6 @@ import trustme
 
 from nurture.config import Settings
 from nurture.mail.message import BuiltMessage
-from nurture.mail.replies import Phase
 from nurture.mail.sender import DeliveryError, SmtpPool
 
 
@@ -117,22 +117,41 @@ def _message(n: int) -> BuiltMessage:
     return BuiltMessage("bounce@acme.example", f"lead{n}@alpha.example", f"<{n}@acme.example>", data)
 
 
-async def _send_all(relay: _Relay, count: int, **settings: object) -> list[str]:
-    """Send `count` messages over one connection; what became of each."""
-    server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
+@asynccontextmanager
+async def _serving(relay: _Relay, tls: ssl.SSLContext | None = None, **settings: object) -> AsyncIterator[SmtpPool]:
+    """A pool of one connection to `relay`, served on a port of its own while the block runs."""
+    server = await asyncio.start_server(relay.serve, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     pool = SmtpPool(Settings(smtp_port=port, smtp_pool_size=1, **settings))  # type: ignore[arg-type]
-    outcomes = []
-    for n in range(count):
-        try:
-            await pool.send(_message(n))
-            outcomes.append("sent")
-        except DeliveryError as exc:
-            outcomes.append(f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}")
-    await pool.close()
-    server.close()
-    await server.wait_closed()
-    return outcomes
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+
+def _outcome(exc: DeliveryError) -> str:
+    return f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}"
+
+
+async def _send_all(
+    relay: _Relay, count: int, *, heal: bool = False, tls: ssl.SSLContext | None = None, **settings: object
+) -> list[str]:
+    """Send `count` messages over one pool; what became of each. `heal`: the relay behaves
+    once the first message is done (no refusal, nothing glued)."""
+    async with _serving(relay, tls, **settings) as pool:
+        outcomes = []
+        for n in range(count):
+            try:
+                await pool.send(_message(n))
+                outcomes.append("sent")
+            except DeliveryError as exc:
+                outcomes.append(_outcome(exc))
+            if heal:
+                relay.refuse.clear()
+                relay.glue = b""
+        return outcomes
 
 
 def _commands(relay: _Relay) -> list[list[bytes]]:
@@ -199,22 +218,7 @@ def test_after_a_refusal_the_same_connection_carries_the_next_message() -> None:
     relay = _Relay()
     relay.refuse[b"RCPT"] = b"550 5.1.1 no such user\r\n"
 
-    async def scenario() -> list[str]:
-        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
-        outcomes = []
-        for n in range(2):
-            try:
-                await pool.send(_message(n))
-                outcomes.append("sent")
-            except DeliveryError as exc:
-                outcomes.append(exc.verdict.phase.name)
-            relay.refuse.clear()
-        await pool.close()
-        server.close()
-        return outcomes
-
-    assert asyncio.run(scenario()) == [Phase.RCPT.name, "sent"]
+    assert asyncio.run(_send_all(relay, 2, heal=True)) == ["RCPT: BOUNCE 550", "sent"]
     assert relay.connections == 1 and len(relay.bodies) == 1
 
 
@@ -223,22 +227,7 @@ def test_a_server_that_takes_data_after_refusing_the_recipient_gets_no_body_and_
     relay.refuse[b"RCPT"] = b"550 5.1.1 no such user\r\n"
     relay.data_after_refusal = True
 
-    async def scenario() -> list[str]:
-        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
-        outcomes = []
-        for n in range(2):
-            try:
-                await pool.send(_message(n))
-                outcomes.append("sent")
-            except DeliveryError as exc:
-                outcomes.append(exc.verdict.phase.name)
-            relay.refuse.clear()
-        await pool.close()
-        server.close()
-        return outcomes
-
-    assert asyncio.run(scenario()) == [Phase.RCPT.name, "sent"]
+    assert asyncio.run(_send_all(relay, 2, heal=True)) == ["RCPT: BOUNCE 550", "sent"]
     # The first session waited for a body that never came; the next message went on a new one.
     assert relay.connections == 2 and len(relay.bodies) == 1
 
@@ -248,15 +237,11 @@ def test_before_data_runs_once_the_envelope_is_accepted_and_before_any_body_byte
     seen: list[tuple[list[list[bytes]], int]] = []
 
     async def scenario() -> None:
-        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
-
         async def before_data() -> None:
             seen.append((_commands(relay), len(relay.bodies)))
 
-        await pool.send(_message(0), before_data)
-        await pool.close()
-        server.close()
+        async with _serving(relay) as pool:
+            await pool.send(_message(0), before_data)
 
     asyncio.run(scenario())
     ((commands, bodies),) = seen
@@ -267,23 +252,16 @@ def test_before_data_runs_once_the_envelope_is_accepted_and_before_any_body_byte
 def test_a_failing_before_data_leaves_the_server_without_a_body_and_drops_the_connection() -> None:
     relay = _Relay()
 
-    async def scenario() -> list[str]:
-        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
-
+    async def scenario() -> None:
         async def before_data() -> None:
             raise RuntimeError("the previous send's mark did not commit")
 
-        outcomes = []
-        with pytest.raises(RuntimeError):
-            await pool.send(_message(0), before_data)
-        await pool.send(_message(1))
-        outcomes.append("sent")
-        await pool.close()
-        server.close()
-        return outcomes
+        async with _serving(relay) as pool:
+            with pytest.raises(RuntimeError):
+                await pool.send(_message(0), before_data)
+            await pool.send(_message(1))
 
-    assert asyncio.run(scenario()) == ["sent"]
+    asyncio.run(scenario())
     assert [b.split(b"\r\n")[0] for b in relay.bodies] == [b"Subject: 1"] and relay.connections == 2
     assert b"Subject: 0" not in b"".join(relay.reads)
 
@@ -292,17 +270,16 @@ def test_after_a_group_the_session_answers_aiosmtplibs_own_commands_in_order() -
     relay = _Relay()
 
     async def scenario() -> list[int]:
-        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
-        await pool.send(_message(0))
-        client = pool._idle.get_nowait()
-        codes = [(await client.noop()).code, (await client.rset()).code]
-        pool._idle.put_nowait(client)
-        await pool.send(_message(1))
-        client = pool._idle.get_nowait()
-        codes.append((await client.quit()).code)
-        server.close()
-        return codes
+        async with _serving(relay) as pool:
+            await pool.send(_message(0))
+            client = pool._idle.get_nowait()
+            codes = [(await client.noop()).code, (await client.rset()).code]
+            pool._idle.put_nowait(client)
+            await pool.send(_message(1))
+            client = pool._idle.get_nowait()
+            codes.append((await client.quit()).code)
+            pool._idle.put_nowait(client)
+            return codes
 
     assert asyncio.run(scenario()) == [250, 250, 221]
 
@@ -317,23 +294,8 @@ def test_over_implicit_tls_replies_that_arrive_a_byte_at_a_time_are_all_read_in_
     relay = _Relay(trickle=True)
     relay.refuse[b"RCPT"] = b"550 5.1.1 no such user\r\n"
 
-    async def scenario() -> list[str]:
-        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0, ssl=context)
-        port = server.sockets[0].getsockname()[1]
-        pool = SmtpPool(Settings(smtp_port=port, smtp_pool_size=1, smtp_tls=True, smtp_ca_file=str(ca_file)))
-        outcomes = []
-        for n in range(3):
-            try:
-                await pool.send(_message(n))
-                outcomes.append("sent")
-            except DeliveryError as exc:
-                outcomes.append(exc.verdict.phase.name)
-            relay.refuse.clear()
-        await pool.close()
-        server.close()
-        return outcomes
-
-    assert asyncio.run(scenario()) == [Phase.RCPT.name, "sent", "sent"]
+    sent = _send_all(relay, 3, heal=True, tls=context, smtp_tls=True, smtp_ca_file=str(ca_file))
+    assert asyncio.run(sent) == ["RCPT: BOUNCE 550", "sent", "sent"]
     assert [c for c in _commands(relay) if c and c[0] == b"MAIL"] == [[b"MAIL", b"RCPT", b"DATA"]] * 3
     assert relay.connections == 1 and len(relay.bodies) == 2
 
@@ -411,23 +373,8 @@ def test_a_session_that_said_421_to_the_envelope_is_not_reused_even_if_the_serve
         relay = _Relay(pipelining=pipelining)
         relay.refuse[command] = b"421 4.3.2 shutting down\r\n"
 
-        async def scenario(relay: _Relay = relay) -> list[str]:
-            server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-            port = server.sockets[0].getsockname()[1]
-            pool = SmtpPool(Settings(smtp_port=port, smtp_pool_size=1, smtp_pause_seconds=0))
-            outcomes = []
-            for n in range(2):
-                try:
-                    await pool.send(_message(n))
-                    outcomes.append("sent")
-                except DeliveryError as exc:
-                    outcomes.append(f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}")
-                relay.refuse.clear()
-            await pool.close()
-            server.close()
-            return outcomes
-
-        results[pipelining] = asyncio.run(scenario()), relay.connections
+        outcomes = asyncio.run(_send_all(relay, 2, heal=True, smtp_pause_seconds=0))
+        results[pipelining] = outcomes, relay.connections
     assert results[True] == results[False]
     assert results[True][1] == 2
 
@@ -441,31 +388,26 @@ def test_a_connection_lost_while_before_data_runs_leaves_the_message_to_retry() 
         relay.hang_up_after = b"DATA" if pipelining else b"RCPT"  # the last command before the wait
 
         async def scenario(relay: _Relay = relay) -> list[str]:
-            server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-            pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
-            clients: list[aiosmtplib.SMTP] = []
-            make = pool._client
+            async with _serving(relay) as pool:
+                clients: list[aiosmtplib.SMTP] = []
+                make = pool._client
 
-            def client() -> aiosmtplib.SMTP:
-                clients.append(make())
-                return clients[-1]
+                def client() -> aiosmtplib.SMTP:
+                    clients.append(make())
+                    return clients[-1]
 
-            pool._client = client  # type: ignore[method-assign]
+                pool._client = client  # type: ignore[method-assign]
 
-            async def before_data() -> None:
-                async with asyncio.timeout(10):
-                    while clients[0].protocol is not None:  # until the pool's session has seen the hang-up
-                        await asyncio.sleep(0.01)
+                async def before_data() -> None:
+                    async with asyncio.timeout(10):
+                        while clients[0].protocol is not None:  # until the pool's session has seen the hang-up
+                            await asyncio.sleep(0.01)
 
-            outcomes = []
-            try:
-                await pool.send(_message(0), before_data)
-                outcomes.append("sent")
-            except DeliveryError as exc:
-                outcomes.append(f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}")
-            await pool.close()
-            server.close()
-            return outcomes
+                try:
+                    await pool.send(_message(0), before_data)
+                    return ["sent"]
+                except DeliveryError as exc:
+                    return [_outcome(exc)]
 
         results[pipelining] = asyncio.run(scenario())
     assert results[True] == results[False] == ["DATA: RETRY None"]
@@ -489,21 +431,5 @@ def test_a_server_that_says_more_than_it_was_asked_gets_no_body_and_a_new_connec
     relay.glue = b"250 2.0.0 queued as early\r\n"
     relay.refuse[b"BODY"] = b"554 5.6.0 content refused\r\n"
 
-    async def scenario() -> list[str]:
-        server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-        pool = SmtpPool(Settings(smtp_port=server.sockets[0].getsockname()[1], smtp_pool_size=1))
-        outcomes = []
-        for n in range(2):
-            try:
-                await pool.send(_message(n))
-                outcomes.append("sent")
-            except DeliveryError as exc:
-                outcomes.append(f"{exc.verdict.phase.name}: {exc.verdict.action.name} {exc.verdict.code}")
-            relay.glue = b""
-            relay.refuse.clear()
-        await pool.close()
-        server.close()
-        return outcomes
-
-    assert asyncio.run(scenario()) == ["DATA: RETRY None", "sent"]
+    assert asyncio.run(_send_all(relay, 2, heal=True)) == ["DATA: RETRY None", "sent"]
     assert [b.split(b"\r\n")[0] for b in relay.bodies] == [b"Subject: 1"] and relay.connections == 2
