@@ -424,10 +424,11 @@ def test_a_reply_dribbled_a_byte_at_a_time_times_out_as_one_reply_would() -> Non
     assert results[True] == results[False] == ["MAIL: RETRY None"]
 
 
-def test_a_server_that_says_more_than_it_was_asked_gets_no_body_and_a_new_connection() -> None:
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-at-a-time"])
+def test_a_server_that_says_more_than_it_was_asked_gets_no_body_and_a_new_connection(pipelining: bool) -> None:
     """A reply glued after the 354 could only be mistaken for the verdict on the body (here a
     refusal): the message is not marked sent, the session goes, nothing is delivered."""
-    relay = _Relay()
+    relay = _Relay(pipelining=pipelining)
     relay.glue = b"250 2.0.0 queued as early\r\n"
     relay.refuse[b"BODY"] = b"554 5.6.0 content refused\r\n"
 

@@ -296,10 +296,6 @@ class SmtpPool:
         None to send them one at a time."""
         if not (self.settings.smtp_pipelining and _plain_protocol(client.protocol)):
             return None
-        if not type(asyncio.get_running_loop()).__module__.startswith("asyncio."):
-            # The group's replies are read by swapping the protocol's `data_received`, which
-            # asyncio's own transports look up at every read; another loop (uvloop) need not.
-            return None
         if client.is_ehlo_or_helo_needed or not client.supports_extension("pipelining"):
             return None
         return dot_stuffed(data)
@@ -348,38 +344,25 @@ class SmtpPool:
         if reply.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
 
-    @staticmethod
-    async def _data(client: aiosmtplib.SMTP, data: bytes) -> None:
+    @classmethod
+    async def _data(cls, client: aiosmtplib.SMTP, data: bytes) -> None:
         """DATA and the body, the same bytes on the wire as aiosmtplib's `data` sends and with
         the same errors, but without its two regular-expression passes over every message (line
         endings, then dot-stuffing: 0.4 M instructions a message, a sixth of the sender's work):
         `build_message` ends every line in CRLF, so stuffing is one bytes replace. Anything else,
         or an aiosmtplib whose protocol is not the one this was written against, goes through
-        `data`."""
-        protocol = client.protocol
+        `data`. The replies are read as a pipelined group's are (`_exchange`), so a stray reply
+        is never taken for the verdict on the body here either."""
         stuffed = dot_stuffed(data)
-        if stuffed is None or client.is_ehlo_or_helo_needed or not _plain_protocol(protocol):
+        if stuffed is None or client.is_ehlo_or_helo_needed or not _plain_protocol(client.protocol):
             await client.data(data)
             return
-        assert protocol is not None
-        lock = protocol._command_lock
-        if lock is None:
-            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
-        try:
-            async with lock:  # as SMTPProtocol.execute_data_command does
-                protocol._response_pending = True
-                protocol.write(b"DATA\r\n")
-                reply = await protocol.read_response(timeout=client.timeout)
-                if reply.code != aiosmtplib.SMTPStatus.start_input:
-                    raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-                protocol._response_pending = True
-                protocol.write(stuffed)
-                reply = await protocol.read_response(timeout=client.timeout)
-                if reply.code != aiosmtplib.SMTPStatus.completed:
-                    raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-            client.close()
-            raise
+        replies: list[SMTPResponse] = []
+        await _exchange(client, b"DATA\r\n", 1, replies)
+        (reply,) = replies
+        if reply.code != aiosmtplib.SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        await cls._body(client, stuffed)
 
     @staticmethod
     async def _greet(client: aiosmtplib.SMTP) -> None:
@@ -432,13 +415,14 @@ _DATA_OURSELVES = aiosmtplib.__version__.split(".")[0] == "5"  # the release who
 
 
 def _plain_protocol(protocol: object) -> bool:
-    """aiosmtplib's own protocol, with the state its `execute_data_command` keeps (5.x); any
-    other release sends DATA through `client.data`."""
+    """aiosmtplib's own protocol, with the state `_exchange` reads (5.x), on asyncio's own event
+    loop, whose transports look up the protocol's `data_received` at every read (another loop,
+    uvloop, need not); anything else sends one command at a time and DATA through `client.data`."""
     return (
         _DATA_OURSELVES
         and type(protocol) is SMTPProtocol
-        and "_command_lock" in vars(protocol)
-        and "_response_pending" in vars(protocol)
+        and all(name in vars(protocol) for name in ("_command_lock", "_buffer", "_response_waiter"))
+        and type(asyncio.get_running_loop()).__module__.startswith("asyncio.")
     )
 
 
